@@ -1,0 +1,33 @@
+// Column sums for bias gradients: out(j) = sum_r x(r, j), x is (rows, cols) row-major.
+// One invocation per column, rows summed in a fixed order: no atomics, so the result is
+// bitwise reproducible on a given adapter.
+
+struct ColSum {
+    rows: u32, cols: u32, in_off: u32, out_off: u32,
+}
+
+override WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: ColSum;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn col_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    if (j >= p.cols) {
+        return;
+    }
+    // Four interleaved partial sums: shorter dependency chains and less rounding drift
+    // over long columns, still one fixed order.
+    var s = vec4<f32>();
+    var r = 0u;
+    for (; r + 4u <= p.rows; r += 4u) {
+        let base = p.in_off + r * p.cols + j;
+        s += vec4<f32>(x[base], x[base + p.cols], x[base + 2u * p.cols], x[base + 3u * p.cols]);
+    }
+    for (; r < p.rows; r++) {
+        s.x += x[p.in_off + r * p.cols + j];
+    }
+    out[p.out_off + j] = (s.x + s.y) + (s.z + s.w);
+}

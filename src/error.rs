@@ -1,0 +1,117 @@
+//! The library's one error type: every variant says what was wrong and what to do.
+
+use std::fmt;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `wgpu-rnn`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No usable adapter was found at all.
+    #[error(
+        "no GPU adapter found (backends tried: {backends}). Install a GPU driver with Vulkan, \
+         Metal, DX12 or OpenGL support; on a machine without a GPU install Mesa's software \
+         Vulkan driver lavapipe (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`), \
+         or run `.ci/install-adapter`"
+    )]
+    NoAdapter { backends: String },
+
+    /// `WGPU_ADAPTER_NAME` (or the requested name) matched none of the adapters present.
+    #[error(
+        "no adapter name contains {wanted:?}; adapters present: {available}. \
+         Unset WGPU_ADAPTER_NAME or set it to part of one of these names"
+    )]
+    AdapterNotFound { wanted: String, available: String },
+
+    /// The adapter refused to create a device.
+    #[error("adapter {adapter:?} could not create a device: {reason}")]
+    RequestDevice { adapter: String, reason: String },
+
+    /// A tensor argument had the wrong shape.
+    #[error("{what} has shape {got:?}, expected {expected}")]
+    Shape {
+        what: &'static str,
+        expected: String,
+        got: Vec<usize>,
+    },
+
+    /// A size that must be positive was zero.
+    #[error("{what} must be at least 1, got 0")]
+    ZeroSize { what: &'static str },
+
+    /// Host data did not have as many elements as the shape it was given.
+    #[error("{what}: shape {shape:?} holds {expected} values but {got} were given")]
+    DataLength {
+        what: &'static str,
+        shape: Vec<usize>,
+        expected: usize,
+        got: usize,
+    },
+
+    /// A size too large for this implementation or this device.
+    #[error("{what} = {value} exceeds the limit {limit} ({why})")]
+    TooLarge {
+        what: &'static str,
+        value: u64,
+        limit: u64,
+        why: &'static str,
+    },
+
+    /// `backward` was called without a matching `forward`.
+    #[error("backward needs a forward pass first: {0}")]
+    NoForward(&'static str),
+
+    /// A tensor from another device was passed in.
+    #[error("{0} lives on a different GPU device than the model; upload it with the model's Gpu")]
+    WrongDevice(&'static str),
+
+    /// wgpu reported a validation, out-of-memory or internal error.
+    #[error("GPU error during {during}: {kind}: {message}")]
+    Gpu {
+        during: &'static str,
+        kind: GpuErrorKind,
+        message: String,
+    },
+
+    /// Reading a buffer back from the GPU failed (device lost, or mapping refused).
+    #[error("reading a tensor back from the GPU failed: {0}")]
+    Readback(String),
+}
+
+/// The kind of error wgpu reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuErrorKind {
+    Validation,
+    OutOfMemory,
+    Internal,
+}
+
+impl fmt::Display for GpuErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GpuErrorKind::Validation => "validation error",
+            GpuErrorKind::OutOfMemory => "out of GPU memory",
+            GpuErrorKind::Internal => "internal error",
+        })
+    }
+}
+
+impl Error {
+    pub(crate) fn from_wgpu(during: &'static str, e: wgpu::Error) -> Self {
+        let (kind, message) = match e {
+            wgpu::Error::OutOfMemory { .. } => (
+                GpuErrorKind::OutOfMemory,
+                "reduce the batch size, sequence length or hidden size".to_string(),
+            ),
+            wgpu::Error::Validation { description, .. } => (GpuErrorKind::Validation, description),
+            wgpu::Error::Internal { description, .. } => (GpuErrorKind::Internal, description),
+        };
+        Error::Gpu {
+            during,
+            kind,
+            message,
+        }
+    }
+}

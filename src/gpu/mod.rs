@@ -1,0 +1,291 @@
+//! The device: adapter choice, the context that owns device and queue, kernels, tensors.
+
+mod kernels;
+mod tensor;
+
+use std::sync::Arc;
+
+pub(crate) use kernels::{ColSumSpec, Epilogue, GemmSpec, Operand, Plan, PlanBuilder};
+pub use tensor::GpuTensor;
+
+use crate::error::{Error, Result};
+use kernels::Kernels;
+
+/// Which adapter to use. `Default` honours nothing; [`GpuOptions::from_env`] reads
+/// `WGPU_BACKEND` (e.g. `vulkan`, `gl`, `metal`, `dx12`, comma separated) and
+/// `WGPU_ADAPTER_NAME` (a case-insensitive part of the adapter's name).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct GpuOptions {
+    /// Backends to consider; all of them when `None`.
+    pub backends: Option<wgpu::Backends>,
+    /// Pick the first adapter whose name contains this (case-insensitive).
+    pub adapter_name: Option<String>,
+}
+
+impl GpuOptions {
+    /// Options from `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
+    pub fn from_env() -> Self {
+        GpuOptions {
+            backends: wgpu::Backends::from_env(),
+            adapter_name: std::env::var("WGPU_ADAPTER_NAME")
+                .ok()
+                .filter(|s| !s.trim().is_empty()),
+        }
+    }
+}
+
+/// What the chosen adapter is, for logs and benchmark tables.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: wgpu::Backend,
+    pub device_type: wgpu::DeviceType,
+    pub driver: String,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({:?}, {:?}{}{})",
+            self.name,
+            self.backend,
+            self.device_type,
+            if self.driver.is_empty() { "" } else { ", " },
+            self.driver
+        )
+    }
+}
+
+impl From<wgpu::AdapterInfo> for AdapterSummary {
+    fn from(info: wgpu::AdapterInfo) -> Self {
+        let driver = [info.driver, info.driver_info]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        AdapterSummary {
+            name: info.name,
+            backend: info.backend,
+            device_type: info.device_type,
+            driver,
+        }
+    }
+}
+
+/// The GPU context: device, queue, adapter facts and the pipeline cache. Cheap to clone
+/// (shared inside); everything on one device goes through one `Gpu`.
+#[derive(Clone)]
+pub struct Gpu {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: AdapterSummary,
+    kernels: Kernels,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.inner.adapter)
+            .finish()
+    }
+}
+
+/// Preference among adapters when no name is given: real GPUs first, then software.
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let ty = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (ty, backend)
+}
+
+impl Gpu {
+    /// Picks an adapter as [`GpuOptions::from_env`] says and creates a device on it.
+    pub fn new() -> Result<Self> {
+        Self::with_options(&GpuOptions::from_env())
+    }
+
+    /// Picks an adapter as `options` says and creates a device on it.
+    pub fn with_options(options: &GpuOptions) -> Result<Self> {
+        pollster::block_on(Self::with_options_async(options))
+    }
+
+    /// Async form of [`Gpu::with_options`].
+    pub async fn with_options_async(options: &GpuOptions) -> Result<Self> {
+        let backends = options.backends.unwrap_or(wgpu::Backends::all());
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapter = Self::choose(&instance, backends, options.adapter_name.as_deref()).await?;
+        let info = adapter.get_info();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-rnn"),
+                required_features: wgpu::Features::empty(),
+                required_limits: adapter.limits(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
+        // Errors outside our error scopes must not abort the host process.
+        device.on_uncaptured_error(Arc::new(|e| {
+            eprintln!("wgpu-rnn: uncaptured GPU error: {e}")
+        }));
+        Ok(Self::build(device, queue, info.into()))
+    }
+
+    /// Lists every adapter the backends in `options` can see (for `info`-style reports).
+    pub fn adapters(options: &GpuOptions) -> Vec<AdapterSummary> {
+        let backends = options.backends.unwrap_or(wgpu::Backends::all());
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        pollster::block_on(instance.enumerate_adapters(backends))
+            .into_iter()
+            .map(|a| a.get_info().into())
+            .collect()
+    }
+
+    async fn choose(
+        instance: &wgpu::Instance,
+        backends: wgpu::Backends,
+        name: Option<&str>,
+    ) -> Result<wgpu::Adapter> {
+        let mut adapters = instance.enumerate_adapters(backends).await;
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter {
+                backends: format!("{backends:?}"),
+            });
+        }
+        adapters.sort_by_key(|a| rank(&a.get_info()));
+        match name {
+            None => Ok(adapters.swap_remove(0)),
+            Some(wanted) => {
+                let needle = wanted.to_lowercase();
+                let pos = adapters
+                    .iter()
+                    .position(|a| a.get_info().name.to_lowercase().contains(&needle));
+                match pos {
+                    Some(i) => Ok(adapters.swap_remove(i)),
+                    None => Err(Error::AdapterNotFound {
+                        wanted: wanted.to_string(),
+                        available: adapters
+                            .iter()
+                            .map(|a| {
+                                let i = a.get_info();
+                                format!("{:?} ({:?})", i.name, i.backend)
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Wraps a caller's own device and queue, for embedding in a program that already
+    /// uses wgpu. The caller keeps control of the device's error handler.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let info = device.adapter_info();
+        Self::build(device, queue, info.into())
+    }
+
+    fn build(device: wgpu::Device, queue: wgpu::Queue, adapter: AdapterSummary) -> Self {
+        let kernels = Kernels::new(&device);
+        Gpu {
+            inner: Arc::new(Inner {
+                device,
+                queue,
+                adapter,
+                kernels,
+            }),
+        }
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// The adapter this context runs on.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.inner.adapter
+    }
+
+    /// The device's limits (what was granted, not only what the adapter offers).
+    pub fn limits(&self) -> wgpu::Limits {
+        self.inner.device.limits()
+    }
+
+    pub(crate) fn kernels(&self) -> &Kernels {
+        &self.inner.kernels
+    }
+
+    pub(crate) fn same_device(&self, other: &Gpu) -> bool {
+        self.inner.device == other.inner.device
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and turns anything wgpu
+    /// reported into an [`Error::Gpu`].
+    pub(crate) fn scoped<R>(&self, during: &'static str, f: impl FnOnce() -> R) -> Result<R> {
+        let device = &self.inner.device;
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let r = f();
+        let errors = [
+            pollster::block_on(internal.pop()),
+            pollster::block_on(validation.pop()),
+            pollster::block_on(oom.pop()),
+        ];
+        match errors.into_iter().flatten().next() {
+            Some(e) => Err(Error::from_wgpu(during, e)),
+            None => Ok(r),
+        }
+    }
+
+    /// Submits one command buffer, checking for GPU errors.
+    pub(crate) fn submit(&self, during: &'static str, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.scoped(during, || {
+            self.inner.queue.submit([encoder.finish()]);
+        })
+    }
+
+    /// Blocks until all submitted work has finished.
+    pub fn wait(&self) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Readback(e.to_string()))
+    }
+
+    /// Uploads `data` as a tensor of `shape`.
+    pub fn tensor(&self, shape: &[usize], data: &[f32]) -> Result<GpuTensor> {
+        GpuTensor::from_slice(self, shape, data)
+    }
+
+    /// A zero-filled tensor of `shape`.
+    pub fn zeros(&self, shape: &[usize]) -> Result<GpuTensor> {
+        GpuTensor::zeros(self, shape)
+    }
+}

@@ -1,0 +1,171 @@
+//! Device tensors: an f32 storage buffer with a shape, uploaded and downloaded explicitly.
+
+use super::Gpu;
+use crate::error::{Error, Result};
+
+/// A dense, row-major f32 tensor in GPU memory.
+#[derive(Clone)]
+pub struct GpuTensor {
+    gpu: Gpu,
+    buffer: wgpu::Buffer,
+    shape: Vec<usize>,
+}
+
+impl std::fmt::Debug for GpuTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuTensor")
+            .field("shape", &self.shape)
+            .finish()
+    }
+}
+
+pub(crate) fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+impl GpuTensor {
+    /// An uninitialised-by-contract (zeroed by wgpu) tensor; `what` names it in errors.
+    pub(crate) fn empty(gpu: &Gpu, shape: &[usize], what: &'static str) -> Result<Self> {
+        let bytes = (numel(shape) as u64).saturating_mul(4);
+        let max = gpu.limits().max_buffer_size;
+        if bytes > max {
+            return Err(Error::TooLarge {
+                what,
+                value: bytes,
+                limit: max,
+                why: "bytes in one buffer, the device's max_buffer_size",
+            });
+        }
+        let buffer = gpu.scoped("allocating a tensor", || {
+            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(what),
+                // wgpu cannot bind an empty buffer; keep one element at least.
+                size: bytes.max(4),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        Ok(GpuTensor {
+            gpu: gpu.clone(),
+            buffer,
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// A zero-filled tensor.
+    pub fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Self> {
+        Self::empty(gpu, shape, "tensor")
+    }
+
+    /// Uploads `data` (row-major, `shape.iter().product()` values).
+    pub fn from_slice(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Result<Self> {
+        check_len("tensor data", shape, data.len())?;
+        let t = Self::empty(gpu, shape, "tensor")?;
+        t.write(data)?;
+        Ok(t)
+    }
+
+    /// Overwrites the contents with `data` (same number of values as the shape holds).
+    pub fn write(&self, data: &[f32]) -> Result<()> {
+        check_len("tensor write", &self.shape, data.len())?;
+        if !data.is_empty() {
+            self.gpu.scoped("writing a tensor", || {
+                self.gpu
+                    .queue()
+                    .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data))
+            })?;
+        }
+        Ok(())
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The buffer, for callers that record their own GPU work on it.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.len() as u64 * 4
+    }
+
+    /// Copies the tensor to the host, blocking until the GPU is done.
+    pub fn download(&self) -> Result<Vec<f32>> {
+        pollster::block_on(self.download_async())
+    }
+
+    /// Copies the tensor to the host. The map request is answered through a
+    /// futures-intrusive oneshot channel; on native backends the device must be polled for
+    /// it to complete, which this future does (blocking) before awaiting the answer.
+    pub async fn download_async(&self) -> Result<Vec<f32>> {
+        if self.is_empty() {
+            return Ok(Vec::new());
+        }
+        let gpu = &self.gpu;
+        let size = self.bytes();
+        let staging = gpu.scoped("creating a readback buffer", || {
+            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let mut encoder = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
+        encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, size);
+        gpu.submit("copying a tensor for readback", encoder)?;
+
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            sender.send(r).ok();
+        });
+        gpu.wait()?;
+        match receiver.receive().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
+            None => return Err(Error::Readback("the map request was dropped".into())),
+        }
+        let data = {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(data)
+    }
+}
+
+pub(crate) fn check_len(what: &'static str, shape: &[usize], got: usize) -> Result<()> {
+    let expected = numel(shape);
+    if expected != got {
+        return Err(Error::DataLength {
+            what,
+            shape: shape.to_vec(),
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! wgpu-rnn: basic (Elman) recurrent neural networks trained and run on any GPU through
+//! wgpu compute shaders, with a plain CPU reference ([`cpu`]) that checks every result.
+
+pub mod cpu;
+mod error;
+pub mod gpu;
+pub mod model;
+
+pub use error::{Error, GpuErrorKind, Result};
+pub use gpu::{AdapterSummary, Gpu, GpuOptions, GpuTensor};
+pub use model::{Activation, CallStats, ForwardOutput, Gradients, Params, Rnn, RnnConfig};

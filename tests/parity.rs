@@ -1,0 +1,219 @@
+//! GPU forward and backward against the CPU reference, every output and every gradient.
+
+mod common;
+
+use common::{assert_close, gpu, uniform, widen};
+use wgpu_rnn::{cpu, Activation, Params, Rnn, RnnConfig};
+
+struct Case {
+    t: usize,
+    b: usize,
+    i: usize,
+    h: usize,
+    o: usize,
+    act: Activation,
+    /// Scale of the uniform inputs x.
+    x_scale: f32,
+    with_h0: bool,
+    with_dh_last: bool,
+}
+
+impl Case {
+    fn new(t: usize, b: usize, i: usize, h: usize, o: usize) -> Self {
+        Case {
+            t,
+            b,
+            i,
+            h,
+            o,
+            act: Activation::Tanh,
+            x_scale: 1.0,
+            with_h0: true,
+            with_dh_last: true,
+        }
+    }
+    fn relu(mut self) -> Self {
+        self.act = Activation::Relu;
+        self
+    }
+}
+
+/// f32 on the GPU against f64 on the CPU from the same f32 inputs. The allowance grows
+/// with the length of the sums involved (T·B rows for weight gradients, T steps of
+/// recurrence): f32 rounding is about 6e-8 per operation.
+fn check(case: Case) {
+    let Case { t, b, i, h, o, .. } = case;
+    let cfg = RnnConfig::new(i, h, o).with_activation(case.act);
+    let seed = (t * 1000 + b * 100 + h) as u64;
+    let params = cfg.init_params(seed);
+    let x = uniform(seed + 1, t * b * i, case.x_scale);
+    let h0 = case.with_h0.then(|| uniform(seed + 2, b * h, 0.5));
+    let dy = uniform(seed + 3, t * b * o, 1.0);
+    let dh_last = case.with_dh_last.then(|| uniform(seed + 4, b * h, 1.0));
+
+    let gpu = gpu();
+    let mut rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
+    let x_gpu = gpu.tensor(&[t, b, i], &x).unwrap();
+    let h0_gpu = h0.as_ref().map(|v| gpu.tensor(&[b, h], v).unwrap());
+    let out = rnn.forward(&x_gpu, h0_gpu.as_ref()).unwrap();
+    let dy_gpu = gpu.tensor(&[t, b, o], &dy).unwrap();
+    let dh_gpu = dh_last.as_ref().map(|v| gpu.tensor(&[b, h], v).unwrap());
+    let grads = rnn.backward(&dy_gpu, dh_gpu.as_ref()).unwrap();
+
+    let p64 = params.to_f64();
+    let x64 = widen(&x);
+    let h0_64 = h0.as_deref().map(widen);
+    let fwd = cpu::forward(&cfg, &p64, &x64, &[t, b, i], h0_64.as_deref()).unwrap();
+    let dh64 = dh_last.as_deref().map(widen);
+    let g = cpu::backward(&cfg, &p64, &x64, &fwd, &widen(&dy), dh64.as_deref()).unwrap();
+
+    let tag = format!("T={t} B={b} I={i} H={h} O={o} {:?}", case.act);
+    let steps = (t as f64).sqrt();
+    let rows = ((t * b) as f64).sqrt();
+    let tol = 2e-6;
+    assert_close(
+        &format!("{tag} y"),
+        &out.y.download().unwrap(),
+        &fwd.y,
+        tol * steps,
+        1e-4,
+    );
+    assert_close(
+        &format!("{tag} h_T"),
+        &out.h_last.download().unwrap(),
+        fwd.h_last(),
+        tol * steps,
+        1e-4,
+    );
+    let gpu_grads = grads.params.try_map(|t| t.download()).unwrap();
+    for ((name, gv), cv) in Params::<()>::NAMES
+        .iter()
+        .zip(gpu_grads.as_array())
+        .zip(g.params.as_array())
+    {
+        assert_close(&format!("{tag} d{name}"), gv, cv, tol * rows * steps, 1e-3);
+    }
+    assert_close(
+        &format!("{tag} dx"),
+        &grads.dx.download().unwrap(),
+        &g.dx,
+        tol * steps,
+        1e-3,
+    );
+    assert_close(
+        &format!("{tag} dh0"),
+        &grads.dh0.download().unwrap(),
+        &g.dh0,
+        tol * steps,
+        1e-3,
+    );
+}
+
+#[test]
+fn shapes_that_are_no_tile_multiple() {
+    check(Case::new(7, 3, 5, 11, 4));
+}
+
+#[test]
+fn shapes_that_are_no_tile_multiple_relu() {
+    check(Case::new(7, 3, 5, 11, 4).relu());
+}
+
+#[test]
+fn tile_multiples() {
+    check(Case::new(8, 8, 16, 32, 8));
+}
+
+#[test]
+fn single_step_and_single_row() {
+    check(Case::new(1, 1, 3, 5, 2));
+}
+
+#[test]
+fn hidden_size_one() {
+    check(Case::new(6, 2, 3, 1, 2));
+}
+
+#[test]
+fn input_size_one_output_size_one() {
+    check(Case::new(9, 5, 1, 7, 1));
+}
+
+#[test]
+fn all_sizes_one() {
+    check(Case::new(1, 1, 1, 1, 1));
+}
+
+#[test]
+fn without_h0_or_dh_last() {
+    check(Case {
+        with_h0: false,
+        with_dh_last: false,
+        ..Case::new(5, 4, 6, 9, 3)
+    });
+}
+
+#[test]
+fn larger_hidden_and_batch() {
+    check(Case::new(12, 33, 20, 130, 17));
+}
+
+#[test]
+fn larger_hidden_and_batch_relu() {
+    check(Case::new(12, 33, 20, 130, 17).relu());
+}
+
+#[test]
+fn long_sequence() {
+    check(Case::new(512, 2, 4, 16, 3));
+}
+
+#[test]
+fn saturating_inputs_give_no_nan() {
+    let case = Case {
+        x_scale: 100.0,
+        ..Case::new(20, 3, 5, 11, 4)
+    };
+    check(case);
+    // And the saturated states are exactly ±1 where the CPU's are.
+    let cfg = RnnConfig::new(5, 11, 4);
+    let gpu = gpu();
+    let mut rnn = Rnn::new(gpu, cfg, 3).unwrap();
+    let x = gpu.tensor(&[20, 3, 5], &uniform(9, 300, 100.0)).unwrap();
+    let h = rnn.forward(&x, None).unwrap().h_last.download().unwrap();
+    assert!(h.iter().all(|v| v.is_finite() && v.abs() <= 1.0), "{h:?}");
+    assert!(
+        h.iter().filter(|v| v.abs() == 1.0).count() > h.len() / 2,
+        "{h:?}"
+    );
+}
+
+#[test]
+fn repeated_calls_and_several_shapes_reuse_workspaces() {
+    let cfg = RnnConfig::new(4, 8, 2);
+    let gpu = gpu();
+    let mut rnn = Rnn::new(gpu, cfg.clone(), 5).unwrap();
+    let params = rnn.params_to_host().unwrap().to_f64();
+    for &(t, b) in &[(3, 2), (5, 1), (3, 2), (9, 4), (5, 1)] {
+        let x = uniform(t as u64, t * b * 4, 1.0);
+        let out = rnn
+            .forward(&gpu.tensor(&[t, b, 4], &x).unwrap(), None)
+            .unwrap();
+        let fwd = cpu::forward(&cfg, &params, &widen(&x), &[t, b, 4], None).unwrap();
+        assert_close("y", &out.y.download().unwrap(), &fwd.y, 1e-5, 1e-4);
+    }
+}
+
+#[test]
+fn dispatch_and_submit_counts() {
+    let (t, b) = (10, 3);
+    let gpu = gpu();
+    let mut rnn = Rnn::new(gpu, RnnConfig::new(4, 8, 2), 1).unwrap();
+    let x = gpu.zeros(&[t, b, 4]).unwrap();
+    rnn.forward(&x, None).unwrap();
+    let f = rnn.last_call_stats();
+    assert_eq!((f.dispatches, f.submits), (t + 2, 1));
+    rnn.backward(&gpu.zeros(&[t, b, 2]).unwrap(), None).unwrap();
+    let bw = rnn.last_call_stats();
+    assert_eq!((bw.dispatches, bw.submits), (t + 8, 1));
+}
