@@ -64,7 +64,7 @@ pub enum Error {
     NoForward(&'static str),
 
     /// A tensor from another device was passed in.
-    #[error("{0} lives on a different GPU device than the model; upload it with the model's Gpu")]
+    #[error("{0} was made by another Gpu context than the model; create it with the model's Gpu (`rnn.gpu()`) or a clone of it")]
     WrongDevice(&'static str),
 
     /// wgpu reported a validation, out-of-memory or internal error.

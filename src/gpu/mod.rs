@@ -33,6 +33,16 @@ impl GpuOptions {
                 .filter(|s| !s.trim().is_empty()),
         }
     }
+
+    pub fn with_backends(mut self, backends: wgpu::Backends) -> Self {
+        self.backends = Some(backends);
+        self
+    }
+
+    pub fn with_adapter_name(mut self, name: impl Into<String>) -> Self {
+        self.adapter_name = Some(name.into());
+        self
+    }
 }
 
 /// What the chosen adapter is, for logs and benchmark tables.
@@ -240,8 +250,10 @@ impl Gpu {
         &self.inner.kernels
     }
 
+    /// Whether `other` is this context or a clone of it. (wgpu's own `Device` equality
+    /// compares ids that repeat across instances, so it cannot tell two devices apart.)
     pub(crate) fn same_device(&self, other: &Gpu) -> bool {
-        self.inner.device == other.inner.device
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes and turns anything wgpu

@@ -1,0 +1,152 @@
+//! Bad input gives typed errors, never a panic.
+
+mod common;
+
+use common::gpu;
+use wgpu_rnn::{cpu, Error, Gpu, GpuOptions, Rnn, RnnConfig};
+
+fn model() -> Rnn {
+    Rnn::new(gpu(), RnnConfig::new(3, 4, 2), 0).unwrap()
+}
+
+#[test]
+fn x_with_wrong_input_size() {
+    let mut rnn = model();
+    let x = gpu().zeros(&[5, 2, 4]).unwrap();
+    let e = rnn.forward(&x, None).unwrap_err();
+    assert!(matches!(e, Error::Shape { what: "x", .. }), "{e}");
+    assert!(e.to_string().contains("(T, B, 3)"), "{e}");
+}
+
+#[test]
+fn x_with_wrong_rank() {
+    let mut rnn = model();
+    let x = gpu().zeros(&[10, 3]).unwrap();
+    assert!(matches!(rnn.forward(&x, None), Err(Error::Shape { .. })));
+}
+
+#[test]
+fn zero_sized_sequence_or_batch() {
+    let mut rnn = model();
+    for shape in [[0, 2, 3], [5, 0, 3]] {
+        let x = gpu().zeros(&shape).unwrap();
+        let e = rnn.forward(&x, None).unwrap_err();
+        assert!(matches!(e, Error::ZeroSize { .. }), "{shape:?}: {e}");
+    }
+}
+
+#[test]
+fn zero_sized_config() {
+    for cfg in [
+        RnnConfig::new(0, 4, 2),
+        RnnConfig::new(3, 0, 2),
+        RnnConfig::new(3, 4, 0),
+    ] {
+        let e = Rnn::new(gpu(), cfg.clone(), 0).unwrap_err();
+        assert!(matches!(e, Error::ZeroSize { .. }), "{cfg:?}: {e}");
+    }
+}
+
+#[test]
+fn h0_of_wrong_shape() {
+    let mut rnn = model();
+    let x = gpu().zeros(&[5, 2, 3]).unwrap();
+    let h0 = gpu().zeros(&[3, 4]).unwrap();
+    let e = rnn.forward(&x, Some(&h0)).unwrap_err();
+    assert!(matches!(e, Error::Shape { what: "h0", .. }), "{e}");
+}
+
+#[test]
+fn dy_of_wrong_shape() {
+    let mut rnn = model();
+    let x = gpu().zeros(&[5, 2, 3]).unwrap();
+    rnn.forward(&x, None).unwrap();
+    for shape in [vec![5, 2, 3], vec![4, 2, 2], vec![10, 2]] {
+        let dy = gpu().zeros(&shape).unwrap();
+        let e = rnn.backward(&dy, None).unwrap_err();
+        assert!(
+            matches!(e, Error::Shape { what: "dy", .. }),
+            "{shape:?}: {e}"
+        );
+    }
+}
+
+#[test]
+fn dh_last_of_wrong_shape() {
+    let mut rnn = model();
+    rnn.forward(&gpu().zeros(&[5, 2, 3]).unwrap(), None)
+        .unwrap();
+    let dy = gpu().zeros(&[5, 2, 2]).unwrap();
+    let dh = gpu().zeros(&[2, 5]).unwrap();
+    let e = rnn.backward(&dy, Some(&dh)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Shape {
+                what: "dh_last",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn backward_without_forward() {
+    let mut rnn = model();
+    let dy = gpu().zeros(&[5, 2, 2]).unwrap();
+    assert!(matches!(rnn.backward(&dy, None), Err(Error::NoForward(_))));
+    // set_params invalidates the stored forward state.
+    rnn.forward(&gpu().zeros(&[5, 2, 3]).unwrap(), None)
+        .unwrap();
+    let p = rnn.params_to_host().unwrap();
+    rnn.set_params(&p).unwrap();
+    assert!(matches!(rnn.backward(&dy, None), Err(Error::NoForward(_))));
+}
+
+#[test]
+fn params_of_wrong_length() {
+    let cfg = RnnConfig::new(3, 4, 2);
+    let mut p = cfg.init_params(0);
+    p.w_hh.pop();
+    let e = Rnn::from_params(gpu(), cfg, &p).unwrap_err();
+    assert!(matches!(e, Error::DataLength { what: "w_hh", .. }), "{e}");
+}
+
+#[test]
+fn tensor_data_of_wrong_length() {
+    let e = gpu().tensor(&[2, 3], &[1.0; 5]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::DataLength {
+                expected: 6,
+                got: 5,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn adapter_name_that_matches_nothing() {
+    let options = GpuOptions::from_env().with_adapter_name("no adapter is called this");
+    let e = Gpu::with_options(&options).unwrap_err();
+    assert!(matches!(e, Error::AdapterNotFound { .. }), "{e}");
+    assert!(e.to_string().contains("adapters present"), "{e}");
+}
+
+#[test]
+fn cpu_reference_rejects_bad_shapes_too() {
+    let cfg = RnnConfig::new(3, 4, 2);
+    let p = cfg.init_params(0).to_f64();
+    let x = vec![0.0; 30];
+    assert!(matches!(
+        cpu::forward(&cfg, &p, &x, &[5, 2, 4], None),
+        Err(Error::Shape { .. })
+    ));
+    assert!(cpu::forward(&cfg, &p, &x[..29], &[5, 2, 3], None).is_err());
+    let f = cpu::forward(&cfg, &p, &x, &[5, 2, 3], None).unwrap();
+    assert!(cpu::backward(&cfg, &p, &x, &f, &[0.0; 7], None).is_err());
+}
