@@ -9,3 +9,8 @@ pub mod model;
 pub use error::{Error, GpuErrorKind, Result};
 pub use gpu::{AdapterSummary, Gpu, GpuOptions, GpuTensor};
 pub use model::{Activation, CallStats, ForwardOutput, Gradients, Params, Rnn, RnnConfig};
+
+/// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
