@@ -31,3 +31,27 @@ fn col_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     out[p.out_off + j] = (s.x + s.y) + (s.z + s.w);
 }
+
+// Sum of squares of x[in_off .. in_off + rows], written to out[out_off]; for the global
+// gradient norm (one dispatch of one workgroup per tensor, fixed-order tree).
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn sum_squares(@builtin(local_invocation_index) lid: u32) {
+    var s = 0.0;
+    for (var r = lid; r < p.rows; r += WG) {
+        let v = x[p.in_off + r];
+        s += v * v;
+    }
+    partial[lid] = s;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w /= 2u) {
+        if (lid < w) {
+            partial[lid] += partial[lid + w];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        out[p.out_off] = partial[0];
+    }
+}

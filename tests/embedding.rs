@@ -19,7 +19,7 @@ fn model_runs_on_a_device_the_caller_created() {
         .expect("a wgpu adapter (run .ci/install-adapter on a machine without a GPU)");
     let (device, queue) =
         pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
-    let gpu = Gpu::from_device(device, queue);
+    let gpu = Gpu::from_device(device, queue).unwrap();
 
     let cfg = RnnConfig::new(3, 6, 2);
     let mut rnn = Rnn::new(&gpu, cfg.clone(), 1).unwrap();

@@ -11,13 +11,117 @@ use wgpu::util::DeviceExt;
 use super::Gpu;
 use crate::error::{Error, Result};
 
-const GEMM_WGSL: &str = include_str!("../../shaders/gemm.wgsl");
-const REDUCE_WGSL: &str = include_str!("../../shaders/reduce.wgsl");
-
 /// Each gemm invocation computes a TILE x TILE block of C (fixed in the WGSL).
 const TILE: u32 = 4;
 const GEMM_WG: (u32, u32) = (8, 8);
-const COLSUM_WG: u32 = 64;
+/// Workgroup size of the one-dimensional kernels (must be a power of two: tree reductions).
+const WG: u32 = 64;
+
+/// One WGSL file each; every entry point of a file shares its bind group layout.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Module {
+    Gemm,
+    Reduce,
+    Loss,
+    Optim,
+}
+
+impl Module {
+    const ALL: [Module; 4] = [Module::Gemm, Module::Reduce, Module::Loss, Module::Optim];
+
+    fn source(self) -> &'static str {
+        match self {
+            Module::Gemm => include_str!("../../shaders/gemm.wgsl"),
+            Module::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Module::Loss => include_str!("../../shaders/loss.wgsl"),
+            Module::Optim => include_str!("../../shaders/optim.wgsl"),
+        }
+    }
+
+    /// read_only flag of each storage binding after the uniform at binding 0.
+    fn storage(self) -> &'static [bool] {
+        match self {
+            // a (rw: may alias c), b, c, bias, g
+            Module::Gemm => &[false, true, false, true, true],
+            // x, out
+            Module::Reduce => &[true, false],
+            // y, target, weight, scale, dy, row_loss
+            Module::Loss => &[true, true, true, true, false, false],
+            // param, grad, m, v, norm_parts, hyper
+            Module::Optim => &[false, true, false, false, true, true],
+        }
+    }
+
+    fn params_size(self) -> u64 {
+        match self {
+            Module::Gemm => std::mem::size_of::<GemmParams>() as u64,
+            _ => std::mem::size_of::<RowParams>() as u64,
+        }
+    }
+}
+
+/// The optimizer an update kernel applies (the `OPT` override in shaders/optim.wgsl).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum OptKernel {
+    Sgd,
+    Adam,
+    Adagrad,
+}
+
+/// Every pipeline this crate builds: an entry point plus its override constants.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum Kernel {
+    Gemm {
+        bias: bool,
+        accumulate: bool,
+        epilogue: Epilogue,
+    },
+    ColSum,
+    SumSquares,
+    SoftmaxXent,
+    Mse,
+    Update(OptKernel),
+}
+
+impl Kernel {
+    fn module(self) -> Module {
+        match self {
+            Kernel::Gemm { .. } => Module::Gemm,
+            Kernel::ColSum | Kernel::SumSquares => Module::Reduce,
+            Kernel::SoftmaxXent | Kernel::Mse => Module::Loss,
+            Kernel::Update(_) => Module::Optim,
+        }
+    }
+
+    fn entry(self) -> &'static str {
+        match self {
+            Kernel::Gemm { .. } => "gemm",
+            Kernel::ColSum => "col_sum",
+            Kernel::SumSquares => "sum_squares",
+            Kernel::SoftmaxXent => "softmax_xent",
+            Kernel::Mse => "mse",
+            Kernel::Update(_) => "update",
+        }
+    }
+
+    fn constants(self) -> Vec<(&'static str, f64)> {
+        match self {
+            Kernel::Gemm {
+                bias,
+                accumulate,
+                epilogue,
+            } => vec![
+                ("WG_X", GEMM_WG.0 as f64),
+                ("WG_Y", GEMM_WG.1 as f64),
+                ("HAS_BIAS", bias as u8 as f64),
+                ("ACCUMULATE", accumulate as u8 as f64),
+                ("EPILOGUE", epilogue.code()),
+            ],
+            Kernel::Update(opt) => vec![("WG", WG as f64), ("OPT", opt as u8 as f64)],
+            _ => vec![("WG", WG as f64)],
+        }
+    }
+}
 
 /// Mirrors `struct Gemm` in shaders/gemm.wgsl.
 #[repr(C)]
@@ -41,14 +145,15 @@ struct GemmParams {
     _pad2: u32,
 }
 
-/// Mirrors `struct ColSum` in shaders/reduce.wgsl.
+/// Mirrors `struct ColSum` in shaders/reduce.wgsl, `struct Rows` in shaders/loss.wgsl and
+/// `struct Update` in shaders/optim.wgsl (all four u32).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct ColSumParams {
-    rows: u32,
-    cols: u32,
-    in_off: u32,
-    out_off: u32,
+pub(crate) struct RowParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub in_off: u32,
+    pub out_off: u32,
 }
 
 /// What the gemm kernel applies to each output before storing it.
@@ -130,50 +235,29 @@ pub(crate) struct ColSumSpec<'a> {
     pub out: (&'a wgpu::Buffer, usize),
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum PipelineKey {
-    Gemm {
-        bias: bool,
-        accumulate: bool,
-        epilogue: Epilogue,
-    },
-    ColSum,
-}
-
 /// Shader modules, layouts and compiled pipelines for one device.
 pub(crate) struct Kernels {
-    gemm_module: wgpu::ShaderModule,
-    reduce_module: wgpu::ShaderModule,
-    gemm_layout: wgpu::BindGroupLayout,
-    colsum_layout: wgpu::BindGroupLayout,
-    gemm_pipeline_layout: wgpu::PipelineLayout,
-    colsum_pipeline_layout: wgpu::PipelineLayout,
+    modules: HashMap<
+        Module,
+        (
+            wgpu::ShaderModule,
+            wgpu::BindGroupLayout,
+            wgpu::PipelineLayout,
+        ),
+    >,
     /// Bound where a kernel's optional input (bias, G) is unused.
     dummy: wgpu::Buffer,
-    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<Kernel, wgpu::ComputePipeline>>,
 }
 
-fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+fn layout_entry(binding: u32, ty: wgpu::BufferBindingType, min: u64) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
         ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only },
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        },
-        count: None,
-    }
-}
-
-fn params_entry<P>() -> wgpu::BindGroupLayoutEntry {
-    wgpu::BindGroupLayoutEntry {
-        binding: 0,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Uniform,
-            has_dynamic_offset: true,
-            min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<P>() as u64),
+            ty,
+            has_dynamic_offset: binding == 0,
+            min_binding_size: wgpu::BufferSize::new(min),
         },
         count: None,
     }
@@ -181,54 +265,42 @@ fn params_entry<P>() -> wgpu::BindGroupLayoutEntry {
 
 impl Kernels {
     pub fn new(device: &wgpu::Device) -> Self {
-        let module = |label, source: &str| {
-            device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
+        let modules = Module::ALL
+            .into_iter()
+            .map(|m| {
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(&format!("{m:?}")),
+                    source: wgpu::ShaderSource::Wgsl(m.source().into()),
+                });
+                let mut entries = vec![layout_entry(
+                    0,
+                    wgpu::BufferBindingType::Uniform,
+                    m.params_size(),
+                )];
+                entries.extend(m.storage().iter().enumerate().map(|(i, &read_only)| {
+                    layout_entry(
+                        i as u32 + 1,
+                        wgpu::BufferBindingType::Storage { read_only },
+                        0,
+                    )
+                }));
+                let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(&format!("{m:?}")),
+                    entries: &entries,
+                });
+                let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: None,
+                    bind_group_layouts: &[Some(&bgl)],
+                    immediate_size: 0,
+                });
+                (m, (module, bgl, pl))
             })
-        };
-        let layout = |label, entries: &[wgpu::BindGroupLayoutEntry]| {
-            device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(label),
-                entries,
-            })
-        };
-        let gemm_layout = layout(
-            "gemm",
-            &[
-                params_entry::<GemmParams>(),
-                storage(1, false),
-                storage(2, true),
-                storage(3, false),
-                storage(4, true),
-                storage(5, true),
-            ],
-        );
-        let colsum_layout = layout(
-            "col_sum",
-            &[
-                params_entry::<ColSumParams>(),
-                storage(1, true),
-                storage(2, false),
-            ],
-        );
-        let pipeline_layout = |bgl: &wgpu::BindGroupLayout| {
-            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: None,
-                bind_group_layouts: &[Some(bgl)],
-                immediate_size: 0,
-            })
-        };
+            .collect();
         Kernels {
-            gemm_module: module("gemm.wgsl", GEMM_WGSL),
-            reduce_module: module("reduce.wgsl", REDUCE_WGSL),
-            gemm_pipeline_layout: pipeline_layout(&gemm_layout),
-            colsum_pipeline_layout: pipeline_layout(&colsum_layout),
-            gemm_layout,
-            colsum_layout,
+            modules,
             dummy: device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("unused input"),
-                size: 16,
+                size: 64,
                 usage: wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: false,
             }),
@@ -236,42 +308,20 @@ impl Kernels {
         }
     }
 
-    fn pipeline(&self, gpu: &Gpu, key: PipelineKey) -> Result<wgpu::ComputePipeline> {
+    fn pipeline(&self, gpu: &Gpu, kernel: Kernel) -> Result<wgpu::ComputePipeline> {
         let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = cache.get(&key) {
+        if let Some(p) = cache.get(&kernel) {
             return Ok(p.clone());
         }
-        let (module, layout, entry, constants): (_, _, _, Vec<(&str, f64)>) = match key {
-            PipelineKey::Gemm {
-                bias,
-                accumulate,
-                epilogue,
-            } => (
-                &self.gemm_module,
-                &self.gemm_pipeline_layout,
-                "gemm",
-                vec![
-                    ("WG_X", GEMM_WG.0 as f64),
-                    ("WG_Y", GEMM_WG.1 as f64),
-                    ("HAS_BIAS", bias as u8 as f64),
-                    ("ACCUMULATE", accumulate as u8 as f64),
-                    ("EPILOGUE", epilogue.code()),
-                ],
-            ),
-            PipelineKey::ColSum => (
-                &self.reduce_module,
-                &self.colsum_pipeline_layout,
-                "col_sum",
-                vec![("WG", COLSUM_WG as f64)],
-            ),
-        };
+        let (module, _, layout) = &self.modules[&kernel.module()];
+        let constants = kernel.constants();
         let pipeline = gpu.scoped("compiling a compute pipeline", || {
             gpu.device()
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(entry),
+                    label: Some(kernel.entry()),
                     layout: Some(layout),
                     module,
-                    entry_point: Some(entry),
+                    entry_point: Some(kernel.entry()),
                     compilation_options: wgpu::PipelineCompilationOptions {
                         constants: &constants,
                         zero_initialize_workgroup_memory: false,
@@ -279,7 +329,7 @@ impl Kernels {
                     cache: None,
                 })
         })?;
-        cache.insert(key, pipeline.clone());
+        cache.insert(kernel, pipeline.clone());
         Ok(pipeline)
     }
 }
@@ -291,10 +341,10 @@ struct Op {
     groups: [u32; 3],
 }
 
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum BindGroupKey {
-    Gemm([wgpu::Buffer; 5]),
-    ColSum([wgpu::Buffer; 2]),
+#[derive(Clone, PartialEq, Eq)]
+struct BindGroupKey {
+    module: Module,
+    buffers: Vec<wgpu::Buffer>,
 }
 
 /// Collects dispatches; [`PlanBuilder::finish`] writes all parameters into one uniform
@@ -336,23 +386,6 @@ impl<'g> PlanBuilder<'g> {
         }
     }
 
-    fn push_params(&mut self, bytes: &[u8]) -> Result<u32> {
-        let offset = self.params.len();
-        self.params.extend_from_slice(bytes);
-        self.params.resize(offset + self.align, 0);
-        to_u32("uniform parameter offset", offset)
-    }
-
-    fn bind_group(&mut self, key: BindGroupKey) -> usize {
-        match self.bind_groups.iter().position(|k| *k == key) {
-            Some(i) => i,
-            None => {
-                self.bind_groups.push(key);
-                self.bind_groups.len() - 1
-            }
-        }
-    }
-
     fn groups(&self, x: usize, y: usize) -> Result<[u32; 3]> {
         let max = self.gpu.limits().max_compute_workgroups_per_dimension as usize;
         for v in [x, y] {
@@ -367,6 +400,51 @@ impl<'g> PlanBuilder<'g> {
             }
         }
         Ok([x as u32, y as u32, 1])
+    }
+
+    /// Workgroups covering `n` items of a one-dimensional kernel, folded into a second
+    /// dimension past the per-dimension limit (the kernel recombines them).
+    fn groups_1d(&self, n: usize) -> Result<[u32; 3]> {
+        let max = self.gpu.limits().max_compute_workgroups_per_dimension as usize;
+        let total = n.div_ceil(WG as usize);
+        self.groups(total.min(max), total.div_ceil(max))
+    }
+
+    /// Adds one dispatch of `kernel` with uniform `params` over `buffers` (bindings 1..,
+    /// `None` for an unused optional input).
+    fn push(
+        &mut self,
+        kernel: Kernel,
+        params: &[u8],
+        buffers: &[Option<&wgpu::Buffer>],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let kernels = self.gpu.kernels();
+        let pipeline = kernels.pipeline(self.gpu, kernel)?;
+        let key = BindGroupKey {
+            module: kernel.module(),
+            buffers: buffers
+                .iter()
+                .map(|b| b.unwrap_or(&kernels.dummy).clone())
+                .collect(),
+        };
+        let bind_group = match self.bind_groups.iter().position(|k| *k == key) {
+            Some(i) => i,
+            None => {
+                self.bind_groups.push(key);
+                self.bind_groups.len() - 1
+            }
+        };
+        let offset = self.params.len();
+        self.params.extend_from_slice(params);
+        self.params.resize(offset + self.align, 0);
+        self.ops.push(Op {
+            pipeline,
+            bind_group,
+            offset: to_u32("uniform parameter offset", offset)?,
+            groups,
+        });
+        Ok(())
     }
 
     pub fn gemm(&mut self, s: GemmSpec<'_>) -> Result<()> {
@@ -389,58 +467,107 @@ impl<'g> PlanBuilder<'g> {
             c_rs: to_u32("stride", s.c.rs)?,
             ..Zeroable::zeroed()
         };
-        let kernels = self.gpu.kernels();
-        let pipeline = kernels.pipeline(
-            self.gpu,
-            PipelineKey::Gemm {
-                bias: s.bias.is_some(),
-                accumulate: s.accumulate,
-                epilogue: s.epilogue,
-            },
-        )?;
-        let dummy = &kernels.dummy;
-        let bind_group = self.bind_group(BindGroupKey::Gemm([
-            s.a.buf.clone(),
-            s.b.buf.clone(),
-            s.c.buf.clone(),
-            s.bias.map_or(dummy, |b| b.0).clone(),
-            s.g.map_or(dummy, |g| g.0).clone(),
-        ]));
+        let kernel = Kernel::Gemm {
+            bias: s.bias.is_some(),
+            accumulate: s.accumulate,
+            epilogue: s.epilogue,
+        };
         let groups = self.groups(
             s.n.div_ceil((TILE * GEMM_WG.0) as usize),
             s.m.div_ceil((TILE * GEMM_WG.1) as usize),
         )?;
-        let offset = self.push_params(bytemuck::bytes_of(&p))?;
-        self.ops.push(Op {
-            pipeline,
-            bind_group,
-            offset,
-            groups,
-        });
-        Ok(())
+        let buffers = [
+            Some(s.a.buf),
+            Some(s.b.buf),
+            Some(s.c.buf),
+            s.bias.map(|b| b.0),
+            s.g.map(|g| g.0),
+        ];
+        self.push(kernel, bytemuck::bytes_of(&p), &buffers, groups)
     }
 
     pub fn col_sum(&mut self, s: ColSumSpec<'_>) -> Result<()> {
         if s.cols == 0 {
             return Ok(());
         }
-        let p = ColSumParams {
+        let p = RowParams {
             rows: to_u32("column-sum rows", s.rows)?,
             cols: to_u32("column-sum columns", s.cols)?,
             in_off: to_u32("offset", s.x.1)?,
             out_off: to_u32("offset", s.out.1)?,
         };
-        let pipeline = self.gpu.kernels().pipeline(self.gpu, PipelineKey::ColSum)?;
-        let bind_group = self.bind_group(BindGroupKey::ColSum([s.x.0.clone(), s.out.0.clone()]));
-        let groups = self.groups(s.cols.div_ceil(COLSUM_WG as usize), 1)?;
-        let offset = self.push_params(bytemuck::bytes_of(&p))?;
-        self.ops.push(Op {
-            pipeline,
-            bind_group,
-            offset,
+        let groups = self.groups(s.cols.div_ceil(WG as usize), 1)?;
+        self.push(
+            Kernel::ColSum,
+            bytemuck::bytes_of(&p),
+            &[Some(s.x.0), Some(s.out.0)],
             groups,
-        });
-        Ok(())
+        )
+    }
+
+    /// out[slot] = sum of squares of the first `n` values of x (one workgroup).
+    pub fn sum_squares(
+        &mut self,
+        x: &wgpu::Buffer,
+        n: usize,
+        out: &wgpu::Buffer,
+        slot: usize,
+    ) -> Result<()> {
+        let p = RowParams {
+            rows: to_u32("values", n)?,
+            cols: 1,
+            in_off: 0,
+            out_off: to_u32("offset", slot)?,
+        };
+        self.push(
+            Kernel::SumSquares,
+            bytemuck::bytes_of(&p),
+            &[Some(x), Some(out)],
+            [1, 1, 1],
+        )
+    }
+
+    /// A loss over y (rows, cols) writing dy and the per-row losses; `buffers` are
+    /// y, target, weight, scale, dy, row_loss as in shaders/loss.wgsl.
+    pub fn loss(
+        &mut self,
+        kernel: Kernel,
+        rows: usize,
+        cols: usize,
+        buffers: [&wgpu::Buffer; 6],
+    ) -> Result<()> {
+        let p = RowParams {
+            rows: to_u32("loss rows", rows)?,
+            cols: to_u32("loss columns", cols)?,
+            in_off: 0,
+            out_off: 0,
+        };
+        let groups = self.groups(rows.div_ceil(WG as usize), 1)?;
+        self.push(kernel, bytemuck::bytes_of(&p), &buffers.map(Some), groups)
+    }
+
+    /// The clip-and-update kernel over one parameter tensor of `n` values; `buffers` are
+    /// param, grad, m, v, norm_parts (holding `parts` partial sums), hyper.
+    pub fn update(
+        &mut self,
+        opt: OptKernel,
+        n: usize,
+        parts: usize,
+        buffers: [&wgpu::Buffer; 6],
+    ) -> Result<()> {
+        let p = RowParams {
+            rows: to_u32("parameter size", n)?,
+            cols: to_u32("norm parts", parts)?,
+            in_off: 0,
+            out_off: 0,
+        };
+        let groups = self.groups_1d(n)?;
+        self.push(
+            Kernel::Update(opt),
+            bytemuck::bytes_of(&p),
+            &buffers.map(Some),
+            groups,
+        )
     }
 
     pub fn finish(self) -> Result<Plan> {
@@ -458,46 +585,32 @@ impl<'g> PlanBuilder<'g> {
                     contents: &contents,
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
-            let uniform = |size: usize| {
-                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &params,
-                    offset: 0,
-                    size: wgpu::BufferSize::new(size as u64),
-                })
-            };
-            let bind_groups =
-                self.bind_groups
-                    .iter()
-                    .map(|key| {
-                        let (layout, first, buffers): (_, _, &[wgpu::Buffer]) = match key {
-                            BindGroupKey::Gemm(b) => (
-                                &kernels.gemm_layout,
-                                uniform(std::mem::size_of::<GemmParams>()),
-                                b,
-                            ),
-                            BindGroupKey::ColSum(b) => (
-                                &kernels.colsum_layout,
-                                uniform(std::mem::size_of::<ColSumParams>()),
-                                b,
-                            ),
-                        };
-                        let mut entries = vec![wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: first,
-                        }];
-                        entries.extend(buffers.iter().enumerate().map(|(i, b)| {
-                            wgpu::BindGroupEntry {
-                                binding: i as u32 + 1,
-                                resource: b.as_entire_binding(),
-                            }
-                        }));
-                        gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: None,
-                            layout,
-                            entries: &entries,
-                        })
+            let bind_groups = self
+                .bind_groups
+                .iter()
+                .map(|key| {
+                    let (_, layout, _) = &kernels.modules[&key.module];
+                    let mut entries = vec![wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &params,
+                            offset: 0,
+                            size: wgpu::BufferSize::new(key.module.params_size()),
+                        }),
+                    }];
+                    entries.extend(key.buffers.iter().enumerate().map(|(i, b)| {
+                        wgpu::BindGroupEntry {
+                            binding: i as u32 + 1,
+                            resource: b.as_entire_binding(),
+                        }
+                    }));
+                    gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: None,
+                        layout,
+                        entries: &entries,
                     })
-                    .collect();
+                })
+                .collect();
             Plan {
                 ops: self.ops,
                 bind_groups,

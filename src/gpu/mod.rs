@@ -5,7 +5,9 @@ mod tensor;
 
 use std::sync::Arc;
 
-pub(crate) use kernels::{ColSumSpec, Epilogue, GemmSpec, Operand, Plan, PlanBuilder};
+pub(crate) use kernels::{
+    ColSumSpec, Epilogue, GemmSpec, Kernel, Operand, OptKernel, Plan, PlanBuilder,
+};
 pub use tensor::GpuTensor;
 
 use crate::error::{Error, Result};
@@ -157,7 +159,7 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(|e| {
             eprintln!("wgpu-rnn: uncaptured GPU error: {e}")
         }));
-        Ok(Self::build(device, queue, info.into()))
+        Self::build(device, queue, info.into())
     }
 
     /// Lists every adapter the backends in `options` can see (for `info`-style reports).
@@ -211,21 +213,25 @@ impl Gpu {
 
     /// Wraps a caller's own device and queue, for embedding in a program that already
     /// uses wgpu. The caller keeps control of the device's error handler.
-    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
         let info = device.adapter_info();
         Self::build(device, queue, info.into())
     }
 
-    fn build(device: wgpu::Device, queue: wgpu::Queue, adapter: AdapterSummary) -> Self {
+    fn build(device: wgpu::Device, queue: wgpu::Queue, adapter: AdapterSummary) -> Result<Self> {
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let kernels = Kernels::new(&device);
-        Gpu {
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::from_wgpu("compiling the WGSL kernels", e));
+        }
+        Ok(Gpu {
             inner: Arc::new(Inner {
                 device,
                 queue,
                 adapter,
                 kernels,
             }),
-        }
+        })
     }
 
     pub fn device(&self) -> &wgpu::Device {

@@ -16,7 +16,7 @@ pub fn gpu() -> &'static Gpu {
             g
         }
         Err(e) => panic!(
-            "these tests need a wgpu adapter and none could be created: {e}\n\
+            "these tests need a working wgpu adapter; creating the GPU context failed: {e}\n\
              On a machine without a GPU run `sudo .ci/install-adapter` (installs Mesa's \
              lavapipe, Debian package mesa-vulkan-drivers), or select one with \
              WGPU_BACKEND / WGPU_ADAPTER_NAME."

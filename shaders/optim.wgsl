@@ -1,0 +1,77 @@
+// Gradient clipping and optimizer update for one parameter tensor, elementwise.
+// The global gradient norm is sqrt of the sum of norm_parts[0..parts) (fixed order).
+// A non-finite norm skips the update entirely, so one exploding step cannot poison the
+// parameters. OPT: 0 SGD with momentum, 1 Adam (decoupled weight decay: AdamW), 2 Adagrad.
+
+struct Update {
+    n: u32, parts: u32, _pad0: u32, _pad1: u32,
+}
+
+// Written once per training step (hyperparameters and Adam's bias corrections).
+struct Hyper {
+    lr: f32, beta1: f32, beta2: f32, eps: f32,
+    momentum: f32, weight_decay: f32, clip_norm: f32, clip_value: f32,
+    bias_correction1: f32, bias_correction2: f32, _pad0: f32, _pad1: f32,
+}
+
+override WG: u32 = 64u;
+override OPT: u32 = 0u;
+
+@group(0) @binding(0) var<uniform> p: Update;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(5) var<storage, read> norm_parts: array<f32>;
+@group(0) @binding(6) var<storage, read> hyper: Hyper;
+
+@compute @workgroup_size(WG, 1, 1)
+fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.n) {
+        return;
+    }
+    var sq = 0.0;
+    for (var k = 0u; k < p.parts; k++) {
+        sq += norm_parts[k];
+    }
+    let norm = sqrt(sq);
+    // NaN fails every comparison, so this also catches NaN.
+    if (!(norm <= 3.0e38)) {
+        return;
+    }
+    let h = hyper;
+    var g = grad[i];
+    if (h.clip_norm > 0.0 && norm > h.clip_norm) {
+        g *= h.clip_norm / (norm + 1e-6);
+    }
+    if (h.clip_value > 0.0) {
+        g = clamp(g, -h.clip_value, h.clip_value);
+    }
+    var w = param[i];
+    switch OPT {
+        case 1u: {
+            let mi = h.beta1 * m[i] + (1.0 - h.beta1) * g;
+            let vi = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
+            m[i] = mi;
+            v[i] = vi;
+            let step = (mi / h.bias_correction1) / (sqrt(vi / h.bias_correction2) + h.eps);
+            w -= h.lr * (step + h.weight_decay * w);
+        }
+        case 2u: {
+            let vi = v[i] + g * g;
+            v[i] = vi;
+            w -= h.lr * g / (sqrt(vi) + h.eps);
+        }
+        default: {
+            g += h.weight_decay * w;
+            if (h.momentum > 0.0) {
+                let mi = h.momentum * m[i] + g;
+                m[i] = mi;
+                g = mi;
+            }
+            w -= h.lr * g;
+        }
+    }
+    param[i] = w;
+}
