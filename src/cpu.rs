@@ -170,3 +170,130 @@ pub fn backward(
         dh0: carry,
     })
 }
+
+/// Softmax cross-entropy over rows of y (rows, cols): returns (Σ_r s·w_r·(lse_r − y_r[c_r]),
+/// dL/dy) with s the normaliser (1 / Σ w for a mean).
+pub fn softmax_xent(y: &[f64], cols: usize, classes: &[u32], w: &[f64], s: f64) -> (f64, Vec<f64>) {
+    let mut loss = 0.0;
+    let mut dy = vec![0.0; y.len()];
+    for (r, row) in y.chunks(cols).enumerate() {
+        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = row.iter().map(|v| (v - m).exp()).sum();
+        let c = classes[r] as usize;
+        let wr = s * w[r];
+        loss += wr * (m + z.ln() - row[c]);
+        for j in 0..cols {
+            let q = (row[j] - m).exp() / z;
+            dy[r * cols + j] = wr * (q - if j == c { 1.0 } else { 0.0 });
+        }
+    }
+    (loss, dy)
+}
+
+/// Squared error over rows of y (rows, cols): returns (Σ_r s·w_r·Σ_j (y − target)², dL/dy)
+/// with s the normaliser (1 / (Σ w · cols) for a mean).
+pub fn mse(y: &[f64], cols: usize, target: &[f64], w: &[f64], s: f64) -> (f64, Vec<f64>) {
+    let mut loss = 0.0;
+    let mut dy = vec![0.0; y.len()];
+    for (k, (yv, tv)) in y.iter().zip(target).enumerate() {
+        let wr = s * w[k / cols];
+        let d = yv - tv;
+        loss += wr * d * d;
+        dy[k] = 2.0 * wr * d;
+    }
+    (loss, dy)
+}
+
+/// Optimizer state: first and second moments (or momentum buffer / Adagrad sums).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimState {
+    pub m: Params<Vec<f64>>,
+    pub v: Params<Vec<f64>>,
+}
+
+impl OptimState {
+    pub fn zeros(cfg: &RnnConfig) -> Self {
+        let z = cfg.param_shapes().map(|s| vec![0.0; s.iter().product()]);
+        OptimState { m: z.clone(), v: z }
+    }
+}
+
+/// Clips gradients (global norm, then value) and applies the `step`-th update (1-based).
+/// Returns the global norm before clipping; a non-finite norm leaves everything unchanged.
+pub fn clip_and_update(
+    p: &mut Params<Vec<f64>>,
+    g: &Params<Vec<f64>>,
+    state: &mut OptimState,
+    cfg: &crate::train::TrainConfig,
+    step: u64,
+) -> f64 {
+    use crate::train::OptimizerKind;
+    let norm = g
+        .as_array()
+        .iter()
+        .map(|v| v.iter().map(|x| x * x).sum::<f64>())
+        .sum::<f64>()
+        .sqrt();
+    if !norm.is_finite() {
+        return norm;
+    }
+    let o = &cfg.optimizer;
+    let (lr, b1, b2, eps) = (o.lr as f64, o.beta1 as f64, o.beta2 as f64, o.eps as f64);
+    let (mu, wd) = (o.momentum as f64, o.weight_decay as f64);
+    let scale = match cfg.clip_norm {
+        Some(c) if norm > c as f64 => c as f64 / (norm + 1e-6),
+        _ => 1.0,
+    };
+    let bc1 = 1.0 - b1.powi(step as i32);
+    let bc2 = 1.0 - b2.powi(step as i32);
+    let params = [
+        &mut p.w_xh,
+        &mut p.w_hh,
+        &mut p.b_h,
+        &mut p.w_hy,
+        &mut p.b_y,
+    ];
+    let ms = [
+        &mut state.m.w_xh,
+        &mut state.m.w_hh,
+        &mut state.m.b_h,
+        &mut state.m.w_hy,
+        &mut state.m.b_y,
+    ];
+    let vs = [
+        &mut state.v.w_xh,
+        &mut state.v.w_hh,
+        &mut state.v.b_h,
+        &mut state.v.w_hy,
+        &mut state.v.b_y,
+    ];
+    for (((w, gv), m), v) in params.into_iter().zip(g.as_array()).zip(ms).zip(vs) {
+        for i in 0..w.len() {
+            let mut gi = gv[i] * scale;
+            if let Some(c) = cfg.clip_value {
+                gi = gi.clamp(-(c as f64), c as f64);
+            }
+            match o.kind {
+                OptimizerKind::Sgd => {
+                    gi += wd * w[i];
+                    if mu > 0.0 {
+                        m[i] = mu * m[i] + gi;
+                        gi = m[i];
+                    }
+                    w[i] -= lr * gi;
+                }
+                OptimizerKind::Adam => {
+                    m[i] = b1 * m[i] + (1.0 - b1) * gi;
+                    v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                    let step = (m[i] / bc1) / ((v[i] / bc2).sqrt() + eps);
+                    w[i] -= lr * (step + wd * w[i]);
+                }
+                OptimizerKind::Adagrad => {
+                    v[i] += gi * gi;
+                    w[i] -= lr * gi / (v[i].sqrt() + eps);
+                }
+            }
+        }
+    }
+    norm
+}

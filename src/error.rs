@@ -67,6 +67,22 @@ pub enum Error {
     #[error("{0} was made by another Gpu context than the model; create it with the model's Gpu (`rnn.gpu()`) or a clone of it")]
     WrongDevice(&'static str),
 
+    /// A hyperparameter or weight was NaN, infinite or out of range.
+    #[error("{what} is {value}, expected {expected}")]
+    BadHyperparameter {
+        what: &'static str,
+        value: f32,
+        expected: &'static str,
+    },
+
+    /// A class target outside 0..O.
+    #[error("class target {class} is out of range: the model has {classes} output classes")]
+    BadTarget { class: u32, classes: usize },
+
+    /// Class targets with MSE, or value targets with cross-entropy.
+    #[error("the batch's targets do not fit the loss: cross-entropy takes class indices, MSE takes values")]
+    LossMismatch,
+
     /// wgpu reported a validation, out-of-memory or internal error.
     #[error("GPU error during {during}: {kind}: {message}")]
     Gpu {

@@ -5,10 +5,15 @@ pub mod cpu;
 mod error;
 pub mod gpu;
 pub mod model;
+pub mod train;
 
 pub use error::{Error, GpuErrorKind, Result};
 pub use gpu::{AdapterSummary, Gpu, GpuOptions, GpuTensor};
 pub use model::{Activation, CallStats, ForwardOutput, Gradients, Params, Rnn, RnnConfig};
+pub use train::{
+    Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, StepStats, Targets, Train,
+    TrainConfig, Trainer,
+};
 
 /// The README's examples compile and run as doc tests.
 #[cfg(doctest)]

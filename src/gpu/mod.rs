@@ -3,6 +3,8 @@
 mod kernels;
 mod tensor;
 
+pub(crate) use tensor::check_len;
+
 use std::sync::Arc;
 
 pub(crate) use kernels::{

@@ -80,6 +80,26 @@ impl GpuTensor {
         Ok(())
     }
 
+    /// Overwrites the first `data.len()` values.
+    pub(crate) fn write_prefix(&self, data: &[f32]) -> Result<()> {
+        if data.len() > self.len() {
+            return Err(Error::DataLength {
+                what: "tensor write",
+                shape: self.shape.clone(),
+                expected: self.len(),
+                got: data.len(),
+            });
+        }
+        if !data.is_empty() {
+            self.gpu.scoped("writing a tensor", || {
+                self.gpu
+                    .queue()
+                    .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data))
+            })?;
+        }
+        Ok(())
+    }
+
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }

@@ -36,26 +36,26 @@ pub struct CallStats {
 }
 
 /// Buffers and plans for one (T, B).
-struct Workspace {
-    t: usize,
-    b: usize,
+pub(crate) struct Workspace {
+    pub t: usize,
+    pub b: usize,
     /// (T, B, I), the input of the last forward.
-    x: GpuTensor,
+    pub x: GpuTensor,
     /// (T+1, B, H), h_0 at block 0. Block t first holds the input projection of step t,
     /// which the step kernel replaces by h_t in place.
-    hs: GpuTensor,
+    pub hs: GpuTensor,
     /// (T, B, O)
-    y: GpuTensor,
+    pub y: GpuTensor,
     /// (T, B, O), dL/dy of the last backward.
-    dy: GpuTensor,
+    pub dy: GpuTensor,
     /// (T, B, H): W_hyᵀ dy_t (+ dL/dh_T), turned into dz_t in place by the step kernel.
-    dz: GpuTensor,
+    pub dz: GpuTensor,
     /// (T, B, I)
-    dx: GpuTensor,
+    pub dx: GpuTensor,
     /// (B, H)
-    dh0: GpuTensor,
-    forward: Plan,
-    backward: Plan,
+    pub dh0: GpuTensor,
+    pub forward: Plan,
+    pub backward: Plan,
 }
 
 /// An Elman RNN with a linear head whose parameters live on the GPU.
@@ -245,8 +245,22 @@ impl Rnn {
         }
     }
 
+    pub(crate) fn grads(&self) -> &Params<GpuTensor> {
+        &self.grads
+    }
+
+    pub(crate) fn ws(&self, index: usize) -> &Workspace {
+        &self.workspaces[index]
+    }
+
+    /// Marks the state of workspace (T, B) as the one backward would use (the trainer
+    /// records forward itself).
+    pub(crate) fn set_last_forward(&mut self, tb: Option<(usize, usize)>) {
+        self.last_forward = tb;
+    }
+
     /// Index of the workspace for (T, B), built on first use.
-    fn workspace(&mut self, t: usize, b: usize) -> Result<usize> {
+    pub(crate) fn workspace(&mut self, t: usize, b: usize) -> Result<usize> {
         let pos = match self.workspaces.iter().position(|w| w.t == t && w.b == b) {
             Some(p) => p,
             None => {

@@ -1,0 +1,378 @@
+//! Training on the GPU: forward, loss, backward, clip and update recorded into one
+//! command encoder and one submit; one 32-byte readback (loss and gradient norm) per step.
+
+use super::{Batch, Hyper, LossKind, OptimizerKind, StepStats, Targets, Train, TrainConfig};
+use crate::error::{Error, Result};
+use crate::gpu::{ColSumSpec, Gpu, GpuTensor, Kernel, OptKernel, Plan, PlanBuilder};
+use crate::model::{Params, Rnn};
+
+/// stats buffer: [sum of squares of each of the 5 gradients, loss, unused, unused].
+const STATS: usize = 8;
+const LOSS_SLOT: usize = 5;
+
+/// Per-(T, B) buffers and plans of the trainer.
+struct StepWorkspace {
+    t: usize,
+    b: usize,
+    /// The model workspace's y buffer this was built against (rebuilt if it changes).
+    y: wgpu::Buffer,
+    targets: GpuTensor,
+    weights: GpuTensor,
+    scale: GpuTensor,
+    /// Bound by the loss plan; kept here as the owner.
+    _row_loss: GpuTensor,
+    loss: Plan,
+}
+
+/// Trains an [`Rnn`] on the GPU.
+pub struct Trainer {
+    rnn: Rnn,
+    config: TrainConfig,
+    m: Params<GpuTensor>,
+    v: Params<GpuTensor>,
+    hyper: wgpu::Buffer,
+    stats: GpuTensor,
+    readback: wgpu::Buffer,
+    update: Plan,
+    /// h_T of the last step, the next step's h_0 when stateful.
+    carry: Option<GpuTensor>,
+    workspaces: Vec<StepWorkspace>,
+    step: u64,
+}
+
+impl Trainer {
+    pub fn new(rnn: Rnn, config: TrainConfig) -> Result<Self> {
+        config.validate()?;
+        let gpu = rnn.gpu().clone();
+        let shapes = rnn.config().param_shapes();
+        let m = shapes.try_map(|s| GpuTensor::empty(&gpu, s, "optimizer m"))?;
+        let v = shapes.try_map(|s| GpuTensor::empty(&gpu, s, "optimizer v"))?;
+        let stats = GpuTensor::empty(&gpu, &[STATS], "training stats")?;
+        let (hyper, readback) = gpu.scoped("creating trainer buffers", || {
+            let buffer = |label, size, usage| {
+                gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            (
+                buffer(
+                    "optimizer hyperparameters",
+                    std::mem::size_of::<Hyper>() as u64,
+                    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                ),
+                buffer(
+                    "stats readback",
+                    (STATS * 4) as u64,
+                    wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                ),
+            )
+        })?;
+        let opt = match config.optimizer.kind {
+            OptimizerKind::Sgd => OptKernel::Sgd,
+            OptimizerKind::Adam => OptKernel::Adam,
+            OptimizerKind::Adagrad => OptKernel::Adagrad,
+        };
+        let mut plan = PlanBuilder::new(&gpu);
+        let grads = rnn.grads();
+        for (k, g) in grads.as_array().into_iter().enumerate() {
+            plan.sum_squares(g.buffer(), g.len(), stats.buffer(), k)?;
+        }
+        let params = rnn.params();
+        let all = params
+            .as_array()
+            .into_iter()
+            .zip(grads.as_array())
+            .zip(m.as_array())
+            .zip(v.as_array());
+        for (((p, g), m), v) in all {
+            let buffers = [
+                p.buffer(),
+                g.buffer(),
+                m.buffer(),
+                v.buffer(),
+                stats.buffer(),
+                &hyper,
+            ];
+            plan.update(opt, p.len(), 5, buffers)?;
+        }
+        let update = plan.finish()?;
+        Ok(Trainer {
+            rnn,
+            config,
+            m,
+            v,
+            hyper,
+            stats,
+            readback,
+            update,
+            carry: None,
+            workspaces: Vec::new(),
+            step: 0,
+        })
+    }
+
+    pub fn rnn(&self) -> &Rnn {
+        &self.rnn
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Optimizer state (m, v) on the device, for checkpoints.
+    pub fn optim_state(&self) -> (&Params<GpuTensor>, &Params<GpuTensor>) {
+        (&self.m, &self.v)
+    }
+
+    /// The carried hidden state (B, H), if any.
+    pub fn carry(&self) -> Option<&GpuTensor> {
+        self.carry.as_ref()
+    }
+
+    /// Restores optimizer state, step count and carried state (for resuming).
+    pub fn restore(
+        &mut self,
+        m: &Params<Vec<f32>>,
+        v: &Params<Vec<f32>>,
+        step: u64,
+        carry: Option<(usize, &[f32])>,
+    ) -> Result<()> {
+        m.check(self.rnn.config())?;
+        v.check(self.rnn.config())?;
+        for (t, d) in self.m.as_array().into_iter().zip(m.as_array()) {
+            t.write(d)?;
+        }
+        for (t, d) in self.v.as_array().into_iter().zip(v.as_array()) {
+            t.write(d)?;
+        }
+        self.step = step;
+        self.carry = match carry {
+            Some((b, h)) => Some(
+                self.rnn
+                    .gpu()
+                    .tensor(&[b, self.rnn.config().hidden_size], h)?,
+            ),
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// Uploads the batch and returns (model workspace index, step workspace index).
+    fn prepare(&mut self, batch: &Batch) -> Result<(usize, usize)> {
+        let scale = batch.check(self.rnn.config(), self.config.loss)?;
+        let (t, b) = (batch.t, batch.b);
+        let wi = self.rnn.workspace(t, b)?;
+        let ws = self.rnn.ws(wi);
+        let si = match self
+            .workspaces
+            .iter()
+            .position(|s| s.t == t && s.b == b && s.y == *ws.y.buffer())
+        {
+            Some(i) => i,
+            None => {
+                let s = self.build_step_workspace(wi)?;
+                self.workspaces.retain(|w| !(w.t == t && w.b == b));
+                self.workspaces.push(s);
+                self.workspaces.len() - 1
+            }
+        };
+        let sw = &self.workspaces[si];
+        let ws = self.rnn.ws(wi);
+        ws.x.write(&batch.x)?;
+        match &batch.targets {
+            Targets::Classes(c) => {
+                let c: Vec<f32> = c.iter().map(|&k| k as f32).collect();
+                sw.targets.write_prefix(&c)?;
+            }
+            Targets::Values(v) => sw.targets.write_prefix(v)?,
+        }
+        sw.weights.write(&batch.weights)?;
+        sw.scale.write(&[scale])?;
+        Ok((wi, si))
+    }
+
+    fn build_step_workspace(&self, wi: usize) -> Result<StepWorkspace> {
+        let gpu = self.rnn.gpu();
+        let ws = self.rnn.ws(wi);
+        let (t, b) = (ws.t, ws.b);
+        let o = self.rnn.config().output_size;
+        let targets = GpuTensor::empty(gpu, &[t, b, o], "targets")?;
+        let weights = GpuTensor::empty(gpu, &[t, b], "weights")?;
+        let scale = GpuTensor::empty(gpu, &[1], "loss scale")?;
+        let row_loss = GpuTensor::empty(gpu, &[t, b], "row losses")?;
+        let kernel = match self.config.loss {
+            LossKind::CrossEntropy => Kernel::SoftmaxXent,
+            LossKind::Mse => Kernel::Mse,
+        };
+        let mut plan = PlanBuilder::new(gpu);
+        let buffers = [
+            ws.y.buffer(),
+            targets.buffer(),
+            weights.buffer(),
+            scale.buffer(),
+            ws.dy.buffer(),
+            row_loss.buffer(),
+        ];
+        plan.loss(kernel, t * b, o, buffers)?;
+        plan.col_sum(ColSumSpec {
+            rows: t * b,
+            cols: 1,
+            x: (row_loss.buffer(), 0),
+            out: (self.stats.buffer(), LOSS_SLOT),
+        })?;
+        Ok(StepWorkspace {
+            t,
+            b,
+            y: ws.y.buffer().clone(),
+            targets,
+            weights,
+            scale,
+            _row_loss: row_loss,
+            loss: plan.finish()?,
+        })
+    }
+
+    /// Records h_0, forward and loss; returns the encoder.
+    fn record_forward_loss(
+        &self,
+        wi: usize,
+        si: usize,
+        h0: Option<&GpuTensor>,
+    ) -> wgpu::CommandEncoder {
+        let gpu = self.rnn.gpu();
+        let ws = self.rnn.ws(wi);
+        let block = (ws.b * self.rnn.config().hidden_size * 4) as u64;
+        let mut enc = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("train step"),
+            });
+        match h0 {
+            Some(h0) => enc.copy_buffer_to_buffer(h0.buffer(), 0, ws.hs.buffer(), 0, block),
+            None => enc.clear_buffer(ws.hs.buffer(), 0, Some(block)),
+        }
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            ws.forward.record(&mut pass);
+            self.workspaces[si].loss.record(&mut pass);
+        }
+        enc
+    }
+
+    /// Submits `enc` after copying the stats into the readback buffer, and reads them.
+    fn finish(&self, mut enc: wgpu::CommandEncoder) -> Result<[f32; STATS]> {
+        let gpu = self.rnn.gpu();
+        enc.copy_buffer_to_buffer(
+            self.stats.buffer(),
+            0,
+            &self.readback,
+            0,
+            (STATS * 4) as u64,
+        );
+        gpu.submit("training step", enc)?;
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        self.readback.map_async(wgpu::MapMode::Read, .., move |r| {
+            sender.send(r).ok();
+        });
+        gpu.wait()?;
+        match pollster::block_on(receiver.receive()) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
+            None => return Err(Error::Readback("the map request was dropped".into())),
+        }
+        let mut out = [0.0f32; STATS];
+        {
+            let view = self
+                .readback
+                .get_mapped_range(..)
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            out.copy_from_slice(bytemuck::cast_slice(&view));
+        }
+        self.readback.unmap();
+        Ok(out)
+    }
+}
+
+impl Train for Trainer {
+    fn step(&mut self, batch: &Batch) -> Result<StepStats> {
+        let (wi, si) = self.prepare(batch)?;
+        let gpu = self.rnn.gpu().clone();
+        let h = self.rnn.config().hidden_size;
+        if self
+            .carry
+            .as_ref()
+            .is_none_or(|c| c.shape() != [batch.b, h])
+        {
+            self.carry = None;
+        }
+        let h0 = if self.config.stateful {
+            self.carry.as_ref()
+        } else {
+            None
+        };
+        let mut enc = self.record_forward_loss(wi, si, h0);
+        let ws = self.rnn.ws(wi);
+        enc.clear_buffer(ws.dz.buffer(), 0, None);
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            ws.backward.record(&mut pass);
+            self.update.record(&mut pass);
+        }
+        let carry = match self.carry.take() {
+            Some(c) => c,
+            None => GpuTensor::empty(&gpu, &[batch.b, h], "carried hidden state")?,
+        };
+        let block = carry.bytes();
+        enc.copy_buffer_to_buffer(
+            ws.hs.buffer(),
+            batch.t as u64 * block,
+            carry.buffer(),
+            0,
+            block,
+        );
+        self.step += 1;
+        let hyper = Hyper::new(&self.config, self.step);
+        gpu.queue()
+            .write_buffer(&self.hyper, 0, bytemuck::bytes_of(&hyper));
+        let stats = self.finish(enc);
+        self.carry = Some(carry);
+        // The model's forward state is overwritten by the update; backward must not use it.
+        self.rnn.set_last_forward(None);
+        let stats = stats?;
+        let norm = stats[..5].iter().sum::<f32>().sqrt();
+        Ok(StepStats {
+            loss: stats[LOSS_SLOT],
+            grad_norm: norm,
+            skipped: !norm.is_finite(),
+        })
+    }
+
+    fn evaluate(&mut self, batch: &Batch) -> Result<f32> {
+        let (wi, si) = self.prepare(batch)?;
+        let enc = self.record_forward_loss(wi, si, None);
+        self.rnn.set_last_forward(None);
+        Ok(self.finish(enc)?[LOSS_SLOT])
+    }
+
+    fn params(&self) -> Result<Params<Vec<f32>>> {
+        self.rnn.params_to_host()
+    }
+
+    fn reset_state(&mut self) {
+        self.carry = None;
+    }
+
+    fn steps(&self) -> u64 {
+        self.step
+    }
+}
+
+impl Trainer {
+    /// The model's GPU context.
+    pub fn gpu(&self) -> &Gpu {
+        self.rnn.gpu()
+    }
+}

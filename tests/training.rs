@@ -1,0 +1,213 @@
+//! The GPU trainer (loss, backward, clipping, optimizers in one submit) against the CPU
+//! reference trainer, step by step.
+
+mod common;
+
+use common::{gpu, uniform};
+use wgpu_rnn::{
+    Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Targets, Train,
+    TrainConfig, Trainer,
+};
+
+const T: usize = 6;
+const B: usize = 3;
+const I: usize = 4;
+const H: usize = 10;
+const O: usize = 5;
+
+fn batch(step: u64, loss: LossKind) -> Batch {
+    let n = T * B;
+    let targets = match loss {
+        LossKind::CrossEntropy => Targets::Classes(
+            uniform(100 + step, n, 1.0)
+                .iter()
+                .map(|v| ((v + 1.0) * 2.5) as u32 % O as u32)
+                .collect(),
+        ),
+        LossKind::Mse => Targets::Values(uniform(200 + step, n * O, 1.0)),
+    };
+    // Mask a few positions out, weight the rest unevenly.
+    let weights = (0..n)
+        .map(|k| {
+            if k % 7 == 3 {
+                0.0
+            } else {
+                1.0 + (k % 3) as f32
+            }
+        })
+        .collect();
+    Batch {
+        t: T,
+        b: B,
+        x: uniform(300 + step, n * I, 1.0),
+        targets,
+        weights,
+    }
+}
+
+fn compare(
+    kind: OptimizerKind,
+    lr: f32,
+    loss: LossKind,
+    clip_norm: Option<f32>,
+    clip_value: Option<f32>,
+) {
+    let cfg = RnnConfig::new(I, H, O);
+    let params = cfg.init_params(3);
+    let mut opt = OptimizerConfig::new(kind, lr);
+    opt.weight_decay = 0.01;
+    let mut train = TrainConfig::new(opt, loss);
+    train.clip_norm = clip_norm;
+    train.clip_value = clip_value;
+    train.stateful = true;
+    let rnn = Rnn::from_params(gpu(), cfg.clone(), &params).unwrap();
+    let mut gpu_t = Trainer::new(rnn, train.clone()).unwrap();
+    let mut cpu_t = CpuTrainer::new(cfg, &params, train).unwrap();
+    let tag = format!("{kind:?} {loss:?} clip {clip_norm:?}/{clip_value:?}");
+    let mut clipped = false;
+    for step in 0..8 {
+        let b = batch(step, loss);
+        let g = gpu_t.step(&b).unwrap();
+        let c = cpu_t.step(&b).unwrap();
+        assert!(!g.skipped && !c.skipped);
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 + 1e-4 * b.abs();
+        assert!(
+            close(g.loss, c.loss),
+            "{tag} step {step}: loss gpu {} cpu {}",
+            g.loss,
+            c.loss
+        );
+        assert!(
+            close(g.grad_norm, c.grad_norm),
+            "{tag} step {step}: norm gpu {} cpu {}",
+            g.grad_norm,
+            c.grad_norm
+        );
+        clipped |= clip_norm.is_some_and(|n| c.grad_norm > n);
+    }
+    if clip_norm.is_some() {
+        assert!(
+            clipped,
+            "{tag}: the clip threshold never triggered; the test checks nothing"
+        );
+    }
+    let gp = gpu_t.params().unwrap();
+    let cp = cpu_t.params().unwrap();
+    for (name, (a, b)) in wgpu_rnn::Params::<()>::NAMES
+        .iter()
+        .zip(gp.as_array().iter().zip(cp.as_array()))
+    {
+        common::assert_close(&format!("{tag} {name}"), a, &common::widen(b), 1e-5, 1e-3);
+    }
+    assert_eq!(gpu_t.steps(), 8);
+}
+
+#[test]
+fn sgd_momentum_cross_entropy_with_norm_clipping() {
+    compare(
+        OptimizerKind::Sgd,
+        0.1,
+        LossKind::CrossEntropy,
+        Some(0.5),
+        None,
+    );
+}
+
+#[test]
+fn adam_cross_entropy_with_value_clipping() {
+    compare(
+        OptimizerKind::Adam,
+        0.01,
+        LossKind::CrossEntropy,
+        None,
+        Some(0.01),
+    );
+}
+
+#[test]
+fn adagrad_mse_with_both_clips() {
+    compare(
+        OptimizerKind::Adagrad,
+        0.05,
+        LossKind::Mse,
+        Some(0.2),
+        Some(0.05),
+    );
+}
+
+#[test]
+fn adam_mse_without_clipping() {
+    compare(OptimizerKind::Adam, 0.01, LossKind::Mse, None, None);
+}
+
+#[test]
+fn training_reduces_the_loss() {
+    let cfg = RnnConfig::new(I, H, O);
+    let rnn = Rnn::new(gpu(), cfg, 1).unwrap();
+    let train = TrainConfig::new(
+        OptimizerConfig::new(OptimizerKind::Adam, 0.02),
+        LossKind::CrossEntropy,
+    );
+    let mut t = Trainer::new(rnn, train).unwrap();
+    let b = batch(0, LossKind::CrossEntropy);
+    let first = t.evaluate(&b).unwrap();
+    for _ in 0..60 {
+        t.step(&b).unwrap();
+    }
+    let last = t.evaluate(&b).unwrap();
+    assert!(last < 0.5 * first, "loss {first} -> {last}");
+}
+
+#[test]
+fn non_finite_gradients_skip_the_update() {
+    let cfg = RnnConfig::new(I, H, O);
+    let rnn = Rnn::new(gpu(), cfg, 1).unwrap();
+    let train = TrainConfig::new(
+        OptimizerConfig::new(OptimizerKind::Sgd, 0.1),
+        LossKind::CrossEntropy,
+    );
+    let mut t = Trainer::new(rnn, train).unwrap();
+    let before = t.params().unwrap();
+    let mut b = batch(0, LossKind::CrossEntropy);
+    b.x[5] = f32::NAN;
+    let s = t.step(&b).unwrap();
+    assert!(s.skipped, "{s:?}");
+    assert_eq!(t.params().unwrap(), before);
+    // A finite batch afterwards trains normally.
+    let s = t.step(&batch(1, LossKind::CrossEntropy)).unwrap();
+    assert!(!s.skipped && s.loss.is_finite());
+    assert_ne!(t.params().unwrap(), before);
+}
+
+#[test]
+fn bad_batches_and_hyperparameters_are_errors() {
+    let cfg = RnnConfig::new(I, H, O);
+    let mk = |lr: f32| {
+        let rnn = Rnn::new(gpu(), cfg.clone(), 1).unwrap();
+        Trainer::new(
+            rnn,
+            TrainConfig::new(
+                OptimizerConfig::new(OptimizerKind::Sgd, lr),
+                LossKind::CrossEntropy,
+            ),
+        )
+    };
+    for lr in [f32::NAN, -1.0, 0.0, f32::INFINITY] {
+        assert!(
+            matches!(mk(lr), Err(wgpu_rnn::Error::BadHyperparameter { .. })),
+            "lr {lr}"
+        );
+    }
+    let mut t = mk(0.1).unwrap();
+    let mut b = batch(0, LossKind::CrossEntropy);
+    b.targets = Targets::Classes(vec![O as u32; T * B]);
+    assert!(matches!(t.step(&b), Err(wgpu_rnn::Error::BadTarget { .. })));
+    let b = batch(0, LossKind::Mse);
+    assert!(matches!(t.step(&b), Err(wgpu_rnn::Error::LossMismatch)));
+    let mut b = batch(0, LossKind::CrossEntropy);
+    b.weights.pop();
+    assert!(matches!(
+        t.step(&b),
+        Err(wgpu_rnn::Error::DataLength { .. })
+    ));
+}
