@@ -83,6 +83,26 @@ pub enum Error {
     #[error("the batch's targets do not fit the loss: cross-entropy takes class indices, MSE takes values")]
     LossMismatch,
 
+    /// An unknown task name.
+    #[error("unknown task {0:?}; the tasks are text, sine and adding")]
+    BadTask(String),
+
+    /// A text that cannot be trained on.
+    #[error("unusable text: {0}")]
+    BadText(String),
+
+    /// A checkpoint that cannot be read or does not fit.
+    #[error("checkpoint {path}: {why}")]
+    Checkpoint { path: String, why: String },
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// wgpu reported a validation, out-of-memory or internal error.
     #[error("GPU error during {during}: {kind}: {message}")]
     Gpu {

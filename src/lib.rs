@@ -1,10 +1,12 @@
 //! wgpu-rnn: basic (Elman) recurrent neural networks trained and run on any GPU through
 //! wgpu compute shaders, with a plain CPU reference ([`cpu`]) that checks every result.
 
+pub mod checkpoint;
 pub mod cpu;
 mod error;
 pub mod gpu;
 pub mod model;
+pub mod tasks;
 pub mod train;
 
 pub use error::{Error, GpuErrorKind, Result};

@@ -50,11 +50,10 @@ impl CpuTrainer {
         };
         Ok((loss, dy, fwd))
     }
+}
 
-    /// Optimizer state, for checkpoints.
-    pub fn optim_state(&self) -> &OptimState {
-        &self.state
-    }
+fn narrow(p: &Params<Vec<f64>>) -> Params<Vec<f32>> {
+    p.map(|v| v.iter().map(|&x| x as f32).collect())
 }
 
 impl Train for CpuTrainer {
@@ -89,7 +88,7 @@ impl Train for CpuTrainer {
     }
 
     fn params(&self) -> Result<Params<Vec<f32>>> {
-        Ok(self.params.map(|v| v.iter().map(|&x| x as f32).collect()))
+        Ok(narrow(&self.params))
     }
 
     fn reset_state(&mut self) {
@@ -98,5 +97,35 @@ impl Train for CpuTrainer {
 
     fn steps(&self) -> u64 {
         self.step
+    }
+
+    fn optim_state(&self) -> Result<(Params<Vec<f32>>, Params<Vec<f32>>)> {
+        Ok((narrow(&self.state.m), narrow(&self.state.v)))
+    }
+
+    fn carry(&self) -> Result<Option<(usize, Vec<f32>)>> {
+        let h = self.config.hidden_size;
+        Ok(self
+            .carry
+            .as_ref()
+            .map(|c| (c.len() / h, c.iter().map(|&x| x as f32).collect())))
+    }
+
+    fn restore(
+        &mut self,
+        m: &Params<Vec<f32>>,
+        v: &Params<Vec<f32>>,
+        step: u64,
+        carry: Option<(usize, &[f32])>,
+    ) -> Result<()> {
+        m.check(&self.config)?;
+        v.check(&self.config)?;
+        self.state = OptimState {
+            m: m.to_f64(),
+            v: v.to_f64(),
+        };
+        self.step = step;
+        self.carry = carry.map(|(_, h)| h.iter().map(|&x| x as f64).collect());
+        Ok(())
     }
 }

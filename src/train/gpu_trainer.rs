@@ -122,18 +122,7 @@ impl Trainer {
         &self.config
     }
 
-    /// Optimizer state (m, v) on the device, for checkpoints.
-    pub fn optim_state(&self) -> (&Params<GpuTensor>, &Params<GpuTensor>) {
-        (&self.m, &self.v)
-    }
-
-    /// The carried hidden state (B, H), if any.
-    pub fn carry(&self) -> Option<&GpuTensor> {
-        self.carry.as_ref()
-    }
-
-    /// Restores optimizer state, step count and carried state (for resuming).
-    pub fn restore(
+    fn restore_state(
         &mut self,
         m: &Params<Vec<f32>>,
         v: &Params<Vec<f32>>,
@@ -367,6 +356,30 @@ impl Train for Trainer {
 
     fn steps(&self) -> u64 {
         self.step
+    }
+
+    fn optim_state(&self) -> Result<(Params<Vec<f32>>, Params<Vec<f32>>)> {
+        Ok((
+            self.m.try_map(|t| t.download())?,
+            self.v.try_map(|t| t.download())?,
+        ))
+    }
+
+    fn carry(&self) -> Result<Option<(usize, Vec<f32>)>> {
+        self.carry
+            .as_ref()
+            .map(|c| Ok((c.shape()[0], c.download()?)))
+            .transpose()
+    }
+
+    fn restore(
+        &mut self,
+        m: &Params<Vec<f32>>,
+        v: &Params<Vec<f32>>,
+        step: u64,
+        carry: Option<(usize, &[f32])>,
+    ) -> Result<()> {
+        self.restore_state(m, v, step, carry)
     }
 }
 

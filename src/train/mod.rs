@@ -211,6 +211,18 @@ pub trait Train {
     fn reset_state(&mut self);
     /// Steps taken so far.
     fn steps(&self) -> u64;
+    /// Optimizer moments (m, v).
+    fn optim_state(&self) -> Result<(Params<Vec<f32>>, Params<Vec<f32>>)>;
+    /// The carried hidden state as (B, values), if any.
+    fn carry(&self) -> Result<Option<(usize, Vec<f32>)>>;
+    /// Restores optimizer moments, step count and carried state (to resume a run).
+    fn restore(
+        &mut self,
+        m: &Params<Vec<f32>>,
+        v: &Params<Vec<f32>>,
+        step: u64,
+        carry: Option<(usize, &[f32])>,
+    ) -> Result<()>;
 }
 
 /// The per-step scalars of the optimizer: hyperparameters and Adam's bias corrections.

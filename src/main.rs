@@ -1,0 +1,570 @@
+//! `wgpu-rnn`: train, sample from and inspect basic RNNs on the GPU.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rand::{Rng, SeedableRng};
+use wgpu_rnn::checkpoint::Checkpoint;
+use wgpu_rnn::tasks::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
+use wgpu_rnn::{
+    CpuTrainer, Error, Gpu, GpuOptions, OptimizerConfig, OptimizerKind, Result, Rnn, RnnConfig,
+    Train, TrainConfig, Trainer,
+};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Train and run basic (Elman) RNNs on any GPU through wgpu"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model (the default when no subcommand is given).
+    Train(TrainArgs),
+    /// Generate text from a trained text model.
+    Sample(SampleArgs),
+    /// List the adapters found and the one chosen, with its limits.
+    Info,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TaskArg {
+    Text,
+    Sine,
+    Adding,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptArg {
+    Sgd,
+    Adam,
+    Adagrad,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum DeviceArg {
+    Gpu,
+    Cpu,
+}
+
+#[derive(Args, Clone)]
+struct TrainArgs {
+    /// What to learn.
+    #[arg(long, value_enum, default_value = "text")]
+    task: TaskArg,
+    /// UTF-8 text for the text task (default: this project's own sources, embedded).
+    #[arg(long)]
+    text: Option<PathBuf>,
+    /// Training steps.
+    #[arg(long, default_value_t = 1500)]
+    steps: u64,
+    /// Hidden units H.
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    /// Sequences per batch B.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Steps per sequence T (truncated BPTT length; the adding problem's length).
+    #[arg(long, default_value_t = 48)]
+    seq: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.01)]
+    lr: f32,
+    #[arg(long, value_enum, default_value = "adam")]
+    optimizer: OptArg,
+    /// Clip the global gradient norm to this (0: no clipping).
+    #[arg(long, default_value_t = 5.0)]
+    clip: f32,
+    /// Seed for initialisation, data and sampling.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Checkpoint path (default: wgpu-rnn-<task>.safetensors); the loss curve is written
+    /// next to it as .svg.
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Continue from this checkpoint (same task and sizes).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// gpu, or cpu for the reference implementation.
+    #[arg(long, value_enum, default_value = "gpu")]
+    device: DeviceArg,
+    /// Validate every N steps.
+    #[arg(long, default_value_t = 100)]
+    eval_every: u64,
+    /// Characters to sample after training a text model.
+    #[arg(long, default_value_t = 300)]
+    sample_len: usize,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value_t = 300)]
+    len: usize,
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    #[arg(long, default_value = "")]
+    prime: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        None => train(cli.train),
+        Some(Command::Train(a)) => train(a),
+        Some(Command::Sample(a)) => sample(a),
+        Some(Command::Info) => info(),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn info() -> Result<()> {
+    let options = GpuOptions::from_env();
+    for a in Gpu::adapters(&options) {
+        println!("found:   {a}");
+    }
+    let gpu = Gpu::with_options(&options)?;
+    let l = gpu.limits();
+    println!("chosen:  {}", gpu.adapter());
+    println!(
+        "limits:  storage binding {} MiB, buffer {} MiB, workgroup storage {} KiB, {} invocations per workgroup",
+        l.max_storage_buffer_binding_size >> 20,
+        l.max_buffer_size >> 20,
+        l.max_compute_workgroup_storage_size >> 10,
+        l.max_compute_invocations_per_workgroup
+    );
+    Ok(())
+}
+
+fn load_task(a: &TrainArgs) -> Result<Task> {
+    Ok(match a.task {
+        TaskArg::Text => {
+            let corpus = match &a.text {
+                None => DEFAULT_CORPUS.to_string(),
+                Some(p) => {
+                    let bytes = std::fs::read(p).map_err(|source| Error::Io {
+                        path: p.display().to_string(),
+                        source,
+                    })?;
+                    String::from_utf8(bytes).map_err(|e| {
+                        Error::BadText(format!(
+                            "{} is not UTF-8 (invalid byte at {})",
+                            p.display(),
+                            e.utf8_error().valid_up_to()
+                        ))
+                    })?
+                }
+            };
+            Task::Text(Text::new(&corpus)?)
+        }
+        TaskArg::Sine => Task::Sine(Sine::default()),
+        TaskArg::Adding => Task::Adding(Adding),
+    })
+}
+
+fn check_sizes(a: &TrainArgs) -> Result<()> {
+    for (what, v, max) in [
+        ("--hidden", a.hidden, 1 << 14),
+        ("--batch", a.batch, 1 << 16),
+        ("--seq", a.seq, 1 << 16),
+    ] {
+        if v == 0 || v > max {
+            return Err(Error::TooLarge {
+                what,
+                value: v as u64,
+                limit: max as u64,
+                why: "must be at least 1 and at most the limit",
+            });
+        }
+    }
+    Ok(())
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    check_sizes(&a)?;
+    let task = load_task(&a)?;
+    let (i, o) = task.io();
+    let kind = match a.optimizer {
+        OptArg::Sgd => OptimizerKind::Sgd,
+        OptArg::Adam => OptimizerKind::Adam,
+        OptArg::Adagrad => OptimizerKind::Adagrad,
+    };
+    let mut tc = TrainConfig::new(OptimizerConfig::new(kind, a.lr), task.loss());
+    tc.clip_norm = (a.clip > 0.0).then_some(a.clip);
+    if a.clip.is_nan() || a.clip < 0.0 {
+        tc.clip_norm = Some(a.clip); // rejected by validate with a clear message
+    }
+    tc.stateful = task.stateful();
+    tc.validate()?;
+    let mut config = RnnConfig::new(i, a.hidden, o);
+    let mut seed = a.seed;
+    let resume = match &a.resume {
+        Some(p) => {
+            let ck = Checkpoint::load(p)?;
+            if ck.task != task.kind().name() {
+                return Err(Error::Checkpoint {
+                    path: p.display().to_string(),
+                    why: format!(
+                        "it was trained on task {:?}, not {:?}",
+                        ck.task,
+                        task.kind().name()
+                    ),
+                });
+            }
+            if let (Task::Text(t), Some(v)) = (&task, &ck.vocab) {
+                if &t.vocab != v {
+                    return Err(Error::Checkpoint {
+                        path: p.display().to_string(),
+                        why: "its vocabulary differs from this text's".into(),
+                    });
+                }
+            }
+            if (ck.config.input_size, ck.config.output_size) != (i, o) {
+                return Err(Error::Checkpoint {
+                    path: p.display().to_string(),
+                    why: "its input/output sizes do not fit this task".into(),
+                });
+            }
+            config = ck.config.clone();
+            seed = ck
+                .extra
+                .get("seed")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(seed);
+            Some(ck)
+        }
+        None => None,
+    };
+    let params = match &resume {
+        Some(ck) => ck.params.clone(),
+        None => config.init_params(seed),
+    };
+    let mut gpu = None;
+    let mut trainer: Box<dyn Train> = match a.device {
+        DeviceArg::Gpu => {
+            let g = Gpu::new()?;
+            eprintln!("adapter: {}", g.adapter());
+            let rnn = Rnn::from_params(&g, config.clone(), &params)?;
+            gpu = Some(g);
+            Box::new(Trainer::new(rnn, tc.clone())?)
+        }
+        DeviceArg::Cpu => {
+            eprintln!("device: CPU reference (f64)");
+            Box::new(CpuTrainer::new(config.clone(), &params, tc.clone())?)
+        }
+    };
+    if let Some(ck) = &resume {
+        if let Some((m, v)) = &ck.optim {
+            trainer.restore(
+                m,
+                v,
+                ck.step,
+                ck.carry.as_ref().map(|(b, h)| (*b, h.as_slice())),
+            )?;
+        }
+    }
+    let start = trainer.steps();
+    let val = task.validation(seed, a.seq, a.batch)?;
+    let save = a
+        .save
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("wgpu-rnn-{}.safetensors", task.kind().name())));
+    eprintln!(
+        "task {}: I={i} H={} O={o}, T={} B={}, {:?} lr {}, steps {}..{}",
+        task.kind().name(),
+        config.hidden_size,
+        a.seq,
+        a.batch,
+        kind,
+        a.lr,
+        start,
+        a.steps
+    );
+
+    let tty = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::new(a.steps.saturating_sub(start));
+    if tty {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut losses = Vec::new();
+    let mut vals = Vec::new();
+    let t0 = Instant::now();
+    let mut tokens = 0u64;
+    for step in start..a.steps {
+        let (batch, reset) = task.batch(seed, step, a.seq, a.batch)?;
+        if reset {
+            trainer.reset_state();
+        }
+        let s = trainer.step(&batch)?;
+        tokens += (a.seq * a.batch) as u64;
+        losses.push((step + 1, s.loss));
+        let rate = tokens as f64 / t0.elapsed().as_secs_f64();
+        if s.skipped {
+            bar.println(format!(
+                "step {}: gradient norm {} is not finite; update skipped",
+                step + 1,
+                s.grad_norm
+            ));
+        }
+        let done = step + 1 == a.steps;
+        if (step + 1) % a.eval_every.max(1) == 0 || done {
+            let v = trainer.evaluate(&val)?;
+            vals.push((step + 1, v));
+            let line = format!(
+                "step {:>6}  loss {:.4}  val {}  {:.0} tokens/s",
+                step + 1,
+                s.loss,
+                describe(&task, v),
+                rate
+            );
+            if tty {
+                bar.println(line);
+            } else {
+                eprintln!("{line}");
+            }
+        }
+        bar.set_message(format!("loss {:.4} {:.0} tok/s", s.loss, rate));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let elapsed = t0.elapsed().as_secs_f64();
+    if tokens > 0 {
+        eprintln!(
+            "trained {} steps in {elapsed:.1} s: {:.0} tokens/s",
+            a.steps - start,
+            tokens as f64 / elapsed
+        );
+    }
+    if let Some(&(_, v)) = vals.last() {
+        println!("final validation: {}", describe(&task, v));
+    }
+
+    let params = trainer.params()?;
+    let (m, v) = trainer.optim_state()?;
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert("seed".to_string(), seed.to_string());
+    extra.insert("optimizer".to_string(), format!("{kind:?}"));
+    extra.insert("lr".to_string(), a.lr.to_string());
+    let ck = Checkpoint {
+        config: config.clone(),
+        task: task.kind().name().into(),
+        vocab: match &task {
+            Task::Text(t) => Some(t.vocab.clone()),
+            _ => None,
+        },
+        params: params.clone(),
+        optim: Some((m, v)),
+        step: trainer.steps(),
+        carry: trainer.carry()?,
+        extra,
+    };
+    ck.save(&save)?;
+    let svg = save.with_extension("svg");
+    write_svg(&svg, &losses, &vals).map_err(|source| Error::Io {
+        path: svg.display().to_string(),
+        source,
+    })?;
+    eprintln!("saved {} and {}", save.display(), svg.display());
+
+    if let Task::Text(t) = &task {
+        if a.sample_len > 0 {
+            let text = generate(
+                gpu.as_ref(),
+                &config,
+                &params,
+                t,
+                "",
+                a.sample_len,
+                0.8,
+                seed,
+            )?;
+            println!("--- sample ---\n{text}\n--------------");
+        }
+    }
+    Ok(())
+}
+
+fn describe(task: &Task, loss: f32) -> String {
+    match task {
+        Task::Text(_) => format!(
+            "{loss:.4} nats/char ({:.3} bits/char)",
+            loss / std::f32::consts::LN_2
+        ),
+        _ => format!("MSE {loss:.5}"),
+    }
+}
+
+fn sample(a: SampleArgs) -> Result<()> {
+    let ck = Checkpoint::load(&a.model)?;
+    let vocab = ck.vocab.clone().ok_or_else(|| Error::Checkpoint {
+        path: a.model.display().to_string(),
+        why: format!(
+            "it is a {:?} model; only text models can be sampled",
+            ck.task
+        ),
+    })?;
+    if !(a.temperature.is_finite() && a.temperature > 0.0) {
+        return Err(Error::BadHyperparameter {
+            what: "temperature",
+            value: a.temperature,
+            expected: "finite and > 0",
+        });
+    }
+    let text = Text::from_vocab(vocab);
+    let gpu = Gpu::new()?;
+    let out = generate(
+        Some(&gpu),
+        &ck.config,
+        &ck.params,
+        &text,
+        &a.prime,
+        a.len,
+        a.temperature,
+        a.seed,
+    )?;
+    println!("{out}");
+    Ok(())
+}
+
+/// Feeds `prime`, then samples `len` characters one step at a time from
+/// softmax(y / temperature), seeded. On the GPU when one is given, else on the CPU reference.
+#[allow(clippy::too_many_arguments)]
+fn generate(
+    gpu: Option<&Gpu>,
+    config: &RnnConfig,
+    params: &wgpu_rnn::Params<Vec<f32>>,
+    text: &Text,
+    prime: &str,
+    len: usize,
+    temperature: f32,
+    seed: u64,
+) -> Result<String> {
+    let v = text.vocab.len();
+    let h = config.hidden_size;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut rnn = gpu
+        .map(|g| Rnn::from_params(g, config.clone(), params))
+        .transpose()?;
+    let p64 = params.to_f64();
+    let mut state = vec![0.0f32; h];
+    let mut step = |id: u32, state: &mut Vec<f32>| -> Result<Vec<f32>> {
+        let mut x = vec![0.0f32; v];
+        x[id as usize] = 1.0;
+        match (&mut rnn, gpu) {
+            (Some(rnn), Some(g)) => {
+                let out =
+                    rnn.forward(&g.tensor(&[1, 1, v], &x)?, Some(&g.tensor(&[1, h], state)?))?;
+                *state = out.h_last.download()?;
+                out.y.download()
+            }
+            _ => {
+                let x64: Vec<f64> = x.iter().map(|&a| a as f64).collect();
+                let h64: Vec<f64> = state.iter().map(|&a| a as f64).collect();
+                let f = wgpu_rnn::cpu::forward(config, &p64, &x64, &[1, 1, v], Some(&h64))?;
+                *state = f.h_last().iter().map(|&a| a as f32).collect();
+                Ok(f.y.iter().map(|&a| a as f32).collect())
+            }
+        }
+    };
+    let mut out = String::new();
+    let mut current = text.index('\n').unwrap_or(0);
+    for c in prime.chars() {
+        match text.index(c) {
+            Some(id) => {
+                step(current, &mut state)?;
+                current = id;
+                out.push(c);
+            }
+            None => {
+                return Err(Error::BadText(format!(
+                    "the prime contains {c:?}, which is not in the model's vocabulary"
+                )))
+            }
+        }
+    }
+    for _ in 0..len {
+        let logits = step(current, &mut state)?;
+        let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let w: Vec<f32> = logits
+            .iter()
+            .map(|l| ((l - m) / temperature).exp())
+            .collect();
+        let total: f32 = w.iter().sum();
+        let mut u = rng.random_range(0.0..total.max(f32::MIN_POSITIVE));
+        let mut next = w.len() - 1;
+        for (k, wk) in w.iter().enumerate() {
+            if u < *wk {
+                next = k;
+                break;
+            }
+            u -= wk;
+        }
+        current = next as u32;
+        out.push(text.vocab[next]);
+    }
+    Ok(out)
+}
+
+/// A plain SVG line chart of the training loss (and validation points).
+fn write_svg(path: &Path, losses: &[(u64, f32)], vals: &[(u64, f32)]) -> std::io::Result<()> {
+    let (w, h, pad) = (640.0, 360.0, 40.0);
+    let all = losses.iter().chain(vals).filter(|p| p.1.is_finite());
+    let (mut x0, mut x1, mut y0, mut y1) = (u64::MAX, 0u64, f32::INFINITY, f32::NEG_INFINITY);
+    for &(s, l) in all {
+        x0 = x0.min(s);
+        x1 = x1.max(s);
+        y0 = y0.min(l);
+        y1 = y1.max(l);
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0, 1, 0.0, 1.0);
+    }
+    let sx = |s: u64| pad + (s - x0) as f64 / ((x1 - x0).max(1)) as f64 * (w - 2.0 * pad);
+    let sy = |l: f32| h - pad - ((l - y0) / (y1 - y0).max(1e-9)) as f64 * (h - 2.0 * pad);
+    let line = |pts: &[(u64, f32)]| {
+        pts.iter()
+            .filter(|p| p.1.is_finite())
+            .map(|&(s, l)| format!("{:.1},{:.1}", sx(s), sy(l)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let svg = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{pad}" y="20">loss (blue: training, red: validation), steps {x0}..{x1}, range {y0:.4}..{y1:.4}</text>
+<polyline fill="none" stroke="#1f77b4" stroke-width="1" points="{}"/>
+<polyline fill="none" stroke="#d62728" stroke-width="2" points="{}"/>
+<line x1="{pad}" y1="{}" x2="{}" y2="{}" stroke="black"/>
+<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{}" stroke="black"/>
+</svg>
+"##,
+        line(losses),
+        line(vals),
+        h - pad,
+        w - pad,
+        h - pad,
+        h - pad
+    );
+    std::fs::write(path, svg)
+}
