@@ -122,33 +122,6 @@ impl Trainer {
         &self.config
     }
 
-    fn restore_state(
-        &mut self,
-        m: &Params<Vec<f32>>,
-        v: &Params<Vec<f32>>,
-        step: u64,
-        carry: Option<(usize, &[f32])>,
-    ) -> Result<()> {
-        m.check(self.rnn.config())?;
-        v.check(self.rnn.config())?;
-        for (t, d) in self.m.as_array().into_iter().zip(m.as_array()) {
-            t.write(d)?;
-        }
-        for (t, d) in self.v.as_array().into_iter().zip(v.as_array()) {
-            t.write(d)?;
-        }
-        self.step = step;
-        self.carry = match carry {
-            Some((b, h)) => Some(
-                self.rnn
-                    .gpu()
-                    .tensor(&[b, self.rnn.config().hidden_size], h)?,
-            ),
-            None => None,
-        };
-        Ok(())
-    }
-
     /// Uploads the batch and returns (model workspace index, step workspace index).
     fn prepare(&mut self, batch: &Batch) -> Result<(usize, usize)> {
         let scale = batch.check(self.rnn.config(), self.config.loss)?;
@@ -379,7 +352,24 @@ impl Train for Trainer {
         step: u64,
         carry: Option<(usize, &[f32])>,
     ) -> Result<()> {
-        self.restore_state(m, v, step, carry)
+        m.check(self.rnn.config())?;
+        v.check(self.rnn.config())?;
+        for (t, d) in self.m.as_array().into_iter().zip(m.as_array()) {
+            t.write(d)?;
+        }
+        for (t, d) in self.v.as_array().into_iter().zip(v.as_array()) {
+            t.write(d)?;
+        }
+        self.step = step;
+        self.carry = match carry {
+            Some((b, h)) => Some(
+                self.rnn
+                    .gpu()
+                    .tensor(&[b, self.rnn.config().hidden_size], h)?,
+            ),
+            None => None,
+        };
+        Ok(())
     }
 }
 
