@@ -204,10 +204,8 @@ fn train(a: TrainArgs) -> Result<()> {
         OptArg::Adagrad => OptimizerKind::Adagrad,
     };
     let mut tc = TrainConfig::new(OptimizerConfig::new(kind, a.lr), task.loss());
-    tc.clip_norm = (a.clip > 0.0).then_some(a.clip);
-    if a.clip.is_nan() || a.clip < 0.0 {
-        tc.clip_norm = Some(a.clip); // rejected by validate with a clear message
-    }
+    // 0 turns clipping off; NaN or negative values reach validate, which names them.
+    tc.clip_norm = (a.clip != 0.0).then_some(a.clip);
     tc.stateful = task.stateful();
     tc.validate()?;
     let mut config = RnnConfig::new(i, a.hidden, o);

@@ -299,6 +299,30 @@ impl Gpu {
             .map_err(|e| Error::Readback(e.to_string()))
     }
 
+    /// Maps a MAP_READ buffer once the submitted work is done, copies out its values and
+    /// unmaps it. The answer comes through a futures-intrusive oneshot fed by `map_async`;
+    /// native backends only answer when polled, which this does (blocking) first.
+    pub(crate) async fn read_mapped(&self, buffer: &wgpu::Buffer) -> Result<Vec<f32>> {
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+            sender.send(r).ok();
+        });
+        self.wait()?;
+        match receiver.receive().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
+            None => return Err(Error::Readback("the map request was dropped".into())),
+        }
+        let data = {
+            let view = buffer
+                .get_mapped_range(..)
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        buffer.unmap();
+        Ok(data)
+    }
+
     /// Uploads `data` as a tensor of `shape`.
     pub fn tensor(&self, shape: &[usize], data: &[f32]) -> Result<GpuTensor> {
         GpuTensor::from_slice(self, shape, data)

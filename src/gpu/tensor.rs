@@ -131,9 +131,8 @@ impl GpuTensor {
         pollster::block_on(self.download_async())
     }
 
-    /// Copies the tensor to the host. The map request is answered through a
-    /// futures-intrusive oneshot channel; on native backends the device must be polled for
-    /// it to complete, which this future does (blocking) before awaiting the answer.
+    /// Copies the tensor to the host. On native backends the device must be polled for the
+    /// map to complete, which this future does (blocking) before awaiting the answer.
     pub async fn download_async(&self) -> Result<Vec<f32>> {
         if self.is_empty() {
             return Ok(Vec::new());
@@ -156,24 +155,7 @@ impl GpuTensor {
         encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, size);
         gpu.submit("copying a tensor for readback", encoder)?;
 
-        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            sender.send(r).ok();
-        });
-        gpu.wait()?;
-        match receiver.receive().await {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
-            None => return Err(Error::Readback("the map request was dropped".into())),
-        }
-        let data = {
-            let view = staging
-                .get_mapped_range(..)
-                .map_err(|e| Error::Readback(e.to_string()))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-        };
-        staging.unmap();
-        Ok(data)
+        gpu.read_mapped(&staging).await
     }
 }
 

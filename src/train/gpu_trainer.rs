@@ -2,7 +2,7 @@
 //! command encoder and one submit; one 32-byte readback (loss and gradient norm) per step.
 
 use super::{Batch, Hyper, LossKind, OptimizerKind, StepStats, Targets, Train, TrainConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{ColSumSpec, Gpu, GpuTensor, Kernel, OptKernel, Plan, PlanBuilder};
 use crate::model::{Params, Rnn};
 
@@ -235,25 +235,9 @@ impl Trainer {
             (STATS * 4) as u64,
         );
         gpu.submit("training step", enc)?;
-        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-        self.readback.map_async(wgpu::MapMode::Read, .., move |r| {
-            sender.send(r).ok();
-        });
-        gpu.wait()?;
-        match pollster::block_on(receiver.receive()) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
-            None => return Err(Error::Readback("the map request was dropped".into())),
-        }
+        let values = pollster::block_on(gpu.read_mapped(&self.readback))?;
         let mut out = [0.0f32; STATS];
-        {
-            let view = self
-                .readback
-                .get_mapped_range(..)
-                .map_err(|e| Error::Readback(e.to_string()))?;
-            out.copy_from_slice(bytemuck::cast_slice(&view));
-        }
-        self.readback.unmap();
+        out.copy_from_slice(&values);
         Ok(out)
     }
 }
