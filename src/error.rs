@@ -91,6 +91,13 @@ pub enum Error {
     #[error("unusable text: {0}")]
     BadText(String),
 
+    /// A benchmark shape list could not be parsed.
+    #[error(
+        "bad shape list {0:?}: expected positive integers B,T,I,H,O, shapes separated by ';' \
+         (e.g. \"1,256,32,64,32;16,128,64,128,64\")"
+    )]
+    BadShapeList(String),
+
     /// A checkpoint that cannot be read or does not fit.
     #[error("checkpoint {path}: {why}")]
     Checkpoint { path: String, why: String },

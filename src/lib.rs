@@ -1,6 +1,7 @@
 //! wgpu-rnn: basic (Elman) recurrent neural networks trained and run on any GPU through
 //! wgpu compute shaders, with a plain CPU reference ([`cpu`]) that checks every result.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cpu;
 mod error;
@@ -11,7 +12,9 @@ pub mod train;
 
 pub use error::{Error, GpuErrorKind, Result};
 pub use gpu::{AdapterSummary, Gpu, GpuOptions, GpuTensor};
-pub use model::{Activation, CallStats, ForwardOutput, Gradients, Params, Rnn, RnnConfig};
+pub use model::{
+    Activation, CallStats, ForwardOutput, Gradients, Params, RecurrencePath, Rnn, RnnConfig,
+};
 pub use train::{
     Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, StepStats, Targets, Train,
     TrainConfig, Trainer,

@@ -33,6 +33,8 @@ enum Command {
     Sample(SampleArgs),
     /// List the adapters found and the one chosen, with its limits.
     Info,
+    /// Measure forward and training throughput on the GPU and the CPU reference.
+    Bench(BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -118,6 +120,36 @@ struct SampleArgs {
     seed: u64,
 }
 
+#[derive(Args)]
+struct BenchArgs {
+    /// Shapes as B,T,I,H,O separated by ';'.
+    #[arg(long, default_value = wgpu_rnn::bench::DEFAULT_SHAPES)]
+    shapes: String,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Which to measure: gpu, cpu or both.
+    #[arg(long, value_enum, default_value_t = BenchDevices::Both)]
+    devices: BenchDevices,
+    /// Seconds to spend on each measurement (at least 3 repetitions each).
+    #[arg(long, default_value_t = 3.0)]
+    budget: f64,
+    /// Skip the CPU reference where one training step would exceed this many GFLOP
+    /// (it is a plain single-threaded f64 loop); 0 measures every shape.
+    #[arg(long, default_value_t = 2.0)]
+    cpu_max_gflop: f64,
+    /// Also time square matrix products of these sizes (comma separated, e.g. 512,1024).
+    #[arg(long, default_value = "")]
+    matmul: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BenchDevices {
+    Gpu,
+    Cpu,
+    Both,
+}
+
 fn main() {
     let cli = Cli::parse();
     let r = match cli.command {
@@ -125,6 +157,7 @@ fn main() {
         Some(Command::Train(a)) => train(a),
         Some(Command::Sample(a)) => sample(a),
         Some(Command::Info) => info(),
+        Some(Command::Bench(a)) => bench(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e}");
@@ -147,6 +180,116 @@ fn info() -> Result<()> {
         l.max_compute_workgroup_storage_size >> 10,
         l.max_compute_invocations_per_workgroup
     );
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    use wgpu_rnn::bench::{self, BenchOptions, BenchRow, Shape};
+    let shapes = Shape::parse_list(&a.shapes)?;
+    if !(a.budget.is_finite() && a.budget > 0.0 && a.budget < 86_400.0) {
+        return Err(Error::BadHyperparameter {
+            what: "--budget",
+            value: a.budget as f32,
+            expected: "seconds, > 0",
+        });
+    }
+    let matmul: Vec<usize> = a
+        .matmul
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().ok().filter(|&n| n > 0 && n <= 8192))
+        .collect::<Option<_>>()
+        .ok_or_else(|| Error::BadShapeList(a.matmul.clone()))?;
+    let opts = BenchOptions {
+        budget: std::time::Duration::from_secs_f64(a.budget),
+        ..Default::default()
+    };
+    let gpu = match a.devices {
+        BenchDevices::Cpu => None,
+        _ => Some(Gpu::new()?),
+    };
+    if !a.json {
+        if let Some(gpu) = &gpu {
+            println!("# adapter: {}", gpu.adapter());
+        }
+        println!(
+            "{:<20} {:<4} {:>11} {:>11} {:>9} {:>8} {:>6} {:>4} {:>9}  path",
+            "shape B,T,I,H,O",
+            "dev",
+            "fwd tok/s",
+            "train tok/s",
+            "train ms",
+            "GFLOP/s",
+            "disp",
+            "sub",
+            "peak MiB"
+        );
+    }
+    let print = |r: &BenchRow| {
+        if a.json {
+            println!("{}", r.to_json());
+        } else {
+            let peak = r
+                .peak_device_bytes
+                .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1048576.0));
+            println!(
+                "{:<20} {:<4} {:>11.0} {:>11.0} {:>9.2} {:>8.2} {:>6} {:>4} {:>9}  {}",
+                r.shape.to_string(),
+                r.device,
+                r.forward_tokens_per_s(),
+                r.train_tokens_per_s(),
+                r.train_ms,
+                r.train_gflops(),
+                r.dispatches_per_step,
+                r.submits_per_step,
+                peak,
+                r.path
+            );
+        }
+    };
+    for shape in shapes {
+        if let Some(gpu) = &gpu {
+            print(&bench::bench_gpu(gpu, shape, &opts)?);
+        }
+        if a.devices != BenchDevices::Gpu {
+            let gflop = shape.train_flops() / 1e9;
+            if a.cpu_max_gflop > 0.0 && gflop > a.cpu_max_gflop {
+                if !a.json {
+                    println!(
+                        "{:<20} cpu  skipped: a training step is {gflop:.1} GFLOP \
+                         (> --cpu-max-gflop {})",
+                        shape.to_string(),
+                        a.cpu_max_gflop
+                    );
+                }
+            } else {
+                print(&bench::bench_cpu(shape, &opts)?);
+            }
+        }
+    }
+    if let Some(gpu) = &gpu {
+        for n in matmul {
+            let r = bench::bench_matmul(gpu, n, &opts)?;
+            if a.json {
+                println!(
+                    "{{\"matmul\": {n}, \"adapter\": {}, \"gemm_workgroup\": \"{}\", \"ms\": {:.4}, \"gflops\": {:.3}}}",
+                    bench::json_string(&gpu.adapter().to_string()),
+                    gpu.gemm_workgroup(),
+                    r.ms,
+                    r.gflops()
+                );
+            } else {
+                println!(
+                    "matmul {n}x{n}x{n}: {:.2} ms, {:.2} GFLOP/s (gemm workgroup {}, median of {})",
+                    r.ms,
+                    r.gflops(),
+                    gpu.gemm_workgroup(),
+                    r.reps
+                );
+            }
+        }
+    }
     Ok(())
 }
 

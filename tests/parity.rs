@@ -3,7 +3,7 @@
 mod common;
 
 use common::{assert_close, gpu, uniform, widen};
-use wgpu_rnn::{cpu, Activation, Params, Rnn, RnnConfig};
+use wgpu_rnn::{cpu, Activation, Params, RecurrencePath, Rnn, RnnConfig};
 
 struct Case {
     t: usize,
@@ -38,11 +38,33 @@ impl Case {
     }
 }
 
+/// Every way the recurrence can run at batch `b`: one dispatch per step; one dispatch in
+/// all with one row per workgroup, with half the rows per workgroup (4-row tiles once
+/// b >= 8), and with W_hh in workgroup memory (where H·H fits).
+fn paths(b: usize) -> [RecurrencePath; 4] {
+    let persistent = |rows_per_workgroup, shared_w| RecurrencePath::Persistent {
+        rows_per_workgroup,
+        shared_w,
+    };
+    [
+        RecurrencePath::Stepwise,
+        persistent(1, false),
+        persistent(b.div_ceil(2), false),
+        persistent(b, true),
+    ]
+}
+
 /// f32 on the GPU against f64 on the CPU from the same f32 inputs. The allowance grows
 /// with the length of the sums involved (T·B rows for weight gradients, T steps of
 /// recurrence): f32 rounding is about 6e-8 per operation.
 fn check(case: Case) {
-    let Case { t, b, i, h, o, .. } = case;
+    for path in paths(case.b) {
+        check_path(&case, path);
+    }
+}
+
+fn check_path(case: &Case, path: RecurrencePath) {
+    let &Case { t, b, i, h, o, .. } = case;
     let cfg = RnnConfig::new(i, h, o).with_activation(case.act);
     let seed = (t * 1000 + b * 100 + h) as u64;
     let params = cfg.init_params(seed);
@@ -53,6 +75,7 @@ fn check(case: Case) {
 
     let gpu = gpu();
     let mut rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
+    rnn.set_path(Some(path));
     let x_gpu = gpu.tensor(&[t, b, i], &x).unwrap();
     let h0_gpu = h0.as_ref().map(|v| gpu.tensor(&[b, h], v).unwrap());
     let out = rnn.forward(&x_gpu, h0_gpu.as_ref()).unwrap();
@@ -67,7 +90,7 @@ fn check(case: Case) {
     let dh64 = dh_last.as_deref().map(widen);
     let g = cpu::backward(&cfg, &p64, &x64, &fwd, &widen(&dy), dh64.as_deref()).unwrap();
 
-    let tag = format!("T={t} B={b} I={i} H={h} O={o} {:?}", case.act);
+    let tag = format!("T={t} B={b} I={i} H={h} O={o} {:?} {path}", case.act);
     let steps = (t as f64).sqrt();
     let rows = ((t * b) as f64).sqrt();
     let tol = 2e-6;
@@ -204,16 +227,26 @@ fn repeated_calls_and_several_shapes_reuse_workspaces() {
     }
 }
 
+/// One dispatch per time step (or one in all on the persistent path) and one submit per
+/// call.
 #[test]
 fn dispatch_and_submit_counts() {
     let (t, b) = (10, 3);
     let gpu = gpu();
     let mut rnn = Rnn::new(gpu, RnnConfig::new(4, 8, 2), 1).unwrap();
     let x = gpu.zeros(&[t, b, 4]).unwrap();
-    rnn.forward(&x, None).unwrap();
-    let f = rnn.last_call_stats();
-    assert_eq!((f.dispatches, f.submits), (t + 2, 1));
-    rnn.backward(&gpu.zeros(&[t, b, 2]).unwrap(), None).unwrap();
-    let bw = rnn.last_call_stats();
-    assert_eq!((bw.dispatches, bw.submits), (t + 8, 1));
+    for path in paths(b) {
+        rnn.set_path(Some(path));
+        let steps = if path == RecurrencePath::Stepwise {
+            t
+        } else {
+            1
+        };
+        rnn.forward(&x, None).unwrap();
+        let f = rnn.last_call_stats();
+        assert_eq!((f.dispatches, f.submits), (steps + 2, 1), "{path}");
+        rnn.backward(&gpu.zeros(&[t, b, 2]).unwrap(), None).unwrap();
+        let bw = rnn.last_call_stats();
+        assert_eq!((bw.dispatches, bw.submits), (steps + 8, 1), "{path}");
+    }
 }

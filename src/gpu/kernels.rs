@@ -13,7 +13,47 @@ use crate::error::{Error, Result};
 
 /// Each gemm invocation computes a TILE x TILE block of C (fixed in the WGSL).
 const TILE: u32 = 4;
-const GEMM_WG: (u32, u32) = (8, 8);
+
+/// The gemm workgroup shape (`WG_X` x `WG_Y` invocations, each a 4x4 tile of C), chosen
+/// per adapter kind from the matmul bench (BENCHMARKS.md); `WGPU_RNN_GEMM_WG=XxY`
+/// overrides it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct GemmWorkgroup {
+    pub x: u32,
+    pub y: u32,
+}
+
+impl std::fmt::Display for GemmWorkgroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.x, self.y)
+    }
+}
+
+impl GemmWorkgroup {
+    fn for_adapter(device_type: wgpu::DeviceType, limits: &wgpu::Limits) -> Self {
+        let parsed = std::env::var("WGPU_RNN_GEMM_WG").ok().and_then(|v| {
+            let (x, y) = v.split_once('x')?;
+            Some(GemmWorkgroup {
+                x: x.trim().parse().ok()?,
+                y: y.trim().parse().ok()?,
+            })
+        });
+        let fits = |w: &GemmWorkgroup| {
+            w.x >= 1
+                && w.y >= 1
+                && w.x <= limits.max_compute_workgroup_size_x
+                && w.y <= limits.max_compute_workgroup_size_y
+                && w.x * w.y <= limits.max_compute_invocations_per_workgroup
+        };
+        if let Some(w) = parsed.filter(fits) {
+            return w;
+        }
+        match device_type {
+            wgpu::DeviceType::Cpu => GemmWorkgroup { x: 8, y: 8 },
+            _ => GemmWorkgroup { x: 8, y: 8 },
+        }
+    }
+}
 /// Workgroup size of the one-dimensional kernels (must be a power of two: tree reductions).
 const WG: u32 = 64;
 
@@ -24,10 +64,17 @@ enum Module {
     Reduce,
     Loss,
     Optim,
+    Recurrence,
 }
 
 impl Module {
-    const ALL: [Module; 4] = [Module::Gemm, Module::Reduce, Module::Loss, Module::Optim];
+    const ALL: [Module; 5] = [
+        Module::Gemm,
+        Module::Reduce,
+        Module::Loss,
+        Module::Optim,
+        Module::Recurrence,
+    ];
 
     fn source(self) -> &'static str {
         match self {
@@ -35,6 +82,7 @@ impl Module {
             Module::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Module::Loss => include_str!("../../shaders/loss.wgsl"),
             Module::Optim => include_str!("../../shaders/optim.wgsl"),
+            Module::Recurrence => include_str!("../../shaders/recurrence.wgsl"),
         }
     }
 
@@ -49,12 +97,15 @@ impl Module {
             Module::Loss => &[true, true, true, true, false, false],
             // param, grad, m, v, norm_parts, hyper
             Module::Optim => &[false, true, false, false, true, true],
+            // state (hs or dz), W_hh, hs (the gate in backward)
+            Module::Recurrence => &[false, true, true],
         }
     }
 
     fn params_size(self) -> u64 {
         match self {
             Module::Gemm => std::mem::size_of::<GemmParams>() as u64,
+            Module::Recurrence => std::mem::size_of::<SeqParams>() as u64,
             _ => std::mem::size_of::<RowParams>() as u64,
         }
     }
@@ -72,6 +123,7 @@ pub(crate) enum OptKernel {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(crate) enum Kernel {
     Gemm {
+        wg: GemmWorkgroup,
         bias: bool,
         accumulate: bool,
         epilogue: Epilogue,
@@ -81,6 +133,12 @@ pub(crate) enum Kernel {
     SoftmaxXent,
     Mse,
     Update(OptKernel),
+    Recurrence {
+        backward: bool,
+        relu: bool,
+        tile_rows: u32,
+        shared_w: bool,
+    },
 }
 
 impl Kernel {
@@ -90,6 +148,7 @@ impl Kernel {
             Kernel::ColSum | Kernel::SumSquares => Module::Reduce,
             Kernel::SoftmaxXent | Kernel::Mse => Module::Loss,
             Kernel::Update(_) => Module::Optim,
+            Kernel::Recurrence { .. } => Module::Recurrence,
         }
     }
 
@@ -101,23 +160,37 @@ impl Kernel {
             Kernel::SoftmaxXent => "softmax_xent",
             Kernel::Mse => "mse",
             Kernel::Update(_) => "update",
+            Kernel::Recurrence { .. } => "recurrence",
         }
     }
 
     fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
             Kernel::Gemm {
+                wg,
                 bias,
                 accumulate,
                 epilogue,
             } => vec![
-                ("WG_X", GEMM_WG.0 as f64),
-                ("WG_Y", GEMM_WG.1 as f64),
+                ("WG_X", wg.x as f64),
+                ("WG_Y", wg.y as f64),
                 ("HAS_BIAS", bias as u8 as f64),
                 ("ACCUMULATE", accumulate as u8 as f64),
                 ("EPILOGUE", epilogue.code()),
             ],
             Kernel::Update(opt) => vec![("WG", WG as f64), ("OPT", opt as u8 as f64)],
+            Kernel::Recurrence {
+                backward,
+                relu,
+                tile_rows,
+                shared_w,
+            } => vec![
+                ("WG", WG as f64),
+                ("TILE_ROWS", tile_rows as f64),
+                ("BACKWARD", backward as u8 as f64),
+                ("ACT", relu as u8 as f64),
+                ("SHARED_W", shared_w as u8 as f64),
+            ],
             _ => vec![("WG", WG as f64)],
         }
     }
@@ -155,6 +228,35 @@ pub(crate) struct RowParams {
     pub in_off: u32,
     pub out_off: u32,
 }
+
+/// Mirrors `struct Seq` in shaders/recurrence.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SeqParams {
+    t: u32,
+    b: u32,
+    h: u32,
+    rows_per_wg: u32,
+}
+
+/// The whole recurrence in one dispatch: hs (T+1, B, H) forward, or dz (T, B, H) gated by
+/// hs backward (shaders/recurrence.wgsl).
+pub(crate) struct RecurrenceSpec<'a> {
+    pub t: usize,
+    pub b: usize,
+    pub h: usize,
+    pub backward: bool,
+    pub relu: bool,
+    pub state: &'a wgpu::Buffer,
+    pub w_hh: &'a wgpu::Buffer,
+    /// hs, read in backward only.
+    pub hs: Option<&'a wgpu::Buffer>,
+    pub rows_per_wg: usize,
+    pub shared_w: bool,
+}
+
+/// Largest H·H that `SHARED_W` can hold (MAX_SHARED in the WGSL).
+pub(crate) const MAX_SHARED_W: usize = 4096;
 
 /// What the gemm kernel applies to each output before storing it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -248,6 +350,7 @@ pub(crate) struct Kernels {
     /// Bound where a kernel's optional input (bias, G) is unused.
     dummy: wgpu::Buffer,
     pipelines: Mutex<HashMap<Kernel, wgpu::ComputePipeline>>,
+    pub gemm_wg: GemmWorkgroup,
 }
 
 fn layout_entry(binding: u32, ty: wgpu::BufferBindingType, min: u64) -> wgpu::BindGroupLayoutEntry {
@@ -264,7 +367,7 @@ fn layout_entry(binding: u32, ty: wgpu::BufferBindingType, min: u64) -> wgpu::Bi
 }
 
 impl Kernels {
-    pub fn new(device: &wgpu::Device) -> Self {
+    pub fn new(device: &wgpu::Device, device_type: wgpu::DeviceType) -> Self {
         let modules = Module::ALL
             .into_iter()
             .map(|m| {
@@ -305,6 +408,7 @@ impl Kernels {
                 mapped_at_creation: false,
             }),
             pipelines: Mutex::new(HashMap::new()),
+            gemm_wg: GemmWorkgroup::for_adapter(device_type, &device.limits()),
         }
     }
 
@@ -362,7 +466,7 @@ pub(crate) struct PlanBuilder<'g> {
 pub(crate) struct Plan {
     ops: Vec<Op>,
     bind_groups: Vec<wgpu::BindGroup>,
-    _params: wgpu::Buffer,
+    _params: (wgpu::Buffer, super::MemTicket),
 }
 
 fn to_u32(what: &'static str, v: usize) -> Result<u32> {
@@ -467,14 +571,16 @@ impl<'g> PlanBuilder<'g> {
             c_rs: to_u32("stride", s.c.rs)?,
             ..Zeroable::zeroed()
         };
+        let wg = self.gpu.kernels().gemm_wg;
         let kernel = Kernel::Gemm {
+            wg,
             bias: s.bias.is_some(),
             accumulate: s.accumulate,
             epilogue: s.epilogue,
         };
         let groups = self.groups(
-            s.n.div_ceil((TILE * GEMM_WG.0) as usize),
-            s.m.div_ceil((TILE * GEMM_WG.1) as usize),
+            s.n.div_ceil((TILE * wg.x) as usize),
+            s.m.div_ceil((TILE * wg.y) as usize),
         )?;
         let buffers = [
             Some(s.a.buf),
@@ -484,6 +590,32 @@ impl<'g> PlanBuilder<'g> {
             s.g.map(|g| g.0),
         ];
         self.push(kernel, bytemuck::bytes_of(&p), &buffers, groups)
+    }
+
+    pub fn recurrence(&mut self, s: RecurrenceSpec<'_>) -> Result<()> {
+        if s.t == 0 || s.b == 0 {
+            return Ok(());
+        }
+        let rows_per_wg = s.rows_per_wg.clamp(1, s.b);
+        let p = SeqParams {
+            t: to_u32("sequence length", s.t)?,
+            b: to_u32("batch", s.b)?,
+            h: to_u32("hidden size", s.h)?,
+            rows_per_wg: to_u32("rows per workgroup", rows_per_wg)?,
+        };
+        let kernel = Kernel::Recurrence {
+            backward: s.backward,
+            relu: s.relu,
+            tile_rows: if rows_per_wg >= 4 { 4 } else { 1 },
+            shared_w: s.shared_w && s.h * s.h <= MAX_SHARED_W,
+        };
+        let groups = self.groups(s.b.div_ceil(rows_per_wg), 1)?;
+        self.push(
+            kernel,
+            bytemuck::bytes_of(&p),
+            &[Some(s.state), Some(s.w_hh), s.hs],
+            groups,
+        )
     }
 
     pub fn col_sum(&mut self, s: ColSumSpec<'_>) -> Result<()> {
@@ -577,6 +709,7 @@ impl<'g> PlanBuilder<'g> {
         if contents.is_empty() {
             contents.resize(self.align, 0);
         }
+        let ticket = gpu.count_memory(contents.len() as u64);
         gpu.scoped("building a dispatch plan", || {
             let params = gpu
                 .device()
@@ -614,7 +747,7 @@ impl<'g> PlanBuilder<'g> {
             Plan {
                 ops: self.ops,
                 bind_groups,
-                _params: params,
+                _params: (params, ticket),
             }
         })
     }

@@ -1,15 +1,20 @@
 //! The device: adapter choice, the context that owns device and queue, kernels, tensors.
 
 mod kernels;
+mod memory;
 mod tensor;
 
 pub(crate) use tensor::check_len;
 
 use std::sync::Arc;
 
+pub use kernels::GemmWorkgroup;
 pub(crate) use kernels::{
-    ColSumSpec, Epilogue, GemmSpec, Kernel, Operand, OptKernel, Plan, PlanBuilder,
+    ColSumSpec, Epilogue, GemmSpec, Kernel, Operand, OptKernel, Plan, PlanBuilder, RecurrenceSpec,
+    MAX_SHARED_W,
 };
+pub(crate) use memory::MemTicket;
+pub use memory::MemoryUse;
 pub use tensor::GpuTensor;
 
 use crate::error::{Error, Result};
@@ -100,6 +105,7 @@ struct Inner {
     queue: wgpu::Queue,
     adapter: AdapterSummary,
     kernels: Kernels,
+    memory: Arc<memory::MemCounter>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -222,7 +228,7 @@ impl Gpu {
 
     fn build(device: wgpu::Device, queue: wgpu::Queue, adapter: AdapterSummary) -> Result<Self> {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let kernels = Kernels::new(&device);
+        let kernels = Kernels::new(&device, adapter.device_type);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::from_wgpu("compiling the WGSL kernels", e));
         }
@@ -232,6 +238,7 @@ impl Gpu {
                 queue,
                 adapter,
                 kernels,
+                memory: Default::default(),
             }),
         })
     }
@@ -256,6 +263,44 @@ impl Gpu {
 
     pub(crate) fn kernels(&self) -> &Kernels {
         &self.inner.kernels
+    }
+
+    /// The gemm kernel's workgroup shape on this adapter.
+    pub fn gemm_workgroup(&self) -> GemmWorkgroup {
+        self.inner.kernels.gemm_wg
+    }
+
+    /// Device memory in buffers this context's models, trainers and tensors hold.
+    pub fn memory(&self) -> MemoryUse {
+        self.inner.memory.get()
+    }
+
+    /// Starts a new peak: [`MemoryUse::peak_bytes`] becomes the live bytes now.
+    pub fn reset_peak_memory(&self) {
+        self.inner.memory.reset_peak()
+    }
+
+    /// Creates a buffer (inside error scopes) and counts its bytes while the ticket lives.
+    pub(crate) fn buffer(
+        &self,
+        label: &'static str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+    ) -> Result<(wgpu::Buffer, MemTicket)> {
+        let buffer = self.scoped("allocating a buffer", || {
+            self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        })?;
+        Ok((buffer, self.count_memory(size)))
+    }
+
+    /// Counts `bytes` of a buffer made some other way while the ticket lives.
+    pub(crate) fn count_memory(&self, bytes: u64) -> MemTicket {
+        self.inner.memory.take(bytes)
     }
 
     /// Whether `other` is this context or a clone of it. (wgpu's own `Device` equality

@@ -1,6 +1,8 @@
 //! Device tensors: an f32 storage buffer with a shape, uploaded and downloaded explicitly.
 
-use super::Gpu;
+use std::sync::Arc;
+
+use super::{Gpu, MemTicket};
 use crate::error::{Error, Result};
 
 /// A dense, row-major f32 tensor in GPU memory.
@@ -9,6 +11,7 @@ pub struct GpuTensor {
     gpu: Gpu,
     buffer: wgpu::Buffer,
     shape: Vec<usize>,
+    _memory: Arc<MemTicket>,
 }
 
 impl std::fmt::Debug for GpuTensor {
@@ -36,21 +39,19 @@ impl GpuTensor {
                 why: "bytes in one buffer, the device's max_buffer_size",
             });
         }
-        let buffer = gpu.scoped("allocating a tensor", || {
-            gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some(what),
-                // wgpu cannot bind an empty buffer; keep one element at least.
-                size: bytes.max(4),
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
+        let (buffer, memory) = gpu.buffer(
+            what,
+            // wgpu cannot bind an empty buffer; keep one element at least.
+            bytes.max(4),
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+        )?;
         Ok(GpuTensor {
             gpu: gpu.clone(),
             buffer,
             shape: shape.to_vec(),
+            _memory: Arc::new(memory),
         })
     }
 
@@ -139,14 +140,11 @@ impl GpuTensor {
         }
         let gpu = &self.gpu;
         let size = self.bytes();
-        let staging = gpu.scoped("creating a readback buffer", || {
-            gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback"),
-                size,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
+        let (staging, _memory) = gpu.buffer(
+            "readback",
+            size,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?;
         let mut encoder = gpu
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {

@@ -3,7 +3,7 @@
 
 mod rnn;
 
-pub use rnn::{CallStats, ForwardOutput, Gradients, Rnn};
+pub use rnn::{CallStats, ForwardOutput, Gradients, RecurrencePath, Rnn};
 
 use rand::RngCore;
 use rand_chacha::rand_core::SeedableRng;

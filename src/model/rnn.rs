@@ -3,7 +3,10 @@
 
 use super::{check_shape, Activation, Params, RnnConfig};
 use crate::error::{Error, Result};
-use crate::gpu::{ColSumSpec, Epilogue, GemmSpec, Gpu, GpuTensor, Operand, Plan, PlanBuilder};
+use crate::gpu::{
+    ColSumSpec, Epilogue, GemmSpec, Gpu, GpuTensor, Operand, Plan, PlanBuilder, RecurrenceSpec,
+    MAX_SHARED_W,
+};
 
 /// How many (T, B) shapes keep their buffers and plans alive at once.
 const MAX_WORKSPACES: usize = 4;
@@ -35,6 +38,63 @@ pub struct CallStats {
     pub submits: usize,
 }
 
+/// How the sequential part of forward and backward runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecurrencePath {
+    /// One dispatch per time step, each a batched matrix product over all rows.
+    Stepwise,
+    /// One dispatch for all T steps: each workgroup owns `rows_per_workgroup` batch rows
+    /// and loops over time (shaders/recurrence.wgsl). With `shared_w`, W_hh is kept in
+    /// workgroup memory where H·H ≤ 4096 (ignored for larger H).
+    Persistent {
+        rows_per_workgroup: usize,
+        shared_w: bool,
+    },
+}
+
+impl std::fmt::Display for RecurrencePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecurrencePath::Stepwise => write!(f, "stepwise"),
+            RecurrencePath::Persistent {
+                rows_per_workgroup,
+                shared_w,
+            } => {
+                let w = if *shared_w { ", W_hh shared" } else { "" };
+                write!(f, "persistent ({rows_per_workgroup} rows/workgroup{w})")
+            }
+        }
+    }
+}
+
+impl RecurrencePath {
+    /// The path for batch `b` and hidden size `h` on `gpu`; `WGPU_RNN_PATH=stepwise` or
+    /// `persistent` overrides the choice (for benchmarking).
+    pub fn choose(gpu: &Gpu, b: usize, h: usize) -> Self {
+        let cpu = gpu.adapter().device_type == wgpu::DeviceType::Cpu;
+        let rows_per_workgroup = if cpu {
+            // A software adapter runs one workgroup per core at a time.
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            b.div_ceil(cores)
+        } else {
+            b.min(4)
+        };
+        // Workgroup memory is ordinary memory on a CPU adapter: the copy is pure cost.
+        let fits = h * h <= MAX_SHARED_W
+            && (MAX_SHARED_W * 4) as u32 <= gpu.limits().max_compute_workgroup_storage_size;
+        let persistent = RecurrencePath::Persistent {
+            rows_per_workgroup,
+            shared_w: fits && !cpu,
+        };
+        match std::env::var("WGPU_RNN_PATH").as_deref() {
+            Ok("stepwise") => return RecurrencePath::Stepwise,
+            Ok("persistent") => return persistent,
+            _ => {}
+        }
+        persistent
+    }
+}
+
 /// Buffers and plans for one (T, B).
 pub(crate) struct Workspace {
     pub t: usize,
@@ -56,6 +116,7 @@ pub(crate) struct Workspace {
     pub dh0: GpuTensor,
     pub forward: Plan,
     pub backward: Plan,
+    pub path: RecurrencePath,
 }
 
 /// An Elman RNN with a linear head whose parameters live on the GPU.
@@ -68,6 +129,7 @@ pub struct Rnn {
     /// (T, B) of the forward whose state backward would use.
     last_forward: Option<(usize, usize)>,
     stats: CallStats,
+    pinned_path: Option<RecurrencePath>,
 }
 
 impl std::fmt::Debug for Rnn {
@@ -102,6 +164,7 @@ impl Rnn {
             workspaces: Vec::new(),
             last_forward: None,
             stats: CallStats::default(),
+            pinned_path: None,
         })
     }
 
@@ -132,6 +195,20 @@ impl Rnn {
         }
         self.last_forward = None;
         Ok(())
+    }
+
+    /// Pins how the recurrence runs for every shape (`None`: chosen per shape and adapter,
+    /// see [`RecurrencePath::choose`]). Drops cached workspaces and any pending forward.
+    pub fn set_path(&mut self, path: Option<RecurrencePath>) {
+        self.pinned_path = path;
+        self.workspaces.clear();
+        self.last_forward = None;
+    }
+
+    /// How the recurrence of a (T, B) sequence runs (builds that shape's workspace).
+    pub fn path(&mut self, t: usize, b: usize) -> Result<RecurrencePath> {
+        let i = self.workspace(t, b)?;
+        Ok(self.workspaces[i].path)
     }
 
     /// Dispatches and submits made by the last `forward` or `backward`.
@@ -264,7 +341,14 @@ impl Rnn {
         let pos = match self.workspaces.iter().position(|w| w.t == t && w.b == b) {
             Some(p) => p,
             None => {
-                let ws = Workspace::new(&self.gpu, &self.config, &self.params, &self.grads, t, b)?;
+                let ws = Workspace::new(
+                    &self.gpu,
+                    &self.config,
+                    &self.params,
+                    &self.grads,
+                    (t, b),
+                    self.pinned_path,
+                )?;
                 if self.workspaces.len() >= MAX_WORKSPACES {
                     self.workspaces.remove(0);
                 }
@@ -295,8 +379,8 @@ impl Workspace {
         cfg: &RnnConfig,
         p: &Params<GpuTensor>,
         g: &Params<GpuTensor>,
-        t: usize,
-        b: usize,
+        (t, b): (usize, usize),
+        path: Option<RecurrencePath>,
     ) -> Result<Self> {
         let (i, h, o) = (cfg.input_size, cfg.hidden_size, cfg.output_size);
         let x = GpuTensor::empty(gpu, &[t, b, i], "x")?;
@@ -342,19 +426,43 @@ impl Workspace {
             )
         })?;
         // hs[s] = act(hs[s] + hs[s-1] W_hhᵀ)            (B, H) per step
-        for s in 1..=t {
-            fwd.gemm(GemmSpec {
-                accumulate: true,
-                epilogue: act,
-                ..plain(
-                    b,
-                    h,
-                    h,
-                    rows(hs.buffer(), (s - 1) * block, h),
-                    tr(p.w_hh.buffer(), 0, h),
-                    rows(hs.buffer(), s * block, h),
-                )
-            })?;
+        let path = path.unwrap_or_else(|| RecurrencePath::choose(gpu, b, h));
+        let seq = |backward, state, hs| RecurrenceSpec {
+            t,
+            b,
+            h,
+            backward,
+            relu: cfg.activation == Activation::Relu,
+            state,
+            w_hh: p.w_hh.buffer(),
+            hs,
+            rows_per_wg: match path {
+                RecurrencePath::Persistent {
+                    rows_per_workgroup, ..
+                } => rows_per_workgroup,
+                RecurrencePath::Stepwise => b,
+            },
+            shared_w: matches!(path, RecurrencePath::Persistent { shared_w: true, .. })
+                && h * h <= MAX_SHARED_W
+                && (MAX_SHARED_W * 4) as u32 <= gpu.limits().max_compute_workgroup_storage_size,
+        };
+        if let RecurrencePath::Persistent { .. } = path {
+            fwd.recurrence(seq(false, hs.buffer(), None))?;
+        } else {
+            for s in 1..=t {
+                fwd.gemm(GemmSpec {
+                    accumulate: true,
+                    epilogue: act,
+                    ..plain(
+                        b,
+                        h,
+                        h,
+                        rows(hs.buffer(), (s - 1) * block, h),
+                        tr(p.w_hh.buffer(), 0, h),
+                        rows(hs.buffer(), s * block, h),
+                    )
+                })?;
+            }
         }
         // y = hs[1..] W_hyᵀ + b_y                        (T·B, O)
         fwd.gemm(GemmSpec {
@@ -384,22 +492,26 @@ impl Workspace {
             )
         })?;
         // dz[s] = (dz[s] + dz[s+1] W_hh) ⊙ act'(h_s), s = T..1; no dz[T+1] term at s = T.
-        for s in (1..=t).rev() {
-            let k = if s == t { 0 } else { h };
-            let next = if s == t { 0 } else { s * block };
-            bwd.gemm(GemmSpec {
-                accumulate: true,
-                epilogue: act_grad,
-                g: Some((hs.buffer(), s * block)),
-                ..plain(
-                    b,
-                    h,
-                    k,
-                    rows(dz.buffer(), next, h),
-                    rows(p.w_hh.buffer(), 0, h),
-                    rows(dz.buffer(), (s - 1) * block, h),
-                )
-            })?;
+        if let RecurrencePath::Persistent { .. } = path {
+            bwd.recurrence(seq(true, dz.buffer(), Some(hs.buffer())))?;
+        } else {
+            for s in (1..=t).rev() {
+                let k = if s == t { 0 } else { h };
+                let next = if s == t { 0 } else { s * block };
+                bwd.gemm(GemmSpec {
+                    accumulate: true,
+                    epilogue: act_grad,
+                    g: Some((hs.buffer(), s * block)),
+                    ..plain(
+                        b,
+                        h,
+                        k,
+                        rows(dz.buffer(), next, h),
+                        rows(p.w_hh.buffer(), 0, h),
+                        rows(dz.buffer(), (s - 1) * block, h),
+                    )
+                })?;
+            }
         }
         // dW_xh = dZᵀ X                                  (H, I)
         bwd.gemm(plain(
@@ -472,6 +584,7 @@ impl Workspace {
             dh0,
             forward: fwd.finish()?,
             backward: bwd.finish()?,
+            path,
         })
     }
 }

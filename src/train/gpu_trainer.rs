@@ -3,8 +3,8 @@
 
 use super::{Batch, Hyper, LossKind, OptimizerKind, StepStats, Targets, Train, TrainConfig};
 use crate::error::Result;
-use crate::gpu::{ColSumSpec, Gpu, GpuTensor, Kernel, OptKernel, Plan, PlanBuilder};
-use crate::model::{Params, Rnn};
+use crate::gpu::{ColSumSpec, Gpu, GpuTensor, Kernel, MemTicket, OptKernel, Plan, PlanBuilder};
+use crate::model::{CallStats, Params, Rnn};
 
 /// stats buffer: [sum of squares of each of the 5 gradients, loss, unused, unused].
 const STATS: usize = 8;
@@ -30,14 +30,15 @@ pub struct Trainer {
     config: TrainConfig,
     m: Params<GpuTensor>,
     v: Params<GpuTensor>,
-    hyper: wgpu::Buffer,
+    hyper: (wgpu::Buffer, MemTicket),
     stats: GpuTensor,
-    readback: wgpu::Buffer,
+    readback: (wgpu::Buffer, MemTicket),
     update: Plan,
     /// h_T of the last step, the next step's h_0 when stateful.
     carry: Option<GpuTensor>,
     workspaces: Vec<StepWorkspace>,
     step: u64,
+    last: CallStats,
 }
 
 impl Trainer {
@@ -48,28 +49,16 @@ impl Trainer {
         let m = shapes.try_map(|s| GpuTensor::empty(&gpu, s, "optimizer m"))?;
         let v = shapes.try_map(|s| GpuTensor::empty(&gpu, s, "optimizer v"))?;
         let stats = GpuTensor::empty(&gpu, &[STATS], "training stats")?;
-        let (hyper, readback) = gpu.scoped("creating trainer buffers", || {
-            let buffer = |label, size, usage| {
-                gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(label),
-                    size,
-                    usage,
-                    mapped_at_creation: false,
-                })
-            };
-            (
-                buffer(
-                    "optimizer hyperparameters",
-                    std::mem::size_of::<Hyper>() as u64,
-                    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-                ),
-                buffer(
-                    "stats readback",
-                    (STATS * 4) as u64,
-                    wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                ),
-            )
-        })?;
+        let hyper = gpu.buffer(
+            "optimizer hyperparameters",
+            std::mem::size_of::<Hyper>() as u64,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        )?;
+        let readback = gpu.buffer(
+            "stats readback",
+            (STATS * 4) as u64,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?;
         let opt = match config.optimizer.kind {
             OptimizerKind::Sgd => OptKernel::Sgd,
             OptimizerKind::Adam => OptKernel::Adam,
@@ -94,7 +83,7 @@ impl Trainer {
                 m.buffer(),
                 v.buffer(),
                 stats.buffer(),
-                &hyper,
+                &hyper.0,
             ];
             plan.update(opt, p.len(), 5, buffers)?;
         }
@@ -111,7 +100,13 @@ impl Trainer {
             carry: None,
             workspaces: Vec::new(),
             step: 0,
+            last: CallStats::default(),
         })
+    }
+
+    /// Dispatches and submits of the last training step.
+    pub fn last_step_stats(&self) -> CallStats {
+        self.last
     }
 
     pub fn rnn(&self) -> &Rnn {
@@ -230,12 +225,12 @@ impl Trainer {
         enc.copy_buffer_to_buffer(
             self.stats.buffer(),
             0,
-            &self.readback,
+            &self.readback.0,
             0,
             (STATS * 4) as u64,
         );
         gpu.submit("training step", enc)?;
-        let values = pollster::block_on(gpu.read_mapped(&self.readback))?;
+        let values = pollster::block_on(gpu.read_mapped(&self.readback.0))?;
         let mut out = [0.0f32; STATS];
         out.copy_from_slice(&values);
         Ok(out)
@@ -261,6 +256,9 @@ impl Train for Trainer {
         };
         let mut enc = self.record_forward_loss(wi, si, h0);
         let ws = self.rnn.ws(wi);
+        let ws_dispatches = ws.forward.dispatches()
+            + self.workspaces[si].loss.dispatches()
+            + ws.backward.dispatches();
         enc.clear_buffer(ws.dz.buffer(), 0, None);
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
@@ -282,8 +280,12 @@ impl Train for Trainer {
         self.step += 1;
         let hyper = Hyper::new(&self.config, self.step);
         gpu.queue()
-            .write_buffer(&self.hyper, 0, bytemuck::bytes_of(&hyper));
+            .write_buffer(&self.hyper.0, 0, bytemuck::bytes_of(&hyper));
         let stats = self.finish(enc);
+        self.last = CallStats {
+            dispatches: ws_dispatches + self.update.dispatches(),
+            submits: 1,
+        };
         self.carry = Some(carry);
         // The model's forward state is overwritten by the update; backward must not use it.
         self.rnn.set_last_forward(None);

@@ -1,0 +1,130 @@
+// The whole recurrence of a sequence in ONE dispatch (the small-batch "persistent" path).
+// Batch rows are independent, so workgroup w owns rows [w*ROWS_PER_WG, ...) and loops over
+// all T steps itself, with a workgroup barrier between steps: no grid-wide barrier.
+//
+// Forward  (BACKWARD = false), n = 1..T, in place in hs (T+1, B, H), hs[n] holding the
+//   input projection on entry:      hs[n] = act(hs[n] + hs[n-1] W_hhᵀ)
+// Backward (BACKWARD = true), n = T..1, in place in dz (T, B, H), dz[n-1] holding
+//   W_hyᵀ dy_n (+ dL/dh_T) on entry: dz[n-1] = (dz[n-1] + dz[n] W_hh) ⊙ act'(hs[n])
+//
+// Each invocation computes tiles of TILE_ROWS rows x 4 hidden units, tile after tile.
+// With SHARED_W, W_hh is first copied into workgroup memory (H*H <= MAX_SHARED).
+
+struct Seq {
+    t: u32, b: u32, h: u32, rows_per_wg: u32,
+}
+
+override WG: u32 = 64u;
+override TILE_ROWS: u32 = 4u;
+override BACKWARD: bool = false;
+// 0 tanh, 1 relu
+override ACT: u32 = 0u;
+override SHARED_W: bool = false;
+
+const MAX_SHARED: u32 = 4096u;
+
+@group(0) @binding(0) var<uniform> p: Seq;
+@group(0) @binding(1) var<storage, read_write> state: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> hs: array<f32>;
+
+var<workgroup> w_shared: array<f32, MAX_SHARED>;
+
+fn weight(idx: u32) -> f32 {
+    if (SHARED_W) {
+        return w_shared[idx];
+    }
+    return w[idx];
+}
+
+fn epilogue(v: f32, g: f32) -> f32 {
+    if (BACKWARD) {
+        if (ACT == 0u) {
+            return v * (1.0 - g * g);
+        }
+        return select(0.0, v, g > 0.0);
+    }
+    if (ACT == 0u) {
+        return tanh(clamp(v, -15.0, 15.0));
+    }
+    return max(v, 0.0);
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn recurrence(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let h = p.h;
+    let block = p.b * h;
+    let row0 = wg.x * p.rows_per_wg;
+    let rows = min(p.rows_per_wg, p.b - min(p.b, row0));
+    let unit_tiles = (h + 3u) / 4u;
+    let tiles = (rows + TILE_ROWS - 1u) / TILE_ROWS * unit_tiles;
+    // forward B(k, j) = W_hh[j, k]; backward B(k, j) = W_hh[k, j]
+    var w_k = 1u;
+    var w_j = h;
+    if (BACKWARD) {
+        w_k = h;
+        w_j = 1u;
+    }
+    if (SHARED_W) {
+        for (var i = lid; i < h * h; i += WG) {
+            w_shared[i] = w[i];
+        }
+        workgroupBarrier();
+    }
+
+    for (var n = 0u; n < p.t; n++) {
+        // forward: read block n, write n+1; backward: read block T-n (none at n = 0),
+        // write T-n-1, gate by hs block T-n.
+        var a_blk = n;
+        var c_blk = n + 1u;
+        var k_len = h;
+        if (BACKWARD) {
+            a_blk = p.t - n;
+            c_blk = p.t - n - 1u;
+            if (n == 0u) {
+                k_len = 0u;
+            }
+        }
+        for (var tile = lid; tile < tiles; tile += WG) {
+            let r0 = row0 + (tile / unit_tiles) * TILE_ROWS;
+            let j0 = (tile % unit_tiles) * 4u;
+            var a_row: array<u32, 4>;
+            for (var r = 0u; r < TILE_ROWS; r++) {
+                a_row[r] = a_blk * block + min(r0 + r, row0 + rows - 1u) * h;
+            }
+            let cols = min(vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u), vec4<u32>(h - 1u));
+            let wcol = cols * w_j;
+            var acc = array<vec4<f32>, 4>();
+            for (var k = 0u; k < k_len; k++) {
+                let wk = wcol + k * w_k;
+                let bv = vec4<f32>(weight(wk.x), weight(wk.y), weight(wk.z), weight(wk.w));
+                for (var r = 0u; r < TILE_ROWS; r++) {
+                    acc[r] += state[a_row[r] + k] * bv;
+                }
+            }
+            for (var r = 0u; r < TILE_ROWS; r++) {
+                let row = r0 + r;
+                if (row >= row0 + rows) {
+                    break;
+                }
+                for (var s = 0u; s < 4u; s++) {
+                    let j = j0 + s;
+                    if (j >= h) {
+                        break;
+                    }
+                    let ci = c_blk * block + row * h + j;
+                    var g = 0.0;
+                    if (BACKWARD) {
+                        g = hs[a_blk * block + row * h + j];
+                    }
+                    state[ci] = epilogue(state[ci] + acc[r][s], g);
+                }
+            }
+        }
+        storageBarrier();
+    }
+}
+

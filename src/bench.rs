@@ -1,0 +1,362 @@
+//! Throughput measurement shared by `wgpu-rnn bench` and the criterion benches: forward
+//! passes and full training steps (forward, MSE, backward, SGD update) at a shape
+//! (B, T, I, H, O), on the GPU and on the CPU reference, and a matrix-product micro-bench.
+//!
+//! Times are wall-clock medians of whole calls that end with the results ready (a GPU call
+//! waits for the device), so they include submit and synchronisation costs.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+use crate::gpu::{Epilogue, GemmSpec, Gpu, GpuTensor, Operand, PlanBuilder};
+use crate::model::{Rnn, RnnConfig};
+use crate::train::{
+    Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, Targets, Train, TrainConfig,
+    Trainer,
+};
+
+/// The shapes `wgpu-rnn bench` measures by default: small, mid and large batch.
+pub const DEFAULT_SHAPES: &str =
+    "1,256,32,64,32;16,128,64,128,64;64,64,64,256,64;256,64,128,512,128";
+
+/// A benchmark shape: batch B, sequence length T, input I, hidden H, output O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub b: usize,
+    pub t: usize,
+    pub i: usize,
+    pub h: usize,
+    pub o: usize,
+}
+
+impl Shape {
+    /// Tokens (T·B) one forward or training step processes.
+    pub fn tokens(&self) -> usize {
+        self.t * self.b
+    }
+
+    /// Floating-point operations of one forward: 2·T·B·(I·H + H·H + H·O).
+    pub fn forward_flops(&self) -> f64 {
+        2.0 * self.tokens() as f64 * (self.i * self.h + self.h * self.h + self.h * self.o) as f64
+    }
+
+    /// Of one training step: the forward plus a backward of twice its products.
+    pub fn train_flops(&self) -> f64 {
+        3.0 * self.forward_flops()
+    }
+
+    /// Parses "B,T,I,H,O;B,T,I,H,O".
+    pub fn parse_list(s: &str) -> Result<Vec<Shape>> {
+        let shapes = s
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(Shape::from_str)
+            .collect::<Result<Vec<_>>>()?;
+        if shapes.is_empty() {
+            return Err(Error::BadShapeList(s.to_string()));
+        }
+        Ok(shapes)
+    }
+}
+
+impl FromStr for Shape {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let v: Vec<usize> = s
+            .split(',')
+            .map(|x| x.trim().parse::<usize>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::BadShapeList(s.to_string()))?;
+        match v[..] {
+            [b, t, i, h, o] if v.iter().all(|&x| x > 0) => Ok(Shape { b, t, i, h, o }),
+            _ => Err(Error::BadShapeList(s.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},{},{},{},{}", self.b, self.t, self.i, self.h, self.o)
+    }
+}
+
+/// How long to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchOptions {
+    /// Untimed calls first.
+    pub warmup: usize,
+    /// At most this many timed calls ...
+    pub max_reps: usize,
+    /// ... and no more once this much time is spent (after at least `min_reps`).
+    pub budget: Duration,
+    pub min_reps: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            warmup: 2,
+            max_reps: 50,
+            budget: Duration::from_secs(3),
+            min_reps: 3,
+        }
+    }
+}
+
+/// Median seconds of `f` over repetitions as `opts` says; returns (median, reps).
+pub fn median_secs(opts: &BenchOptions, mut f: impl FnMut() -> Result<()>) -> Result<(f64, usize)> {
+    for _ in 0..opts.warmup {
+        f()?;
+    }
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < opts.max_reps.max(1)
+        && (times.len() < opts.min_reps.max(1) || start.elapsed() < opts.budget)
+    {
+        let t0 = Instant::now();
+        f()?;
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    let median = if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        (times[n / 2 - 1] + times[n / 2]) / 2.0
+    };
+    Ok((median, n))
+}
+
+/// One line of the bench table.
+#[derive(Debug, Clone)]
+pub struct BenchRow {
+    pub shape: Shape,
+    /// "gpu" or "cpu" (the f64 CPU reference).
+    pub device: &'static str,
+    pub adapter: String,
+    /// Which implementation ran: the recurrence path and gemm kernel, or the reference.
+    pub path: String,
+    pub forward_ms: f64,
+    pub train_ms: f64,
+    pub dispatches_per_step: usize,
+    pub submits_per_step: usize,
+    /// Peak bytes of device buffers while training (GPU only).
+    pub peak_device_bytes: Option<u64>,
+    pub reps: usize,
+}
+
+impl BenchRow {
+    pub fn forward_tokens_per_s(&self) -> f64 {
+        self.shape.tokens() as f64 / (self.forward_ms / 1e3)
+    }
+
+    pub fn train_tokens_per_s(&self) -> f64 {
+        self.shape.tokens() as f64 / (self.train_ms / 1e3)
+    }
+
+    pub fn train_gflops(&self) -> f64 {
+        self.shape.train_flops() / (self.train_ms / 1e3) / 1e9
+    }
+
+    pub fn forward_gflops(&self) -> f64 {
+        self.shape.forward_flops() / (self.forward_ms / 1e3) / 1e9
+    }
+
+    /// One JSON object (the keys `benches/pytorch_baseline.py --json` also prints).
+    pub fn to_json(&self) -> String {
+        let s = self.shape;
+        let peak = self
+            .peak_device_bytes
+            .map_or("null".to_string(), |b| b.to_string());
+        format!(
+            "{{\"shape\": [{}, {}, {}, {}, {}], \"device\": \"{}\", \"adapter\": {}, \
+             \"path\": {}, \"forward_tokens_per_s\": {:.1}, \"train_tokens_per_s\": {:.1}, \
+             \"forward_ms\": {:.4}, \"train_ms\": {:.4}, \"forward_gflops\": {:.3}, \
+             \"train_gflops\": {:.3}, \"dispatches_per_step\": {}, \"submits_per_step\": {}, \
+             \"peak_device_bytes\": {}, \"reps\": {}}}",
+            s.b,
+            s.t,
+            s.i,
+            s.h,
+            s.o,
+            self.device,
+            json_string(&self.adapter),
+            json_string(&self.path),
+            self.forward_tokens_per_s(),
+            self.train_tokens_per_s(),
+            self.forward_ms,
+            self.train_ms,
+            self.forward_gflops(),
+            self.train_gflops(),
+            self.dispatches_per_step,
+            self.submits_per_step,
+            peak,
+            self.reps,
+        )
+    }
+}
+
+/// A JSON string literal.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn uniform(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// The batch every measurement uses: uniform x and targets in [-1, 1), weights 1.
+pub fn batch(shape: Shape) -> Batch {
+    let Shape { b, t, i, o, .. } = shape;
+    Batch {
+        t,
+        b,
+        x: uniform(t * b * i, 1),
+        targets: Targets::Values(uniform(t * b * o, 2)),
+        weights: vec![1.0; t * b],
+    }
+}
+
+fn train_config() -> TrainConfig {
+    let mut cfg = TrainConfig::new(
+        OptimizerConfig::new(OptimizerKind::Sgd, 1e-3),
+        LossKind::Mse,
+    );
+    cfg.clip_norm = None;
+    cfg
+}
+
+/// Forward and training-step throughput of the GPU model at `shape`.
+pub fn bench_gpu(gpu: &Gpu, shape: Shape, opts: &BenchOptions) -> Result<BenchRow> {
+    let cfg = RnnConfig::new(shape.i, shape.h, shape.o);
+    let batch = batch(shape);
+    let x = gpu.tensor(&[shape.t, shape.b, shape.i], &batch.x)?;
+
+    let mut rnn = Rnn::new(gpu, cfg.clone(), 0)?;
+    let (forward_s, fwd_reps) = median_secs(opts, || {
+        rnn.forward(&x, None)?;
+        gpu.wait()
+    })?;
+    let path = format!(
+        "{}, gemm wg {}",
+        rnn.path(shape.t, shape.b)?,
+        gpu.gemm_workgroup()
+    );
+    drop(rnn);
+
+    gpu.reset_peak_memory();
+    let mut trainer = Trainer::new(Rnn::new(gpu, cfg, 0)?, train_config())?;
+    let (train_s, train_reps) = median_secs(opts, || trainer.step(&batch).map(|_| ()))?;
+    let stats = trainer.last_step_stats();
+    let peak = gpu.memory().peak_bytes;
+    Ok(BenchRow {
+        shape,
+        device: "gpu",
+        adapter: gpu.adapter().to_string(),
+        path,
+        forward_ms: forward_s * 1e3,
+        train_ms: train_s * 1e3,
+        dispatches_per_step: stats.dispatches,
+        submits_per_step: stats.submits,
+        peak_device_bytes: Some(peak),
+        reps: fwd_reps.min(train_reps),
+    })
+}
+
+/// The same on the f64 CPU reference (single-threaded plain loops: the yardstick for
+/// correctness, not a tuned CPU implementation).
+pub fn bench_cpu(shape: Shape, opts: &BenchOptions) -> Result<BenchRow> {
+    let cfg = RnnConfig::new(shape.i, shape.h, shape.o);
+    let batch = batch(shape);
+    let params = cfg.init_params(0);
+    let p64 = params.to_f64();
+    let x64: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
+    let dims = [shape.t, shape.b, shape.i];
+    let (forward_s, fwd_reps) = median_secs(opts, || {
+        crate::cpu::forward(&cfg, &p64, &x64, &dims, None).map(|_| ())
+    })?;
+    let mut trainer = CpuTrainer::new(cfg, &params, train_config())?;
+    let (train_s, train_reps) = median_secs(opts, || trainer.step(&batch).map(|_| ()))?;
+    Ok(BenchRow {
+        shape,
+        device: "cpu",
+        adapter: "CPU reference (f64, one thread)".into(),
+        path: "reference".into(),
+        forward_ms: forward_s * 1e3,
+        train_ms: train_s * 1e3,
+        dispatches_per_step: 0,
+        submits_per_step: 0,
+        peak_device_bytes: None,
+        reps: fwd_reps.min(train_reps),
+    })
+}
+
+/// One matrix-product measurement.
+#[derive(Debug, Clone)]
+pub struct MatmulRow {
+    pub n: usize,
+    pub ms: f64,
+    pub reps: usize,
+}
+
+impl MatmulRow {
+    pub fn gflops(&self) -> f64 {
+        2.0 * (self.n as f64).powi(3) / (self.ms / 1e3) / 1e9
+    }
+}
+
+/// C = A·B for square n×n row-major matrices with the crate's gemm kernel, one dispatch
+/// per submit, waiting for each.
+pub fn bench_matmul(gpu: &Gpu, n: usize, opts: &BenchOptions) -> Result<MatmulRow> {
+    let a = gpu.tensor(&[n, n], &uniform(n * n, 3))?;
+    let b = gpu.tensor(&[n, n], &uniform(n * n, 4))?;
+    let c = GpuTensor::zeros(gpu, &[n, n])?;
+    let mut plan = PlanBuilder::new(gpu);
+    plan.gemm(GemmSpec {
+        m: n,
+        n,
+        k: n,
+        a: Operand::rows(a.buffer(), 0, n),
+        b: Operand::rows(b.buffer(), 0, n),
+        c: Operand::rows(c.buffer(), 0, n),
+        bias: None,
+        g: None,
+        accumulate: false,
+        epilogue: Epilogue::None,
+    })?;
+    let plan = plan.finish()?;
+    let (secs, reps) = median_secs(opts, || {
+        let mut enc = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("matmul"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            plan.record(&mut pass);
+        }
+        gpu.submit("matmul bench", enc)?;
+        gpu.wait()
+    })?;
+    Ok(MatmulRow {
+        n,
+        ms: secs * 1e3,
+        reps,
+    })
+}
