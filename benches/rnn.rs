@@ -1,83 +1,118 @@
-//! Forward and backward of one RNN shape on the GPU and on the CPU reference.
-//! GPU timings wait for the device inside the timed region (criterion `iter_custom`),
-//! excluding readback; throughput is tokens (T·B) per second.
+//! Criterion benches: forward and training step (forward, MSE, backward, SGD update) over
+//! a grid of shapes (B,T,I,H,O) on the GPU and on the CPU reference, and square matrix
+//! products. Throughput is in tokens (T·B) per second for the RNN groups and in FLOP per
+//! second for matmul; each RNN bench name carries its MFLOP per call, so GFLOP/s =
+//! tokens/s × MFLOP / (T·B) / 1000. `wgpu-rnn bench` prints the same figures as a table.
 //!
 //!   cargo bench --bench rnn
-//!   RNN_BENCH_SHAPE=T,B,I,H,O cargo bench --bench rnn    (default 64,64,64,128,64)
+//!   RNN_BENCH_SHAPES="1,256,32,64,32;16,128,64,128,64" cargo bench --bench rnn
+//!   RNN_BENCH_CPU_MAX_GFLOP=100 cargo bench --bench rnn   (CPU reference on big shapes too)
+//!
+//! GPU timings wait for the device inside the timed region; a training step includes the
+//! batch upload and the 32-byte loss readback, as in real training.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rand::{Rng, SeedableRng};
-use wgpu_rnn::{cpu, Gpu, Rnn, RnnConfig};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use wgpu_rnn::bench::{batch, bench_matmul_plan, Shape, DEFAULT_SHAPES};
+use wgpu_rnn::{
+    cpu, CpuTrainer, Gpu, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Train,
+    TrainConfig, Trainer,
+};
 
-fn shape() -> [usize; 5] {
-    let s = std::env::var("RNN_BENCH_SHAPE").unwrap_or_else(|_| "64,64,64,128,64".into());
-    let v: Vec<usize> = s
-        .split(',')
-        .map(|x| x.trim().parse().expect("RNN_BENCH_SHAPE is T,B,I,H,O"))
-        .collect();
-    v.try_into().expect("RNN_BENCH_SHAPE is T,B,I,H,O")
+fn shapes() -> Vec<Shape> {
+    let s = std::env::var("RNN_BENCH_SHAPES").unwrap_or_else(|_| DEFAULT_SHAPES.into());
+    Shape::parse_list(&s).unwrap_or_else(|e| panic!("RNN_BENCH_SHAPES: {e}"))
 }
 
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+fn cpu_max_gflop() -> f64 {
+    std::env::var("RNN_BENCH_CPU_MAX_GFLOP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2.0)
 }
 
-fn bench(c: &mut Criterion) {
-    let [t, b, i, h, o] = shape();
-    let cfg = RnnConfig::new(i, h, o);
-    let gpu = Gpu::new().expect("a wgpu adapter (see README: Requirements)");
-    let name = format!("T{t}_B{b}_I{i}_H{h}_O{o}");
-    let mut group = c.benchmark_group(format!("rnn/{name}"));
-    group.throughput(Throughput::Elements((t * b) as u64));
-    group.sample_size(20);
-    group.measurement_time(Duration::from_secs(8));
+fn train_config() -> TrainConfig {
+    let mut cfg = TrainConfig::new(
+        OptimizerConfig::new(OptimizerKind::Sgd, 1e-3),
+        LossKind::Mse,
+    );
+    cfg.clip_norm = None;
+    cfg
+}
 
-    let x = data(t * b * i, 1);
-    let dy = data(t * b * o, 2);
-    let mut rnn = Rnn::new(&gpu, cfg.clone(), 0).unwrap();
-    let x_gpu = gpu.tensor(&[t, b, i], &x).unwrap();
-    let dy_gpu = gpu.tensor(&[t, b, o], &dy).unwrap();
-    let adapter = &gpu.adapter().name;
+fn bench_rnn(c: &mut Criterion) {
+    let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+    let adapter = gpu.adapter().name.clone();
+    for shape in shapes() {
+        let mut group = c.benchmark_group(format!("rnn/{shape}"));
+        group.throughput(Throughput::Elements(shape.tokens() as u64));
+        group.sample_size(10);
+        group.warm_up_time(Duration::from_secs(1));
+        group.measurement_time(Duration::from_secs(5));
+        let fwd_mflop = shape.forward_flops() / 1e6;
+        let train_mflop = shape.train_flops() / 1e6;
+        let cfg = RnnConfig::new(shape.i, shape.h, shape.o);
+        let data = batch(shape);
 
-    group.bench_function(format!("gpu forward ({adapter})"), |bench| {
-        bench.iter_custom(|iters| {
-            rnn.forward(&x_gpu, None).unwrap();
-            gpu.wait().unwrap();
-            let start = Instant::now();
-            for _ in 0..iters {
-                rnn.forward(&x_gpu, None).unwrap();
+        let mut rnn = Rnn::new(&gpu, cfg.clone(), 0).unwrap();
+        let path = rnn.path(shape.t, shape.b).unwrap();
+        let x = gpu.tensor(&[shape.t, shape.b, shape.i], &data.x).unwrap();
+        let id = |what: &str, mflop: f64| {
+            BenchmarkId::new(what, format!("{adapter}, {path}, {mflop:.3} MFLOP"))
+        };
+        group.bench_function(id("gpu forward", fwd_mflop), |bench| {
+            bench.iter(|| {
+                rnn.forward(&x, None).unwrap();
                 gpu.wait().unwrap();
-            }
-            start.elapsed()
-        })
-    });
-    group.bench_function(format!("gpu backward ({adapter})"), |bench| {
-        rnn.forward(&x_gpu, None).unwrap();
-        bench.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                rnn.backward(&dy_gpu, None).unwrap();
-                gpu.wait().unwrap();
-            }
-            start.elapsed()
-        })
-    });
+            })
+        });
+        let mut trainer = Trainer::new(rnn, train_config()).unwrap();
+        group.bench_function(id("gpu train step", train_mflop), |bench| {
+            bench.iter(|| trainer.step(&data).unwrap())
+        });
+        drop(trainer);
 
-    let p = cfg.init_params(0).to_f64();
-    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    let dy64: Vec<f64> = dy.iter().map(|&v| v as f64).collect();
-    group.bench_function("cpu reference forward", |bench| {
-        bench.iter(|| cpu::forward(&cfg, &p, &x64, &[t, b, i], None).unwrap())
-    });
-    let fwd = cpu::forward(&cfg, &p, &x64, &[t, b, i], None).unwrap();
-    group.bench_function("cpu reference backward", |bench| {
-        bench.iter(|| cpu::backward(&cfg, &p, &x64, &fwd, &dy64, None).unwrap())
-    });
+        if shape.train_flops() / 1e9 <= cpu_max_gflop() {
+            let params = cfg.init_params(0);
+            let p64 = params.to_f64();
+            let x64: Vec<f64> = data.x.iter().map(|&v| v as f64).collect();
+            let dims = [shape.t, shape.b, shape.i];
+            let cpu_id = |what: &str, mflop: f64| {
+                BenchmarkId::new(what, format!("f64 reference, {mflop:.3} MFLOP"))
+            };
+            group.bench_function(cpu_id("cpu forward", fwd_mflop), |bench| {
+                bench.iter(|| cpu::forward(&cfg, &p64, &x64, &dims, None).unwrap())
+            });
+            let mut trainer = CpuTrainer::new(cfg.clone(), &params, train_config()).unwrap();
+            group.bench_function(cpu_id("cpu train step", train_mflop), |bench| {
+                bench.iter(|| trainer.step(&data).unwrap())
+            });
+        }
+        group.finish();
+    }
+}
+
+fn bench_matmul(c: &mut Criterion) {
+    let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+    let mut group = c.benchmark_group("matmul");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(5));
+    for n in [512usize, 1024] {
+        group.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
+        let mut run = bench_matmul_plan(&gpu, n).unwrap();
+        let name = format!(
+            "{}, workgroup {} (elements = FLOP)",
+            gpu.adapter().name,
+            gpu.gemm_workgroup()
+        );
+        group.bench_function(BenchmarkId::new(format!("{n}x{n}x{n}"), name), |bench| {
+            bench.iter(|| run().unwrap())
+        });
+    }
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench_rnn, bench_matmul);
 criterion_main!(benches);

@@ -324,6 +324,17 @@ impl MatmulRow {
 /// C = A·B for square n×n row-major matrices with the crate's gemm kernel, one dispatch
 /// per submit, waiting for each.
 pub fn bench_matmul(gpu: &Gpu, n: usize, opts: &BenchOptions) -> Result<MatmulRow> {
+    let mut run = bench_matmul_plan(gpu, n)?;
+    let (secs, reps) = median_secs(opts, &mut run)?;
+    Ok(MatmulRow {
+        n,
+        ms: secs * 1e3,
+        reps,
+    })
+}
+
+/// Builds the n×n×n product once; each call of the returned closure runs it and waits.
+pub fn bench_matmul_plan(gpu: &Gpu, n: usize) -> Result<impl FnMut() -> Result<()> + '_> {
     let a = gpu.tensor(&[n, n], &uniform(n * n, 3))?;
     let b = gpu.tensor(&[n, n], &uniform(n * n, 4))?;
     let c = GpuTensor::zeros(gpu, &[n, n])?;
@@ -341,7 +352,9 @@ pub fn bench_matmul(gpu: &Gpu, n: usize, opts: &BenchOptions) -> Result<MatmulRo
         epilogue: Epilogue::None,
     })?;
     let plan = plan.finish()?;
-    let (secs, reps) = median_secs(opts, || {
+    let tensors = (a, b, c);
+    Ok(move || {
+        let _keep = &tensors;
         let mut enc = gpu
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -353,10 +366,16 @@ pub fn bench_matmul(gpu: &Gpu, n: usize, opts: &BenchOptions) -> Result<MatmulRo
         }
         gpu.submit("matmul bench", enc)?;
         gpu.wait()
-    })?;
-    Ok(MatmulRow {
-        n,
-        ms: secs * 1e3,
-        reps,
     })
+}
+
+/// GPU milliseconds of each part of one training step at `shape` (after one untimed
+/// step), from timestamp queries: one compute pass per dispatch, so the parts add up to
+/// more than a normal step, whose dispatches share a pass.
+pub fn profile_gpu(gpu: &Gpu, shape: Shape) -> Result<Vec<(&'static str, f64)>> {
+    let cfg = RnnConfig::new(shape.i, shape.h, shape.o);
+    let batch = batch(shape);
+    let mut trainer = Trainer::new(Rnn::new(gpu, cfg, 0)?, train_config())?;
+    trainer.step(&batch)?;
+    trainer.profile_step(&batch)
 }

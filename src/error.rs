@@ -91,6 +91,10 @@ pub enum Error {
     #[error("unusable text: {0}")]
     BadText(String),
 
+    /// The adapter lacks something an optional feature needs.
+    #[error("not supported on this adapter: {0}")]
+    Unsupported(&'static str),
+
     /// A benchmark shape list could not be parsed.
     #[error(
         "bad shape list {0:?}: expected positive integers B,T,I,H,O, shapes separated by ';' \

@@ -138,6 +138,9 @@ struct BenchArgs {
     /// (it is a plain single-threaded f64 loop); 0 measures every shape.
     #[arg(long, default_value_t = 2.0)]
     cpu_max_gflop: f64,
+    /// Also print the GPU time of each part of a training step (timestamp queries).
+    #[arg(long)]
+    profile: bool,
     /// Also time square matrix products of these sizes (comma separated, e.g. 512,1024).
     #[arg(long, default_value = "")]
     matmul: String,
@@ -251,6 +254,31 @@ fn bench(a: BenchArgs) -> Result<()> {
     for shape in shapes {
         if let Some(gpu) = &gpu {
             print(&bench::bench_gpu(gpu, shape, &opts)?);
+            if a.profile {
+                let parts = bench::profile_gpu(gpu, shape)?;
+                let total: f64 = parts.iter().map(|p| p.1).sum();
+                if a.json {
+                    let fields: Vec<String> = parts
+                        .iter()
+                        .map(|(k, ms)| format!("{}: {ms:.4}", bench::json_string(k)))
+                        .collect();
+                    println!(
+                        "{{\"profile\": [{}], \"shape\": [{}], \"gpu_ms\": {{{}}}}}",
+                        shape.to_string().replace(',', ", "),
+                        shape,
+                        fields.join(", ")
+                    );
+                } else {
+                    let parts: Vec<String> = parts
+                        .iter()
+                        .map(|(k, ms)| format!("{k} {ms:.2} ({:.0}%)", 100.0 * ms / total))
+                        .collect();
+                    println!(
+                        "  GPU ms per part ({total:.2} in all): {}",
+                        parts.join(", ")
+                    );
+                }
+            }
         }
         if a.devices != BenchDevices::Gpu {
             let gflop = shape.train_flops() / 1e9;

@@ -112,3 +112,66 @@ fn short_run_trains_saves_and_samples() {
         "{out}"
     );
 }
+
+#[test]
+fn bench_prints_a_table_and_json() {
+    let base = [
+        "bench",
+        "--budget",
+        "0.01",
+        "--shapes",
+        "2,5,3,6,2;1,3,2,4,1",
+    ];
+    let (ok, out, err) = cli(&base);
+    assert!(ok, "bench failed: {err}");
+    assert!(out.contains("train tok/s"), "no table header: {out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("2,5,3,6,2")).count(),
+        2,
+        "{out}"
+    );
+
+    let (ok, out, err) = cli(&[&base[..], &["--json", "--matmul", "16"]].concat());
+    assert!(ok, "bench --json failed: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    // two shapes x {gpu, cpu}, then the matmul line
+    assert_eq!(lines.len(), 5, "{out}");
+    for (line, (shape, device)) in lines.iter().zip([
+        ("[2, 5, 3, 6, 2]", "gpu"),
+        ("[2, 5, 3, 6, 2]", "cpu"),
+        ("[1, 3, 2, 4, 1]", "gpu"),
+        ("[1, 3, 2, 4, 1]", "cpu"),
+    ]) {
+        assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+        assert!(line.contains(&format!("\"shape\": {shape}")), "{line}");
+        assert!(
+            line.contains(&format!("\"device\": \"{device}\"")),
+            "{line}"
+        );
+        for key in [
+            "adapter",
+            "forward_tokens_per_s",
+            "train_tokens_per_s",
+            "dispatches_per_step",
+        ] {
+            assert!(
+                line.contains(&format!("\"{key}\": ")),
+                "{key} missing: {line}"
+            );
+        }
+        let tps: f64 = line
+            .split("\"train_tokens_per_s\": ")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0);
+        assert!(tps > 0.0, "train tokens/s not positive: {line}");
+    }
+    assert!(lines[4].contains("\"matmul\": 16"), "{}", lines[4]);
+
+    fails_with(&["bench", "--shapes", "1,2,3"], "bad shape list");
+    fails_with(&["bench", "--shapes", "1,2,3,0,5"], "bad shape list");
+    fails_with(&["bench", "--budget=-1"], "--budget");
+    fails_with(&["bench", "--budget", "NaN"], "--budget");
+    fails_with(&["bench", "--matmul", "x"], "bad shape list");
+}

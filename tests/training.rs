@@ -211,3 +211,67 @@ fn bad_batches_and_hyperparameters_are_errors() {
         Err(wgpu_rnn::Error::DataLength { .. })
     ));
 }
+
+/// The bench's profile splits a training step into named parts with GPU times, and the
+/// memory counter sees the trainer's buffers come and go.
+#[test]
+fn profile_and_memory_accounting() {
+    use wgpu_rnn::bench::{profile_gpu, Shape};
+    // A context of its own: other tests' buffers would move a shared counter.
+    let own = wgpu_rnn::Gpu::new().expect("a wgpu adapter (see README: Requirements)");
+    let gpu = &own;
+    let shape = Shape {
+        b: 2,
+        t: 6,
+        i: 3,
+        h: 5,
+        o: 2,
+    };
+    let before = gpu.memory().live_bytes;
+    if gpu
+        .device()
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY)
+    {
+        let parts = profile_gpu(gpu, shape).unwrap();
+        let names: Vec<&str> = parts.iter().map(|p| p.0).collect();
+        for part in [
+            "input projection",
+            "recurrence",
+            "loss",
+            "recurrence backward",
+            "optimizer update",
+        ] {
+            assert!(names.contains(&part), "{part} missing from {names:?}");
+        }
+        assert!(
+            parts.iter().all(|p| p.1 >= 0.0 && p.1.is_finite()),
+            "{parts:?}"
+        );
+    } else {
+        let e = profile_gpu(gpu, shape).unwrap_err();
+        assert!(e.to_string().contains("TIMESTAMP_QUERY"), "{e}");
+    }
+    let cfg = RnnConfig::new(3, 5, 2);
+    let trainer = Trainer::new(
+        Rnn::new(gpu, cfg, 0).unwrap(),
+        TrainConfig::new(
+            OptimizerConfig::new(OptimizerKind::Adam, 0.01),
+            LossKind::Mse,
+        ),
+    )
+    .unwrap();
+    // 5 parameters, 5 gradients and 2 x 5 moments of 3·5 + 5·5 + 5 + 5·2 + 2 floats at least
+    assert!(
+        gpu.memory().live_bytes >= before + 4 * 4 * 57,
+        "{:?}",
+        gpu.memory()
+    );
+    assert!(gpu.memory().peak_bytes >= gpu.memory().live_bytes);
+    drop(trainer);
+    assert_eq!(
+        gpu.memory().live_bytes,
+        before,
+        "the trainer's buffers are released"
+    );
+}

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 pub use kernels::GemmWorkgroup;
 pub(crate) use kernels::{
-    ColSumSpec, Epilogue, GemmSpec, Kernel, Operand, OptKernel, Plan, PlanBuilder, RecurrenceSpec,
-    MAX_SHARED_W,
+    ColSumSpec, Epilogue, GemmSpec, Kernel, Operand, OptKernel, Plan, PlanBuilder, Profiler,
+    RecurrenceSpec, MAX_SHARED_W,
 };
 pub(crate) use memory::MemTicket;
 pub use memory::MemoryUse;
@@ -154,7 +154,8 @@ impl Gpu {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-rnn"),
-                required_features: wgpu::Features::empty(),
+                // Timestamps only serve `wgpu-rnn bench --profile`; ask where offered.
+                required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
                 required_limits: adapter.limits(),
                 ..Default::default()
             })
@@ -348,6 +349,12 @@ impl Gpu {
     /// unmaps it. The answer comes through a futures-intrusive oneshot fed by `map_async`;
     /// native backends only answer when polled, which this does (blocking) first.
     pub(crate) async fn read_mapped(&self, buffer: &wgpu::Buffer) -> Result<Vec<f32>> {
+        let bytes = self.read_mapped_bytes(buffer).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// [`Gpu::read_mapped`] as raw bytes.
+    pub(crate) async fn read_mapped_bytes(&self, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
         buffer.map_async(wgpu::MapMode::Read, .., move |r| {
             sender.send(r).ok();
@@ -358,12 +365,10 @@ impl Gpu {
             Some(Err(e)) => return Err(Error::Readback(e.to_string())),
             None => return Err(Error::Readback("the map request was dropped".into())),
         }
-        let data = {
-            let view = buffer
-                .get_mapped_range(..)
-                .map_err(|e| Error::Readback(e.to_string()))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-        };
+        let data = buffer
+            .get_mapped_range(..)
+            .map_err(|e| Error::Readback(e.to_string()))?
+            .to_vec();
         buffer.unmap();
         Ok(data)
     }

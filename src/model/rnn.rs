@@ -91,7 +91,20 @@ impl RecurrencePath {
             Ok("persistent") => return persistent,
             _ => {}
         }
-        persistent
+        // Measured on lavapipe (BENCHMARKS.md): one workgroup per core wins while a step
+        // is small; from H = 256 (H = 128 at B > 4) the stepwise products, spread over many
+        // workgroups, win. On GPUs (not measured yet) only where W_hh fits in workgroup
+        // memory, the case the persistent kernel is built for.
+        let wins = if cpu {
+            h <= 64 || (h <= 128 && b <= 4)
+        } else {
+            fits && b <= 64
+        };
+        if wins {
+            persistent
+        } else {
+            RecurrencePath::Stepwise
+        }
     }
 }
 
@@ -413,6 +426,7 @@ impl Workspace {
 
         // Forward: one product for all input projections, T fused steps, one output product.
         let mut fwd = PlanBuilder::new(gpu);
+        fwd.section("input projection");
         // hs[1..] = X W_xhᵀ + b_h                       (T·B, H)
         fwd.gemm(GemmSpec {
             bias: Some((p.b_h.buffer(), 0)),
@@ -425,6 +439,7 @@ impl Workspace {
                 rows(hs.buffer(), block, h),
             )
         })?;
+        fwd.section("recurrence");
         // hs[s] = act(hs[s] + hs[s-1] W_hhᵀ)            (B, H) per step
         let path = path.unwrap_or_else(|| RecurrencePath::choose(gpu, b, h));
         let seq = |backward, state, hs| RecurrenceSpec {
@@ -464,6 +479,7 @@ impl Workspace {
                 })?;
             }
         }
+        fwd.section("output projection");
         // y = hs[1..] W_hyᵀ + b_y                        (T·B, O)
         fwd.gemm(GemmSpec {
             bias: Some((p.b_y.buffer(), 0)),
@@ -479,6 +495,7 @@ impl Workspace {
 
         // Backward: dz starts as dL/dh_T in its last block (or zeros).
         let mut bwd = PlanBuilder::new(gpu);
+        bwd.section("output projection backward");
         // dz += dY W_hy                                  (T·B, H)
         bwd.gemm(GemmSpec {
             accumulate: true,
@@ -491,6 +508,7 @@ impl Workspace {
                 rows(dz.buffer(), 0, h),
             )
         })?;
+        bwd.section("recurrence backward");
         // dz[s] = (dz[s] + dz[s+1] W_hh) ⊙ act'(h_s), s = T..1; no dz[T+1] term at s = T.
         if let RecurrencePath::Persistent { .. } = path {
             bwd.recurrence(seq(true, dz.buffer(), Some(hs.buffer())))?;
@@ -513,6 +531,7 @@ impl Workspace {
                 })?;
             }
         }
+        bwd.section("weight gradients");
         // dW_xh = dZᵀ X                                  (H, I)
         bwd.gemm(plain(
             h,
@@ -540,6 +559,7 @@ impl Workspace {
             rows(hs.buffer(), block, h),
             rows(g.w_hy.buffer(), 0, h),
         ))?;
+        bwd.section("bias gradients");
         // db_h, db_y: column sums over all T·B rows
         bwd.col_sum(ColSumSpec {
             rows: tb,
@@ -553,6 +573,7 @@ impl Workspace {
             x: (dy.buffer(), 0),
             out: (g.b_y.buffer(), 0),
         })?;
+        bwd.section("dX and dh0");
         // dX = dZ W_xh                                   (T·B, I)
         bwd.gemm(plain(
             tb,

@@ -3,7 +3,9 @@
 
 use super::{Batch, Hyper, LossKind, OptimizerKind, StepStats, Targets, Train, TrainConfig};
 use crate::error::Result;
-use crate::gpu::{ColSumSpec, Gpu, GpuTensor, Kernel, MemTicket, OptKernel, Plan, PlanBuilder};
+use crate::gpu::{
+    ColSumSpec, Gpu, GpuTensor, Kernel, MemTicket, OptKernel, Plan, PlanBuilder, Profiler,
+};
 use crate::model::{CallStats, Params, Rnn};
 
 /// stats buffer: [sum of squares of each of the 5 gradients, loss, unused, unused].
@@ -66,9 +68,11 @@ impl Trainer {
         };
         let mut plan = PlanBuilder::new(&gpu);
         let grads = rnn.grads();
+        plan.section("gradient norm");
         for (k, g) in grads.as_array().into_iter().enumerate() {
             plan.sum_squares(g.buffer(), g.len(), stats.buffer(), k)?;
         }
+        plan.section("optimizer update");
         let params = rnn.params();
         let all = params
             .as_array()
@@ -173,6 +177,7 @@ impl Trainer {
             ws.dy.buffer(),
             row_loss.buffer(),
         ];
+        plan.section("loss");
         plan.loss(kernel, t * b, o, buffers)?;
         plan.col_sum(ColSumSpec {
             rows: t * b,
@@ -198,7 +203,8 @@ impl Trainer {
         wi: usize,
         si: usize,
         h0: Option<&GpuTensor>,
-    ) -> wgpu::CommandEncoder {
+        profiler: Option<&mut Profiler>,
+    ) -> Result<wgpu::CommandEncoder> {
         let gpu = self.rnn.gpu();
         let ws = self.rnn.ws(wi);
         let block = (ws.b * self.rnn.config().hidden_size * 4) as u64;
@@ -211,12 +217,12 @@ impl Trainer {
             Some(h0) => enc.copy_buffer_to_buffer(h0.buffer(), 0, ws.hs.buffer(), 0, block),
             None => enc.clear_buffer(ws.hs.buffer(), 0, Some(block)),
         }
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            ws.forward.record(&mut pass);
-            self.workspaces[si].loss.record(&mut pass);
-        }
-        enc
+        record_plans(
+            &mut enc,
+            &[&ws.forward, &self.workspaces[si].loss],
+            profiler,
+        )?;
+        Ok(enc)
     }
 
     /// Submits `enc` after copying the stats into the readback buffer, and reads them.
@@ -237,8 +243,46 @@ impl Trainer {
     }
 }
 
-impl Train for Trainer {
-    fn step(&mut self, batch: &Batch) -> Result<StepStats> {
+/// Records `plans` into one compute pass, or with a profiler one timed pass per dispatch.
+fn record_plans(
+    enc: &mut wgpu::CommandEncoder,
+    plans: &[&Plan],
+    profiler: Option<&mut Profiler>,
+) -> Result<()> {
+    match profiler {
+        Some(p) => plans
+            .iter()
+            .try_for_each(|plan| plan.record_profiled(enc, p)),
+        None => {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for plan in plans {
+                plan.record(&mut pass);
+            }
+            Ok(())
+        }
+    }
+}
+
+impl Trainer {
+    /// Runs one training step (as [`Train::step`]) with every dispatch in a timed pass of
+    /// its own, and returns the GPU milliseconds of each part of the step. Needs an
+    /// adapter with timestamp queries; the extra passes make the step slower than usual.
+    pub fn profile_step(&mut self, batch: &Batch) -> Result<Vec<(&'static str, f64)>> {
+        let (t, b) = (batch.t, batch.b);
+        let wi = self.rnn.workspace(t, b)?;
+        let ws = self.rnn.ws(wi);
+        let dispatches =
+            ws.forward.dispatches() + ws.backward.dispatches() + self.update.dispatches() + 2;
+        let mut profiler = Profiler::new(self.rnn.gpu(), dispatches)?;
+        self.run_step(batch, Some(&mut profiler))?;
+        profiler.read(self.rnn.gpu())
+    }
+
+    fn run_step(
+        &mut self,
+        batch: &Batch,
+        mut profiler: Option<&mut Profiler>,
+    ) -> Result<StepStats> {
         let (wi, si) = self.prepare(batch)?;
         let gpu = self.rnn.gpu().clone();
         let h = self.rnn.config().hidden_size;
@@ -254,16 +298,19 @@ impl Train for Trainer {
         } else {
             None
         };
-        let mut enc = self.record_forward_loss(wi, si, h0);
+        let mut enc = self.record_forward_loss(wi, si, h0, profiler.as_deref_mut())?;
         let ws = self.rnn.ws(wi);
         let ws_dispatches = ws.forward.dispatches()
             + self.workspaces[si].loss.dispatches()
             + ws.backward.dispatches();
         enc.clear_buffer(ws.dz.buffer(), 0, None);
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            ws.backward.record(&mut pass);
-            self.update.record(&mut pass);
+        record_plans(
+            &mut enc,
+            &[&ws.backward, &self.update],
+            profiler.as_deref_mut(),
+        )?;
+        if let Some(p) = profiler {
+            p.resolve(&mut enc);
         }
         let carry = match self.carry.take() {
             Some(c) => c,
@@ -297,10 +344,16 @@ impl Train for Trainer {
             skipped: !norm.is_finite(),
         })
     }
+}
+
+impl Train for Trainer {
+    fn step(&mut self, batch: &Batch) -> Result<StepStats> {
+        self.run_step(batch, None)
+    }
 
     fn evaluate(&mut self, batch: &Batch) -> Result<f32> {
         let (wi, si) = self.prepare(batch)?;
-        let enc = self.record_forward_loss(wi, si, None);
+        let enc = self.record_forward_loss(wi, si, None, None)?;
         self.rnn.set_last_forward(None);
         Ok(self.finish(enc)?[LOSS_SLOT])
     }
