@@ -6,6 +6,9 @@
 //   input projection on entry:      hs[n] = act(hs[n] + hs[n-1] W_hhᵀ)
 // Backward (BACKWARD = true), n = T..1, in place in dz (T, B, H), dz[n-1] holding
 //   W_hyᵀ dy_n (+ dL/dh_T) on entry: dz[n-1] = (dz[n-1] + dz[n] W_hh) ⊙ act'(hs[n])
+// A REVERSE cell runs time backwards and keeps h_t at block t-1, h_0 at block T:
+//   forward  t = T..1: hs[t-1] = act(hs[t-1] + hs[t] W_hhᵀ)
+//   backward t = 1..T: dz[t-1] = (dz[t-1] + dz[t-2] W_hh) ⊙ act'(hs[t-1])
 //
 // Each invocation computes tiles of TILE_ROWS rows x 4 hidden units, tile after tile.
 // With SHARED_W, W_hh is first copied into workgroup memory (H*H <= MAX_SHARED).
@@ -17,6 +20,7 @@ struct Seq {
 override WG: u32 = 64u;
 override TILE_ROWS: u32 = 4u;
 override BACKWARD: bool = false;
+override REVERSE: bool = false;
 // 0 tanh, 1 relu
 override ACT: u32 = 0u;
 override SHARED_W: bool = false;
@@ -78,15 +82,24 @@ fn recurrence(
     for (var n = 0u; n < p.t; n++) {
         // forward: read block n, write n+1; backward: read block T-n (none at n = 0),
         // write T-n-1, gate by hs block T-n.
+        // Blocks this step reads (a) and writes (c), and the states that gate it (g).
         var a_blk = n;
         var c_blk = n + 1u;
         var k_len = h;
-        if (BACKWARD) {
+        if (BACKWARD != REVERSE) {
             a_blk = p.t - n;
             c_blk = p.t - n - 1u;
-            if (n == 0u) {
-                k_len = 0u;
-            }
+        }
+        if (BACKWARD && REVERSE) {
+            a_blk = max(n, 1u) - 1u;
+            c_blk = n;
+        }
+        var g_blk = c_blk;
+        if (!REVERSE) {
+            g_blk = c_blk + 1u;
+        }
+        if (BACKWARD && n == 0u) {
+            k_len = 0u;
         }
         for (var tile = lid; tile < tiles; tile += WG) {
             let r0 = row0 + (tile / unit_tiles) * TILE_ROWS;
@@ -118,7 +131,7 @@ fn recurrence(
                     let ci = c_blk * block + row * h + j;
                     var g = 0.0;
                     if (BACKWARD) {
-                        g = hs[a_blk * block + row * h + j];
+                        g = hs[g_blk * block + row * h + j];
                     }
                     state[ci] = epilogue(state[ci] + acc[r][s], g);
                 }

@@ -1,27 +1,21 @@
-//! Checkpoints in safetensors with PyTorch's names: `rnn.weight_ih_l0` (H, I),
-//! `rnn.weight_hh_l0` (H, H), `rnn.bias_ih_l0` (H), `rnn.bias_hh_l0` (H), `head.weight`
-//! (O, H), `head.bias` (O). This crate keeps one hidden bias b_h: it is saved as
-//! `bias_ih_l0` with `bias_hh_l0` all zeros, and loaded as `bias_ih_l0 + bias_hh_l0`.
+//! Checkpoints in safetensors with PyTorch's names (see [`crate::interop`]): the RNN under
+//! `rnn.` (`rnn.weight_ih_l0`, `rnn.weight_hh_l0`, `rnn.bias_ih_l0`, `rnn.bias_hh_l0`, ...,
+//! `_reverse` for a second direction) and the head as `head.weight`, `head.bias`, so
+//! `model.load_state_dict` in PyTorch takes them (b_h saved as `bias_ih`, `bias_hh` zeros).
 //! Optimizer state is saved as `optim.m.<name>` / `optim.v.<name>`, the carried hidden
-//! state as `state.h` (B, H); config, task, vocabulary and step in the metadata.
+//! state as `state.h` (L·D, B, H); config, task, vocabulary and step in the metadata.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::Path;
 
-use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use safetensors::SafeTensors;
 
 use crate::error::{Error, Result};
-use crate::model::{Activation, Params, RnnConfig};
+use crate::interop::{self, config_metadata, read_f32, torch_entries, torch_zero_bias_names};
+use crate::model::{Activation, Params, RnnConfig, MAX_LAYERS};
 
 const FORMAT: &str = "wgpu-rnn/1";
-const NAMES: [&str; 5] = [
-    "rnn.weight_ih_l0",
-    "rnn.weight_hh_l0",
-    "rnn.bias_ih_l0",
-    "head.weight",
-    "head.bias",
-];
+const PREFIX: &str = "rnn.";
 
 /// Everything needed to sample from a model or resume training it.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,82 +47,36 @@ impl Checkpoint {
     /// Writes to `path.tmp`, syncs it, then renames over `path`: a crash while saving
     /// leaves the previous file intact.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let shapes = self.config.param_shapes();
-        let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
-        let zeros = vec![0.0f32; self.config.hidden_size];
-        for ((name, v), s) in NAMES
-            .iter()
-            .zip(self.params.as_array())
-            .zip(shapes.as_array())
-        {
-            tensors.push((name.to_string(), s.clone(), v));
+        let c = &self.config;
+        self.params.check(c)?;
+        let zeros = vec![0.0f32; c.hidden_size];
+        let mut tensors = torch_entries(c, &self.params, PREFIX);
+        for name in torch_zero_bias_names(c, PREFIX) {
+            tensors.push((name, vec![c.hidden_size], &zeros));
         }
-        tensors.push((
-            "rnn.bias_hh_l0".into(),
-            vec![self.config.hidden_size],
-            &zeros,
-        ));
         if let Some((m, v)) = &self.optim {
-            for (prefix, p) in [("optim.m.", m), ("optim.v.", v)] {
-                for ((name, t), s) in NAMES.iter().zip(p.as_array()).zip(shapes.as_array()) {
-                    tensors.push((format!("{prefix}{name}"), s.clone(), t));
+            for (tag, p) in [("optim.m.", m), ("optim.v.", v)] {
+                p.check(c)?;
+                for (name, shape, data) in torch_entries(c, p, PREFIX) {
+                    tensors.push((format!("{tag}{name}"), shape, data));
                 }
             }
         }
         if let Some((b, h)) = &self.carry {
-            tensors.push(("state.h".into(), vec![*b, self.config.hidden_size], h));
+            let shape = c.state_shape(*b).to_vec();
+            crate::gpu::check_len("carried state", &shape, h.len())?;
+            tensors.push(("state.h".into(), shape, h));
         }
-        let views = tensors
-            .iter()
-            .map(|(n, s, d)| {
-                TensorView::new(Dtype::F32, s.clone(), bytemuck::cast_slice(d))
-                    .map(|v| (n.clone(), v))
-                    .map_err(|e| err(path, e.to_string()))
-            })
-            .collect::<Result<Vec<_>>>()?;
         let mut meta: HashMap<String, String> = self.extra.clone().into_iter().collect();
-        let c = &self.config;
-        for (k, v) in [
-            ("format", FORMAT.to_string()),
-            ("input_size", c.input_size.to_string()),
-            ("hidden_size", c.hidden_size.to_string()),
-            ("output_size", c.output_size.to_string()),
-            (
-                "nonlinearity",
-                match c.activation {
-                    Activation::Tanh => "tanh",
-                    Activation::Relu => "relu",
-                }
-                .to_string(),
-            ),
-            ("task", self.task.clone()),
-            ("step", self.step.to_string()),
-        ] {
-            meta.insert(k.to_string(), v);
-        }
+        meta.extend(config_metadata(c));
+        meta.insert("format".into(), FORMAT.into());
+        meta.insert("task".into(), self.task.clone());
+        meta.insert("step".into(), self.step.to_string());
         if let Some(vocab) = &self.vocab {
             let codes: Vec<String> = vocab.iter().map(|&ch| (ch as u32).to_string()).collect();
             meta.insert("vocab".into(), codes.join(","));
         }
-        let bytes =
-            safetensors::serialize(views, Some(meta)).map_err(|e| err(path, e.to_string()))?;
-        let io = |source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let tmp = path.with_extension("safetensors.tmp");
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(&bytes).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, path).map_err(io)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(d) = std::fs::File::open(dir) {
-                d.sync_all().ok();
-            }
-        }
-        Ok(())
+        interop::write_safetensors(path, &tensors, meta, |why| err(path, why))
     }
 
     pub fn load(path: &Path) -> Result<Self> {
@@ -157,58 +105,66 @@ impl Checkpoint {
             Some("relu") => Activation::Relu,
             Some(o) => return Err(err(path, format!("unknown nonlinearity {o:?}"))),
         };
-        let size = |key| -> Result<usize> {
+        let size = |key, max: u64| -> Result<usize> {
             let v = num(key)?;
-            if v == 0 || v > 1 << 20 {
+            if v == 0 || v > max {
                 return Err(err(
                     path,
-                    format!("metadata '{key}' = {v} is out of range 1..=2^20"),
+                    format!("metadata '{key}' = {v} is out of range 1..={max}"),
                 ));
             }
             Ok(v as usize)
         };
-        let config = RnnConfig::new(
-            size("input_size")?,
-            size("hidden_size")?,
-            size("output_size")?,
-        )
-        .with_activation(activation);
-        let shapes = config.param_shapes();
-        let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-            let t = st
-                .tensor(name)
-                .map_err(|_| err(path, format!("tensor {name} is missing")))?;
-            if t.dtype() != Dtype::F32 {
-                return Err(err(
-                    path,
-                    format!("tensor {name} is {:?}, expected F32", t.dtype()),
-                ));
-            }
-            if t.shape() != shape {
-                return Err(err(
-                    path,
-                    format!(
-                        "tensor {name} has shape {:?}, expected {shape:?}",
-                        t.shape()
-                    ),
-                ));
-            }
-            Ok(t.data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
+        let layers = match meta.get("num_layers") {
+            None => 1,
+            Some(_) => size("num_layers", MAX_LAYERS as u64)?,
         };
-        let read_params = |prefix: &str| -> Result<Params<Vec<f32>>> {
+        let bidirectional = match meta.get("bidirectional").map(String::as_str) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(o) => return Err(err(path, format!("metadata 'bidirectional' = {o:?}"))),
+        };
+        let config = RnnConfig::new(
+            size("input_size", 1 << 20)?,
+            size("hidden_size", 1 << 20)?,
+            size("output_size", 1 << 20)?,
+        )
+        .with_activation(activation)
+        .with_layers(layers)
+        .with_bidirectional(bidirectional);
+        let model = interop::parse_torch(&bytes, Some(activation)).map_err(|why| err(path, why))?;
+        if model.config != config || model.prefix != PREFIX {
+            return Err(err(
+                path,
+                format!(
+                    "the tensors describe {:?} under prefix {:?}, the metadata {config:?}",
+                    model.config, model.prefix
+                ),
+            ));
+        }
+        let params = model.params;
+        let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            match read_f32(&st, name).map_err(|why| err(path, why))? {
+                None => Err(err(path, format!("tensor {name} is missing"))),
+                Some((s, v)) if s == shape => Ok(v),
+                Some((s, _)) => Err(err(
+                    path,
+                    format!("tensor {name} has shape {s:?}, expected {shape:?}"),
+                )),
+            }
+        };
+        let read_params = |tag: &str| -> Result<Params<Vec<f32>>> {
+            let names: Vec<String> = torch_entries(&config, &params, PREFIX)
+                .into_iter()
+                .map(|(n, _, _)| format!("{tag}{n}"))
+                .collect();
             let mut k = 0;
-            shapes.try_map(|s| {
-                let v = read(&format!("{prefix}{}", NAMES[k]), s);
+            config.param_shapes().try_map(|s| {
+                let v = read(&names[k], s);
                 k += 1;
                 v
             })
         };
-        let mut params = read_params("")?;
-        let b_hh = read("rnn.bias_hh_l0", &[config.hidden_size])?;
-        params.b_h.iter_mut().zip(&b_hh).for_each(|(a, b)| *a += b);
         let optim = if st.names().iter().any(|n| n.starts_with("optim.")) {
             Some((read_params("optim.m.")?, read_params("optim.v.")?))
         } else {
@@ -216,8 +172,18 @@ impl Checkpoint {
         };
         let carry = match st.tensor("state.h") {
             Ok(t) => {
-                let b = t.shape().first().copied().unwrap_or(0);
-                Some((b, read("state.h", &[b, config.hidden_size])?))
+                let shape = t.shape().to_vec();
+                let b = match shape[..] {
+                    [c, b, _] if c == config.cells() => b,
+                    [b, _] if config.cells() == 1 => b,
+                    _ => 0,
+                };
+                let expected = if shape.len() == 2 {
+                    vec![b, config.hidden_size]
+                } else {
+                    config.state_shape(b).to_vec()
+                };
+                Some((b, read("state.h", &expected)?))
             }
             Err(_) => None,
         };
@@ -236,6 +202,8 @@ impl Checkpoint {
             "hidden_size",
             "output_size",
             "nonlinearity",
+            "num_layers",
+            "bidirectional",
             "task",
             "step",
             "vocab",

@@ -1,26 +1,38 @@
 //! The CPU reference: the equations of DESIGN.md as plain loops in f64, with no GPU types.
 //! Everything on the GPU is judged against this. Shapes are row-major and time-major:
-//! x (T, B, I), h (T+1, B, H) with h_0 at index 0, y (T, B, O).
+//! x (T, B, I), y (T, B, O), h0 and h_n (L·D, B, H).
+//!
+//! Stacked and bidirectional models follow `torch.nn.RNN`: layer k > 0 reads the D·H
+//! outputs of layer k−1 (forward direction's units first), the reverse direction runs from
+//! t = T down to 1. With per-row `lengths` (right-padded batches, PyTorch's packed
+//! sequences), a row's steps at t > length are skipped: the state is carried unchanged
+//! (so h_n is the state at the row's own last step, and the reverse direction starts at
+//! t = length from h0), the outputs and y there are zero, and dy there is ignored.
 
-use crate::error::Result;
-use crate::model::{check_shape, Activation, Params, RnnConfig};
+use crate::error::{Error, Result};
+use crate::model::{check_shape, Activation, Cell, Params, RnnConfig};
 
 /// What [`forward`] returns: everything [`backward`] needs.
 #[derive(Debug, Clone)]
 pub struct Forward {
     pub t: usize,
     pub b: usize,
-    /// (T, B, O)
+    /// (T, B, O); zero past a row's length.
     pub y: Vec<f64>,
-    /// (T+1, B, H), h_0 first.
-    pub h: Vec<f64>,
+    /// Per cell, (T+1, B, H) states: a forward cell has h_0 at block 0 and h_t at block t,
+    /// a reverse cell h_t at block t−1 and h_0 at block T.
+    pub h: Vec<Vec<f64>>,
+    /// Per layer, (T, B, D·H) outputs (zero past a row's length).
+    pub out: Vec<Vec<f64>>,
+    /// (L·D, B, H)
+    pub h_n: Vec<f64>,
+    pub lengths: Option<Vec<usize>>,
 }
 
 impl Forward {
-    /// h_T (B, H).
+    /// h_n (L·D, B, H): each cell's state after its last step.
     pub fn h_last(&self) -> &[f64] {
-        let n = self.h.len() / (self.t + 1);
-        &self.h[self.t * n..]
+        &self.h_n
     }
 }
 
@@ -30,7 +42,7 @@ pub struct Grads {
     pub params: Params<Vec<f64>>,
     /// (T, B, I)
     pub dx: Vec<f64>,
-    /// (B, H)
+    /// (L·D, B, H)
     pub dh0: Vec<f64>,
 }
 
@@ -55,8 +67,30 @@ fn act_grad(a: Activation, h: f64) -> f64 {
     }
 }
 
-/// h_t = act(W_xh x_t + b_h + W_hh h_{t-1}), y_t = W_hy h_t + b_y.
-/// x is (T, B, I) given with its shape; h0 is (B, H) or zeros.
+/// Checks per-row lengths: B of them, each in 1..=T.
+pub fn check_lengths(lengths: &[usize], t: usize, b: usize) -> Result<()> {
+    check_shape("lengths", &[lengths.len()], &[b])?;
+    match lengths.iter().position(|&l| l == 0 || l > t) {
+        Some(r) => Err(Error::BadLength {
+            row: r,
+            length: lengths[r],
+            steps: t,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Block of the state written at (0-based) time t, and of the one it reads.
+fn blocks(reverse: bool, t: usize) -> (usize, usize) {
+    if reverse {
+        (t, t + 1)
+    } else {
+        (t + 1, t)
+    }
+}
+
+/// The forward pass, all rows of full length T. x is (T, B, I) given with its shape;
+/// h0 is (L·D, B, H) or zeros.
 pub fn forward(
     cfg: &RnnConfig,
     p: &Params<Vec<f64>>,
@@ -64,36 +98,95 @@ pub fn forward(
     x_shape: &[usize],
     h0: Option<&[f64]>,
 ) -> Result<Forward> {
+    forward_with_lengths(cfg, p, x, x_shape, h0, None)
+}
+
+/// The forward pass with optional per-row lengths (see the module documentation).
+pub fn forward_with_lengths(
+    cfg: &RnnConfig,
+    p: &Params<Vec<f64>>,
+    x: &[f64],
+    x_shape: &[usize],
+    h0: Option<&[f64]>,
+    lengths: Option<&[usize]>,
+) -> Result<Forward> {
+    cfg.validate()?;
     let (t_len, b_len) = cfg.check_input(x_shape)?;
     check_shape("x data", &[x.len()], &[t_len * b_len * cfg.input_size])?;
-    let (ni, nh, no) = (cfg.input_size, cfg.hidden_size, cfg.output_size);
-    let mut h = vec![0.0; (t_len + 1) * b_len * nh];
-    if let Some(h0) = h0 {
-        check_shape("h0 data", &[h0.len()], &[b_len * nh])?;
-        h[..b_len * nh].copy_from_slice(h0);
+    if let Some(l) = lengths {
+        check_lengths(l, t_len, b_len)?;
     }
+    let valid = |t: usize, b: usize| lengths.is_none_or(|l| t < l[b]);
+    let (nh, no, d) = (cfg.hidden_size, cfg.output_size, cfg.directions());
+    let block = b_len * nh;
+    if let Some(h0) = h0 {
+        check_shape("h0 data", &[h0.len()], &[cfg.cells() * block])?;
+    }
+    let mut hs_all = Vec::new();
+    let mut outs: Vec<Vec<f64>> = Vec::new();
+    let mut h_n = vec![0.0; cfg.cells() * block];
+    for layer in 0..cfg.num_layers {
+        let input: &[f64] = if layer == 0 { x } else { &outs[layer - 1] };
+        let ni = cfg.layer_input_size(layer);
+        let mut out = vec![0.0; t_len * b_len * d * nh];
+        for dir in 0..d {
+            let c = layer * d + dir;
+            let reverse = dir == 1;
+            let Cell { w_ih, w_hh, b_h } = &p.cells[c];
+            let mut h = vec![0.0; (t_len + 1) * block];
+            let init = if reverse { t_len } else { 0 };
+            if let Some(h0) = h0 {
+                h[init * block..][..block].copy_from_slice(&h0[c * block..][..block]);
+            }
+            let times: Vec<usize> = if reverse {
+                (0..t_len).rev().collect()
+            } else {
+                (0..t_len).collect()
+            };
+            for t in times {
+                let (cur, prev) = blocks(reverse, t);
+                for b in 0..b_len {
+                    let (cur, prev) = (cur * block + b * nh, prev * block + b * nh);
+                    if !valid(t, b) {
+                        h.copy_within(prev..prev + nh, cur);
+                        continue;
+                    }
+                    let x_tb = &input[(t * b_len + b) * ni..][..ni];
+                    for j in 0..nh {
+                        let mut a = b_h[j];
+                        for k in 0..ni {
+                            a += w_ih[j * ni + k] * x_tb[k];
+                        }
+                        for k in 0..nh {
+                            a += w_hh[j * nh + k] * h[prev + k];
+                        }
+                        let v = act(cfg.activation, a);
+                        h[cur + j] = v;
+                        out[(t * b_len + b) * d * nh + dir * nh + j] = v;
+                    }
+                }
+            }
+            let last = if reverse { 0 } else { t_len };
+            h_n[c * block..][..block].copy_from_slice(&h[last * block..][..block]);
+            hs_all.push(h);
+        }
+        outs.push(out);
+    }
+    let top = outs.last().map(Vec::as_slice).unwrap_or(&[]);
+    let dh = d * nh;
     let mut y = vec![0.0; t_len * b_len * no];
     for t in 0..t_len {
         for b in 0..b_len {
-            let x_tb = &x[(t * b_len + b) * ni..][..ni];
-            let prev = (t * b_len + b) * nh;
-            let cur = ((t + 1) * b_len + b) * nh;
-            for j in 0..nh {
-                let mut a = p.b_h[j];
-                for k in 0..ni {
-                    a += p.w_xh[j * ni + k] * x_tb[k];
-                }
-                for k in 0..nh {
-                    a += p.w_hh[j * nh + k] * h[prev + k];
-                }
-                h[cur + j] = act(cfg.activation, a);
+            if !valid(t, b) {
+                continue;
             }
+            let row = t * b_len + b;
             for o in 0..no {
                 let mut v = p.b_y[o];
-                for k in 0..nh {
-                    v += p.w_hy[o * nh + k] * h[cur + k];
+                for k in 0..dh {
+                    v += p.w_hy[o * dh + k] * top[row * dh + k];
                 }
-                y[(t * b_len + b) * no + o] = v;
+                y[row * no + o] = v;
             }
         }
     }
@@ -101,14 +194,19 @@ pub fn forward(
         t: t_len,
         b: b_len,
         y,
-        h,
+        h: hs_all,
+        out: outs,
+        h_n,
+        lengths: lengths.map(<[usize]>::to_vec),
     })
 }
 
-/// Backpropagation through time for dL/dy (T, B, O) and optionally dL/dh_T (B, H):
-///   dh_t = W_hyᵀ dy_t + W_hhᵀ dz_{t+1},  dz_t = dh_t ⊙ act'(a_t),
-///   dW_xh = Σ dz_t x_tᵀ, dW_hh = Σ dz_t h_{t-1}ᵀ, db_h = Σ dz_t,
-///   dW_hy = Σ dy_t h_tᵀ, db_y = Σ dy_t, dx_t = W_xhᵀ dz_t, dh_0 = W_hhᵀ dz_1.
+/// Backpropagation through time for dL/dy (T, B, O), plus dL/dh_n (L·D, B, H) if given.
+/// Per cell, in the reverse of its forward order:
+///   dh_t = (dL/d out_t) + W_hhᵀ dz of the step that read h_t,  dz_t = dh_t ⊙ act'(a_t),
+///   dW_ih += dz_t in_tᵀ, dW_hh += dz_t h_prevᵀ, db_h += dz_t, d in_t += W_ihᵀ dz_t;
+///   dW_hy = Σ dy_t out_tᵀ, db_y = Σ dy_t; dh_0 is what flows out of the first step.
+/// Skipped steps (past a row's length) pass dh through unchanged.
 pub fn backward(
     cfg: &RnnConfig,
     p: &Params<Vec<f64>>,
@@ -118,57 +216,94 @@ pub fn backward(
     dh_last: Option<&[f64]>,
 ) -> Result<Grads> {
     let (t_len, b_len) = (fwd.t, fwd.b);
-    let (ni, nh, no) = (cfg.input_size, cfg.hidden_size, cfg.output_size);
+    let (nh, no, d) = (cfg.hidden_size, cfg.output_size, cfg.directions());
     check_shape("dy data", &[dy.len()], &[t_len * b_len * no])?;
-    let mut g = cfg.param_shapes().map(|s| vec![0.0; s.iter().product()]);
-    let mut dx = vec![0.0; t_len * b_len * ni];
-    // dh carried backwards: W_hhᵀ dz_{t+1}, starting from dL/dh_T.
-    let mut carry = vec![0.0; b_len * nh];
-    if let Some(d) = dh_last {
-        check_shape("dh_last data", &[d.len()], &[b_len * nh])?;
-        carry.copy_from_slice(d);
+    let block = b_len * nh;
+    if let Some(dh) = dh_last {
+        check_shape("dh_last data", &[dh.len()], &[cfg.cells() * block])?;
     }
-    let mut dz = vec![0.0; nh];
-    for t in (0..t_len).rev() {
-        let mut next_carry = vec![0.0; b_len * nh];
+    let lengths = fwd.lengths.as_deref();
+    let valid = |t: usize, b: usize| lengths.is_none_or(|l| t < l[b]);
+    let mut g = cfg.param_shapes().map(|s| vec![0.0; s.iter().product()]);
+    let dhd = d * nh;
+    // dL/d(outputs of the current layer), (T, B, D·H)
+    let mut d_out = vec![0.0; t_len * b_len * dhd];
+    let top = &fwd.out[cfg.num_layers - 1];
+    for t in 0..t_len {
         for b in 0..b_len {
+            if !valid(t, b) {
+                continue;
+            }
             let row = t * b_len + b;
-            let h_cur = &fwd.h[((t + 1) * b_len + b) * nh..][..nh];
-            let h_prev = &fwd.h[(t * b_len + b) * nh..][..nh];
-            let dy_tb = &dy[row * no..][..no];
             for o in 0..no {
-                g.b_y[o] += dy_tb[o];
-                for k in 0..nh {
-                    g.w_hy[o * nh + k] += dy_tb[o] * h_cur[k];
-                }
-            }
-            for j in 0..nh {
-                let mut dh = carry[b * nh + j];
-                for o in 0..no {
-                    dh += p.w_hy[o * nh + j] * dy_tb[o];
-                }
-                dz[j] = dh * act_grad(cfg.activation, h_cur[j]);
-            }
-            let x_tb = &x[row * ni..][..ni];
-            for j in 0..nh {
-                g.b_h[j] += dz[j];
-                for k in 0..ni {
-                    g.w_xh[j * ni + k] += dz[j] * x_tb[k];
-                    dx[row * ni + k] += p.w_xh[j * ni + k] * dz[j];
-                }
-                for k in 0..nh {
-                    g.w_hh[j * nh + k] += dz[j] * h_prev[k];
-                    next_carry[b * nh + k] += p.w_hh[j * nh + k] * dz[j];
+                let dyv = dy[row * no + o];
+                g.b_y[o] += dyv;
+                for k in 0..dhd {
+                    g.w_hy[o * dhd + k] += dyv * top[row * dhd + k];
+                    d_out[row * dhd + k] += p.w_hy[o * dhd + k] * dyv;
                 }
             }
         }
-        carry = next_carry;
     }
-    Ok(Grads {
-        params: g,
-        dx,
-        dh0: carry,
-    })
+    let mut dh0 = vec![0.0; cfg.cells() * block];
+    let mut dx = Vec::new();
+    for layer in (0..cfg.num_layers).rev() {
+        let input: &[f64] = if layer == 0 { x } else { &fwd.out[layer - 1] };
+        let ni = cfg.layer_input_size(layer);
+        let mut d_in = vec![0.0; t_len * b_len * ni];
+        for dir in 0..d {
+            let c = layer * d + dir;
+            let reverse = dir == 1;
+            let (pc, h) = (&p.cells[c], &fwd.h[c]);
+            let gc = &mut g.cells[c];
+            let mut carry = vec![0.0; block];
+            if let Some(dh) = dh_last {
+                carry.copy_from_slice(&dh[c * block..][..block]);
+            }
+            let times: Vec<usize> = if reverse {
+                (0..t_len).collect()
+            } else {
+                (0..t_len).rev().collect()
+            };
+            let mut dz = vec![0.0; nh];
+            for t in times {
+                let (cur, prev) = blocks(reverse, t);
+                for b in 0..b_len {
+                    if !valid(t, b) {
+                        continue;
+                    }
+                    let row = t * b_len + b;
+                    let h_cur = &h[cur * block + b * nh..][..nh];
+                    let h_prev = &h[prev * block + b * nh..][..nh];
+                    let carry_b = &mut carry[b * nh..][..nh];
+                    for j in 0..nh {
+                        let dh = carry_b[j] + d_out[row * dhd + dir * nh + j];
+                        dz[j] = dh * act_grad(cfg.activation, h_cur[j]);
+                    }
+                    carry_b.iter_mut().for_each(|v| *v = 0.0);
+                    let x_tb = &input[row * ni..][..ni];
+                    for j in 0..nh {
+                        gc.b_h[j] += dz[j];
+                        for k in 0..ni {
+                            gc.w_ih[j * ni + k] += dz[j] * x_tb[k];
+                            d_in[row * ni + k] += pc.w_ih[j * ni + k] * dz[j];
+                        }
+                        for k in 0..nh {
+                            gc.w_hh[j * nh + k] += dz[j] * h_prev[k];
+                            carry_b[k] += pc.w_hh[j * nh + k] * dz[j];
+                        }
+                    }
+                }
+            }
+            dh0[c * block..][..block].copy_from_slice(&carry);
+        }
+        if layer == 0 {
+            dx = d_in;
+        } else {
+            d_out = d_in;
+        }
+    }
+    Ok(Grads { params: g, dx, dh0 })
 }
 
 /// Softmax cross-entropy over rows of y (rows, cols): returns (Σ_r s·w_r·(lse_r − y_r[c_r]),
@@ -229,7 +364,7 @@ pub fn clip_and_update(
 ) -> f64 {
     use crate::train::OptimizerKind;
     let norm = g
-        .as_array()
+        .tensors()
         .iter()
         .map(|v| v.iter().map(|x| x * x).sum::<f64>())
         .sum::<f64>()
@@ -246,28 +381,10 @@ pub fn clip_and_update(
     };
     let bc1 = 1.0 - b1.powi(step as i32);
     let bc2 = 1.0 - b2.powi(step as i32);
-    let params = [
-        &mut p.w_xh,
-        &mut p.w_hh,
-        &mut p.b_h,
-        &mut p.w_hy,
-        &mut p.b_y,
-    ];
-    let ms = [
-        &mut state.m.w_xh,
-        &mut state.m.w_hh,
-        &mut state.m.b_h,
-        &mut state.m.w_hy,
-        &mut state.m.b_y,
-    ];
-    let vs = [
-        &mut state.v.w_xh,
-        &mut state.v.w_hh,
-        &mut state.v.b_h,
-        &mut state.v.w_hy,
-        &mut state.v.b_y,
-    ];
-    for (((w, gv), m), v) in params.into_iter().zip(g.as_array()).zip(ms).zip(vs) {
+    let params = p.tensors_mut();
+    let ms = state.m.tensors_mut();
+    let vs = state.v.tensors_mut();
+    for (((w, gv), m), v) in params.into_iter().zip(g.tensors()).zip(ms).zip(vs) {
         for i in 0..w.len() {
             let mut gi = gv[i] * scale;
             if let Some(c) = cfg.clip_value {

@@ -91,6 +91,27 @@ pub enum Error {
     #[error("unusable text: {0}")]
     BadText(String),
 
+    /// A per-row sequence length outside 1..=T.
+    #[error("row {row} has length {length}; lengths must be in 1..={steps} (T)")]
+    BadLength {
+        row: usize,
+        length: usize,
+        steps: usize,
+    },
+
+    /// An unknown initialisation scheme.
+    #[error("unknown init {0:?}; the schemes are pytorch, xavier, orthogonal and identity")]
+    BadInit(String),
+
+    /// A parameter tensor of the wrong length.
+    #[error("parameter {name} has {got} values, expected {expected} for shape {shape:?}")]
+    ParamLength {
+        name: String,
+        shape: Vec<usize>,
+        expected: usize,
+        got: usize,
+    },
+
     /// The adapter lacks something an optional feature needs.
     #[error("not supported on this adapter: {0}")]
     Unsupported(&'static str),
@@ -101,6 +122,10 @@ pub enum Error {
          (e.g. \"1,256,32,64,32;16,128,64,128,64\")"
     )]
     BadShapeList(String),
+
+    /// A model file (PyTorch state_dict in safetensors) that cannot be used.
+    #[error("model file {path}: {why}")]
+    Model { path: String, why: String },
 
     /// A checkpoint that cannot be read or does not fit.
     #[error("checkpoint {path}: {why}")]

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod cpu;
 mod error;
 pub mod gpu;
+pub mod interop;
 pub mod model;
 pub mod tasks;
 pub mod train;
@@ -13,7 +14,8 @@ pub mod train;
 pub use error::{Error, GpuErrorKind, Result};
 pub use gpu::{AdapterSummary, Gpu, GpuOptions, GpuTensor};
 pub use model::{
-    Activation, CallStats, ForwardOutput, Gradients, Params, RecurrencePath, Rnn, RnnConfig,
+    Activation, CallStats, Cell, ForwardOutput, Gradients, Init, Params, RecurrencePath, Rnn,
+    RnnConfig,
 };
 pub use train::{
     Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, StepStats, Targets, Train,

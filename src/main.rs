@@ -636,14 +636,16 @@ fn generate(
         .map(|g| Rnn::from_params(g, config.clone(), params))
         .transpose()?;
     let p64 = params.to_f64();
-    let mut state = vec![0.0f32; h];
+    let mut state = vec![0.0f32; config.cells() * h];
     let mut step = |id: u32, state: &mut Vec<f32>| -> Result<Vec<f32>> {
         let mut x = vec![0.0f32; v];
         x[id as usize] = 1.0;
         match (&mut rnn, gpu) {
             (Some(rnn), Some(g)) => {
-                let out =
-                    rnn.forward(&g.tensor(&[1, 1, v], &x)?, Some(&g.tensor(&[1, h], state)?))?;
+                let out = rnn.forward(
+                    &g.tensor(&[1, 1, v], &x)?,
+                    Some(&g.tensor(&config.state_shape(1), state)?),
+                )?;
                 *state = out.h_last.download()?;
                 out.y.download()
             }

@@ -18,7 +18,7 @@ fn run_once(seed: u64) -> Vec<Vec<u32>> {
         .unwrap();
     let g = rnn.backward(&dy, None).unwrap();
     let mut all = vec![out.y.download().unwrap(), out.h_last.download().unwrap()];
-    all.extend(g.params.as_array().iter().map(|t| t.download().unwrap()));
+    all.extend(g.params.tensors().iter().map(|t| t.download().unwrap()));
     all.push(g.dx.download().unwrap());
     all.push(g.dh0.download().unwrap());
     all.into_iter()
@@ -42,6 +42,43 @@ fn init_is_reproducible_from_the_seed() {
     assert_ne!(cfg.init_params(7), cfg.init_params(8));
     let p = cfg.init_params(7);
     let bound = 1.0 / (8f32).sqrt();
-    assert!(p.w_hh.iter().all(|w| w.abs() <= bound));
-    assert!(p.b_h.iter().all(|w| w.abs() <= 2.0 * bound));
+    assert!(p.cells[0].w_hh.iter().all(|w| w.abs() <= bound));
+    assert!(p.cells[0].b_h.iter().all(|w| w.abs() <= 2.0 * bound));
+}
+
+/// The other init schemes: bounds, zero biases, an orthogonal and an identity W_hh.
+#[test]
+fn init_schemes() {
+    use wgpu_rnn::Init;
+    let cfg = RnnConfig::new(3, 8, 2)
+        .with_layers(2)
+        .with_bidirectional(true);
+    let h = 8;
+    let x = cfg.init_params_with(Init::Xavier, 1);
+    let bound = (6.0f32 / (8 + 3) as f32).sqrt();
+    assert!(x.cells[0].w_ih.iter().all(|w| w.abs() <= bound));
+    assert!(x.cells.iter().all(|c| c.b_h.iter().all(|&b| b == 0.0)));
+    let o = cfg.init_params_with(Init::Orthogonal, 1);
+    for c in &o.cells {
+        for i in 0..h {
+            for j in 0..h {
+                let d: f32 = (0..h).map(|k| c.w_hh[i * h + k] * c.w_hh[j * h + k]).sum();
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((d - want).abs() < 1e-5, "W Wᵀ[{i},{j}] = {d}");
+            }
+        }
+    }
+    let irnn = cfg
+        .with_activation(wgpu_rnn::Activation::Relu)
+        .init_params_with(Init::Identity, 1);
+    for c in &irnn.cells {
+        for i in 0..h {
+            for j in 0..h {
+                assert_eq!(c.w_hh[i * h + j], if i == j { 1.0 } else { 0.0 });
+            }
+        }
+        assert!(c.w_ih.iter().all(|w| w.abs() < 0.01));
+    }
+    assert_eq!("irnn".parse::<Init>().unwrap(), Init::Identity);
+    assert!("nonsense".parse::<Init>().is_err());
 }

@@ -108,9 +108,12 @@ fn backward_without_forward() {
 fn params_of_wrong_length() {
     let cfg = RnnConfig::new(3, 4, 2);
     let mut p = cfg.init_params(0);
-    p.w_hh.pop();
+    p.cells[0].w_hh.pop();
     let e = Rnn::from_params(gpu(), cfg, &p).unwrap_err();
-    assert!(matches!(e, Error::DataLength { what: "w_hh", .. }), "{e}");
+    assert!(
+        matches!(&e, Error::ParamLength { name, .. } if name == "w_hh_l0"),
+        "{e}"
+    );
 }
 
 #[test]

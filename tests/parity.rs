@@ -3,7 +3,7 @@
 mod common;
 
 use common::{assert_close, gpu, uniform, widen};
-use wgpu_rnn::{cpu, Activation, Params, RecurrencePath, Rnn, RnnConfig};
+use wgpu_rnn::{cpu, Activation, RecurrencePath, Rnn, RnnConfig};
 
 struct Case {
     t: usize,
@@ -12,6 +12,8 @@ struct Case {
     h: usize,
     o: usize,
     act: Activation,
+    layers: usize,
+    bidirectional: bool,
     /// Scale of the uniform inputs x.
     x_scale: f32,
     with_h0: bool,
@@ -27,6 +29,8 @@ impl Case {
             h,
             o,
             act: Activation::Tanh,
+            layers: 1,
+            bidirectional: false,
             x_scale: 1.0,
             with_h0: true,
             with_dh_last: true,
@@ -34,6 +38,11 @@ impl Case {
     }
     fn relu(mut self) -> Self {
         self.act = Activation::Relu;
+        self
+    }
+    fn stacked(mut self, layers: usize, bidirectional: bool) -> Self {
+        self.layers = layers;
+        self.bidirectional = bidirectional;
         self
     }
 }
@@ -65,22 +74,30 @@ fn check(case: Case) {
 
 fn check_path(case: &Case, path: RecurrencePath) {
     let &Case { t, b, i, h, o, .. } = case;
-    let cfg = RnnConfig::new(i, h, o).with_activation(case.act);
+    let cfg = RnnConfig::new(i, h, o)
+        .with_activation(case.act)
+        .with_layers(case.layers)
+        .with_bidirectional(case.bidirectional);
+    let cells = cfg.cells();
     let seed = (t * 1000 + b * 100 + h) as u64;
     let params = cfg.init_params(seed);
     let x = uniform(seed + 1, t * b * i, case.x_scale);
-    let h0 = case.with_h0.then(|| uniform(seed + 2, b * h, 0.5));
+    let h0 = case.with_h0.then(|| uniform(seed + 2, cells * b * h, 0.5));
     let dy = uniform(seed + 3, t * b * o, 1.0);
-    let dh_last = case.with_dh_last.then(|| uniform(seed + 4, b * h, 1.0));
+    let dh_last = case
+        .with_dh_last
+        .then(|| uniform(seed + 4, cells * b * h, 1.0));
 
     let gpu = gpu();
     let mut rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
     rnn.set_path(Some(path));
     let x_gpu = gpu.tensor(&[t, b, i], &x).unwrap();
-    let h0_gpu = h0.as_ref().map(|v| gpu.tensor(&[b, h], v).unwrap());
+    let h0_gpu = h0.as_ref().map(|v| gpu.tensor(&[cells, b, h], v).unwrap());
     let out = rnn.forward(&x_gpu, h0_gpu.as_ref()).unwrap();
     let dy_gpu = gpu.tensor(&[t, b, o], &dy).unwrap();
-    let dh_gpu = dh_last.as_ref().map(|v| gpu.tensor(&[b, h], v).unwrap());
+    let dh_gpu = dh_last
+        .as_ref()
+        .map(|v| gpu.tensor(&[cells, b, h], v).unwrap());
     let grads = rnn.backward(&dy_gpu, dh_gpu.as_ref()).unwrap();
 
     let p64 = params.to_f64();
@@ -90,7 +107,12 @@ fn check_path(case: &Case, path: RecurrencePath) {
     let dh64 = dh_last.as_deref().map(widen);
     let g = cpu::backward(&cfg, &p64, &x64, &fwd, &widen(&dy), dh64.as_deref()).unwrap();
 
-    let tag = format!("T={t} B={b} I={i} H={h} O={o} {:?} {path}", case.act);
+    let tag = format!(
+        "T={t} B={b} I={i} H={h} O={o} L={} D={} {:?} {path}",
+        case.layers,
+        cfg.directions(),
+        case.act
+    );
     let steps = (t as f64).sqrt();
     let rows = ((t * b) as f64).sqrt();
     let tol = 2e-6;
@@ -109,10 +131,11 @@ fn check_path(case: &Case, path: RecurrencePath) {
         1e-4,
     );
     let gpu_grads = grads.params.try_map(|t| t.download()).unwrap();
-    for ((name, gv), cv) in Params::<()>::NAMES
+    for ((name, gv), cv) in gpu_grads
+        .names_for(&cfg)
         .iter()
-        .zip(gpu_grads.as_array())
-        .zip(g.params.as_array())
+        .zip(gpu_grads.tensors())
+        .zip(g.params.tensors())
     {
         assert_close(&format!("{tag} d{name}"), gv, cv, tol * rows * steps, 1e-3);
     }
@@ -184,6 +207,22 @@ fn larger_hidden_and_batch() {
 #[test]
 fn larger_hidden_and_batch_relu() {
     check(Case::new(12, 33, 20, 130, 17).relu());
+}
+
+#[test]
+fn stacked_bidirectional_shapes_that_are_no_tile_multiple() {
+    for (layers, bi) in [(2, false), (1, true), (3, true)] {
+        check(Case::new(7, 3, 5, 11, 4).stacked(layers, bi));
+        check(Case::new(6, 9, 3, 6, 2).stacked(layers, bi).relu());
+    }
+}
+
+#[test]
+fn stacked_bidirectional_without_h0_or_dh_last() {
+    let mut c = Case::new(5, 2, 3, 4, 2).stacked(2, true);
+    c.with_h0 = false;
+    c.with_dh_last = false;
+    check(c);
 }
 
 #[test]

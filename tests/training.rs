@@ -93,9 +93,10 @@ fn compare(
     }
     let gp = gpu_t.params().unwrap();
     let cp = cpu_t.params().unwrap();
-    for (name, (a, b)) in wgpu_rnn::Params::<()>::NAMES
+    for (name, (a, b)) in gp
+        .names_for(gpu_t.rnn().config())
         .iter()
-        .zip(gp.as_array().iter().zip(cp.as_array()))
+        .zip(gp.tensors().iter().zip(cp.tensors()))
     {
         common::assert_close(&format!("{tag} {name}"), a, &common::widen(b), 1e-5, 1e-3);
     }

@@ -135,6 +135,7 @@ pub(crate) enum Kernel {
     Update(OptKernel),
     Recurrence {
         backward: bool,
+        reverse: bool,
         relu: bool,
         tile_rows: u32,
         shared_w: bool,
@@ -181,10 +182,12 @@ impl Kernel {
             Kernel::Update(opt) => vec![("WG", WG as f64), ("OPT", opt as u8 as f64)],
             Kernel::Recurrence {
                 backward,
+                reverse,
                 relu,
                 tile_rows,
                 shared_w,
             } => vec![
+                ("REVERSE", reverse as u8 as f64),
                 ("WG", WG as f64),
                 ("TILE_ROWS", tile_rows as f64),
                 ("BACKWARD", backward as u8 as f64),
@@ -246,6 +249,8 @@ pub(crate) struct RecurrenceSpec<'a> {
     pub b: usize,
     pub h: usize,
     pub backward: bool,
+    /// A reverse-direction cell (see `CellLayout` in the model).
+    pub reverse: bool,
     pub relu: bool,
     pub state: &'a wgpu::Buffer,
     pub w_hh: &'a wgpu::Buffer,
@@ -614,6 +619,7 @@ impl<'g> PlanBuilder<'g> {
         };
         let kernel = Kernel::Recurrence {
             backward: s.backward,
+            reverse: s.reverse,
             relu: s.relu,
             tile_rows: if rows_per_wg >= 4 { 4 } else { 1 },
             shared_w: s.shared_w && s.h * s.h <= MAX_SHARED_W,

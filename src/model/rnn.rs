@@ -16,7 +16,7 @@ const MAX_WORKSPACES: usize = 4;
 pub struct ForwardOutput {
     /// (T, B, O)
     pub y: GpuTensor,
-    /// (B, H), the hidden state after the last step.
+    /// (L·D, B, H), each cell's hidden state after its last step (PyTorch's h_n).
     pub h_last: GpuTensor,
 }
 
@@ -27,7 +27,7 @@ pub struct Gradients {
     pub params: Params<GpuTensor>,
     /// (T, B, I)
     pub dx: GpuTensor,
-    /// (B, H)
+    /// (L·D, B, H)
     pub dh0: GpuTensor,
 }
 
@@ -114,22 +114,139 @@ pub(crate) struct Workspace {
     pub b: usize,
     /// (T, B, I), the input of the last forward.
     pub x: GpuTensor,
-    /// (T+1, B, H), h_0 at block 0. Block t first holds the input projection of step t,
-    /// which the step kernel replaces by h_t in place.
-    pub hs: GpuTensor,
+    /// Per cell, (T+1, B, H) states. A forward cell keeps h_0 at block 0 and h_t at block
+    /// t, a reverse cell h_t at block t−1 and h_0 at block T; either way the outputs of
+    /// times 1..T are T consecutive blocks. Those blocks first hold the input projection,
+    /// which the recurrence replaces by the states in place.
+    pub hs: Vec<GpuTensor>,
     /// (T, B, O)
     pub y: GpuTensor,
     /// (T, B, O), dL/dy of the last backward.
     pub dy: GpuTensor,
-    /// (T, B, H): W_hyᵀ dy_t (+ dL/dh_T), turned into dz_t in place by the step kernel.
-    pub dz: GpuTensor,
+    /// Per cell, (T, B, H), block t−1 for time t: dL/d(output) (+ dL/dh_n), turned into
+    /// dz in place by the recurrence.
+    pub dz: Vec<GpuTensor>,
     /// (T, B, I)
     pub dx: GpuTensor,
-    /// (B, H)
+    /// (L·D, B, H)
     pub dh0: GpuTensor,
     pub forward: Plan,
     pub backward: Plan,
     pub path: RecurrencePath,
+}
+
+/// Where a cell keeps things, in blocks of B·H values of its state buffer.
+#[derive(Clone, Copy)]
+struct CellLayout {
+    reverse: bool,
+    t: usize,
+}
+
+impl CellLayout {
+    fn new(cfg: &RnnConfig, c: usize, t: usize) -> Self {
+        CellLayout {
+            reverse: cfg.bidirectional && c % 2 == 1,
+            t,
+        }
+    }
+    /// First block of the outputs (times 1..T).
+    fn out(self) -> usize {
+        if self.reverse {
+            0
+        } else {
+            1
+        }
+    }
+    /// First block of the states each time reads (h_prev of times 1..T).
+    fn prev(self) -> usize {
+        if self.reverse {
+            1
+        } else {
+            0
+        }
+    }
+    fn h0(self) -> usize {
+        if self.reverse {
+            self.t
+        } else {
+            0
+        }
+    }
+    fn h_n(self) -> usize {
+        if self.reverse {
+            0
+        } else {
+            self.t
+        }
+    }
+    /// Block of dz (block t−1 for time t) of the step that reads h_0.
+    fn first_dz(self) -> usize {
+        if self.reverse {
+            self.t - 1
+        } else {
+            0
+        }
+    }
+    /// Block of dz that dL/dh_n enters: the step that writes h_n.
+    fn last_dz(self) -> usize {
+        if self.reverse {
+            0
+        } else {
+            self.t - 1
+        }
+    }
+}
+
+impl Workspace {
+    fn layout(&self, cfg: &RnnConfig, c: usize) -> CellLayout {
+        CellLayout::new(cfg, c, self.t)
+    }
+
+    /// Copies h0 ((L·D, B, H), or (B, H) for one cell) into each cell's initial block,
+    /// or zeros it.
+    pub fn record_h0(
+        &self,
+        cfg: &RnnConfig,
+        enc: &mut wgpu::CommandEncoder,
+        h0: Option<&GpuTensor>,
+    ) {
+        let block = (self.b * cfg.hidden_size * 4) as u64;
+        for (c, hs) in self.hs.iter().enumerate() {
+            let at = self.layout(cfg, c).h0() as u64 * block;
+            match h0 {
+                Some(h0) => {
+                    enc.copy_buffer_to_buffer(h0.buffer(), c as u64 * block, hs.buffer(), at, block)
+                }
+                None => enc.clear_buffer(hs.buffer(), at, Some(block)),
+            }
+        }
+    }
+
+    /// Copies each cell's final state into `dst` (L·D, B, H).
+    pub fn record_h_n(&self, cfg: &RnnConfig, enc: &mut wgpu::CommandEncoder, dst: &GpuTensor) {
+        let block = (self.b * cfg.hidden_size * 4) as u64;
+        for (c, hs) in self.hs.iter().enumerate() {
+            let at = self.layout(cfg, c).h_n() as u64 * block;
+            enc.copy_buffer_to_buffer(hs.buffer(), at, dst.buffer(), c as u64 * block, block);
+        }
+    }
+
+    /// Zeros every dz and adds dL/dh_n ((L·D, B, H)) where each cell's last step is.
+    pub fn record_dh_last(
+        &self,
+        cfg: &RnnConfig,
+        enc: &mut wgpu::CommandEncoder,
+        dh_last: Option<&GpuTensor>,
+    ) {
+        let block = (self.b * cfg.hidden_size * 4) as u64;
+        for (c, dz) in self.dz.iter().enumerate() {
+            enc.clear_buffer(dz.buffer(), 0, None);
+            if let Some(d) = dh_last {
+                let at = self.layout(cfg, c).last_dz() as u64 * block;
+                enc.copy_buffer_to_buffer(d.buffer(), c as u64 * block, dz.buffer(), at, block);
+            }
+        }
+    }
 }
 
 /// An Elman RNN with a linear head whose parameters live on the GPU.
@@ -166,7 +283,7 @@ impl Rnn {
         let shapes = config.param_shapes();
         let grads = shapes.try_map(|s| GpuTensor::empty(gpu, s, "gradient"))?;
         let tensors = shapes.try_map(|s| GpuTensor::empty(gpu, s, "parameter"))?;
-        for (t, v) in tensors.as_array().into_iter().zip(params.as_array()) {
+        for (t, v) in tensors.tensors().into_iter().zip(params.tensors()) {
             t.write(v)?;
         }
         Ok(Rnn {
@@ -203,7 +320,7 @@ impl Rnn {
     /// old activations with new weights).
     pub fn set_params(&mut self, params: &Params<Vec<f32>>) -> Result<()> {
         params.check(&self.config)?;
-        for (t, v) in self.params.as_array().into_iter().zip(params.as_array()) {
+        for (t, v) in self.params.tensors().into_iter().zip(params.tensors()) {
             t.write(v)?;
         }
         self.last_forward = None;
@@ -229,15 +346,27 @@ impl Rnn {
         self.stats
     }
 
-    /// Runs the sequence: x (T, B, I) time-major, h0 (B, H) or zeros. Keeps on the GPU
-    /// what [`Rnn::backward`] needs.
+    /// Checks a state tensor: (L·D, B, H), or (B, H) for a one-cell model.
+    fn check_state(&self, what: &'static str, s: &GpuTensor, b: usize) -> Result<()> {
+        let full = self.config.state_shape(b);
+        let ok = s.shape() == full || (self.config.cells() == 1 && s.shape() == [b, full[2]]);
+        if !ok {
+            return Err(Error::Shape {
+                what,
+                expected: format!("{full:?} = (layers × directions, batch, hidden)"),
+                got: s.shape().to_vec(),
+            });
+        }
+        self.check_device(what, s)
+    }
+
+    /// Runs the sequence: x (T, B, I) time-major, h0 (L·D, B, H) or zeros. Keeps on the
+    /// GPU what [`Rnn::backward`] needs.
     pub fn forward(&mut self, x: &GpuTensor, h0: Option<&GpuTensor>) -> Result<ForwardOutput> {
         let (t, b) = self.config.check_input(x.shape())?;
-        let h = self.config.hidden_size;
         self.check_device("x", x)?;
         if let Some(h0) = h0 {
-            check_shape("h0", h0.shape(), &[b, h])?;
-            self.check_device("h0", h0)?;
+            self.check_state("h0", h0, b)?;
         }
         self.last_forward = None;
         let ws = self.workspace(t, b)?;
@@ -245,24 +374,14 @@ impl Rnn {
         let gpu = self.gpu.clone();
         let out = ForwardOutput {
             y: GpuTensor::empty(&gpu, ws.y.shape(), "y")?,
-            h_last: GpuTensor::empty(&gpu, &[b, h], "h_last")?,
+            h_last: GpuTensor::empty(&gpu, &self.config.state_shape(b), "h_n")?,
         };
-        let block = (b * h * 4) as u64;
         let mut enc = encoder(&gpu, "rnn forward");
         enc.copy_buffer_to_buffer(x.buffer(), 0, ws.x.buffer(), 0, x.bytes());
-        match h0 {
-            Some(h0) => enc.copy_buffer_to_buffer(h0.buffer(), 0, ws.hs.buffer(), 0, block),
-            None => enc.clear_buffer(ws.hs.buffer(), 0, Some(block)),
-        }
+        ws.record_h0(&self.config, &mut enc, h0);
         record(&mut enc, &ws.forward);
         enc.copy_buffer_to_buffer(ws.y.buffer(), 0, out.y.buffer(), 0, ws.y.bytes());
-        enc.copy_buffer_to_buffer(
-            ws.hs.buffer(),
-            t as u64 * block,
-            out.h_last.buffer(),
-            0,
-            block,
-        );
+        ws.record_h_n(&self.config, &mut enc, &out.h_last);
         let dispatches = ws.forward.dispatches();
         gpu.submit("rnn forward", enc)?;
         self.stats = CallStats {
@@ -273,47 +392,36 @@ impl Rnn {
         Ok(out)
     }
 
-    /// Backpropagates dL/dy (T, B, O), plus dL/dh_T (B, H) if given, through the last
-    /// forward. Returns the gradients of all five parameters, dL/dx and dL/dh0.
+    /// Backpropagates dL/dy (T, B, O), plus dL/dh_n (L·D, B, H) if given, through the
+    /// last forward. Returns the gradients of all parameters, dL/dx and dL/dh0.
     pub fn backward(&mut self, dy: &GpuTensor, dh_last: Option<&GpuTensor>) -> Result<Gradients> {
-        let (h, o) = (self.config.hidden_size, self.config.output_size);
+        let o = self.config.output_size;
         let (t, b) = self.last_forward.ok_or(Error::NoForward(
             "call forward (after any set_params) before backward",
         ))?;
         check_shape("dy", dy.shape(), &[t, b, o])?;
         self.check_device("dy", dy)?;
         if let Some(d) = dh_last {
-            check_shape("dh_last", d.shape(), &[b, h])?;
-            self.check_device("dh_last", d)?;
+            self.check_state("dh_last", d, b)?;
         }
         let gpu = self.gpu.clone();
         let shapes = self.config.param_shapes();
         let out = Gradients {
-            params: Params {
-                w_xh: GpuTensor::empty(&gpu, &shapes.w_xh, "dw_xh")?,
-                w_hh: GpuTensor::empty(&gpu, &shapes.w_hh, "dw_hh")?,
-                b_h: GpuTensor::empty(&gpu, &shapes.b_h, "db_h")?,
-                w_hy: GpuTensor::empty(&gpu, &shapes.w_hy, "dw_hy")?,
-                b_y: GpuTensor::empty(&gpu, &shapes.b_y, "db_y")?,
-            },
+            params: shapes.try_map(|s| GpuTensor::empty(&gpu, s, "gradient"))?,
             dx: GpuTensor::empty(&gpu, &[t, b, self.config.input_size], "dx")?,
-            dh0: GpuTensor::empty(&gpu, &[b, h], "dh0")?,
+            dh0: GpuTensor::empty(&gpu, &self.config.state_shape(b), "dh0")?,
         };
         let ws = self.workspace(t, b)?;
         let ws = &self.workspaces[ws];
         let mut enc = encoder(&gpu, "rnn backward");
         enc.copy_buffer_to_buffer(dy.buffer(), 0, ws.dy.buffer(), 0, dy.bytes());
-        enc.clear_buffer(ws.dz.buffer(), 0, None);
-        if let Some(d) = dh_last {
-            let block = (b * h * 4) as u64;
-            enc.copy_buffer_to_buffer(d.buffer(), 0, ws.dz.buffer(), (t as u64 - 1) * block, block);
-        }
+        ws.record_dh_last(&self.config, &mut enc, dh_last);
         record(&mut enc, &ws.backward);
         let pairs = self
             .grads
-            .as_array()
+            .tensors()
             .into_iter()
-            .zip(out.params.as_array())
+            .zip(out.params.tensors())
             .chain([(&ws.dx, &out.dx), (&ws.dh0, &out.dh0)]);
         for (src, dst) in pairs {
             enc.copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, src.bytes());
@@ -386,6 +494,49 @@ fn record(enc: &mut wgpu::CommandEncoder, plan: &Plan) {
     plan.record(&mut pass);
 }
 
+/// The column slice [d·H, (d+1)·H) of a row-major (rows, D·H) weight, as the B operand
+/// (K = H, N = rows) of a product with it transposed: B(p, j) = W[j, d·H + p].
+fn slice_t(buf: &wgpu::Buffer, d: usize, h: usize, width: usize) -> Operand<'_> {
+    Operand {
+        buf,
+        off: d * h,
+        rs: 1,
+        cs: width,
+    }
+}
+
+/// The same slice untransposed, as a B (K = rows, N = H) or C operand: (p, j) = W[p, d·H + j].
+fn slice(buf: &wgpu::Buffer, d: usize, h: usize, width: usize) -> Operand<'_> {
+    Operand {
+        buf,
+        off: d * h,
+        rs: width,
+        cs: 1,
+    }
+}
+
+fn plain<'a>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand<'a>,
+    b: Operand<'a>,
+    c: Operand<'a>,
+) -> GemmSpec<'a> {
+    GemmSpec {
+        m,
+        n,
+        k,
+        a,
+        b,
+        c,
+        bias: None,
+        g: None,
+        accumulate: false,
+        epilogue: Epilogue::None,
+    }
+}
+
 impl Workspace {
     fn new(
         gpu: &Gpu,
@@ -396,61 +547,43 @@ impl Workspace {
         path: Option<RecurrencePath>,
     ) -> Result<Self> {
         let (i, h, o) = (cfg.input_size, cfg.hidden_size, cfg.output_size);
+        let (nd, cells) = (cfg.directions(), cfg.cells());
         let x = GpuTensor::empty(gpu, &[t, b, i], "x")?;
-        let hs = GpuTensor::empty(gpu, &[t + 1, b, h], "hidden states")?;
+        let hs = (0..cells)
+            .map(|_| GpuTensor::empty(gpu, &[t + 1, b, h], "hidden states"))
+            .collect::<Result<Vec<_>>>()?;
+        let dz = (0..cells)
+            .map(|_| GpuTensor::empty(gpu, &[t, b, h], "dz"))
+            .collect::<Result<Vec<_>>>()?;
         let y = GpuTensor::empty(gpu, &[t, b, o], "y")?;
         let dy = GpuTensor::empty(gpu, &[t, b, o], "dy")?;
-        let dz = GpuTensor::empty(gpu, &[t, b, h], "dz")?;
         let dx = GpuTensor::empty(gpu, &[t, b, i], "dx")?;
-        let dh0 = GpuTensor::empty(gpu, &[b, h], "dh0")?;
+        let dh0 = GpuTensor::empty(gpu, &cfg.state_shape(b), "dh0")?;
         let (act, act_grad) = match cfg.activation {
             Activation::Tanh => (Epilogue::Tanh, Epilogue::TanhGrad),
             Activation::Relu => (Epilogue::Relu, Epilogue::ReluGrad),
         };
         let tb = t * b;
         let block = b * h;
+        let width = nd * h;
         let rows = Operand::rows;
         let tr = Operand::transposed;
-        let plain = |m, n, k, a, bm, c| GemmSpec {
-            m,
-            n,
-            k,
-            a,
-            b: bm,
-            c,
-            bias: None,
-            g: None,
-            accumulate: false,
-            epilogue: Epilogue::None,
-        };
-
-        // Forward: one product for all input projections, T fused steps, one output product.
-        let mut fwd = PlanBuilder::new(gpu);
-        fwd.section("input projection");
-        // hs[1..] = X W_xhᵀ + b_h                       (T·B, H)
-        fwd.gemm(GemmSpec {
-            bias: Some((p.b_h.buffer(), 0)),
-            ..plain(
-                tb,
-                h,
-                i,
-                rows(x.buffer(), 0, i),
-                tr(p.w_xh.buffer(), 0, i),
-                rows(hs.buffer(), block, h),
-            )
-        })?;
-        fwd.section("recurrence");
-        // hs[s] = act(hs[s] + hs[s-1] W_hhᵀ)            (B, H) per step
+        let lay = |c: usize| CellLayout::new(cfg, c, t);
         let path = path.unwrap_or_else(|| RecurrencePath::choose(gpu, b, h));
-        let seq = |backward, state, hs| RecurrenceSpec {
+        let seq = |c: usize, backward: bool| RecurrenceSpec {
             t,
             b,
             h,
             backward,
+            reverse: lay(c).reverse,
             relu: cfg.activation == Activation::Relu,
-            state,
-            w_hh: p.w_hh.buffer(),
-            hs,
+            state: if backward {
+                dz[c].buffer()
+            } else {
+                hs[c].buffer()
+            },
+            w_hh: p.cells[c].w_hh.buffer(),
+            hs: backward.then(|| hs[c].buffer()),
             rows_per_wg: match path {
                 RecurrencePath::Persistent {
                     rows_per_workgroup, ..
@@ -461,137 +594,250 @@ impl Workspace {
                 && h * h <= MAX_SHARED_W
                 && (MAX_SHARED_W * 4) as u32 <= gpu.limits().max_compute_workgroup_storage_size,
         };
-        if let RecurrencePath::Persistent { .. } = path {
-            fwd.recurrence(seq(false, hs.buffer(), None))?;
-        } else {
-            for s in 1..=t {
-                fwd.gemm(GemmSpec {
-                    accumulate: true,
-                    epilogue: act,
-                    ..plain(
-                        b,
-                        h,
-                        h,
-                        rows(hs.buffer(), (s - 1) * block, h),
-                        tr(p.w_hh.buffer(), 0, h),
-                        rows(hs.buffer(), s * block, h),
-                    )
-                })?;
+        // Outputs of cell c as a (T·B, H) row-major operand.
+        let out = |c: usize| rows(hs[c].buffer(), lay(c).out() * block, h);
+
+        // Forward: per cell one input-projection product (one per direction below it for
+        // layers > 0), the recurrence, then the head (one product per top direction).
+        let mut fwd = PlanBuilder::new(gpu);
+        for layer in 0..cfg.num_layers {
+            for dir in 0..nd {
+                let c = layer * nd + dir;
+                let pc = &p.cells[c];
+                fwd.section("input projection");
+                if layer == 0 {
+                    // out blocks = X W_ihᵀ + b_h                      (T·B, H)
+                    fwd.gemm(GemmSpec {
+                        bias: Some((pc.b_h.buffer(), 0)),
+                        ..plain(
+                            tb,
+                            h,
+                            i,
+                            rows(x.buffer(), 0, i),
+                            tr(pc.w_ih.buffer(), 0, i),
+                            out(c),
+                        )
+                    })?;
+                } else {
+                    // out blocks = Σ_d' out(below, d') W_ih[:, d' slice]ᵀ + b_h
+                    for d2 in 0..nd {
+                        fwd.gemm(GemmSpec {
+                            bias: (d2 == 0).then(|| (pc.b_h.buffer(), 0)),
+                            accumulate: d2 > 0,
+                            ..plain(
+                                tb,
+                                h,
+                                h,
+                                out((layer - 1) * nd + d2),
+                                slice_t(pc.w_ih.buffer(), d2, h, width),
+                                out(c),
+                            )
+                        })?;
+                    }
+                }
+                // h_t = act(proj_t + W_hh h_prev), in time order for the cell
+                fwd.section("recurrence");
+                if let RecurrencePath::Persistent { .. } = path {
+                    fwd.recurrence(seq(c, false))?;
+                } else {
+                    for n in 0..t {
+                        let (cur, prev) = if lay(c).reverse {
+                            (t - 1 - n, t - n)
+                        } else {
+                            (n + 1, n)
+                        };
+                        fwd.gemm(GemmSpec {
+                            accumulate: true,
+                            epilogue: act,
+                            ..plain(
+                                b,
+                                h,
+                                h,
+                                rows(hs[c].buffer(), prev * block, h),
+                                tr(pc.w_hh.buffer(), 0, h),
+                                rows(hs[c].buffer(), cur * block, h),
+                            )
+                        })?;
+                    }
+                }
             }
         }
+        // y = Σ_d out(top, d) W_hy[:, d slice]ᵀ + b_y             (T·B, O)
         fwd.section("output projection");
-        // y = hs[1..] W_hyᵀ + b_y                        (T·B, O)
-        fwd.gemm(GemmSpec {
-            bias: Some((p.b_y.buffer(), 0)),
-            ..plain(
-                tb,
-                o,
-                h,
-                rows(hs.buffer(), block, h),
-                tr(p.w_hy.buffer(), 0, h),
-                rows(y.buffer(), 0, o),
-            )
-        })?;
+        let top = (cfg.num_layers - 1) * nd;
+        for d2 in 0..nd {
+            fwd.gemm(GemmSpec {
+                bias: (d2 == 0).then(|| (p.b_y.buffer(), 0)),
+                accumulate: d2 > 0,
+                ..plain(
+                    tb,
+                    o,
+                    h,
+                    out(top + d2),
+                    slice_t(p.w_hy.buffer(), d2, h, width),
+                    rows(y.buffer(), 0, o),
+                )
+            })?;
+        }
 
-        // Backward: dz starts as dL/dh_T in its last block (or zeros).
+        // Backward: every dz starts as dL/dh_n at its cell's last step (or zeros).
         let mut bwd = PlanBuilder::new(gpu);
         bwd.section("output projection backward");
-        // dz += dY W_hy                                  (T·B, H)
-        bwd.gemm(GemmSpec {
-            accumulate: true,
-            ..plain(
-                tb,
-                h,
-                o,
-                rows(dy.buffer(), 0, o),
-                rows(p.w_hy.buffer(), 0, h),
-                rows(dz.buffer(), 0, h),
-            )
-        })?;
-        bwd.section("recurrence backward");
-        // dz[s] = (dz[s] + dz[s+1] W_hh) ⊙ act'(h_s), s = T..1; no dz[T+1] term at s = T.
-        if let RecurrencePath::Persistent { .. } = path {
-            bwd.recurrence(seq(true, dz.buffer(), Some(hs.buffer())))?;
-        } else {
-            for s in (1..=t).rev() {
-                let k = if s == t { 0 } else { h };
-                let next = if s == t { 0 } else { s * block };
-                bwd.gemm(GemmSpec {
-                    accumulate: true,
-                    epilogue: act_grad,
-                    g: Some((hs.buffer(), s * block)),
-                    ..plain(
-                        b,
-                        h,
-                        k,
-                        rows(dz.buffer(), next, h),
-                        rows(p.w_hh.buffer(), 0, h),
-                        rows(dz.buffer(), (s - 1) * block, h),
-                    )
-                })?;
-            }
+        for d2 in 0..nd {
+            // dz(top, d) += dY W_hy[:, d slice]                   (T·B, H)
+            bwd.gemm(GemmSpec {
+                accumulate: true,
+                ..plain(
+                    tb,
+                    h,
+                    o,
+                    rows(dy.buffer(), 0, o),
+                    slice(p.w_hy.buffer(), d2, h, width),
+                    rows(dz[top + d2].buffer(), 0, h),
+                )
+            })?;
         }
         bwd.section("weight gradients");
-        // dW_xh = dZᵀ X                                  (H, I)
-        bwd.gemm(plain(
-            h,
-            i,
-            tb,
-            tr(dz.buffer(), 0, h),
-            rows(x.buffer(), 0, i),
-            rows(g.w_xh.buffer(), 0, i),
-        ))?;
-        // dW_hh = dZᵀ hs[0..T]                           (H, H)
-        bwd.gemm(plain(
-            h,
-            h,
-            tb,
-            tr(dz.buffer(), 0, h),
-            rows(hs.buffer(), 0, h),
-            rows(g.w_hh.buffer(), 0, h),
-        ))?;
-        // dW_hy = dYᵀ hs[1..]                            (O, H)
-        bwd.gemm(plain(
-            o,
-            h,
-            tb,
-            tr(dy.buffer(), 0, o),
-            rows(hs.buffer(), block, h),
-            rows(g.w_hy.buffer(), 0, h),
-        ))?;
+        for d2 in 0..nd {
+            // dW_hy[:, d slice] = dYᵀ out(top, d)                 (O, H)
+            bwd.gemm(plain(
+                o,
+                h,
+                tb,
+                tr(dy.buffer(), 0, o),
+                out(top + d2),
+                slice(g.w_hy.buffer(), d2, h, width),
+            ))?;
+        }
         bwd.section("bias gradients");
-        // db_h, db_y: column sums over all T·B rows
-        bwd.col_sum(ColSumSpec {
-            rows: tb,
-            cols: h,
-            x: (dz.buffer(), 0),
-            out: (g.b_h.buffer(), 0),
-        })?;
         bwd.col_sum(ColSumSpec {
             rows: tb,
             cols: o,
             x: (dy.buffer(), 0),
             out: (g.b_y.buffer(), 0),
         })?;
-        bwd.section("dX and dh0");
-        // dX = dZ W_xh                                   (T·B, I)
-        bwd.gemm(plain(
-            tb,
-            i,
-            h,
-            rows(dz.buffer(), 0, h),
-            rows(p.w_xh.buffer(), 0, i),
-            rows(dx.buffer(), 0, i),
-        ))?;
-        // dh0 = dz_1 W_hh                                (B, H)
-        bwd.gemm(plain(
-            b,
-            h,
-            h,
-            rows(dz.buffer(), 0, h),
-            rows(p.w_hh.buffer(), 0, h),
-            rows(dh0.buffer(), 0, h),
-        ))?;
+        for layer in (0..cfg.num_layers).rev() {
+            for dir in 0..nd {
+                let c = layer * nd + dir;
+                // dz_t = (dz_t + W_hhᵀ dz of the step that read h_t) ⊙ act'(h_t)
+                bwd.section("recurrence backward");
+                if let RecurrencePath::Persistent { .. } = path {
+                    bwd.recurrence(seq(c, true))?;
+                } else {
+                    for n in 0..t {
+                        // dz block and the dz block of the step that read this state
+                        let (cur, next) = if lay(c).reverse {
+                            (n, n.wrapping_sub(1))
+                        } else {
+                            (t - 1 - n, t - n)
+                        };
+                        let k = if n == 0 { 0 } else { h };
+                        let next = if n == 0 { 0 } else { next * block };
+                        bwd.gemm(GemmSpec {
+                            accumulate: true,
+                            epilogue: act_grad,
+                            g: Some((hs[c].buffer(), (cur + lay(c).out()) * block)),
+                            ..plain(
+                                b,
+                                h,
+                                k,
+                                rows(dz[c].buffer(), next, h),
+                                rows(p.cells[c].w_hh.buffer(), 0, h),
+                                rows(dz[c].buffer(), cur * block, h),
+                            )
+                        })?;
+                    }
+                }
+            }
+            for dir in 0..nd {
+                let c = layer * nd + dir;
+                let (pc, gc) = (&p.cells[c], &g.cells[c]);
+                bwd.section("weight gradients");
+                if layer == 0 {
+                    // dW_ih = dZᵀ X                                   (H, I)
+                    bwd.gemm(plain(
+                        h,
+                        i,
+                        tb,
+                        tr(dz[c].buffer(), 0, h),
+                        rows(x.buffer(), 0, i),
+                        rows(gc.w_ih.buffer(), 0, i),
+                    ))?;
+                } else {
+                    for d2 in 0..nd {
+                        // dW_ih[:, d' slice] = dZᵀ out(below, d')     (H, H)
+                        bwd.gemm(plain(
+                            h,
+                            h,
+                            tb,
+                            tr(dz[c].buffer(), 0, h),
+                            out((layer - 1) * nd + d2),
+                            slice(gc.w_ih.buffer(), d2, h, width),
+                        ))?;
+                    }
+                }
+                // dW_hh = dZᵀ H_prev                                  (H, H)
+                bwd.gemm(plain(
+                    h,
+                    h,
+                    tb,
+                    tr(dz[c].buffer(), 0, h),
+                    rows(hs[c].buffer(), lay(c).prev() * block, h),
+                    rows(gc.w_hh.buffer(), 0, h),
+                ))?;
+                bwd.section("bias gradients");
+                bwd.col_sum(ColSumSpec {
+                    rows: tb,
+                    cols: h,
+                    x: (dz[c].buffer(), 0),
+                    out: (gc.b_h.buffer(), 0),
+                })?;
+                // dh0 = dz of the step that read h_0, times W_hh      (B, H)
+                bwd.section("dX and dh0");
+                bwd.gemm(plain(
+                    b,
+                    h,
+                    h,
+                    rows(dz[c].buffer(), lay(c).first_dz() * block, h),
+                    rows(pc.w_hh.buffer(), 0, h),
+                    rows(dh0.buffer(), c * block, h),
+                ))?;
+            }
+            bwd.section("dX and dh0");
+            for dir in 0..nd {
+                let c = layer * nd + dir;
+                let w_ih = p.cells[c].w_ih.buffer();
+                if layer == 0 {
+                    // dX (+)= dZ W_ih                                 (T·B, I)
+                    bwd.gemm(GemmSpec {
+                        accumulate: dir > 0,
+                        ..plain(
+                            tb,
+                            i,
+                            h,
+                            rows(dz[c].buffer(), 0, h),
+                            rows(w_ih, 0, i),
+                            rows(dx.buffer(), 0, i),
+                        )
+                    })?;
+                } else {
+                    for d2 in 0..nd {
+                        // dz(below, d') += dZ W_ih[:, d' slice]       (T·B, H)
+                        bwd.gemm(GemmSpec {
+                            accumulate: true,
+                            ..plain(
+                                tb,
+                                h,
+                                h,
+                                rows(dz[c].buffer(), 0, h),
+                                slice(w_ih, d2, h, width),
+                                rows(dz[(layer - 1) * nd + d2].buffer(), 0, h),
+                            )
+                        })?;
+                    }
+                }
+            }
+        }
 
         Ok(Workspace {
             t,

@@ -104,7 +104,7 @@ impl Train for CpuTrainer {
     }
 
     fn carry(&self) -> Result<Option<(usize, Vec<f32>)>> {
-        let h = self.config.hidden_size;
+        let h = self.config.hidden_size * self.config.cells();
         Ok(self
             .carry
             .as_ref()

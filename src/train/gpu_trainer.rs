@@ -1,5 +1,5 @@
 //! Training on the GPU: forward, loss, backward, clip and update recorded into one
-//! command encoder and one submit; one 32-byte readback (loss and gradient norm) per step.
+//! command encoder and one submit; one small readback (loss and gradient norm) per step.
 
 use super::{Batch, Hyper, LossKind, OptimizerKind, StepStats, Targets, Train, TrainConfig};
 use crate::error::Result;
@@ -8,9 +8,10 @@ use crate::gpu::{
 };
 use crate::model::{CallStats, Params, Rnn};
 
-/// stats buffer: [sum of squares of each of the 5 gradients, loss, unused, unused].
-const STATS: usize = 8;
-const LOSS_SLOT: usize = 5;
+/// The stats buffer holds the sum of squares of each gradient tensor, then the loss.
+fn stats_len(parts: usize) -> usize {
+    parts + 1
+}
 
 /// Per-(T, B) buffers and plans of the trainer.
 struct StepWorkspace {
@@ -41,6 +42,8 @@ pub struct Trainer {
     workspaces: Vec<StepWorkspace>,
     step: u64,
     last: CallStats,
+    /// Gradient tensors (sum-of-squares slots before the loss in `stats`).
+    parts: usize,
 }
 
 impl Trainer {
@@ -50,7 +53,8 @@ impl Trainer {
         let shapes = rnn.config().param_shapes();
         let m = shapes.try_map(|s| GpuTensor::empty(&gpu, s, "optimizer m"))?;
         let v = shapes.try_map(|s| GpuTensor::empty(&gpu, s, "optimizer v"))?;
-        let stats = GpuTensor::empty(&gpu, &[STATS], "training stats")?;
+        let parts = shapes.tensors().len();
+        let stats = GpuTensor::empty(&gpu, &[stats_len(parts)], "training stats")?;
         let hyper = gpu.buffer(
             "optimizer hyperparameters",
             std::mem::size_of::<Hyper>() as u64,
@@ -58,7 +62,7 @@ impl Trainer {
         )?;
         let readback = gpu.buffer(
             "stats readback",
-            (STATS * 4) as u64,
+            (stats_len(parts) * 4) as u64,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         )?;
         let opt = match config.optimizer.kind {
@@ -69,17 +73,17 @@ impl Trainer {
         let mut plan = PlanBuilder::new(&gpu);
         let grads = rnn.grads();
         plan.section("gradient norm");
-        for (k, g) in grads.as_array().into_iter().enumerate() {
+        for (k, g) in grads.tensors().into_iter().enumerate() {
             plan.sum_squares(g.buffer(), g.len(), stats.buffer(), k)?;
         }
         plan.section("optimizer update");
         let params = rnn.params();
         let all = params
-            .as_array()
+            .tensors()
             .into_iter()
-            .zip(grads.as_array())
-            .zip(m.as_array())
-            .zip(v.as_array());
+            .zip(grads.tensors())
+            .zip(m.tensors())
+            .zip(v.tensors());
         for (((p, g), m), v) in all {
             let buffers = [
                 p.buffer(),
@@ -89,7 +93,7 @@ impl Trainer {
                 stats.buffer(),
                 &hyper.0,
             ];
-            plan.update(opt, p.len(), 5, buffers)?;
+            plan.update(opt, p.len(), parts, buffers)?;
         }
         let update = plan.finish()?;
         Ok(Trainer {
@@ -105,6 +109,7 @@ impl Trainer {
             workspaces: Vec::new(),
             step: 0,
             last: CallStats::default(),
+            parts,
         })
     }
 
@@ -183,7 +188,7 @@ impl Trainer {
             rows: t * b,
             cols: 1,
             x: (row_loss.buffer(), 0),
-            out: (self.stats.buffer(), LOSS_SLOT),
+            out: (self.stats.buffer(), self.parts),
         })?;
         Ok(StepWorkspace {
             t,
@@ -207,16 +212,12 @@ impl Trainer {
     ) -> Result<wgpu::CommandEncoder> {
         let gpu = self.rnn.gpu();
         let ws = self.rnn.ws(wi);
-        let block = (ws.b * self.rnn.config().hidden_size * 4) as u64;
         let mut enc = gpu
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("train step"),
             });
-        match h0 {
-            Some(h0) => enc.copy_buffer_to_buffer(h0.buffer(), 0, ws.hs.buffer(), 0, block),
-            None => enc.clear_buffer(ws.hs.buffer(), 0, Some(block)),
-        }
+        ws.record_h0(self.rnn.config(), &mut enc, h0);
         record_plans(
             &mut enc,
             &[&ws.forward, &self.workspaces[si].loss],
@@ -226,20 +227,17 @@ impl Trainer {
     }
 
     /// Submits `enc` after copying the stats into the readback buffer, and reads them.
-    fn finish(&self, mut enc: wgpu::CommandEncoder) -> Result<[f32; STATS]> {
+    fn finish(&self, mut enc: wgpu::CommandEncoder) -> Result<Vec<f32>> {
         let gpu = self.rnn.gpu();
         enc.copy_buffer_to_buffer(
             self.stats.buffer(),
             0,
             &self.readback.0,
             0,
-            (STATS * 4) as u64,
+            self.stats.bytes(),
         );
         gpu.submit("training step", enc)?;
-        let values = pollster::block_on(gpu.read_mapped(&self.readback.0))?;
-        let mut out = [0.0f32; STATS];
-        out.copy_from_slice(&values);
-        Ok(out)
+        pollster::block_on(gpu.read_mapped(&self.readback.0))
     }
 }
 
@@ -285,12 +283,8 @@ impl Trainer {
     ) -> Result<StepStats> {
         let (wi, si) = self.prepare(batch)?;
         let gpu = self.rnn.gpu().clone();
-        let h = self.rnn.config().hidden_size;
-        if self
-            .carry
-            .as_ref()
-            .is_none_or(|c| c.shape() != [batch.b, h])
-        {
+        let state_shape = self.rnn.config().state_shape(batch.b);
+        if self.carry.as_ref().is_none_or(|c| c.shape() != state_shape) {
             self.carry = None;
         }
         let h0 = if self.config.stateful {
@@ -303,7 +297,7 @@ impl Trainer {
         let ws_dispatches = ws.forward.dispatches()
             + self.workspaces[si].loss.dispatches()
             + ws.backward.dispatches();
-        enc.clear_buffer(ws.dz.buffer(), 0, None);
+        ws.record_dh_last(self.rnn.config(), &mut enc, None);
         record_plans(
             &mut enc,
             &[&ws.backward, &self.update],
@@ -314,16 +308,9 @@ impl Trainer {
         }
         let carry = match self.carry.take() {
             Some(c) => c,
-            None => GpuTensor::empty(&gpu, &[batch.b, h], "carried hidden state")?,
+            None => GpuTensor::empty(&gpu, &state_shape, "carried hidden state")?,
         };
-        let block = carry.bytes();
-        enc.copy_buffer_to_buffer(
-            ws.hs.buffer(),
-            batch.t as u64 * block,
-            carry.buffer(),
-            0,
-            block,
-        );
+        ws.record_h_n(self.rnn.config(), &mut enc, &carry);
         self.step += 1;
         let hyper = Hyper::new(&self.config, self.step);
         gpu.queue()
@@ -337,9 +324,9 @@ impl Trainer {
         // The model's forward state is overwritten by the update; backward must not use it.
         self.rnn.set_last_forward(None);
         let stats = stats?;
-        let norm = stats[..5].iter().sum::<f32>().sqrt();
+        let norm = stats[..self.parts].iter().sum::<f32>().sqrt();
         Ok(StepStats {
-            loss: stats[LOSS_SLOT],
+            loss: stats[self.parts],
             grad_norm: norm,
             skipped: !norm.is_finite(),
         })
@@ -355,7 +342,7 @@ impl Train for Trainer {
         let (wi, si) = self.prepare(batch)?;
         let enc = self.record_forward_loss(wi, si, None, None)?;
         self.rnn.set_last_forward(None);
-        Ok(self.finish(enc)?[LOSS_SLOT])
+        Ok(self.finish(enc)?[self.parts])
     }
 
     fn params(&self) -> Result<Params<Vec<f32>>> {
@@ -380,7 +367,7 @@ impl Train for Trainer {
     fn carry(&self) -> Result<Option<(usize, Vec<f32>)>> {
         self.carry
             .as_ref()
-            .map(|c| Ok((c.shape()[0], c.download()?)))
+            .map(|c| Ok((c.shape()[1], c.download()?)))
             .transpose()
     }
 
@@ -393,10 +380,10 @@ impl Train for Trainer {
     ) -> Result<()> {
         m.check(self.rnn.config())?;
         v.check(self.rnn.config())?;
-        for (t, d) in self.m.as_array().into_iter().zip(m.as_array()) {
+        for (t, d) in self.m.tensors().into_iter().zip(m.tensors()) {
             t.write(d)?;
         }
-        for (t, d) in self.v.as_array().into_iter().zip(v.as_array()) {
+        for (t, d) in self.v.tensors().into_iter().zip(v.tensors()) {
             t.write(d)?;
         }
         self.step = step;
@@ -404,7 +391,7 @@ impl Train for Trainer {
             Some((b, h)) => Some(
                 self.rnn
                     .gpu()
-                    .tensor(&[b, self.rnn.config().hidden_size], h)?,
+                    .tensor(&self.rnn.config().state_shape(b), h)?,
             ),
             None => None,
         };
