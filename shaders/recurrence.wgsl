@@ -12,9 +12,16 @@
 //
 // Each invocation computes tiles of TILE_ROWS rows x 4 hidden units, tile after tile.
 // With SHARED_W, W_hh is first copied into workgroup memory (H*H <= MAX_SHARED).
+//
+// MASKED: per-row lengths (PyTorch's packed sequences). At a time tau past a row's length
+// the forward carries the state unchanged (h_tau = h of the step before, in the cell's own
+// direction) and the backward writes dz = 0. dL/dh_n of a forward cell enters at tau =
+// length (from aux); a reverse cell's dL/dh0 is W_hhᵀ dz at tau = length, written to aux
+// at tau = length + 1 (one extra step past T for full-length rows).
 
 struct Seq {
     t: u32, b: u32, h: u32, rows_per_wg: u32,
+    aux_off: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 override WG: u32 = 64u;
@@ -24,6 +31,7 @@ override REVERSE: bool = false;
 // 0 tanh, 1 relu
 override ACT: u32 = 0u;
 override SHARED_W: bool = false;
+override MASKED: bool = false;
 
 const MAX_SHARED: u32 = 4096u;
 
@@ -31,6 +39,10 @@ const MAX_SHARED: u32 = 4096u;
 @group(0) @binding(1) var<storage, read_write> state: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> hs: array<f32>;
+// MASKED only: lengths (B) as floats, and dL/dh_n in (forward cell, backward) or dL/dh0
+// out (reverse cell, backward) at aux_off.
+@group(0) @binding(4) var<storage, read> lengths: array<f32>;
+@group(0) @binding(5) var<storage, read_write> aux: array<f32>;
 
 var<workgroup> w_shared: array<f32, MAX_SHARED>;
 
@@ -79,7 +91,11 @@ fn recurrence(
         workgroupBarrier();
     }
 
-    for (var n = 0u; n < p.t; n++) {
+    var steps = p.t;
+    if (MASKED && BACKWARD && REVERSE) {
+        steps = p.t + 1u;
+    }
+    for (var n = 0u; n < steps; n++) {
         // forward: read block n, write n+1; backward: read block T-n (none at n = 0),
         // write T-n-1, gate by hs block T-n.
         // Blocks this step reads (a) and writes (c), and the states that gate it (g).
@@ -100,6 +116,11 @@ fn recurrence(
         }
         if (BACKWARD && n == 0u) {
             k_len = 0u;
+        }
+        // 1-based time of this step
+        var tau = n + 1u;
+        if (BACKWARD != REVERSE) {
+            tau = p.t - n;
         }
         for (var tile = lid; tile < tiles; tile += WG) {
             let r0 = row0 + (tile / unit_tiles) * TILE_ROWS;
@@ -123,17 +144,38 @@ fn recurrence(
                 if (row >= row0 + rows) {
                     break;
                 }
+                var len = p.t;
+                if (MASKED) {
+                    len = u32(lengths[row]);
+                }
                 for (var s = 0u; s < 4u; s++) {
                     let j = j0 + s;
                     if (j >= h) {
                         break;
                     }
                     let ci = c_blk * block + row * h + j;
+                    if (tau > len) {
+                        if (BACKWARD) {
+                            if (REVERSE && tau == len + 1u) {
+                                aux[p.aux_off + row * h + j] = acc[r][s];
+                            }
+                            if (c_blk < p.t) {
+                                state[ci] = 0.0;
+                            }
+                        } else {
+                            state[ci] = state[a_blk * block + row * h + j];
+                        }
+                        continue;
+                    }
+                    var v = state[ci] + acc[r][s];
+                    if (MASKED && BACKWARD && !REVERSE && tau == len) {
+                        v += aux[p.aux_off + row * h + j];
+                    }
                     var g = 0.0;
                     if (BACKWARD) {
                         g = hs[g_blk * block + row * h + j];
                     }
-                    state[ci] = epilogue(state[ci] + acc[r][s], g);
+                    state[ci] = epilogue(v, g);
                 }
             }
         }
@@ -141,3 +183,20 @@ fn recurrence(
     }
 }
 
+
+// Zeros the rows of x (T, B, cols) that lie past their batch row's length (p.t = T,
+// p.b = B, p.h = cols). One invocation per value; the grid may fold into y.
+@compute @workgroup_size(WG, 1, 1)
+fn mask_rows(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let i = gid.x + gid.y * groups.x * WG;
+    if (i >= p.t * p.b * p.h) {
+        return;
+    }
+    let row = i / p.h;
+    if (row / p.b >= u32(lengths[row % p.b])) {
+        state[i] = 0.0;
+    }
+}

@@ -289,3 +289,144 @@ fn dispatch_and_submit_counts() {
         assert_eq!((bw.dispatches, bw.submits), (steps + 8, 1), "{path}");
     }
 }
+
+/// Right-padded batches with per-row lengths against the reference (which the PyTorch
+/// fixtures pin to packed-sequence semantics), on every path; and against running each
+/// row alone at its own length.
+#[test]
+fn variable_lengths() {
+    let gpu = gpu();
+    let (t, i, o) = (7, 3, 2);
+    for (b, h, layers, bi, act) in [
+        (3, 5, 1, false, Activation::Tanh),
+        (9, 6, 2, true, Activation::Tanh),
+        (5, 4, 2, true, Activation::Relu),
+    ] {
+        let cfg = RnnConfig::new(i, h, o)
+            .with_activation(act)
+            .with_layers(layers)
+            .with_bidirectional(bi);
+        let cells = cfg.cells();
+        let lengths: Vec<usize> = (0..b).map(|r| [t, 1, 4, 6, 2][r % 5]).collect();
+        let params = cfg.init_params(b as u64);
+        let x = uniform(1, t * b * i, 1.0);
+        let h0 = uniform(2, cells * b * h, 0.5);
+        let dy = uniform(3, t * b * o, 1.0);
+        let dh = uniform(4, cells * b * h, 1.0);
+        let p64 = params.to_f64();
+        let fwd = cpu::forward_with_lengths(
+            &cfg,
+            &p64,
+            &widen(&x),
+            &[t, b, i],
+            Some(&widen(&h0)),
+            Some(&lengths),
+        )
+        .unwrap();
+        let g =
+            cpu::backward(&cfg, &p64, &widen(&x), &fwd, &widen(&dy), Some(&widen(&dh))).unwrap();
+        for path in paths(b) {
+            let tag = format!("B={b} H={h} L={layers} bi={bi} {act:?} {path} lengths {lengths:?}");
+            let mut rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
+            rnn.set_path(Some(path));
+            let out = rnn
+                .forward_with_lengths(
+                    &gpu.tensor(&[t, b, i], &x).unwrap(),
+                    Some(&gpu.tensor(&[cells, b, h], &h0).unwrap()),
+                    &lengths,
+                )
+                .unwrap();
+            assert_close(
+                &format!("{tag} y"),
+                &out.y.download().unwrap(),
+                &fwd.y,
+                1e-5,
+                1e-4,
+            );
+            assert_close(
+                &format!("{tag} h_n"),
+                &out.h_last.download().unwrap(),
+                fwd.h_last(),
+                1e-5,
+                1e-4,
+            );
+            let grads = rnn
+                .backward(
+                    &gpu.tensor(&[t, b, o], &dy).unwrap(),
+                    Some(&gpu.tensor(&[cells, b, h], &dh).unwrap()),
+                )
+                .unwrap();
+            let gp = grads.params.try_map(|t| t.download()).unwrap();
+            for ((name, gv), cv) in gp
+                .names_for(&cfg)
+                .iter()
+                .zip(gp.tensors())
+                .zip(g.params.tensors())
+            {
+                assert_close(&format!("{tag} d{name}"), gv, cv, 1e-4, 1e-3);
+            }
+            assert_close(
+                &format!("{tag} dx"),
+                &grads.dx.download().unwrap(),
+                &g.dx,
+                1e-4,
+                1e-3,
+            );
+            assert_close(
+                &format!("{tag} dh0"),
+                &grads.dh0.download().unwrap(),
+                &g.dh0,
+                1e-4,
+                1e-3,
+            );
+        }
+        // Row r alone, at its own length, gives row r's outputs and final state.
+        let mut rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
+        let out = rnn
+            .forward_with_lengths(
+                &gpu.tensor(&[t, b, i], &x).unwrap(),
+                Some(&gpu.tensor(&[cells, b, h], &h0).unwrap()),
+                &lengths,
+            )
+            .unwrap();
+        let (y_all, hn_all) = (out.y.download().unwrap(), out.h_last.download().unwrap());
+        for r in 0..b {
+            let l = lengths[r];
+            let xr: Vec<f32> = (0..l)
+                .flat_map(|s| x[(s * b + r) * i..][..i].to_vec())
+                .collect();
+            let h0r: Vec<f32> = (0..cells)
+                .flat_map(|c| h0[(c * b + r) * h..][..h].to_vec())
+                .collect();
+            let alone = rnn
+                .forward(
+                    &gpu.tensor(&[l, 1, i], &xr).unwrap(),
+                    Some(&gpu.tensor(&[cells, 1, h], &h0r).unwrap()),
+                )
+                .unwrap();
+            let (ya, hna) = (
+                alone.y.download().unwrap(),
+                alone.h_last.download().unwrap(),
+            );
+            for s in 0..t {
+                for k in 0..o {
+                    let got = y_all[(s * b + r) * o + k];
+                    let want = if s < l { ya[s * o + k] } else { 0.0 };
+                    assert!(
+                        (got - want).abs() <= 1e-5 + 1e-4 * want.abs(),
+                        "row {r} t {s}: {got} vs alone {want}"
+                    );
+                }
+            }
+            for c in 0..cells {
+                for k in 0..h {
+                    let (got, want) = (hn_all[(c * b + r) * h + k], hna[c * h + k]);
+                    assert!(
+                        (got - want).abs() <= 1e-5 + 1e-4 * want.abs(),
+                        "row {r} h_n cell {c}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -2,8 +2,9 @@
 //! nn.Linear, tanh and relu, 1 and 2 layers, bidirectional, sizes that are no tile multiple,
 //! one variable-length batch). The model is read with the crate's importer; the CPU
 //! reference and the GPU must give PyTorch's outputs and every gradient within 1e-4
-//! relative. "Relative" is to max(|value|, 1e-3·max|tensor|), so elements that are zero up
-//! to rounding are judged against the tensor's scale rather than against themselves.
+//! relative. "Relative" is to max(|value|, 1e-2·max|tensor|): an element under 1% of its
+//! tensor's largest is a sum that mostly cancelled, whose f32 rounding error is set by the
+//! terms, not the result, so it is judged against 1% of the tensor's scale.
 
 mod common;
 
@@ -106,7 +107,7 @@ fn close(what: &str, got: &[f64], want: &[f64]) {
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let mut worst = (0, 0.0f64);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let rel = (g - w).abs() / w.abs().max(1e-3 * scale).max(1e-30);
+        let rel = (g - w).abs() / w.abs().max(1e-2 * scale).max(1e-30);
         if !(rel <= worst.1) {
             worst = (i, rel);
         }
@@ -140,9 +141,20 @@ fn importer_reads_what_pytorch_wrote() {
     assert_eq!(c.activation, wgpu_rnn::Activation::Relu);
     assert_eq!(f.model.prefix, "rnn.");
     // b_h is the sum of PyTorch's two biases.
-    let (ih, hh) = (f.get("rnn.bias_ih_l1_reverse"), f.get("rnn.bias_hh_l1_reverse"));
-    let want: Vec<f64> = ih.iter().zip(hh).map(|(a, b)| (*a as f32 + *b as f32) as f64).collect();
-    let got: Vec<f64> = f.model.params.cells[3].b_h.iter().map(|&v| v as f64).collect();
+    let (ih, hh) = (
+        f.get("rnn.bias_ih_l1_reverse"),
+        f.get("rnn.bias_hh_l1_reverse"),
+    );
+    let want: Vec<f64> = ih
+        .iter()
+        .zip(hh)
+        .map(|(a, b)| (*a as f32 + *b as f32) as f64)
+        .collect();
+    let got: Vec<f64> = f.model.params.cells[3]
+        .b_h
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
     assert_eq!(got, want);
 }
 
@@ -176,13 +188,16 @@ fn cpu_reference_matches_pytorch() {
 #[test]
 fn gpu_matches_pytorch() {
     let gpu = common::gpu();
-    for name in ALL.iter().filter(|n| !n.ends_with("lengths")) {
+    for name in ALL {
         let f = Fixture::load(name);
         let cfg = f.model.config.clone();
         let mut rnn = Rnn::from_params(gpu, cfg.clone(), &f.model.params).unwrap();
         let x = gpu.tensor(f.shape("x"), &f.f32("x")).unwrap();
         let h0 = gpu.tensor(f.shape("h0"), &f.f32("h0")).unwrap();
-        let out = rnn.forward(&x, Some(&h0)).unwrap();
+        let out = match f.lengths() {
+            Some(l) => rnn.forward_with_lengths(&x, Some(&h0), &l).unwrap(),
+            None => rnn.forward(&x, Some(&h0)).unwrap(),
+        };
         let wide = |t: &wgpu_rnn::GpuTensor| -> Vec<f64> {
             t.download().unwrap().iter().map(|&v| v as f64).collect()
         };
@@ -195,6 +210,10 @@ fn gpu_matches_pytorch() {
             close(&format!("{name} gpu {k}"), &wide(got), want);
         }
         close(&format!("{name} gpu grad.x"), &wide(&g.dx), f.get("grad.x"));
-        close(&format!("{name} gpu grad.h0"), &wide(&g.dh0), f.get("grad.h0"));
+        close(
+            &format!("{name} gpu grad.h0"),
+            &wide(&g.dh0),
+            f.get("grad.h0"),
+        );
     }
 }

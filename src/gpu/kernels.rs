@@ -97,8 +97,8 @@ impl Module {
             Module::Loss => &[true, true, true, true, false, false],
             // param, grad, m, v, norm_parts, hyper
             Module::Optim => &[false, true, false, false, true, true],
-            // state (hs or dz), W_hh, hs (the gate in backward)
-            Module::Recurrence => &[false, true, true],
+            // state (hs or dz), W_hh, hs (the gate in backward), lengths, aux
+            Module::Recurrence => &[false, true, true, true, false],
         }
     }
 
@@ -139,7 +139,9 @@ pub(crate) enum Kernel {
         relu: bool,
         tile_rows: u32,
         shared_w: bool,
+        masked: bool,
     },
+    MaskRows,
 }
 
 impl Kernel {
@@ -149,7 +151,7 @@ impl Kernel {
             Kernel::ColSum | Kernel::SumSquares => Module::Reduce,
             Kernel::SoftmaxXent | Kernel::Mse => Module::Loss,
             Kernel::Update(_) => Module::Optim,
-            Kernel::Recurrence { .. } => Module::Recurrence,
+            Kernel::Recurrence { .. } | Kernel::MaskRows => Module::Recurrence,
         }
     }
 
@@ -162,6 +164,7 @@ impl Kernel {
             Kernel::Mse => "mse",
             Kernel::Update(_) => "update",
             Kernel::Recurrence { .. } => "recurrence",
+            Kernel::MaskRows => "mask_rows",
         }
     }
 
@@ -186,7 +189,9 @@ impl Kernel {
                 relu,
                 tile_rows,
                 shared_w,
+                masked,
             } => vec![
+                ("MASKED", masked as u8 as f64),
                 ("REVERSE", reverse as u8 as f64),
                 ("WG", WG as f64),
                 ("TILE_ROWS", tile_rows as f64),
@@ -240,6 +245,8 @@ struct SeqParams {
     b: u32,
     h: u32,
     rows_per_wg: u32,
+    aux_off: u32,
+    _pad: [u32; 3],
 }
 
 /// The whole recurrence in one dispatch: hs (T+1, B, H) forward, or dz (T, B, H) gated by
@@ -256,6 +263,9 @@ pub(crate) struct RecurrenceSpec<'a> {
     pub w_hh: &'a wgpu::Buffer,
     /// hs, read in backward only.
     pub hs: Option<&'a wgpu::Buffer>,
+    /// Per-row lengths (B floats) for a variable-length batch, and the aux buffer and
+    /// offset (dL/dh_n in, or dL/dh0 out; see shaders/recurrence.wgsl).
+    pub masked: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer, usize)>,
     pub rows_per_wg: usize,
     pub shared_w: bool,
 }
@@ -354,6 +364,8 @@ pub(crate) struct Kernels {
     >,
     /// Bound where a kernel's optional input (bias, G) is unused.
     dummy: wgpu::Buffer,
+    /// The same for an unused read-write binding.
+    dummy_rw: wgpu::Buffer,
     pipelines: Mutex<HashMap<Kernel, wgpu::ComputePipeline>>,
     pub gemm_wg: GemmWorkgroup,
 }
@@ -408,6 +420,12 @@ impl Kernels {
             modules,
             dummy: device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("unused input"),
+                size: 64,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            }),
+            dummy_rw: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("unused output"),
                 size: 64,
                 usage: wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: false,
@@ -540,9 +558,19 @@ impl<'g> PlanBuilder<'g> {
         let pipeline = kernels.pipeline(self.gpu, kernel)?;
         let key = BindGroupKey {
             module: kernel.module(),
+            // An unused read-write binding gets a buffer of its own: one buffer may not be
+            // bound read-only and read-write in one dispatch.
             buffers: buffers
                 .iter()
-                .map(|b| b.unwrap_or(&kernels.dummy).clone())
+                .zip(kernel.module().storage())
+                .map(|(b, &read_only)| {
+                    b.unwrap_or(if read_only {
+                        &kernels.dummy
+                    } else {
+                        &kernels.dummy_rw
+                    })
+                    .clone()
+                })
                 .collect(),
         };
         let bind_group = match self.bind_groups.iter().position(|k| *k == key) {
@@ -616,6 +644,8 @@ impl<'g> PlanBuilder<'g> {
             b: to_u32("batch", s.b)?,
             h: to_u32("hidden size", s.h)?,
             rows_per_wg: to_u32("rows per workgroup", rows_per_wg)?,
+            aux_off: to_u32("offset", s.masked.map_or(0, |m| m.2))?,
+            _pad: [0; 3],
         };
         let kernel = Kernel::Recurrence {
             backward: s.backward,
@@ -623,12 +653,44 @@ impl<'g> PlanBuilder<'g> {
             relu: s.relu,
             tile_rows: if rows_per_wg >= 4 { 4 } else { 1 },
             shared_w: s.shared_w && s.h * s.h <= MAX_SHARED_W,
+            masked: s.masked.is_some(),
         };
         let groups = self.groups(s.b.div_ceil(rows_per_wg), 1)?;
         self.push(
             kernel,
             bytemuck::bytes_of(&p),
-            &[Some(s.state), Some(s.w_hh), s.hs],
+            &[
+                Some(s.state),
+                Some(s.w_hh),
+                s.hs,
+                s.masked.map(|m| m.0),
+                s.masked.map(|m| m.1),
+            ],
+            groups,
+        )
+    }
+
+    /// Zeros the rows of x (T, B, cols) past each batch row's length (B floats).
+    pub fn mask_rows(
+        &mut self,
+        x: &wgpu::Buffer,
+        (t, b, cols): (usize, usize, usize),
+        lengths: &wgpu::Buffer,
+    ) -> Result<()> {
+        let p = SeqParams {
+            t: to_u32("sequence length", t)?,
+            b: to_u32("batch", b)?,
+            h: to_u32("columns", cols)?,
+            rows_per_wg: 0,
+            aux_off: 0,
+            _pad: [0; 3],
+        };
+        to_u32("values", t * b * cols)?;
+        let groups = self.groups_1d(t * b * cols)?;
+        self.push(
+            Kernel::MaskRows,
+            bytemuck::bytes_of(&p),
+            &[Some(x), None, None, Some(lengths), None],
             groups,
         )
     }

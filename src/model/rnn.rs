@@ -72,13 +72,7 @@ impl RecurrencePath {
     /// `persistent` overrides the choice (for benchmarking).
     pub fn choose(gpu: &Gpu, b: usize, h: usize) -> Self {
         let cpu = gpu.adapter().device_type == wgpu::DeviceType::Cpu;
-        let rows_per_workgroup = if cpu {
-            // A software adapter runs one workgroup per core at a time.
-            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-            b.div_ceil(cores)
-        } else {
-            b.min(4)
-        };
+        let rows_per_workgroup = rows_per_workgroup(gpu, b);
         // Workgroup memory is ordinary memory on a CPU adapter: the copy is pure cost.
         let fits = h * h <= MAX_SHARED_W
             && (MAX_SHARED_W * 4) as u32 <= gpu.limits().max_compute_workgroup_storage_size;
@@ -108,6 +102,17 @@ impl RecurrencePath {
     }
 }
 
+/// Batch rows per workgroup of the persistent kernel: a software adapter runs one
+/// workgroup per core at a time, so one slice per core; on a GPU small slices.
+fn rows_per_workgroup(gpu: &Gpu, b: usize) -> usize {
+    if gpu.adapter().device_type == wgpu::DeviceType::Cpu {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        b.div_ceil(cores)
+    } else {
+        b.min(4)
+    }
+}
+
 /// Buffers and plans for one (T, B).
 pub(crate) struct Workspace {
     pub t: usize,
@@ -133,6 +138,9 @@ pub(crate) struct Workspace {
     pub forward: Plan,
     pub backward: Plan,
     pub path: RecurrencePath,
+    /// Variable-length batches: per-row lengths (B, as floats) and dL/dh_n for the
+    /// forward cells (L·D, B, H), which the recurrence adds at each row's last step.
+    pub masked: Option<(GpuTensor, GpuTensor)>,
 }
 
 /// Where a cell keeps things, in blocks of B·H values of its state buffer.
@@ -239,10 +247,21 @@ impl Workspace {
         dh_last: Option<&GpuTensor>,
     ) {
         let block = (self.b * cfg.hidden_size * 4) as u64;
+        if let Some((_, dh_n)) = &self.masked {
+            // Forward cells take dL/dh_n at each row's own last step, in the kernel.
+            match dh_last {
+                Some(d) => enc.copy_buffer_to_buffer(d.buffer(), 0, dh_n.buffer(), 0, dh_n.bytes()),
+                None => enc.clear_buffer(dh_n.buffer(), 0, None),
+            }
+        }
         for (c, dz) in self.dz.iter().enumerate() {
             enc.clear_buffer(dz.buffer(), 0, None);
+            let lay = self.layout(cfg, c);
+            if self.masked.is_some() && !lay.reverse {
+                continue;
+            }
             if let Some(d) = dh_last {
-                let at = self.layout(cfg, c).last_dz() as u64 * block;
+                let at = lay.last_dz() as u64 * block;
                 enc.copy_buffer_to_buffer(d.buffer(), c as u64 * block, dz.buffer(), at, block);
             }
         }
@@ -256,8 +275,8 @@ pub struct Rnn {
     params: Params<GpuTensor>,
     grads: Params<GpuTensor>,
     workspaces: Vec<Workspace>,
-    /// (T, B) of the forward whose state backward would use.
-    last_forward: Option<(usize, usize)>,
+    /// (T, B, variable-length) of the forward whose state backward would use.
+    last_forward: Option<(usize, usize, bool)>,
     stats: CallStats,
     pinned_path: Option<RecurrencePath>,
 }
@@ -363,14 +382,45 @@ impl Rnn {
     /// Runs the sequence: x (T, B, I) time-major, h0 (L·D, B, H) or zeros. Keeps on the
     /// GPU what [`Rnn::backward`] needs.
     pub fn forward(&mut self, x: &GpuTensor, h0: Option<&GpuTensor>) -> Result<ForwardOutput> {
+        self.forward_impl(x, h0, None)
+    }
+
+    /// [`Rnn::forward`] for a right-padded batch whose row b holds `lengths[b]` steps
+    /// (each in 1..=T), with PyTorch's packed-sequence semantics: past a row's end its
+    /// state is carried unchanged, so h_n is its state at its own last step and the
+    /// reverse direction starts there; y is zero there, and [`Rnn::backward`] ignores dy
+    /// there. The lengths go to the GPU with the call; the recurrence runs in one dispatch
+    /// per cell (the persistent path) whatever [`RecurrencePath`] says.
+    pub fn forward_with_lengths(
+        &mut self,
+        x: &GpuTensor,
+        h0: Option<&GpuTensor>,
+        lengths: &[usize],
+    ) -> Result<ForwardOutput> {
+        self.forward_impl(x, h0, Some(lengths))
+    }
+
+    fn forward_impl(
+        &mut self,
+        x: &GpuTensor,
+        h0: Option<&GpuTensor>,
+        lengths: Option<&[usize]>,
+    ) -> Result<ForwardOutput> {
         let (t, b) = self.config.check_input(x.shape())?;
         self.check_device("x", x)?;
         if let Some(h0) = h0 {
             self.check_state("h0", h0, b)?;
         }
+        if let Some(l) = lengths {
+            crate::cpu::check_lengths(l, t, b)?;
+        }
         self.last_forward = None;
-        let ws = self.workspace(t, b)?;
+        let ws = self.workspace_for(t, b, lengths.is_some())?;
         let ws = &self.workspaces[ws];
+        if let (Some(l), Some((buf, _))) = (lengths, &ws.masked) {
+            let l: Vec<f32> = l.iter().map(|&v| v as f32).collect();
+            buf.write(&l)?;
+        }
         let gpu = self.gpu.clone();
         let out = ForwardOutput {
             y: GpuTensor::empty(&gpu, ws.y.shape(), "y")?,
@@ -388,7 +438,7 @@ impl Rnn {
             dispatches,
             submits: 1,
         };
-        self.last_forward = Some((t, b));
+        self.last_forward = Some((t, b, lengths.is_some()));
         Ok(out)
     }
 
@@ -396,7 +446,7 @@ impl Rnn {
     /// last forward. Returns the gradients of all parameters, dL/dx and dL/dh0.
     pub fn backward(&mut self, dy: &GpuTensor, dh_last: Option<&GpuTensor>) -> Result<Gradients> {
         let o = self.config.output_size;
-        let (t, b) = self.last_forward.ok_or(Error::NoForward(
+        let (t, b, masked) = self.last_forward.ok_or(Error::NoForward(
             "call forward (after any set_params) before backward",
         ))?;
         check_shape("dy", dy.shape(), &[t, b, o])?;
@@ -411,7 +461,7 @@ impl Rnn {
             dx: GpuTensor::empty(&gpu, &[t, b, self.config.input_size], "dx")?,
             dh0: GpuTensor::empty(&gpu, &self.config.state_shape(b), "dh0")?,
         };
-        let ws = self.workspace(t, b)?;
+        let ws = self.workspace_for(t, b, masked)?;
         let ws = &self.workspaces[ws];
         let mut enc = encoder(&gpu, "rnn backward");
         enc.copy_buffer_to_buffer(dy.buffer(), 0, ws.dy.buffer(), 0, dy.bytes());
@@ -454,12 +504,21 @@ impl Rnn {
     /// Marks the state of workspace (T, B) as the one backward would use (the trainer
     /// records forward itself).
     pub(crate) fn set_last_forward(&mut self, tb: Option<(usize, usize)>) {
-        self.last_forward = tb;
+        self.last_forward = tb.map(|(t, b)| (t, b, false));
     }
 
-    /// Index of the workspace for (T, B), built on first use.
+    /// Index of the (full-length) workspace for (T, B), built on first use.
     pub(crate) fn workspace(&mut self, t: usize, b: usize) -> Result<usize> {
-        let pos = match self.workspaces.iter().position(|w| w.t == t && w.b == b) {
+        self.workspace_for(t, b, false)
+    }
+
+    /// Index of the workspace for (T, B), variable-length or not, built on first use.
+    fn workspace_for(&mut self, t: usize, b: usize, masked: bool) -> Result<usize> {
+        let found = self
+            .workspaces
+            .iter()
+            .position(|w| w.t == t && w.b == b && w.masked.is_some() == masked);
+        let pos = match found {
             Some(p) => p,
             None => {
                 let ws = Workspace::new(
@@ -467,7 +526,7 @@ impl Rnn {
                     &self.config,
                     &self.params,
                     &self.grads,
-                    (t, b),
+                    (t, b, masked),
                     self.pinned_path,
                 )?;
                 if self.workspaces.len() >= MAX_WORKSPACES {
@@ -543,7 +602,7 @@ impl Workspace {
         cfg: &RnnConfig,
         p: &Params<GpuTensor>,
         g: &Params<GpuTensor>,
-        (t, b): (usize, usize),
+        (t, b, masked): (usize, usize, bool),
         path: Option<RecurrencePath>,
     ) -> Result<Self> {
         let (i, h, o) = (cfg.input_size, cfg.hidden_size, cfg.output_size);
@@ -569,7 +628,22 @@ impl Workspace {
         let rows = Operand::rows;
         let tr = Operand::transposed;
         let lay = |c: usize| CellLayout::new(cfg, c, t);
-        let path = path.unwrap_or_else(|| RecurrencePath::choose(gpu, b, h));
+        let mut path = path.unwrap_or_else(|| RecurrencePath::choose(gpu, b, h));
+        // Per-row lengths are handled inside the persistent kernel only.
+        let masked = if masked {
+            if path == RecurrencePath::Stepwise {
+                path = RecurrencePath::Persistent {
+                    rows_per_workgroup: rows_per_workgroup(gpu, b),
+                    shared_w: false,
+                };
+            }
+            Some((
+                GpuTensor::empty(gpu, &[b], "lengths")?,
+                GpuTensor::empty(gpu, &cfg.state_shape(b), "dh_n")?,
+            ))
+        } else {
+            None
+        };
         let seq = |c: usize, backward: bool| RecurrenceSpec {
             t,
             b,
@@ -593,6 +667,15 @@ impl Workspace {
             shared_w: matches!(path, RecurrencePath::Persistent { shared_w: true, .. })
                 && h * h <= MAX_SHARED_W
                 && (MAX_SHARED_W * 4) as u32 <= gpu.limits().max_compute_workgroup_storage_size,
+            // aux: dL/dh_n in for forward cells, dL/dh0 out for reverse cells (backward)
+            masked: masked.as_ref().map(|(lengths, dh_n)| {
+                let aux = if backward && lay(c).reverse {
+                    &dh0
+                } else {
+                    dh_n
+                };
+                (lengths.buffer(), aux.buffer(), c * block)
+            }),
         };
         // Outputs of cell c as a (T·B, H) row-major operand.
         let out = |c: usize| rows(hs[c].buffer(), lay(c).out() * block, h);
@@ -679,10 +762,16 @@ impl Workspace {
                 )
             })?;
         }
+        if let Some((lengths, _)) = &masked {
+            fwd.mask_rows(y.buffer(), (t, b, o), lengths.buffer())?;
+        }
 
         // Backward: every dz starts as dL/dh_n at its cell's last step (or zeros).
         let mut bwd = PlanBuilder::new(gpu);
         bwd.section("output projection backward");
+        if let Some((lengths, _)) = &masked {
+            bwd.mask_rows(dy.buffer(), (t, b, o), lengths.buffer())?;
+        }
         for d2 in 0..nd {
             // dz(top, d) += dY W_hy[:, d slice]                   (T·B, H)
             bwd.gemm(GemmSpec {
@@ -792,8 +881,12 @@ impl Workspace {
                     x: (dz[c].buffer(), 0),
                     out: (gc.b_h.buffer(), 0),
                 })?;
-                // dh0 = dz of the step that read h_0, times W_hh      (B, H)
+                // dh0 = dz of the step that read h_0, times W_hh      (B, H); with
+                // lengths a reverse cell's kernel wrote it (h_0 feeds a per-row step)
                 bwd.section("dX and dh0");
+                if masked.is_some() && lay(c).reverse {
+                    continue;
+                }
                 bwd.gemm(plain(
                     b,
                     h,
@@ -852,6 +945,7 @@ impl Workspace {
             forward: fwd.finish()?,
             backward: bwd.finish()?,
             path,
+            masked,
         })
     }
 }
