@@ -116,6 +116,16 @@ pub(crate) fn write_safetensors(
     Ok(())
 }
 
+/// Writes named f32 tensors (e.g. `eval`'s outputs) crash-safely, like
+/// [`save_torch`].
+pub fn write_safetensors_file(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, &[f32])],
+    meta: HashMap<String, String>,
+) -> Result<()> {
+    write_safetensors(path, tensors, meta, |why| model_err(path, why))
+}
+
 /// Saves a model as an `nn.RNN` state_dict (names under `prefix`) plus `head.*`, with the
 /// config in the metadata.
 pub fn save_torch(
@@ -142,7 +152,7 @@ fn model_err(path: &Path, why: impl Into<String>) -> Error {
 }
 
 /// Reads a tensor as f32 values, converting f64; `None` if it is absent.
-pub(crate) fn read_f32(
+pub fn read_f32(
     st: &SafeTensors<'_>,
     name: &str,
 ) -> Result<Option<(Vec<usize>, Vec<f32>)>, String> {

@@ -9,8 +9,8 @@ use rand::{Rng, SeedableRng};
 use wgpu_rnn::checkpoint::Checkpoint;
 use wgpu_rnn::tasks::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
 use wgpu_rnn::{
-    CpuTrainer, Error, Gpu, GpuOptions, OptimizerConfig, OptimizerKind, Result, Rnn, RnnConfig,
-    Train, TrainConfig, Trainer,
+    Activation, CpuTrainer, Error, Gpu, GpuOptions, OptimizerConfig, OptimizerKind, Result, Rnn,
+    RnnConfig, Train, TrainConfig, Trainer,
 };
 
 #[derive(Parser)]
@@ -35,6 +35,8 @@ enum Command {
     Info,
     /// Measure forward and training throughput on the GPU and the CPU reference.
     Bench(BenchArgs),
+    /// Run a model file (PyTorch nn.RNN state_dict or checkpoint) on inputs from a file.
+    Eval(EvalArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -104,6 +106,52 @@ struct TrainArgs {
     /// Characters to sample after training a text model.
     #[arg(long, default_value_t = 300)]
     sample_len: usize,
+    /// Stacked layers L.
+    #[arg(long, default_value_t = 1)]
+    layers: usize,
+    /// Also run every layer backwards in time (the adding task only: the others predict
+    /// the next step, which a reverse direction would see).
+    #[arg(long)]
+    bidirectional: bool,
+    #[arg(long, value_enum, default_value = "tanh")]
+    nonlinearity: NonlinearityArg,
+    /// Initialisation: pytorch (default), xavier, orthogonal, identity (IRNN, for relu).
+    #[arg(long, default_value = "pytorch")]
+    init: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum NonlinearityArg {
+    Tanh,
+    Relu,
+}
+
+impl From<NonlinearityArg> for Activation {
+    fn from(a: NonlinearityArg) -> Self {
+        match a {
+            NonlinearityArg::Tanh => Activation::Tanh,
+            NonlinearityArg::Relu => Activation::Relu,
+        }
+    }
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// An nn.RNN state_dict (+ head.weight, head.bias) in safetensors, or a checkpoint.
+    #[arg(long)]
+    model: PathBuf,
+    /// safetensors with x (T, B, I), optional h0 (L·D, B, H) and optional lengths (B).
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write y (T, B, O) and h_n (L·D, B, H).
+    #[arg(long)]
+    output: PathBuf,
+    /// Used when the model file's metadata has no nonlinearity (default tanh).
+    #[arg(long, value_enum)]
+    nonlinearity: Option<NonlinearityArg>,
+    /// gpu, or cpu for the reference implementation.
+    #[arg(long, value_enum, default_value = "gpu")]
+    device: DeviceArg,
 }
 
 #[derive(Args)]
@@ -161,6 +209,7 @@ fn main() {
         Some(Command::Sample(a)) => sample(a),
         Some(Command::Info) => info(),
         Some(Command::Bench(a)) => bench(a),
+        Some(Command::Eval(a)) => eval(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e}");
@@ -321,6 +370,96 @@ fn bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+fn eval(a: EvalArgs) -> Result<()> {
+    use wgpu_rnn::interop;
+    let model = interop::load_torch(&a.model, a.nonlinearity.map(Into::into))?;
+    let cfg = &model.config;
+    let bytes = std::fs::read(&a.input).map_err(|source| Error::Io {
+        path: a.input.display().to_string(),
+        source,
+    })?;
+    let bad = |why: String| Error::Model {
+        path: a.input.display().to_string(),
+        why,
+    };
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
+    let read = |name: &str| interop::read_f32(&st, name).map_err(bad);
+    let (x_shape, x) = read("x")?.ok_or_else(|| bad("no tensor named x (T, B, I)".into()))?;
+    let (t, b) = cfg.check_input(&x_shape)?;
+    let state = cfg.state_shape(b);
+    let h0 = match read("h0")? {
+        Some((s, v)) if s == state => Some(v),
+        Some((s, _)) => {
+            return Err(bad(format!(
+                "h0 has shape {s:?}, expected {state:?} (layers × directions, batch, hidden)"
+            )))
+        }
+        None => None,
+    };
+    let lengths = match read("lengths")? {
+        Some((s, v)) if s == [b] => {
+            let l: Vec<usize> = v.iter().map(|&f| f as usize).collect();
+            if v.iter().zip(&l).any(|(&f, &u)| f != u as f32) {
+                return Err(bad("lengths must be whole numbers".into()));
+            }
+            wgpu_rnn::cpu::check_lengths(&l, t, b)?;
+            Some(l)
+        }
+        Some((s, _)) => return Err(bad(format!("lengths has shape {s:?}, expected [{b}]"))),
+        None => None,
+    };
+    let (y, h_n) = match a.device {
+        DeviceArg::Gpu => {
+            let gpu = Gpu::new()?;
+            let mut rnn = Rnn::from_params(&gpu, cfg.clone(), &model.params)?;
+            let xg = gpu.tensor(&x_shape, &x)?;
+            let h0g = h0.as_ref().map(|h| gpu.tensor(&state, h)).transpose()?;
+            let out = match &lengths {
+                Some(l) => rnn.forward_with_lengths(&xg, h0g.as_ref(), l)?,
+                None => rnn.forward(&xg, h0g.as_ref())?,
+            };
+            (out.y.download()?, out.h_last.download()?)
+        }
+        DeviceArg::Cpu => {
+            let wide = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+            let h064 = h0.as_deref().map(wide);
+            let f = wgpu_rnn::cpu::forward_with_lengths(
+                cfg,
+                &model.params.to_f64(),
+                &wide(&x),
+                &x_shape,
+                h064.as_deref(),
+                lengths.as_deref(),
+            )?;
+            let narrow = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+            (narrow(&f.y), narrow(f.h_last()))
+        }
+    };
+    let tensors = vec![
+        ("y".to_string(), vec![t, b, cfg.output_size], &y[..]),
+        ("h_n".to_string(), state.to_vec(), &h_n[..]),
+    ];
+    let meta = interop::config_metadata(cfg).into_iter().collect();
+    interop::write_safetensors_file(&a.output, &tensors, meta)?;
+    eprintln!(
+        "eval: L={} D={} I={} H={} O={} {:?}, T={t} B={b}{} -> {}",
+        cfg.num_layers,
+        cfg.directions(),
+        cfg.input_size,
+        cfg.hidden_size,
+        cfg.output_size,
+        cfg.activation,
+        if lengths.is_some() {
+            " (with lengths)"
+        } else {
+            ""
+        },
+        a.output.display()
+    );
+    Ok(())
+}
+
 fn load_task(a: &TrainArgs) -> Result<Task> {
     Ok(match a.task {
         TaskArg::Text => {
@@ -349,6 +488,7 @@ fn load_task(a: &TrainArgs) -> Result<Task> {
 
 fn check_sizes(a: &TrainArgs) -> Result<()> {
     for (what, v, max) in [
+        ("--layers", a.layers, wgpu_rnn::model::MAX_LAYERS),
         ("--hidden", a.hidden, 1 << 14),
         ("--batch", a.batch, 1 << 16),
         ("--seq", a.seq, 1 << 16),
@@ -379,7 +519,18 @@ fn train(a: TrainArgs) -> Result<()> {
     tc.clip_norm = (a.clip != 0.0).then_some(a.clip);
     tc.stateful = task.stateful();
     tc.validate()?;
-    let mut config = RnnConfig::new(i, a.hidden, o);
+    if a.bidirectional && !matches!(task, Task::Adding(_)) {
+        return Err(Error::BadTask(format!(
+            "--bidirectional with task {}: a reverse direction would see the steps it is \
+             asked to predict; use it with --task adding",
+            task.kind().name()
+        )));
+    }
+    let init: wgpu_rnn::Init = a.init.parse()?;
+    let mut config = RnnConfig::new(i, a.hidden, o)
+        .with_layers(a.layers)
+        .with_bidirectional(a.bidirectional)
+        .with_activation(a.nonlinearity.into());
     let mut seed = a.seed;
     let resume = match &a.resume {
         Some(p) => {
@@ -420,7 +571,7 @@ fn train(a: TrainArgs) -> Result<()> {
     };
     let params = match &resume {
         Some(ck) => ck.params.clone(),
-        None => config.init_params(seed),
+        None => config.init_params_with(init, seed),
     };
     let mut gpu = None;
     let mut trainer: Box<dyn Train> = match a.device {
@@ -453,9 +604,12 @@ fn train(a: TrainArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("wgpu-rnn-{}.safetensors", task.kind().name())));
     eprintln!(
-        "task {}: I={i} H={} O={o}, T={} B={}, {:?} lr {}, steps {}..{}",
+        "task {}: I={i} H={} O={o} L={} D={} {:?}, T={} B={}, {:?} lr {}, steps {}..{}",
         task.kind().name(),
         config.hidden_size,
+        config.num_layers,
+        config.directions(),
+        config.activation,
         a.seq,
         a.batch,
         kind,

@@ -175,3 +175,88 @@ fn bench_prints_a_table_and_json() {
     fails_with(&["bench", "--budget", "NaN"], "--budget");
     fails_with(&["bench", "--matmul", "x"], "bad shape list");
 }
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}.safetensors", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Reads one f32 tensor of a safetensors file.
+fn tensor(path: &std::path::Path, name: &str) -> (Vec<usize>, Vec<f64>) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    let v = match t.dtype() {
+        safetensors::Dtype::F32 => t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        _ => t
+            .data()
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+    };
+    (t.shape().to_vec(), v)
+}
+
+/// `eval` runs a PyTorch state_dict on a file's x and h0 (and lengths) and writes what
+/// PyTorch computed, on the GPU and on the CPU reference.
+#[test]
+fn eval_reproduces_pytorch_from_files() {
+    for (name, device) in [
+        ("tanh_bi_l2", "gpu"),
+        ("relu_l2", "gpu"),
+        ("tanh_bi_l2_lengths", "gpu"),
+        ("relu_bi_l2", "cpu"),
+    ] {
+        let f = fixture(name);
+        let out = temp(&format!("eval-{name}.safetensors"));
+        let o = out.display().to_string();
+        let (ok, _, err) = cli(&["eval", "--model", &f, "--input", &f, "--output", &o, "--device", device]);
+        assert!(ok, "{name}: {err}");
+        for key in ["y", "h_n"] {
+            let (gs, got) = tensor(&out, key);
+            let (ws, want) = tensor(std::path::Path::new(&f), key);
+            assert_eq!(gs, ws, "{name} {key} shape");
+            let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-4 * w.abs().max(1e-2 * scale), "{name} {key}: {g} vs {w}");
+            }
+        }
+    }
+}
+
+#[test]
+fn eval_bad_inputs_fail_cleanly() {
+    let model = fixture("tanh_l1");
+    let out = temp("eval-out.safetensors").display().to_string();
+    // An input file whose x has the wrong feature size, and one with no x at all: write
+    // them with the tool itself (its output has y and h_n, no x).
+    let (ok, _, err) = cli(&["eval", "--model", &model, "--input", &model, "--output", &out]);
+    assert!(ok, "{err}");
+    fails_with(&["eval", "--model", &model, "--input", &out, "--output", &out], "no tensor named x");
+    let other = fixture("tanh_l2"); // its x is (6, 2, 5); tanh_l1 takes I = 7
+    fails_with(&["eval", "--model", &model, "--input", &other, "--output", &out], "x has shape");
+    // A model file that is not an nn.RNN state_dict.
+    fails_with(&["eval", "--model", &out, "--input", &model, "--output", &out], "weight_ih_l0");
+    fails_with(&["eval", "--model", "/no/such.safetensors", "--input", &model, "--output", &out], "/no/such");
+}
+
+#[test]
+fn train_flags_for_stacked_models() {
+    let m = temp("stacked.safetensors").display().to_string();
+    let (ok, out, err) = cli(&[
+        "--task", "adding", "--seq", "6", "--steps", "3", "--hidden", "8", "--batch", "4",
+        "--layers", "2", "--bidirectional", "--nonlinearity", "relu", "--init", "irnn",
+        "--save", &m,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("final validation"), "{out}");
+    // It saved a model that sampling (text only) rejects by task, not as unreadable.
+    let (ok, _, err) = cli(&["sample", "--model", &m]);
+    assert!(!ok && err.contains("only text models"), "{err}");
+    fails_with(&["--bidirectional", "--steps", "1"], "--bidirectional");
+    fails_with(&["--init", "nonsense", "--steps", "1"], "unknown init");
+    fails_with(&["--layers", "0", "--steps", "1"], "--layers");
+}
