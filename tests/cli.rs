@@ -177,7 +177,10 @@ fn bench_prints_a_table_and_json() {
 }
 
 fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}.safetensors", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/tests/fixtures/{name}.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 /// Reads one f32 tensor of a safetensors file.
@@ -213,7 +216,9 @@ fn eval_reproduces_pytorch_from_files() {
         let f = fixture(name);
         let out = temp(&format!("eval-{name}.safetensors"));
         let o = out.display().to_string();
-        let (ok, _, err) = cli(&["eval", "--model", &f, "--input", &f, "--output", &o, "--device", device]);
+        let (ok, _, err) = cli(&[
+            "eval", "--model", &f, "--input", &f, "--output", &o, "--device", device,
+        ]);
         assert!(ok, "{name}: {err}");
         for key in ["y", "h_n"] {
             let (gs, got) = tensor(&out, key);
@@ -221,7 +226,10 @@ fn eval_reproduces_pytorch_from_files() {
             assert_eq!(gs, ws, "{name} {key} shape");
             let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() <= 1e-4 * w.abs().max(1e-2 * scale), "{name} {key}: {g} vs {w}");
+                assert!(
+                    (g - w).abs() <= 1e-4 * w.abs().max(1e-2 * scale),
+                    "{name} {key}: {g} vs {w}"
+                );
             }
         }
     }
@@ -233,23 +241,63 @@ fn eval_bad_inputs_fail_cleanly() {
     let out = temp("eval-out.safetensors").display().to_string();
     // An input file whose x has the wrong feature size, and one with no x at all: write
     // them with the tool itself (its output has y and h_n, no x).
-    let (ok, _, err) = cli(&["eval", "--model", &model, "--input", &model, "--output", &out]);
+    let (ok, _, err) = cli(&[
+        "eval", "--model", &model, "--input", &model, "--output", &out,
+    ]);
     assert!(ok, "{err}");
-    fails_with(&["eval", "--model", &model, "--input", &out, "--output", &out], "no tensor named x");
+    fails_with(
+        &["eval", "--model", &model, "--input", &out, "--output", &out],
+        "no tensor named x",
+    );
     let other = fixture("tanh_l2"); // its x is (6, 2, 5); tanh_l1 takes I = 7
-    fails_with(&["eval", "--model", &model, "--input", &other, "--output", &out], "x has shape");
+    fails_with(
+        &[
+            "eval", "--model", &model, "--input", &other, "--output", &out,
+        ],
+        "x has shape",
+    );
     // A model file that is not an nn.RNN state_dict.
-    fails_with(&["eval", "--model", &out, "--input", &model, "--output", &out], "weight_ih_l0");
-    fails_with(&["eval", "--model", "/no/such.safetensors", "--input", &model, "--output", &out], "/no/such");
+    fails_with(
+        &["eval", "--model", &out, "--input", &model, "--output", &out],
+        "weight_ih_l0",
+    );
+    fails_with(
+        &[
+            "eval",
+            "--model",
+            "/no/such.safetensors",
+            "--input",
+            &model,
+            "--output",
+            &out,
+        ],
+        "/no/such",
+    );
 }
 
 #[test]
 fn train_flags_for_stacked_models() {
     let m = temp("stacked.safetensors").display().to_string();
     let (ok, out, err) = cli(&[
-        "--task", "adding", "--seq", "6", "--steps", "3", "--hidden", "8", "--batch", "4",
-        "--layers", "2", "--bidirectional", "--nonlinearity", "relu", "--init", "irnn",
-        "--save", &m,
+        "--task",
+        "adding",
+        "--seq",
+        "6",
+        "--steps",
+        "3",
+        "--hidden",
+        "8",
+        "--batch",
+        "4",
+        "--layers",
+        "2",
+        "--bidirectional",
+        "--nonlinearity",
+        "relu",
+        "--init",
+        "irnn",
+        "--save",
+        &m,
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("final validation"), "{out}");

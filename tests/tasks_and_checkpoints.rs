@@ -16,8 +16,20 @@ fn trainer(
     lr: f32,
     params: Option<&wgpu_rnn::Params<Vec<f32>>>,
 ) -> Trainer {
+    trainer_with(task, hidden, lr, params, (1, false))
+}
+
+fn trainer_with(
+    task: &Task,
+    hidden: usize,
+    lr: f32,
+    params: Option<&wgpu_rnn::Params<Vec<f32>>>,
+    (layers, bidirectional): (usize, bool),
+) -> Trainer {
     let (i, o) = task.io();
-    let cfg = RnnConfig::new(i, hidden, o);
+    let cfg = RnnConfig::new(i, hidden, o)
+        .with_layers(layers)
+        .with_bidirectional(bidirectional);
     let p = params.cloned().unwrap_or_else(|| cfg.init_params(7));
     let rnn = Rnn::from_params(gpu(), cfg, &p).unwrap();
     let mut tc = TrainConfig::new(OptimizerConfig::new(OptimizerKind::Adam, lr), task.loss());
@@ -91,15 +103,31 @@ fn snapshot(task: &Task, t: &Trainer) -> Checkpoint {
 
 #[test]
 fn checkpoint_round_trip_is_bitwise_and_resume_equals_uninterrupted() {
+    round_trip((1, false));
+}
+
+/// The same with two layers and two directions: carried state (L·D, B, H), moments of
+/// every cell.
+#[test]
+fn stacked_bidirectional_checkpoints_round_trip_and_resume() {
+    round_trip((2, true));
+}
+
+fn round_trip(shape: (usize, bool)) {
     let task = Task::Text(Text::new(DEFAULT_CORPUS).unwrap());
     let (seq, batch) = (8, 4);
-    let mut whole = trainer(&task, 24, 0.01, None);
+    let mut whole = trainer_with(&task, 24, 0.01, None, shape);
     let full = run(&task, &mut whole, 0..12, seq, batch);
 
-    let mut first = trainer(&task, 24, 0.01, None);
+    let mut first = trainer_with(&task, 24, 0.01, None, shape);
     let head = run(&task, &mut first, 0..6, seq, batch);
     assert_eq!(head, full[..6]);
-    let dir = std::env::temp_dir().join(format!("wgpu-rnn-test-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "wgpu-rnn-test-{}-{}-{}",
+        std::process::id(),
+        shape.0,
+        shape.1
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("resume.safetensors");
     let ck = snapshot(&task, &first);
@@ -108,7 +136,7 @@ fn checkpoint_round_trip_is_bitwise_and_resume_equals_uninterrupted() {
     let loaded = Checkpoint::load(&path).unwrap();
     assert_eq!(loaded, ck, "round trip changed the checkpoint");
 
-    let mut resumed = trainer(&task, 24, 0.01, Some(&loaded.params));
+    let mut resumed = trainer_with(&task, 24, 0.01, Some(&loaded.params), shape);
     let (m, v) = loaded.optim.as_ref().unwrap();
     let carry = loaded.carry.as_ref().map(|(b, h)| (*b, h.as_slice()));
     resumed.restore(m, v, loaded.step, carry).unwrap();

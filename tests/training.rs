@@ -52,7 +52,24 @@ fn compare(
     clip_norm: Option<f32>,
     clip_value: Option<f32>,
 ) {
-    let cfg = RnnConfig::new(I, H, O);
+    compare_cfg(
+        RnnConfig::new(I, H, O),
+        kind,
+        lr,
+        loss,
+        clip_norm,
+        clip_value,
+    )
+}
+
+fn compare_cfg(
+    cfg: RnnConfig,
+    kind: OptimizerKind,
+    lr: f32,
+    loss: LossKind,
+    clip_norm: Option<f32>,
+    clip_value: Option<f32>,
+) {
     let params = cfg.init_params(3);
     let mut opt = OptimizerConfig::new(kind, lr);
     opt.weight_decay = 0.01;
@@ -62,8 +79,12 @@ fn compare(
     train.stateful = true;
     let rnn = Rnn::from_params(gpu(), cfg.clone(), &params).unwrap();
     let mut gpu_t = Trainer::new(rnn, train.clone()).unwrap();
-    let mut cpu_t = CpuTrainer::new(cfg, &params, train).unwrap();
-    let tag = format!("{kind:?} {loss:?} clip {clip_norm:?}/{clip_value:?}");
+    let mut cpu_t = CpuTrainer::new(cfg.clone(), &params, train).unwrap();
+    let tag = format!(
+        "L={} D={} {kind:?} {loss:?} clip {clip_norm:?}/{clip_value:?}",
+        cfg.num_layers,
+        cfg.directions()
+    );
     let mut clipped = false;
     for step in 0..8 {
         let b = batch(step, loss);
@@ -274,5 +295,22 @@ fn profile_and_memory_accounting() {
         gpu.memory().live_bytes,
         before,
         "the trainer's buffers are released"
+    );
+}
+
+/// A stacked bidirectional relu model trains the same on the GPU as on the reference.
+#[test]
+fn stacked_bidirectional_adam_cross_entropy() {
+    let cfg = RnnConfig::new(I, H, O)
+        .with_layers(2)
+        .with_bidirectional(true)
+        .with_activation(wgpu_rnn::Activation::Relu);
+    compare_cfg(
+        cfg,
+        OptimizerKind::Adam,
+        0.01,
+        LossKind::CrossEntropy,
+        Some(0.1),
+        None,
     );
 }

@@ -59,7 +59,10 @@ fn narrow(p: &Params<Vec<f64>>) -> Params<Vec<f32>> {
 impl Train for CpuTrainer {
     fn step(&mut self, batch: &Batch) -> Result<StepStats> {
         let carry = match &self.carry {
-            Some(c) if self.train.stateful && c.len() == batch.b * self.config.hidden_size => {
+            Some(c)
+                if self.train.stateful
+                    && c.len() == self.config.cells() * batch.b * self.config.hidden_size =>
+            {
                 Some(c.clone())
             }
             _ => None,
