@@ -14,11 +14,8 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use wgpu_rnn::bench::{batch, bench_matmul_plan, Shape, DEFAULT_SHAPES};
-use wgpu_rnn::{
-    cpu, CpuTrainer, Gpu, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Train,
-    TrainConfig, Trainer,
-};
+use wgpu_rnn::bench::{batch, bench_matmul_plan, train_config, Shape, DEFAULT_SHAPES};
+use wgpu_rnn::{cpu, CpuTrainer, Gpu, Rnn, RnnConfig, Train, Trainer};
 
 fn shapes() -> Vec<Shape> {
     let s = std::env::var("RNN_BENCH_SHAPES").unwrap_or_else(|_| DEFAULT_SHAPES.into());
@@ -30,15 +27,6 @@ fn cpu_max_gflop() -> f64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2.0)
-}
-
-fn train_config() -> TrainConfig {
-    let mut cfg = TrainConfig::new(
-        OptimizerConfig::new(OptimizerKind::Sgd, 1e-3),
-        LossKind::Mse,
-    );
-    cfg.clip_norm = None;
-    cfg
 }
 
 fn bench_rnn(c: &mut Criterion) {

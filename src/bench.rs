@@ -233,7 +233,9 @@ pub fn batch(shape: Shape) -> Batch {
     }
 }
 
-fn train_config() -> TrainConfig {
+/// The training setup every measurement uses, like the PyTorch baseline: MSE and plain
+/// SGD (lr 1e-3), no clipping.
+pub fn train_config() -> TrainConfig {
     let mut cfg = TrainConfig::new(
         OptimizerConfig::new(OptimizerKind::Sgd, 1e-3),
         LossKind::Mse,

@@ -115,23 +115,8 @@ fn export_then_import_is_exact_and_uses_pytorch_names() {
     );
     // Without metadata, the caller's nonlinearity (else tanh) applies.
     let plain = {
-        let t: Vec<(String, Vec<usize>, Vec<f64>)> = st
-            .tensors()
-            .into_iter()
-            .map(|(n, v)| {
-                let data = v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-                    .collect();
-                (n, v.shape().to_vec(), data)
-            })
-            .collect();
-        let t: Vec<(&str, Vec<usize>, Vec<f64>)> = t
-            .iter()
-            .map(|(n, s, v)| (n.as_str(), s.clone(), v.clone()))
-            .collect();
-        file(&t, Dtype::F32, &[])
+        let t = contents(&bytes);
+        file(&borrowed(&t), Dtype::F32, &[])
     };
     assert_eq!(
         parse_torch(&plain, None).unwrap().config.activation,
@@ -149,19 +134,7 @@ fn export_then_import_is_exact_and_uses_pytorch_names() {
 #[test]
 fn bad_files_name_the_tensor_and_shapes() {
     let good = bidirectional_f64(Dtype::F32);
-    let st = safetensors::SafeTensors::deserialize(&good).unwrap();
-    let all: Vec<(String, Vec<usize>, Vec<f64>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| {
-            let data = v
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-                .collect();
-            (n, v.shape().to_vec(), data)
-        })
-        .collect();
+    let all = contents(&good);
     let without = |skip: &str| -> Vec<u8> {
         let t: Vec<(&str, Vec<usize>, Vec<f64>)> = all
             .iter()
@@ -210,4 +183,26 @@ fn good_with_meta(all: &[(String, Vec<usize>, Vec<f64>)], nonlinearity: &str) ->
         .map(|(n, s, v)| (n.as_str(), s.clone(), v.clone()))
         .collect();
     file(&t, Dtype::F32, &[("nonlinearity", nonlinearity)])
+}
+
+/// The (name, shape, values) of every f32 tensor of a file.
+fn contents(bytes: &[u8]) -> Vec<(String, Vec<usize>, Vec<f64>)> {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            let data = v
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect();
+            (n, v.shape().to_vec(), data)
+        })
+        .collect()
+}
+
+fn borrowed(t: &[(String, Vec<usize>, Vec<f64>)]) -> Vec<(&str, Vec<usize>, Vec<f64>)> {
+    t.iter()
+        .map(|(n, s, v)| (n.as_str(), s.clone(), v.clone()))
+        .collect()
 }
