@@ -1,7 +1,7 @@
 // Gradient clipping and optimizer update for one parameter tensor, elementwise.
-// The global gradient norm is sqrt of the sum of norm_parts[0..parts) (fixed order).
-// A non-finite norm skips the update entirely, so one exploding step cannot poison the
-// parameters. OPT: 0 SGD with momentum, 1 Adam (decoupled weight decay: AdamW), 2 Adagrad.
+// The global gradient norm is sqrt of the sum of norm_parts[0..parts) (fixed order);
+// norm_parts[parts] is the step's loss. A non-finite norm or loss skips the update
+// entirely, so one exploding step cannot poison the parameters. OPT: 0 SGD with momentum, 1 Adam (decoupled weight decay: AdamW), 2 Adagrad.
 
 struct Update {
     n: u32, parts: u32, _pad0: u32, _pad1: u32,
@@ -36,8 +36,9 @@ fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         sq += norm_parts[k];
     }
     let norm = sqrt(sq);
+    let loss = norm_parts[p.parts];
     // NaN fails every comparison, so this also catches NaN.
-    if (!(norm <= 3.0e38)) {
+    if (!(norm <= 3.0e38) || !(abs(loss) <= 3.0e38)) {
         return;
     }
     let h = hyper;

@@ -147,6 +147,13 @@ pub enum Error {
         message: String,
     },
 
+    /// The GPU device was lost (driver reset, device removed or destroyed).
+    #[error(
+        "the GPU device was lost ({0}); create a new Gpu context and rebuild the model \
+         from host parameters or a checkpoint"
+    )]
+    DeviceLost(String),
+
     /// Reading a buffer back from the GPU failed (device lost, or mapping refused).
     #[error("reading a tensor back from the GPU failed: {0}")]
     Readback(String),

@@ -106,6 +106,16 @@ struct Inner {
     adapter: AdapterSummary,
     kernels: Kernels,
     memory: Arc<memory::MemCounter>,
+    health: Arc<std::sync::Mutex<Health>>,
+}
+
+/// What the device's callbacks reported outside any call of ours.
+#[derive(Default)]
+struct Health {
+    /// Set by the device-lost callback: every later call fails with this.
+    lost: Option<String>,
+    /// An error wgpu raised outside our error scopes; the next call returns it.
+    uncaptured: Option<String>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -164,11 +174,23 @@ impl Gpu {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
-        // Errors outside our error scopes must not abort the host process.
-        device.on_uncaptured_error(Arc::new(|e| {
-            eprintln!("wgpu-rnn: uncaptured GPU error: {e}")
+        let gpu = Self::build(device, queue, info.into())?;
+        // Errors outside our error scopes must not abort the host process (wgpu's default
+        // handler panics): keep the first for the next call to return. A lost device
+        // fails every later call instead of hanging it.
+        let health = gpu.inner.health.clone();
+        gpu.inner.device.on_uncaptured_error(Arc::new(move |e| {
+            let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
+            h.uncaptured.get_or_insert_with(|| e.to_string());
         }));
-        Self::build(device, queue, info.into())
+        let health = gpu.inner.health.clone();
+        gpu.inner
+            .device
+            .set_device_lost_callback(move |reason, message| {
+                let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
+                h.lost = Some(format!("{reason:?}: {message}"));
+            });
+        Ok(gpu)
     }
 
     /// Lists every adapter the backends in `options` can see (for `info`-style reports).
@@ -240,6 +262,7 @@ impl Gpu {
                 adapter,
                 kernels,
                 memory: Default::default(),
+                health: Default::default(),
             }),
         })
     }
@@ -313,6 +336,7 @@ impl Gpu {
     /// Runs `f` inside validation and out-of-memory error scopes and turns anything wgpu
     /// reported into an [`Error::Gpu`].
     pub(crate) fn scoped<R>(&self, during: &'static str, f: impl FnOnce() -> R) -> Result<R> {
+        self.check_health()?;
         let device = &self.inner.device;
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -336,8 +360,26 @@ impl Gpu {
         })
     }
 
+    /// Fails if the device was lost, or returns (once) an error wgpu reported outside
+    /// any call's error scopes.
+    pub fn check_health(&self) -> Result<()> {
+        let mut h = self.inner.health.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reason) = &h.lost {
+            return Err(Error::DeviceLost(reason.clone()));
+        }
+        match h.uncaptured.take() {
+            Some(message) => Err(Error::Gpu {
+                during: "earlier GPU work (reported outside any call)",
+                kind: crate::error::GpuErrorKind::Validation,
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Blocks until all submitted work has finished.
     pub fn wait(&self) -> Result<()> {
+        self.check_health()?;
         self.inner
             .device
             .poll(wgpu::PollType::wait_indefinitely())

@@ -71,18 +71,23 @@ impl Train for CpuTrainer {
         let x: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
         let g = cpu::backward(&self.config, &self.params, &x, &fwd, &dy, None)?;
         self.step += 1;
-        let norm = cpu::clip_and_update(
-            &mut self.params,
-            &g.params,
-            &mut self.state,
-            &self.train,
-            self.step,
-        );
+        let norm = if loss.is_finite() {
+            cpu::clip_and_update(
+                &mut self.params,
+                &g.params,
+                &mut self.state,
+                &self.train,
+                self.step,
+            )
+        } else {
+            f64::NAN
+        };
         self.carry = Some(fwd.h_last().to_vec());
         Ok(StepStats {
             loss: loss as f32,
             grad_norm: norm as f32,
-            skipped: !norm.is_finite(),
+            skipped: !(norm.is_finite() && loss.is_finite()),
+            step: self.step,
         })
     }
 

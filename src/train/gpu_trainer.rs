@@ -325,10 +325,12 @@ impl Trainer {
         self.rnn.set_last_forward(None);
         let stats = stats?;
         let norm = stats[..self.parts].iter().sum::<f32>().sqrt();
+        let loss = stats[self.parts];
         Ok(StepStats {
-            loss: stats[self.parts],
+            loss,
             grad_norm: norm,
-            skipped: !norm.is_finite(),
+            skipped: !(norm.is_finite() && loss.is_finite()),
+            step: self.step,
         })
     }
 }

@@ -195,8 +195,11 @@ pub struct StepStats {
     pub loss: f32,
     /// Global L2 norm of the gradients before clipping.
     pub grad_norm: f32,
-    /// The gradient norm was NaN or infinite: the update was not applied.
+    /// The loss or the gradient norm was NaN or infinite: the update was not applied
+    /// (parameters and optimizer state are as they were before the step).
     pub skipped: bool,
+    /// Which step this was (1 for the first; skipped steps count).
+    pub step: u64,
 }
 
 /// Training on the GPU ([`Trainer`]) or on the CPU reference ([`CpuTrainer`]).
