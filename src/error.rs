@@ -59,6 +59,18 @@ pub enum Error {
         why: &'static str,
     },
 
+    /// Something needs more of a device limit than the device grants.
+    #[error(
+        "{what} needs {asked} but the device's {limit} is {value}; use a smaller batch, \
+         sequence length or hidden size, or a device with a larger {limit}"
+    )]
+    DeviceLimit {
+        what: String,
+        limit: &'static str,
+        value: u64,
+        asked: u64,
+    },
+
     /// `backward` was called without a matching `forward`.
     #[error("backward needs a forward pass first: {0}")]
     NoForward(&'static str),

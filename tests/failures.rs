@@ -114,3 +114,101 @@ fn exploding_training_skips_the_bad_update() {
     let step = skipped.expect("lr 1e4 never blew up in 200 steps: the test checks nothing");
     eprintln!("first non-finite step: {step}");
 }
+
+/// A device with deliberately small limits: what fits runs (and still matches the
+/// reference), what does not is refused with an error naming the limit, its value and
+/// what was asked.
+#[test]
+fn small_device_limits_are_respected_or_named() {
+    use wgpu_rnn::{cpu, GpuOptions, RecurrencePath};
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: 16 << 10,
+        max_buffer_size: 64 << 10,
+        max_compute_workgroup_storage_size: 8 << 10,
+        ..wgpu::Limits::default()
+    };
+    let gpu = Gpu::with_options(&GpuOptions::from_env().with_limits(limits)).unwrap();
+    assert_eq!(gpu.limits().max_storage_buffer_binding_size, 16 << 10);
+
+    // Fits: (T+1)·B·H·4 = 11·4·16·4 bytes. The persistent kernel's 16 KiB of workgroup
+    // memory does not fit, so the stepwise path runs.
+    let cfg = RnnConfig::new(3, 16, 2);
+    let mut rnn = Rnn::new(&gpu, cfg.clone(), 3).unwrap();
+    assert_eq!(rnn.path(10, 4).unwrap(), RecurrencePath::Stepwise);
+    let x = uniform(5, 10 * 4 * 3, 1.0);
+    let out = rnn
+        .forward(&gpu.tensor(&[10, 4, 3], &x).unwrap(), None)
+        .unwrap();
+    let p = cfg.init_params(3).to_f64();
+    let want = cpu::forward(&cfg, &p, &common::widen(&x), &[10, 4, 3], None).unwrap();
+    common::assert_close(
+        "small-limits y",
+        &out.y.download().unwrap(),
+        &want.y,
+        1e-5,
+        1e-4,
+    );
+
+    // Too big for one storage binding: (T+1)·B·H·4 = 65·16·16·4 > 16 KiB.
+    let big = gpu.zeros(&[64, 4, 3]).unwrap();
+    let e = rnn.forward(&big, None).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, Error::DeviceLimit { limit: "max_storage_buffer_binding_size", value, asked, .. }
+            if *value == 16 << 10 && *asked > 16 << 10),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("max_storage_buffer_binding_size") && msg.contains("16384"),
+        "{msg}"
+    );
+
+    // Per-row lengths need the persistent kernel: refused, naming workgroup storage.
+    let e = rnn
+        .forward_with_lengths(&gpu.tensor(&[10, 4, 3], &x).unwrap(), None, &[10, 3, 2, 1])
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            Error::DeviceLimit {
+                limit: "max_compute_workgroup_storage_size",
+                value: 8192,
+                asked: 16384,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Pinning the persistent path is refused the same way.
+    rnn.set_path(Some(RecurrencePath::Persistent {
+        rows_per_workgroup: 1,
+        shared_w: false,
+    }));
+    let e = rnn
+        .forward(&gpu.tensor(&[10, 4, 3], &x).unwrap(), None)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("max_compute_workgroup_storage_size"),
+        "{e}"
+    );
+
+    // Too few storage buffers per stage for the kernels: refused at creation, named.
+    let few = wgpu::Limits {
+        max_storage_buffers_per_shader_stage: 4,
+        ..wgpu::Limits::default()
+    };
+    let e = Gpu::with_options(&GpuOptions::from_env().with_limits(few)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("max_storage_buffers_per_shader_stage"),
+        "{e}"
+    );
+
+    // Asking for more than the adapter offers fails at creation with a message.
+    let greedy = wgpu::Limits {
+        max_buffer_size: u64::MAX,
+        ..wgpu::Limits::default()
+    };
+    let e = Gpu::with_options(&GpuOptions::from_env().with_limits(greedy)).unwrap_err();
+    assert!(matches!(e, Error::RequestDevice { .. }), "{e}");
+}

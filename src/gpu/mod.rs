@@ -30,6 +30,9 @@ pub struct GpuOptions {
     pub backends: Option<wgpu::Backends>,
     /// Pick the first adapter whose name contains this (case-insensitive).
     pub adapter_name: Option<String>,
+    /// Limits to request instead of the adapter's best (each must be within what the
+    /// adapter offers): to leave room for other work, or to test small devices.
+    pub limits: Option<wgpu::Limits>,
 }
 
 impl GpuOptions {
@@ -40,6 +43,7 @@ impl GpuOptions {
             adapter_name: std::env::var("WGPU_ADAPTER_NAME")
                 .ok()
                 .filter(|s| !s.trim().is_empty()),
+            limits: None,
         }
     }
 
@@ -50,6 +54,11 @@ impl GpuOptions {
 
     pub fn with_adapter_name(mut self, name: impl Into<String>) -> Self {
         self.adapter_name = Some(name.into());
+        self
+    }
+
+    pub fn with_limits(mut self, limits: wgpu::Limits) -> Self {
+        self.limits = Some(limits);
         self
     }
 }
@@ -166,7 +175,7 @@ impl Gpu {
                 label: Some("wgpu-rnn"),
                 // Timestamps only serve `wgpu-rnn bench --profile`; ask where offered.
                 required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
-                required_limits: adapter.limits(),
+                required_limits: options.limits.clone().unwrap_or_else(|| adapter.limits()),
                 ..Default::default()
             })
             .await
@@ -250,6 +259,38 @@ impl Gpu {
     }
 
     fn build(device: wgpu::Device, queue: wgpu::Queue, adapter: AdapterSummary) -> Result<Self> {
+        // Every kernel runs 64 invocations in x (gemm: up to 64 in all); the optimizer
+        // binds 6 storage buffers.
+        let l = device.limits();
+        for (what, limit, value, asked) in [
+            (
+                "the kernels' workgroups",
+                "max_compute_invocations_per_workgroup",
+                l.max_compute_invocations_per_workgroup,
+                64,
+            ),
+            (
+                "the kernels' workgroups",
+                "max_compute_workgroup_size_x",
+                l.max_compute_workgroup_size_x,
+                64,
+            ),
+            (
+                "the optimizer kernel",
+                "max_storage_buffers_per_shader_stage",
+                l.max_storage_buffers_per_shader_stage,
+                6,
+            ),
+        ] {
+            if value < asked {
+                return Err(Error::DeviceLimit {
+                    what: what.into(),
+                    limit,
+                    value: value as u64,
+                    asked: asked as u64,
+                });
+            }
+        }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let kernels = Kernels::new(&device, adapter.device_type);
         if let Some(e) = pollster::block_on(scope.pop()) {

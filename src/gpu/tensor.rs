@@ -30,14 +30,23 @@ impl GpuTensor {
     /// An uninitialised-by-contract (zeroed by wgpu) tensor; `what` names it in errors.
     pub(crate) fn empty(gpu: &Gpu, shape: &[usize], what: &'static str) -> Result<Self> {
         let bytes = (numel(shape) as u64).saturating_mul(4);
-        let max = gpu.limits().max_buffer_size;
-        if bytes > max {
-            return Err(Error::TooLarge {
-                what,
-                value: bytes,
-                limit: max,
-                why: "bytes in one buffer, the device's max_buffer_size",
-            });
+        // Every tensor is bound whole as a storage buffer by some kernel.
+        let limits = gpu.limits();
+        for (limit, value) in [
+            ("max_buffer_size", limits.max_buffer_size),
+            (
+                "max_storage_buffer_binding_size",
+                limits.max_storage_buffer_binding_size,
+            ),
+        ] {
+            if bytes > value {
+                return Err(Error::DeviceLimit {
+                    what: format!("{what} {shape:?} ({bytes} bytes)"),
+                    limit,
+                    value,
+                    asked: bytes,
+                });
+            }
         }
         let (buffer, memory) = gpu.buffer(
             what,

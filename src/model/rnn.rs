@@ -80,6 +80,9 @@ impl RecurrencePath {
             rows_per_workgroup,
             shared_w: fits && !cpu,
         };
+        if !persistent_fits(gpu) {
+            return RecurrencePath::Stepwise;
+        }
         match std::env::var("WGPU_RNN_PATH").as_deref() {
             Ok("stepwise") => return RecurrencePath::Stepwise,
             Ok("persistent") => return persistent,
@@ -100,6 +103,11 @@ impl RecurrencePath {
             RecurrencePath::Stepwise
         }
     }
+}
+
+/// Whether the persistent kernel can run: it declares 16 KiB of workgroup memory.
+fn persistent_fits(gpu: &Gpu) -> bool {
+    (MAX_SHARED_W * 4) as u32 <= gpu.limits().max_compute_workgroup_storage_size
 }
 
 /// Batch rows per workgroup of the persistent kernel: a software adapter runs one
@@ -629,6 +637,18 @@ impl Workspace {
         let tr = Operand::transposed;
         let lay = |c: usize| CellLayout::new(cfg, c, t);
         let mut path = path.unwrap_or_else(|| RecurrencePath::choose(gpu, b, h));
+        if !persistent_fits(gpu) {
+            // Pinned by the caller, or needed for lengths: refuse, naming the limit.
+            if masked || path != RecurrencePath::Stepwise {
+                return Err(Error::DeviceLimit {
+                    what: "the persistent recurrence kernel (also needed for per-row lengths)"
+                        .into(),
+                    limit: "max_compute_workgroup_storage_size",
+                    value: gpu.limits().max_compute_workgroup_storage_size as u64,
+                    asked: (MAX_SHARED_W * 4) as u64,
+                });
+            }
+        }
         // Per-row lengths are handled inside the persistent kernel only.
         let masked = if masked {
             if path == RecurrencePath::Stepwise {
