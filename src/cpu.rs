@@ -80,6 +80,19 @@ pub fn check_lengths(lengths: &[usize], t: usize, b: usize) -> Result<()> {
     }
 }
 
+/// n zeros, or an error instead of an aborted process when the host cannot hold them.
+fn zeros(n: usize) -> Result<Vec<f64>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::TooLarge {
+        what: "values the CPU reference needs at once",
+        value: n as u64,
+        limit: (isize::MAX as u64) / 8,
+        why: "host memory; use a smaller batch, sequence or hidden size",
+    })?;
+    v.resize(n, 0.0);
+    Ok(v)
+}
+
 /// Block of the state written at (0-based) time t, and of the one it reads.
 fn blocks(reverse: bool, t: usize) -> (usize, usize) {
     if reverse {
@@ -112,7 +125,11 @@ pub fn forward_with_lengths(
 ) -> Result<Forward> {
     cfg.validate()?;
     let (t_len, b_len) = cfg.check_input(x_shape)?;
-    check_shape("x data", &[x.len()], &[t_len * b_len * cfg.input_size])?;
+    check_shape(
+        "x data",
+        &[x.len()],
+        &[crate::gpu::numel(&[t_len, b_len, cfg.input_size])],
+    )?;
     if let Some(l) = lengths {
         check_lengths(l, t_len, b_len)?;
     }
@@ -124,16 +141,16 @@ pub fn forward_with_lengths(
     }
     let mut hs_all = Vec::new();
     let mut outs: Vec<Vec<f64>> = Vec::new();
-    let mut h_n = vec![0.0; cfg.cells() * block];
+    let mut h_n = zeros(cfg.cells() * block)?;
     for layer in 0..cfg.num_layers {
         let input: &[f64] = if layer == 0 { x } else { &outs[layer - 1] };
         let ni = cfg.layer_input_size(layer);
-        let mut out = vec![0.0; t_len * b_len * d * nh];
+        let mut out = zeros(t_len * b_len * d * nh)?;
         for dir in 0..d {
             let c = layer * d + dir;
             let reverse = dir == 1;
             let Cell { w_ih, w_hh, b_h } = &p.cells[c];
-            let mut h = vec![0.0; (t_len + 1) * block];
+            let mut h = zeros((t_len + 1) * block)?;
             let init = if reverse { t_len } else { 0 };
             if let Some(h0) = h0 {
                 h[init * block..][..block].copy_from_slice(&h0[c * block..][..block]);
@@ -174,7 +191,7 @@ pub fn forward_with_lengths(
     }
     let top = outs.last().map(Vec::as_slice).unwrap_or(&[]);
     let dh = d * nh;
-    let mut y = vec![0.0; t_len * b_len * no];
+    let mut y = zeros(t_len * b_len * no)?;
     for t in 0..t_len {
         for b in 0..b_len {
             if !valid(t, b) {
@@ -227,7 +244,7 @@ pub fn backward(
     let mut g = cfg.param_shapes().map(|s| vec![0.0; s.iter().product()]);
     let dhd = d * nh;
     // dL/d(outputs of the current layer), (T, B, D·H)
-    let mut d_out = vec![0.0; t_len * b_len * dhd];
+    let mut d_out = zeros(t_len * b_len * dhd)?;
     let top = &fwd.out[cfg.num_layers - 1];
     for t in 0..t_len {
         for b in 0..b_len {
@@ -250,7 +267,7 @@ pub fn backward(
     for layer in (0..cfg.num_layers).rev() {
         let input: &[f64] = if layer == 0 { x } else { &fwd.out[layer - 1] };
         let ni = cfg.layer_input_size(layer);
-        let mut d_in = vec![0.0; t_len * b_len * ni];
+        let mut d_in = zeros(t_len * b_len * ni)?;
         for dir in 0..d {
             let c = layer * d + dir;
             let reverse = dir == 1;

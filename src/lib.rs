@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod cli;
 pub mod cpu;
 mod error;
 pub mod gpu;

@@ -4,202 +4,18 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::Parser;
 use rand::{Rng, SeedableRng};
 use wgpu_rnn::checkpoint::Checkpoint;
+use wgpu_rnn::cli::{
+    BenchArgs, BenchDevices, Cli, Command, DeviceArg, EvalArgs, OptArg, SampleArgs, TaskArg,
+    TrainArgs,
+};
 use wgpu_rnn::tasks::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
 use wgpu_rnn::{
-    Activation, CpuTrainer, Error, Gpu, GpuOptions, OptimizerConfig, OptimizerKind, Result, Rnn,
-    RnnConfig, Train, TrainConfig, Trainer,
+    CpuTrainer, Error, Gpu, GpuOptions, OptimizerConfig, OptimizerKind, Result, Rnn, RnnConfig,
+    Train, TrainConfig, Trainer,
 };
-
-#[derive(Parser)]
-#[command(
-    version,
-    about = "Train and run basic (Elman) RNNs on any GPU through wgpu"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    train: TrainArgs,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Train a model (the default when no subcommand is given).
-    Train(TrainArgs),
-    /// Generate text from a trained text model.
-    Sample(SampleArgs),
-    /// List the adapters found and the one chosen, with its limits.
-    Info,
-    /// Measure forward and training throughput on the GPU and the CPU reference.
-    Bench(BenchArgs),
-    /// Run a model file (PyTorch nn.RNN state_dict or checkpoint) on inputs from a file.
-    Eval(EvalArgs),
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum TaskArg {
-    Text,
-    Sine,
-    Adding,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum OptArg {
-    Sgd,
-    Adam,
-    Adagrad,
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq)]
-enum DeviceArg {
-    Gpu,
-    Cpu,
-}
-
-#[derive(Args, Clone)]
-struct TrainArgs {
-    /// What to learn.
-    #[arg(long, value_enum, default_value = "text")]
-    task: TaskArg,
-    /// UTF-8 text for the text task (default: this project's own sources, embedded).
-    #[arg(long)]
-    text: Option<PathBuf>,
-    /// Training steps.
-    #[arg(long, default_value_t = 1500)]
-    steps: u64,
-    /// Hidden units H.
-    #[arg(long, default_value_t = 128)]
-    hidden: usize,
-    /// Sequences per batch B.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    /// Steps per sequence T (truncated BPTT length; the adding problem's length).
-    #[arg(long, default_value_t = 48)]
-    seq: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.01)]
-    lr: f32,
-    #[arg(long, value_enum, default_value = "adam")]
-    optimizer: OptArg,
-    /// Clip the global gradient norm to this (0: no clipping).
-    #[arg(long, default_value_t = 5.0)]
-    clip: f32,
-    /// Seed for initialisation, data and sampling.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Checkpoint path (default: wgpu-rnn-<task>.safetensors); the loss curve is written
-    /// next to it as .svg.
-    #[arg(long)]
-    save: Option<PathBuf>,
-    /// Continue from this checkpoint (same task and sizes).
-    #[arg(long)]
-    resume: Option<PathBuf>,
-    /// gpu, or cpu for the reference implementation.
-    #[arg(long, value_enum, default_value = "gpu")]
-    device: DeviceArg,
-    /// Validate every N steps.
-    #[arg(long, default_value_t = 100)]
-    eval_every: u64,
-    /// Characters to sample after training a text model.
-    #[arg(long, default_value_t = 300)]
-    sample_len: usize,
-    /// Stacked layers L.
-    #[arg(long, default_value_t = 1)]
-    layers: usize,
-    /// Also run every layer backwards in time (the adding task only: the others predict
-    /// the next step, which a reverse direction would see).
-    #[arg(long)]
-    bidirectional: bool,
-    #[arg(long, value_enum, default_value = "tanh")]
-    nonlinearity: NonlinearityArg,
-    /// Initialisation: pytorch (default), xavier, orthogonal, identity (IRNN, for relu).
-    #[arg(long, default_value = "pytorch")]
-    init: String,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum NonlinearityArg {
-    Tanh,
-    Relu,
-}
-
-impl From<NonlinearityArg> for Activation {
-    fn from(a: NonlinearityArg) -> Self {
-        match a {
-            NonlinearityArg::Tanh => Activation::Tanh,
-            NonlinearityArg::Relu => Activation::Relu,
-        }
-    }
-}
-
-#[derive(Args)]
-struct EvalArgs {
-    /// An nn.RNN state_dict (+ head.weight, head.bias) in safetensors, or a checkpoint.
-    #[arg(long)]
-    model: PathBuf,
-    /// safetensors with x (T, B, I), optional h0 (L·D, B, H) and optional lengths (B).
-    #[arg(long)]
-    input: PathBuf,
-    /// Where to write y (T, B, O) and h_n (L·D, B, H).
-    #[arg(long)]
-    output: PathBuf,
-    /// Used when the model file's metadata has no nonlinearity (default tanh).
-    #[arg(long, value_enum)]
-    nonlinearity: Option<NonlinearityArg>,
-    /// gpu, or cpu for the reference implementation.
-    #[arg(long, value_enum, default_value = "gpu")]
-    device: DeviceArg,
-}
-
-#[derive(Args)]
-struct SampleArgs {
-    #[arg(long)]
-    model: PathBuf,
-    #[arg(long, default_value_t = 300)]
-    len: usize,
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f32,
-    #[arg(long, default_value = "")]
-    prime: String,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-}
-
-#[derive(Args)]
-struct BenchArgs {
-    /// Shapes as B,T,I,H,O separated by ';'.
-    #[arg(long, default_value = wgpu_rnn::bench::DEFAULT_SHAPES)]
-    shapes: String,
-    /// One JSON object per line instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Which to measure: gpu, cpu or both.
-    #[arg(long, value_enum, default_value_t = BenchDevices::Both)]
-    devices: BenchDevices,
-    /// Seconds to spend on each measurement (at least 3 repetitions each).
-    #[arg(long, default_value_t = 3.0)]
-    budget: f64,
-    /// Skip the CPU reference where one training step would exceed this many GFLOP
-    /// (it is a plain single-threaded f64 loop); 0 measures every shape.
-    #[arg(long, default_value_t = 2.0)]
-    cpu_max_gflop: f64,
-    /// Also print the GPU time of each part of a training step (timestamp queries).
-    #[arg(long)]
-    profile: bool,
-    /// Also time square matrix products of these sizes (comma separated, e.g. 512,1024).
-    #[arg(long, default_value = "")]
-    matmul: String,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum BenchDevices {
-    Gpu,
-    Cpu,
-    Both,
-}
 
 fn main() {
     let cli = Cli::parse();
@@ -486,27 +302,8 @@ fn load_task(a: &TrainArgs) -> Result<Task> {
     })
 }
 
-fn check_sizes(a: &TrainArgs) -> Result<()> {
-    for (what, v, max) in [
-        ("--layers", a.layers, wgpu_rnn::model::MAX_LAYERS),
-        ("--hidden", a.hidden, 1 << 14),
-        ("--batch", a.batch, 1 << 16),
-        ("--seq", a.seq, 1 << 16),
-    ] {
-        if v == 0 || v > max {
-            return Err(Error::TooLarge {
-                what,
-                value: v as u64,
-                limit: max as u64,
-                why: "must be at least 1 and at most the limit",
-            });
-        }
-    }
-    Ok(())
-}
-
 fn train(a: TrainArgs) -> Result<()> {
-    check_sizes(&a)?;
+    a.validate()?;
     let task = load_task(&a)?;
     let (i, o) = task.io();
     let kind = match a.optimizer {
@@ -519,13 +316,6 @@ fn train(a: TrainArgs) -> Result<()> {
     tc.clip_norm = (a.clip != 0.0).then_some(a.clip);
     tc.stateful = task.stateful();
     tc.validate()?;
-    if a.bidirectional && !matches!(task, Task::Adding(_)) {
-        return Err(Error::BadTask(format!(
-            "--bidirectional with task {}: a reverse direction would see the steps it is \
-             asked to predict; use it with --task adding",
-            task.kind().name()
-        )));
-    }
     let init: wgpu_rnn::Init = a.init.parse()?;
     let mut config = RnnConfig::new(i, a.hidden, o)
         .with_layers(a.layers)

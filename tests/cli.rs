@@ -308,3 +308,156 @@ fn train_flags_for_stacked_models() {
     fails_with(&["--init", "nonsense", "--steps", "1"], "unknown init");
     fails_with(&["--layers", "0", "--steps", "1"], "--layers");
 }
+
+/// 10,000 random command lines (flags from every subcommand, valid and invalid values)
+/// through the parser and the argument checks: never a panic, always a parse or a
+/// typed result. Then a few dozen of them run for real (tiny sizes, one or two steps):
+/// each exits 0, or non-zero with an error message, never a panic.
+#[test]
+fn fuzzed_command_lines_never_panic() {
+    use clap::Parser;
+    use rand::{Rng, SeedableRng};
+    use wgpu_rnn::cli::{Cli, Command};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
+    let subcommands = ["", "train", "sample", "info", "bench", "eval", "nonsense"];
+    let flags: &[(&str, &[&str])] = &[
+        ("--task", &["text", "sine", "adding", "x", ""]),
+        (
+            "--steps",
+            &["0", "1", "2", "-1", "1e3", "99999999999999999999"],
+        ),
+        ("--hidden", &["0", "1", "4", "100000", "x"]),
+        ("--batch", &["0", "1", "3", "1000000"]),
+        ("--seq", &["0", "1", "5", "70000"]),
+        ("--lr", &["0.01", "0", "-1", "NaN", "inf", "1e40"]),
+        ("--clip", &["0", "5", "-1", "NaN"]),
+        ("--optimizer", &["sgd", "adam", "adagrad", "lbfgs"]),
+        ("--layers", &["0", "1", "2", "65", "-2"]),
+        ("--bidirectional", &[]),
+        ("--nonlinearity", &["tanh", "relu", "sigmoid"]),
+        (
+            "--init",
+            &[
+                "pytorch",
+                "xavier",
+                "orthogonal",
+                "identity",
+                "irnn",
+                "zeros",
+            ],
+        ),
+        ("--device", &["gpu", "cpu", "tpu"]),
+        ("--seed", &["0", "1", "-5", "18446744073709551616"]),
+        ("--text", &["/no/such/file", "", "Cargo.toml"]),
+        ("--save", &["/no/such/dir/x.safetensors"]),
+        ("--resume", &["/no/such.safetensors", "Cargo.toml"]),
+        ("--model", &["/no/such.safetensors", "Cargo.toml"]),
+        ("--input", &["Cargo.toml"]),
+        ("--output", &["/no/such/dir/y.safetensors"]),
+        ("--len", &["0", "5", "-1"]),
+        ("--temperature", &["0", "0.5", "NaN", "-1"]),
+        (
+            "--shapes",
+            &["1,2,3,4,5", "1,2", "0,1,1,1,1", ";", "a,b,c,d,e"],
+        ),
+        ("--budget", &["0.01", "0", "-1", "NaN"]),
+        ("--matmul", &["8", "0", "x", "99999"]),
+        ("--json", &[]),
+        ("--eval-every", &["0", "1", "10"]),
+        ("--sample-len", &["0", "5"]),
+        ("--unknown-flag", &[]),
+    ];
+    let argv_of = |rng: &mut rand_chacha::ChaCha8Rng| -> Vec<String> {
+        let mut argv = vec!["wgpu-rnn".to_string()];
+        let sub = subcommands[rng.random_range(0..subcommands.len())];
+        if !sub.is_empty() {
+            argv.push(sub.into());
+        }
+        for _ in 0..rng.random_range(0..6) {
+            let (flag, vals) = flags[rng.random_range(0..flags.len())];
+            argv.push(flag.into());
+            if !vals.is_empty() {
+                argv.push(vals[rng.random_range(0..vals.len())].into());
+            }
+        }
+        argv
+    };
+    let (mut parsed, mut checked_ok, mut refused) = (0, 0, 0);
+    let mut runnable = Vec::new();
+    for _ in 0..10_000 {
+        let argv = argv_of(&mut rng);
+        match Cli::try_parse_from(&argv) {
+            Err(_) => refused += 1,
+            Ok(cli) => {
+                parsed += 1;
+                let train = match cli.command {
+                    None => Some(cli.train),
+                    Some(Command::Train(a)) => Some(a),
+                    _ => None,
+                };
+                if let Some(a) = train {
+                    match a.validate() {
+                        Ok(()) => {
+                            checked_ok += 1;
+                            let tiny = a.steps <= 2 && a.hidden <= 8 && a.batch <= 4 && a.seq <= 8;
+                            if tiny && runnable.len() < 40 {
+                                runnable.push(argv.clone());
+                            }
+                        }
+                        Err(e) => assert!(!e.to_string().is_empty()),
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("10000 command lines: {parsed} parsed ({checked_ok} train checks passed), {refused} refused");
+    assert!(
+        parsed > 1000 && refused > 1000 && checked_ok > 10,
+        "the generator is too one-sided"
+    );
+
+    // Some real runs: random flags on top of tiny sizes.
+    let dir = temp("fuzz-runs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut succeeded = 0;
+    for k in 0..40 {
+        let mut argv = if k < runnable.len() {
+            runnable[k][1..].to_vec()
+        } else {
+            argv_of(&mut rng)[1..].to_vec()
+        };
+        if argv.first().is_some_and(|a| a == "bench" || a == "info") {
+            continue;
+        }
+        argv.extend(
+            [
+                "--steps",
+                "2",
+                "--hidden",
+                "8",
+                "--batch",
+                "2",
+                "--seq",
+                "4",
+                "--sample-len",
+                "5",
+            ]
+            .map(String::from),
+        );
+        argv.push("--save".into());
+        argv.push(
+            dir.join(format!("run{k}.safetensors"))
+                .display()
+                .to_string(),
+        );
+        let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let (ok, _, err) = cli(&args); // asserts no panic
+        assert!(
+            ok || err.contains("error"),
+            "{args:?}: failed without a message: {err}"
+        );
+        succeeded += usize::from(ok);
+    }
+    eprintln!("40 runs: {succeeded} trained and saved, the rest refused with a message");
+    assert!(succeeded > 0, "no run succeeded: the runs checked only refusals");
+}

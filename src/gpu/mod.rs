@@ -4,7 +4,7 @@ mod kernels;
 mod memory;
 mod tensor;
 
-pub(crate) use tensor::check_len;
+pub(crate) use tensor::{check_fits, check_len, numel};
 
 use std::sync::Arc;
 

@@ -22,32 +22,18 @@ impl std::fmt::Debug for GpuTensor {
     }
 }
 
+/// Values a shape holds; saturates instead of overflowing on absurd shapes.
 pub(crate) fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .unwrap_or(usize::MAX)
 }
 
 impl GpuTensor {
     /// An uninitialised-by-contract (zeroed by wgpu) tensor; `what` names it in errors.
     pub(crate) fn empty(gpu: &Gpu, shape: &[usize], what: &'static str) -> Result<Self> {
-        let bytes = (numel(shape) as u64).saturating_mul(4);
-        // Every tensor is bound whole as a storage buffer by some kernel.
-        let limits = gpu.limits();
-        for (limit, value) in [
-            ("max_buffer_size", limits.max_buffer_size),
-            (
-                "max_storage_buffer_binding_size",
-                limits.max_storage_buffer_binding_size,
-            ),
-        ] {
-            if bytes > value {
-                return Err(Error::DeviceLimit {
-                    what: format!("{what} {shape:?} ({bytes} bytes)"),
-                    limit,
-                    value,
-                    asked: bytes,
-                });
-            }
-        }
+        let bytes = check_fits(gpu, what, shape)?;
         let (buffer, memory) = gpu.buffer(
             what,
             // wgpu cannot bind an empty buffer; keep one element at least.
@@ -164,6 +150,33 @@ impl GpuTensor {
 
         gpu.read_mapped(&staging).await
     }
+}
+
+/// Checks that a tensor of `shape` fits one buffer and one storage binding (every tensor
+/// is bound whole by some kernel); returns its bytes.
+pub(crate) fn check_fits(gpu: &Gpu, what: &str, shape: &[usize]) -> Result<u64> {
+    let bytes = shape
+        .iter()
+        .try_fold(4u64, |acc, &d| acc.checked_mul(d as u64))
+        .unwrap_or(u64::MAX);
+    let limits = gpu.limits();
+    for (limit, value) in [
+        ("max_buffer_size", limits.max_buffer_size),
+        (
+            "max_storage_buffer_binding_size",
+            limits.max_storage_buffer_binding_size,
+        ),
+    ] {
+        if bytes > value {
+            return Err(Error::DeviceLimit {
+                what: format!("{what} {shape:?} ({bytes} bytes)"),
+                limit,
+                value,
+                asked: bytes,
+            });
+        }
+    }
+    Ok(bytes)
 }
 
 pub(crate) fn check_len(what: &'static str, shape: &[usize], got: usize) -> Result<()> {

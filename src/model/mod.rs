@@ -42,6 +42,9 @@ pub struct RnnConfig {
 /// Most layers a config may have (a guard against absurd sizes from files).
 pub const MAX_LAYERS: usize = 64;
 
+/// Most values one parameter tensor may hold.
+pub const MAX_TENSOR_VALUES: u64 = 1 << 30;
+
 impl RnnConfig {
     /// A one-layer, one-direction tanh RNN with input size I, hidden size H and output
     /// size O.
@@ -108,6 +111,28 @@ impl RnnConfig {
                 limit: MAX_LAYERS as u64,
                 why: "layers in one model",
             });
+        }
+        // No parameter tensor may exceed 2^30 values (4 GiB of f32): checked before
+        // anything is allocated for it.
+        let d = self.directions() as u128;
+        let (i, h, o) = (
+            self.input_size as u128,
+            self.hidden_size as u128,
+            self.output_size as u128,
+        );
+        for (what, n) in [
+            ("values in W_ih (hidden × input)", h * i.max(d * h)),
+            ("values in W_hh (hidden × hidden)", h * h),
+            ("values in the head (output × directions·hidden)", o * d * h),
+        ] {
+            if n > MAX_TENSOR_VALUES as u128 {
+                return Err(Error::TooLarge {
+                    what,
+                    value: n.min(u64::MAX as u128) as u64,
+                    limit: MAX_TENSOR_VALUES,
+                    why: "values in one parameter tensor",
+                });
+            }
         }
         Ok(())
     }

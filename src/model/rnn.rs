@@ -299,6 +299,10 @@ impl Rnn {
     /// A model with parameters initialised from `seed` (see [`RnnConfig::init_params`]).
     pub fn new(gpu: &Gpu, config: RnnConfig, seed: u64) -> Result<Self> {
         config.validate()?;
+        // Refuse what the device cannot hold before drawing the parameters on the host.
+        for s in config.param_shapes().tensors() {
+            crate::gpu::check_fits(gpu, "parameter", s)?;
+        }
         let params = config.init_params(seed);
         Self::from_params(gpu, config, &params)
     }
