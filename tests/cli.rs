@@ -459,5 +459,8 @@ fn fuzzed_command_lines_never_panic() {
         succeeded += usize::from(ok);
     }
     eprintln!("40 runs: {succeeded} trained and saved, the rest refused with a message");
-    assert!(succeeded > 0, "no run succeeded: the runs checked only refusals");
+    assert!(
+        succeeded > 0,
+        "no run succeeded: the runs checked only refusals"
+    );
 }
