@@ -27,7 +27,7 @@ pub struct Checkpoint {
     pub vocab: Option<Vec<char>>,
     pub params: Params<Vec<f32>>,
     /// Optimizer moments (m, v), if saved.
-    pub optim: Option<(Params<Vec<f32>>, Params<Vec<f32>>)>,
+    pub optim: Option<crate::train::Moments>,
     /// Training steps taken.
     pub step: u64,
     /// Carried hidden state (B, values) for stateful training.

@@ -151,11 +151,11 @@ fn model_err(path: &Path, why: impl Into<String>) -> Error {
     }
 }
 
+/// A tensor's shape and values.
+pub type Shaped = (Vec<usize>, Vec<f32>);
+
 /// Reads a tensor as f32 values, converting f64; `None` if it is absent.
-pub fn read_f32(
-    st: &SafeTensors<'_>,
-    name: &str,
-) -> Result<Option<(Vec<usize>, Vec<f32>)>, String> {
+pub fn read_f32(st: &SafeTensors<'_>, name: &str) -> Result<Option<Shaped>, String> {
     let t = match st.tensor(name) {
         Ok(t) => t,
         Err(_) => return Ok(None),

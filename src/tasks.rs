@@ -94,7 +94,7 @@ impl Task {
 
     /// A fixed validation batch.
     pub fn validation(&self, seed: u64, t: usize, b: usize) -> Result<Batch> {
-        let mut r = rng(seed ^ 0x5eed_0f_a1, u64::MAX);
+        let mut r = rng(seed ^ 0x5eed_0fa1, u64::MAX);
         match self {
             Task::Text(x) => x.validation(),
             Task::Sine(x) => Ok(x.batch(&mut r, t, b, true)),

@@ -102,6 +102,8 @@ impl Fixture {
     }
 }
 
+/// Worst relative error must be ≤ RTOL; a NaN counts as the worst.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 fn close(what: &str, got: &[f64], want: &[f64]) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));

@@ -107,7 +107,7 @@ impl Train for CpuTrainer {
         self.step
     }
 
-    fn optim_state(&self) -> Result<(Params<Vec<f32>>, Params<Vec<f32>>)> {
+    fn optim_state(&self) -> Result<super::Moments> {
         Ok((narrow(&self.state.m), narrow(&self.state.v)))
     }
 

@@ -359,7 +359,7 @@ impl Train for Trainer {
         self.step
     }
 
-    fn optim_state(&self) -> Result<(Params<Vec<f32>>, Params<Vec<f32>>)> {
+    fn optim_state(&self) -> Result<super::Moments> {
         Ok((
             self.m.try_map(|t| t.download())?,
             self.v.try_map(|t| t.download())?,

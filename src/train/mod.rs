@@ -50,11 +50,7 @@ impl OptimizerConfig {
             momentum: if kind == OptimizerKind::Sgd { 0.9 } else { 0.0 },
             beta1: 0.9,
             beta2: 0.999,
-            eps: if kind == OptimizerKind::Adagrad {
-                1e-8
-            } else {
-                1e-8
-            },
+            eps: 1e-8,
             weight_decay: 0.0,
         }
     }
@@ -202,6 +198,9 @@ pub struct StepStats {
     pub step: u64,
 }
 
+/// Optimizer moments: (m, v), each shaped like the parameters.
+pub type Moments = (Params<Vec<f32>>, Params<Vec<f32>>);
+
 /// Training on the GPU ([`Trainer`]) or on the CPU reference ([`CpuTrainer`]).
 pub trait Train {
     /// One step: forward, loss, backward, clip, update.
@@ -215,8 +214,8 @@ pub trait Train {
     /// Steps taken so far.
     fn steps(&self) -> u64;
     /// Optimizer moments (m, v).
-    fn optim_state(&self) -> Result<(Params<Vec<f32>>, Params<Vec<f32>>)>;
-    /// The carried hidden state as (B, values), if any.
+    fn optim_state(&self) -> Result<Moments>;
+    /// The carried hidden state as (B, values (L·D, B, H)), if any.
     fn carry(&self) -> Result<Option<(usize, Vec<f32>)>>;
     /// Restores optimizer moments, step count and carried state (to resume a run).
     fn restore(
