@@ -41,7 +41,7 @@ fn bench_rnn(c: &mut Criterion) {
         let fwd_mflop = shape.forward_flops() / 1e6;
         let train_mflop = shape.train_flops() / 1e6;
         let cfg = RnnConfig::new(shape.i, shape.h, shape.o);
-        let data = batch(shape);
+        let data = batch(shape).unwrap_or_else(|e| panic!("{e}"));
 
         let mut rnn = Rnn::new(&gpu, cfg.clone(), 0).unwrap();
         let path = rnn.path(shape.t, shape.b).unwrap();

@@ -35,17 +35,36 @@ pub struct Shape {
 impl Shape {
     /// Tokens (T·B) one forward or training step processes.
     pub fn tokens(&self) -> usize {
-        self.t * self.b
+        self.t.saturating_mul(self.b)
     }
 
     /// Floating-point operations of one forward: 2·T·B·(I·H + H·H + H·O).
     pub fn forward_flops(&self) -> f64 {
-        2.0 * self.tokens() as f64 * (self.i * self.h + self.h * self.h + self.h * self.o) as f64
+        let (i, h, o) = (self.i as f64, self.h as f64, self.o as f64);
+        2.0 * self.tokens() as f64 * (i * h + h * h + h * o)
     }
 
     /// Of one training step: the forward plus a backward of twice its products.
     pub fn train_flops(&self) -> f64 {
         3.0 * self.forward_flops()
+    }
+
+    /// Checks that the model is valid and that no buffer the bench draws on the host
+    /// (x, targets, hidden states) holds more than 2^27 values.
+    pub fn check(&self) -> Result<()> {
+        RnnConfig::new(self.i, self.h, self.o).validate()?;
+        let too_big = [self.i, self.h + 1, self.o].iter().any(|&w| {
+            self.t
+                .checked_mul(self.b)
+                .and_then(|tb| tb.checked_mul(w))
+                .is_none_or(|n| n > 1 << 27)
+        });
+        if self.t == 0 || self.b == 0 || too_big {
+            return Err(Error::BadShapeList(format!(
+                "{self} (T·B·max(I, H+1, O) must be at most 2^27 values)"
+            )));
+        }
+        Ok(())
     }
 
     /// Parses "B,T,I,H,O;B,T,I,H,O".
@@ -72,10 +91,12 @@ impl FromStr for Shape {
             .map(|x| x.trim().parse::<usize>())
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| Error::BadShapeList(s.to_string()))?;
-        match v[..] {
-            [b, t, i, h, o] if v.iter().all(|&x| x > 0) => Ok(Shape { b, t, i, h, o }),
-            _ => Err(Error::BadShapeList(s.to_string())),
-        }
+        let shape = match v[..] {
+            [b, t, i, h, o] if v.iter().all(|&x| x > 0) => Shape { b, t, i, h, o },
+            _ => return Err(Error::BadShapeList(s.to_string())),
+        };
+        shape.check()?;
+        Ok(shape)
     }
 }
 
@@ -222,15 +243,16 @@ fn uniform(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// The batch every measurement uses: uniform x and targets in [-1, 1), weights 1.
-pub fn batch(shape: Shape) -> Batch {
+pub fn batch(shape: Shape) -> Result<Batch> {
+    shape.check()?;
     let Shape { b, t, i, o, .. } = shape;
-    Batch {
+    Ok(Batch {
         t,
         b,
         x: uniform(t * b * i, 1),
         targets: Targets::Values(uniform(t * b * o, 2)),
         weights: vec![1.0; t * b],
-    }
+    })
 }
 
 /// The training setup every measurement uses, like the PyTorch baseline: MSE and plain
@@ -246,8 +268,9 @@ pub fn train_config() -> TrainConfig {
 
 /// Forward and training-step throughput of the GPU model at `shape`.
 pub fn bench_gpu(gpu: &Gpu, shape: Shape, opts: &BenchOptions) -> Result<BenchRow> {
+    shape.check()?;
     let cfg = RnnConfig::new(shape.i, shape.h, shape.o);
-    let batch = batch(shape);
+    let batch = batch(shape)?;
     let x = gpu.tensor(&[shape.t, shape.b, shape.i], &batch.x)?;
 
     let mut rnn = Rnn::new(gpu, cfg.clone(), 0)?;
@@ -284,8 +307,9 @@ pub fn bench_gpu(gpu: &Gpu, shape: Shape, opts: &BenchOptions) -> Result<BenchRo
 /// The same on the f64 CPU reference (single-threaded plain loops: the yardstick for
 /// correctness, not a tuned CPU implementation).
 pub fn bench_cpu(shape: Shape, opts: &BenchOptions) -> Result<BenchRow> {
+    shape.check()?;
     let cfg = RnnConfig::new(shape.i, shape.h, shape.o);
-    let batch = batch(shape);
+    let batch = batch(shape)?;
     let params = cfg.init_params(0);
     let p64 = params.to_f64();
     let x64: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
@@ -337,6 +361,14 @@ pub fn bench_matmul(gpu: &Gpu, n: usize, opts: &BenchOptions) -> Result<MatmulRo
 
 /// Builds the n×n×n product once; each call of the returned closure runs it and waits.
 pub fn bench_matmul_plan(gpu: &Gpu, n: usize) -> Result<impl FnMut() -> Result<()> + '_> {
+    if n == 0 || n > 1 << 14 {
+        return Err(Error::TooLarge {
+            what: "matmul size n",
+            value: n as u64,
+            limit: 1 << 14,
+            why: "square products from 1 to 16384",
+        });
+    }
     let a = gpu.tensor(&[n, n], &uniform(n * n, 3))?;
     let b = gpu.tensor(&[n, n], &uniform(n * n, 4))?;
     let c = GpuTensor::zeros(gpu, &[n, n])?;
@@ -375,8 +407,9 @@ pub fn bench_matmul_plan(gpu: &Gpu, n: usize) -> Result<impl FnMut() -> Result<(
 /// step), from timestamp queries: one compute pass per dispatch, so the parts add up to
 /// more than a normal step, whose dispatches share a pass.
 pub fn profile_gpu(gpu: &Gpu, shape: Shape) -> Result<Vec<(&'static str, f64)>> {
+    shape.check()?;
     let cfg = RnnConfig::new(shape.i, shape.h, shape.o);
-    let batch = batch(shape);
+    let batch = batch(shape)?;
     let mut trainer = Trainer::new(Rnn::new(gpu, cfg, 0)?, train_config())?;
     trainer.step(&batch)?;
     trainer.profile_step(&batch)

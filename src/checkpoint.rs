@@ -196,6 +196,20 @@ impl Checkpoint {
                     .ok_or_else(|| err(path, "metadata 'vocab' is corrupt"))?,
             ),
         };
+        if let Some(v) = &vocab {
+            // A text model reads and predicts one-hot characters of its vocabulary.
+            if v.len() != config.input_size || v.len() != config.output_size {
+                return Err(err(
+                    path,
+                    format!(
+                        "its vocabulary has {} characters but the model takes {} and predicts {}",
+                        v.len(),
+                        config.input_size,
+                        config.output_size
+                    ),
+                ));
+            }
+        }
         let reserved = [
             "format",
             "input_size",

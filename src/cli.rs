@@ -203,7 +203,7 @@ impl TrainArgs {
         check_sizes(self)?;
         self.init.parse::<crate::model::Init>()?;
         if self.bidirectional && !matches!(self.task, TaskArg::Adding) {
-            return Err(Error::BadTask(format!(
+            return Err(Error::IncompatibleArgs(format!(
                 "--bidirectional with task {}: a reverse direction would see the steps it is \
                  asked to predict; use it with --task adding",
                 match self.task {
@@ -231,7 +231,10 @@ fn check_sizes(a: &TrainArgs) -> Result<()> {
         ("--batch", a.batch, 1 << 16),
         ("--seq", a.seq, 1 << 16),
     ] {
-        if v == 0 || v > max {
+        if v == 0 {
+            return Err(Error::ZeroSize { what });
+        }
+        if v > max {
             return Err(Error::TooLarge {
                 what,
                 value: v as u64,

@@ -124,6 +124,7 @@ pub fn forward_with_lengths(
     lengths: Option<&[usize]>,
 ) -> Result<Forward> {
     cfg.validate()?;
+    p.check_f64(cfg)?;
     let (t_len, b_len) = cfg.check_input(x_shape)?;
     check_shape(
         "x data",
@@ -234,8 +235,32 @@ pub fn backward(
 ) -> Result<Grads> {
     let (t_len, b_len) = (fwd.t, fwd.b);
     let (nh, no, d) = (cfg.hidden_size, cfg.output_size, cfg.directions());
-    check_shape("dy data", &[dy.len()], &[t_len * b_len * no])?;
+    cfg.validate()?;
+    p.check_f64(cfg)?;
+    // `fwd` must come from `forward` with this config and x.
+    check_shape(
+        "x data",
+        &[x.len()],
+        &[crate::gpu::numel(&[t_len, b_len, cfg.input_size])],
+    )?;
     let block = b_len * nh;
+    let fits = fwd.h.len() == cfg.cells()
+        && fwd.out.len() == cfg.num_layers
+        && fwd.h.iter().all(|h| h.len() == (t_len + 1) * block)
+        && fwd.out.iter().all(|o| o.len() == t_len * b_len * d * nh)
+        && fwd.h_n.len() == cfg.cells() * block
+        && fwd
+            .lengths
+            .as_ref()
+            .is_none_or(|l| check_lengths(l, t_len, b_len).is_ok());
+    if !fits {
+        return Err(Error::Shape {
+            what: "forward state",
+            expected: "the result of cpu::forward with this config and x".into(),
+            got: vec![fwd.t, fwd.b, fwd.h.len(), fwd.out.len()],
+        });
+    }
+    check_shape("dy data", &[dy.len()], &[t_len * b_len * no])?;
     if let Some(dh) = dh_last {
         check_shape("dh_last data", &[dh.len()], &[cfg.cells() * block])?;
     }

@@ -37,6 +37,10 @@ pub enum Error {
         got: Vec<usize>,
     },
 
+    /// Command-line arguments that cannot go together.
+    #[error("{0}")]
+    IncompatibleArgs(String),
+
     /// A size that must be positive was zero.
     #[error("{what} must be at least 1, got 0")]
     ZeroSize { what: &'static str },
@@ -60,15 +64,14 @@ pub enum Error {
     },
 
     /// Something needs more of a device limit than the device grants.
-    #[error(
-        "{what} needs {asked} but the device's {limit} is {value}; use a smaller batch, \
-         sequence length or hidden size, or a device with a larger {limit}"
-    )]
+    #[error("{what} needs {asked} but the device's {limit} is {value}; {advice}")]
     DeviceLimit {
         what: String,
         limit: &'static str,
         value: u64,
         asked: u64,
+        /// What to do about it.
+        advice: &'static str,
     },
 
     /// `backward` was called without a matching `forward`.

@@ -94,24 +94,43 @@ pub(crate) fn write_safetensors(
         })
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| err(e.to_string()))?;
-    let io = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
+    // A temporary name of our own next to the target (same file system, so the rename is
+    // atomic): process id and a counter, so concurrent saves never share one.
+    static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(".tmp-{}-{n}", std::process::id()));
     let tmp = std::path::PathBuf::from(tmp);
-    {
+    let write = || -> std::io::Result<()> {
         use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()
+    };
+    if let Err(source) = write() {
+        std::fs::remove_file(&tmp).ok();
+        return Err(Error::Io {
+            path: tmp.display().to_string(),
+            source,
+        });
     }
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            d.sync_all().ok();
-        }
+    if let Err(source) = std::fs::rename(&tmp, path) {
+        std::fs::remove_file(&tmp).ok();
+        return Err(Error::Io {
+            path: path.display().to_string(),
+            source,
+        });
+    }
+    // Make the rename itself durable: sync the folder (the current one for a bare name).
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = std::fs::File::open(dir) {
+        d.sync_all().ok();
     }
     Ok(())
 }

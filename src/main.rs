@@ -58,7 +58,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         return Err(Error::BadHyperparameter {
             what: "--budget",
             value: a.budget as f32,
-            expected: "seconds, > 0",
+            expected: "seconds, > 0 and < 86400",
         });
     }
     let matmul: Vec<usize> = a
@@ -128,9 +128,8 @@ fn bench(a: BenchArgs) -> Result<()> {
                         .map(|(k, ms)| format!("{}: {ms:.4}", bench::json_string(k)))
                         .collect();
                     println!(
-                        "{{\"profile\": [{}], \"shape\": [{}], \"gpu_ms\": {{{}}}}}",
+                        "{{\"profile\": true, \"shape\": [{}], \"gpu_ms\": {{{}}}}}",
                         shape.to_string().replace(',', ", "),
-                        shape,
                         fields.join(", ")
                     );
                 } else {

@@ -171,6 +171,11 @@ fn bench_prints_a_table_and_json() {
 
     fails_with(&["bench", "--shapes", "1,2,3"], "bad shape list");
     fails_with(&["bench", "--shapes", "1,2,3,0,5"], "bad shape list");
+    fails_with(
+        &["bench", "--shapes", "100000,100000,1000,1,1"],
+        "bad shape list",
+    );
+    fails_with(&["bench", "--shapes", "1,1,1,2000000,1"], "hidden");
     fails_with(&["bench", "--budget=-1"], "--budget");
     fails_with(&["bench", "--budget", "NaN"], "--budget");
     fails_with(&["bench", "--matmul", "x"], "bad shape list");

@@ -153,3 +153,64 @@ fn cpu_reference_rejects_bad_shapes_too() {
     let f = cpu::forward(&cfg, &p, &x, &[5, 2, 3], None).unwrap();
     assert!(cpu::backward(&cfg, &p, &x, &f, &[0.0; 7], None).is_err());
 }
+
+/// Found in review: state that is gone, inputs that do not fit each other.
+#[test]
+fn evicted_state_mismatched_reference_inputs_and_bad_vocabularies_are_errors() {
+    let gpu = gpu();
+    let cfg = RnnConfig::new(2, 3, 2);
+    let mut rnn = Rnn::new(gpu, cfg.clone(), 1).unwrap();
+    rnn.forward(&gpu.zeros(&[4, 2, 2]).unwrap(), None).unwrap();
+    // Building workspaces for four other shapes evicts the forward's state.
+    for t in 5..9 {
+        rnn.path(t, 2).unwrap();
+    }
+    let e = rnn
+        .backward(&gpu.zeros(&[4, 2, 2]).unwrap(), None)
+        .unwrap_err();
+    assert!(matches!(e, Error::NoForward(_)), "{e}");
+
+    // The CPU reference checks that its inputs belong together.
+    let p = cfg.init_params(1).to_f64();
+    let x = vec![0.1; 4 * 2 * 2];
+    let fwd = wgpu_rnn::cpu::forward(&cfg, &p, &x, &[4, 2, 2], None).unwrap();
+    let other = RnnConfig::new(2, 3, 2).with_layers(2);
+    let p2 = other.init_params(1).to_f64();
+    let e = wgpu_rnn::cpu::backward(&other, &p2, &x, &fwd, &vec![0.0; 16], None).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Shape {
+                what: "forward state",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = wgpu_rnn::cpu::backward(&cfg, &p2, &x, &fwd, &vec![0.0; 16], None).unwrap_err();
+    assert!(
+        matches!(e, Error::DataLength { .. } | Error::ParamLength { .. }),
+        "{e}"
+    );
+    let e = wgpu_rnn::cpu::backward(&cfg, &p, &x[..8], &fwd, &vec![0.0; 16], None).unwrap_err();
+    assert!(matches!(e, Error::Shape { .. }), "{e}");
+
+    // A text checkpoint whose vocabulary does not match its sizes.
+    let dir = std::env::temp_dir().join(format!("wgpu-rnn-vocab-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("vocab.safetensors");
+    let ck = wgpu_rnn::checkpoint::Checkpoint {
+        params: cfg.init_params(1),
+        config: cfg,
+        task: "text".into(),
+        vocab: Some(vec!['a', 'b', 'c']),
+        optim: None,
+        step: 0,
+        carry: None,
+        extra: Default::default(),
+    };
+    ck.save(&path).unwrap();
+    let e = wgpu_rnn::checkpoint::Checkpoint::load(&path).unwrap_err();
+    assert!(e.to_string().contains("vocabulary has 3"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -956,7 +956,8 @@ impl Profiler {
             return Ok(Vec::new());
         }
         let bytes = pollster::block_on(gpu.read_mapped_bytes(&self.readback))?;
-        let ticks: &[u64] = bytemuck::cast_slice(&bytes);
+        // A Vec<u8> need not be 8-byte aligned: copy into u64s.
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
         let period_ns = gpu.queue().get_timestamp_period() as f64;
         let mut out: Vec<(&'static str, f64)> = Vec::new();
         for (i, &section) in self.sections.iter().enumerate() {

@@ -124,7 +124,7 @@ struct Health {
     /// Set by the device-lost callback: every later call fails with this.
     lost: Option<String>,
     /// An error wgpu raised outside our error scopes; the next call returns it.
-    uncaptured: Option<String>,
+    uncaptured: Option<Error>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -190,7 +190,9 @@ impl Gpu {
         let health = gpu.inner.health.clone();
         gpu.inner.device.on_uncaptured_error(Arc::new(move |e| {
             let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
-            h.uncaptured.get_or_insert_with(|| e.to_string());
+            h.uncaptured.get_or_insert_with(|| {
+                Error::from_wgpu("earlier GPU work (reported outside any call)", e)
+            });
         }));
         let health = gpu.inner.health.clone();
         gpu.inner
@@ -288,6 +290,7 @@ impl Gpu {
                     limit,
                     value: value as u64,
                     asked: asked as u64,
+                    advice: "this device cannot run wgpu-rnn's kernels; use another adapter",
                 });
             }
         }
@@ -409,11 +412,7 @@ impl Gpu {
             return Err(Error::DeviceLost(reason.clone()));
         }
         match h.uncaptured.take() {
-            Some(message) => Err(Error::Gpu {
-                during: "earlier GPU work (reported outside any call)",
-                kind: crate::error::GpuErrorKind::Validation,
-                message,
-            }),
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }

@@ -173,6 +173,8 @@ pub(crate) fn check_fits(gpu: &Gpu, what: &str, shape: &[usize]) -> Result<u64> 
                 limit,
                 value,
                 asked: bytes,
+                advice: "use a smaller batch, sequence length or hidden size, or a device \
+                         with a larger limit",
             });
         }
     }

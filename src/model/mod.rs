@@ -425,6 +425,20 @@ impl Params<Vec<f32>> {
 
     /// Checks that the cell count and each parameter's length fit `config`.
     pub fn check(&self, config: &RnnConfig) -> Result<()> {
+        self.map(Vec::len).check_lengths(config)
+    }
+}
+
+impl Params<Vec<f64>> {
+    /// [`Params::check`] for the CPU reference's f64 parameters.
+    pub fn check_f64(&self, config: &RnnConfig) -> Result<()> {
+        self.map(Vec::len).check_lengths(config)
+    }
+}
+
+impl Params<usize> {
+    /// Checks a set of tensor lengths against `config`.
+    fn check_lengths(&self, config: &RnnConfig) -> Result<()> {
         let shapes = config.param_shapes();
         if self.cells.len() != shapes.cells.len() {
             return Err(Error::DataLength {
@@ -434,19 +448,19 @@ impl Params<Vec<f32>> {
                 got: self.cells.len(),
             });
         }
-        for ((name, v), shape) in shapes
+        for ((name, &n), shape) in shapes
             .names_for(config)
             .iter()
             .zip(self.tensors())
             .zip(shapes.tensors())
         {
             let expected: usize = shape.iter().product();
-            if v.len() != expected {
+            if n != expected {
                 return Err(Error::ParamLength {
                     name: name.clone(),
                     shape: shape.clone(),
                     expected,
-                    got: v.len(),
+                    got: n,
                 });
             }
         }

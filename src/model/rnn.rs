@@ -425,6 +425,14 @@ impl Rnn {
         }
         if let Some(l) = lengths {
             crate::cpu::check_lengths(l, t, b)?;
+            if t > 1 << 24 {
+                return Err(Error::TooLarge {
+                    what: "sequence length T with per-row lengths",
+                    value: t as u64,
+                    limit: 1 << 24,
+                    why: "lengths reach the GPU as f32, exact up to 2^24",
+                });
+            }
         }
         self.last_forward = None;
         let ws = self.workspace_for(t, b, lengths.is_some())?;
@@ -473,7 +481,16 @@ impl Rnn {
             dx: GpuTensor::empty(&gpu, &[t, b, self.config.input_size], "dx")?,
             dh0: GpuTensor::empty(&gpu, &self.config.state_shape(b), "dh0")?,
         };
-        let ws = self.workspace_for(t, b, masked)?;
+        // The forward's workspace holds its state; if another shape evicted it since,
+        // say so rather than run on a fresh, empty one.
+        let ws = self
+            .workspaces
+            .iter()
+            .position(|w| w.t == t && w.b == b && w.masked.is_some() == masked)
+            .ok_or(Error::NoForward(
+                "the forward's state was dropped (more shapes were used since, or path/set_path \
+                 rebuilt the workspaces); call forward again",
+            ))?;
         let ws = &self.workspaces[ws];
         let mut enc = encoder(&gpu, "rnn backward");
         enc.copy_buffer_to_buffer(dy.buffer(), 0, ws.dy.buffer(), 0, dy.bytes());
@@ -650,6 +667,8 @@ impl Workspace {
                     limit: "max_compute_workgroup_storage_size",
                     value: gpu.limits().max_compute_workgroup_storage_size as u64,
                     asked: (MAX_SHARED_W * 4) as u64,
+                    advice: "use the stepwise path (set_path(None) chooses it here) and \
+                             full-length batches, or a device with more workgroup memory",
                 });
             }
         }
