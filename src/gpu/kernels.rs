@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 /// Each gemm invocation computes a TILE x TILE block of C (fixed in the WGSL).
 const TILE: u32 = 4;
 
-/// The gemm workgroup shape (`WG_X` x `WG_Y` invocations, each a 4x4 tile of C), chosen
-/// per adapter kind from the matmul bench (BENCHMARKS.md); `WGPU_RNN_GEMM_WG=XxY`
+/// The gemm workgroup shape (`WG_X` x `WG_Y` invocations, each a 4x4 tile of C), an
+/// override constant: 8x8 from the matmul bench (BENCHMARKS.md); `WGPU_RNN_GEMM_WG=XxY`
 /// overrides it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct GemmWorkgroup {
@@ -30,7 +30,7 @@ impl std::fmt::Display for GemmWorkgroup {
 }
 
 impl GemmWorkgroup {
-    fn for_adapter(device_type: wgpu::DeviceType, limits: &wgpu::Limits) -> Self {
+    fn for_device(limits: &wgpu::Limits) -> Self {
         let parsed = std::env::var("WGPU_RNN_GEMM_WG").ok().and_then(|v| {
             let (x, y) = v.split_once('x')?;
             Some(GemmWorkgroup {
@@ -48,10 +48,10 @@ impl GemmWorkgroup {
         if let Some(w) = parsed.filter(fits) {
             return w;
         }
-        match device_type {
-            wgpu::DeviceType::Cpu => GemmWorkgroup { x: 8, y: 8 },
-            _ => GemmWorkgroup { x: 8, y: 8 },
-        }
+        // Measured on lavapipe, every shape from 64x1 to 16x16 is within a few percent of
+        // 8x8 (BENCHMARKS.md); no GPU has been measured, so it serves every adapter kind
+        // until one is, and a per-kind choice would go here.
+        GemmWorkgroup { x: 8, y: 8 }
     }
 }
 /// Workgroup size of the one-dimensional kernels (must be a power of two: tree reductions).
@@ -384,7 +384,7 @@ fn layout_entry(binding: u32, ty: wgpu::BufferBindingType, min: u64) -> wgpu::Bi
 }
 
 impl Kernels {
-    pub fn new(device: &wgpu::Device, device_type: wgpu::DeviceType) -> Self {
+    pub fn new(device: &wgpu::Device) -> Self {
         let modules = Module::ALL
             .into_iter()
             .map(|m| {
@@ -416,22 +416,20 @@ impl Kernels {
                 (m, (module, bgl, pl))
             })
             .collect();
+        let unused = |label| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 64,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
         Kernels {
             modules,
-            dummy: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("unused input"),
-                size: 64,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            }),
-            dummy_rw: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("unused output"),
-                size: 64,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            }),
+            dummy: unused("unused input"),
+            dummy_rw: unused("unused output"),
             pipelines: Mutex::new(HashMap::new()),
-            gemm_wg: GemmWorkgroup::for_adapter(device_type, &device.limits()),
+            gemm_wg: GemmWorkgroup::for_device(&device.limits()),
         }
     }
 

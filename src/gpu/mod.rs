@@ -295,7 +295,7 @@ impl Gpu {
             }
         }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let kernels = Kernels::new(&device, adapter.device_type);
+        let kernels = Kernels::new(&device);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::from_wgpu("compiling the WGSL kernels", e));
         }

@@ -66,14 +66,7 @@ impl GpuTensor {
     /// Overwrites the contents with `data` (same number of values as the shape holds).
     pub fn write(&self, data: &[f32]) -> Result<()> {
         check_len("tensor write", &self.shape, data.len())?;
-        if !data.is_empty() {
-            self.gpu.scoped("writing a tensor", || {
-                self.gpu
-                    .queue()
-                    .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data))
-            })?;
-        }
-        Ok(())
+        self.write_prefix(data)
     }
 
     /// Overwrites the first `data.len()` values.

@@ -74,8 +74,8 @@ impl RecurrencePath {
         let cpu = gpu.adapter().device_type == wgpu::DeviceType::Cpu;
         let rows_per_workgroup = rows_per_workgroup(gpu, b);
         // Workgroup memory is ordinary memory on a CPU adapter: the copy is pure cost.
-        let fits = h * h <= MAX_SHARED_W
-            && (MAX_SHARED_W * 4) as u32 <= gpu.limits().max_compute_workgroup_storage_size;
+        // (Whether the kernel fits the device at all is checked below.)
+        let fits = h * h <= MAX_SHARED_W;
         let persistent = RecurrencePath::Persistent {
             rows_per_workgroup,
             shared_w: fits && !cpu,
@@ -707,9 +707,9 @@ impl Workspace {
                 } => rows_per_workgroup,
                 RecurrencePath::Stepwise => b,
             },
-            shared_w: matches!(path, RecurrencePath::Persistent { shared_w: true, .. })
-                && h * h <= MAX_SHARED_W
-                && (MAX_SHARED_W * 4) as u32 <= gpu.limits().max_compute_workgroup_storage_size,
+            // The plan builder drops it where H·H does not fit; a kernel that does not
+            // fit the device at all was refused above.
+            shared_w: matches!(path, RecurrencePath::Persistent { shared_w: true, .. }),
             // aux: dL/dh_n in for forward cells, dL/dh0 out for reverse cells (backward)
             masked: masked.as_ref().map(|(lengths, dh_n)| {
                 let aux = if backward && lay(c).reverse {

@@ -129,25 +129,9 @@ impl Trainer {
     /// Uploads the batch and returns (model workspace index, step workspace index).
     fn prepare(&mut self, batch: &Batch) -> Result<(usize, usize)> {
         let scale = batch.check(self.rnn.config(), self.config.loss)?;
-        let (t, b) = (batch.t, batch.b);
-        let wi = self.rnn.workspace(t, b)?;
-        let ws = self.rnn.ws(wi);
-        let si = match self
-            .workspaces
-            .iter()
-            .position(|s| s.t == t && s.b == b && s.y == *ws.y.buffer())
-        {
-            Some(i) => i,
-            None => {
-                let s = self.build_step_workspace(wi)?;
-                self.workspaces.retain(|w| !(w.t == t && w.b == b));
-                self.workspaces.push(s);
-                self.workspaces.len() - 1
-            }
-        };
+        let (wi, si) = self.workspaces_for(batch.t, batch.b)?;
         let sw = &self.workspaces[si];
-        let ws = self.rnn.ws(wi);
-        ws.x.write(&batch.x)?;
+        self.rnn.ws(wi).x.write(&batch.x)?;
         match &batch.targets {
             Targets::Classes(c) => {
                 let c: Vec<f32> = c.iter().map(|&k| k as f32).collect();
@@ -157,6 +141,26 @@ impl Trainer {
         }
         sw.weights.write(&batch.weights)?;
         sw.scale.write(&[scale])?;
+        Ok((wi, si))
+    }
+
+    /// (model workspace index, step workspace index) for (T, B), built on first use.
+    fn workspaces_for(&mut self, t: usize, b: usize) -> Result<(usize, usize)> {
+        let wi = self.rnn.workspace(t, b)?;
+        let y = self.rnn.ws(wi).y.buffer().clone();
+        let si = match self
+            .workspaces
+            .iter()
+            .position(|s| s.t == t && s.b == b && s.y == y)
+        {
+            Some(i) => i,
+            None => {
+                let s = self.build_step_workspace(wi)?;
+                self.workspaces.retain(|w| !(w.t == t && w.b == b));
+                self.workspaces.push(s);
+                self.workspaces.len() - 1
+            }
+        };
         Ok((wi, si))
     }
 
@@ -266,11 +270,12 @@ impl Trainer {
     /// its own, and returns the GPU milliseconds of each part of the step. Needs an
     /// adapter with timestamp queries; the extra passes make the step slower than usual.
     pub fn profile_step(&mut self, batch: &Batch) -> Result<Vec<(&'static str, f64)>> {
-        let (t, b) = (batch.t, batch.b);
-        let wi = self.rnn.workspace(t, b)?;
+        let (wi, si) = self.workspaces_for(batch.t, batch.b)?;
         let ws = self.rnn.ws(wi);
-        let dispatches =
-            ws.forward.dispatches() + ws.backward.dispatches() + self.update.dispatches() + 2;
+        let dispatches = ws.forward.dispatches()
+            + self.workspaces[si].loss.dispatches()
+            + ws.backward.dispatches()
+            + self.update.dispatches();
         let mut profiler = Profiler::new(self.rnn.gpu(), dispatches)?;
         self.run_step(batch, Some(&mut profiler))?;
         profiler.read(self.rnn.gpu())
