@@ -1,7 +1,8 @@
 // Gradient clipping and optimizer update for one parameter tensor, elementwise.
 // The global gradient norm is sqrt of the sum of norm_parts[0..parts) (fixed order);
 // norm_parts[parts] is the step's loss. A non-finite norm or loss skips the update
-// entirely, so one exploding step cannot poison the parameters. OPT: 0 SGD with momentum, 1 Adam (decoupled weight decay: AdamW), 2 Adagrad.
+// entirely, so one exploding step cannot poison the parameters.
+// OPT: 0 SGD with momentum, 1 Adam (decoupled weight decay: AdamW), 2 Adagrad.
 
 struct Update {
     n: u32, parts: u32, _pad0: u32, _pad1: u32,
@@ -27,7 +28,7 @@ override OPT: u32 = 0u;
 
 @compute @workgroup_size(WG, 1, 1)
 fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = folded_index(gid, nwg, WG);
     if (i >= p.n) {
         return;
     }
@@ -43,8 +44,9 @@ fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     }
     let h = hyper;
     var g = grad[i];
-    if (h.clip_norm > 0.0 && norm > h.clip_norm) {
-        g *= h.clip_norm / (norm + 1e-6);
+    // PyTorch's clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6)).
+    if (h.clip_norm > 0.0) {
+        g *= min(1.0, h.clip_norm / (norm + 1e-6));
     }
     if (h.clip_value > 0.0) {
         g = clamp(g, -h.clip_value, h.clip_value);

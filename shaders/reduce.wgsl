@@ -2,13 +2,13 @@
 // One invocation per column, rows summed in a fixed order: no atomics, so the result is
 // bitwise reproducible on a given adapter.
 
-struct ColSum {
+struct Reduce {
     rows: u32, cols: u32, in_off: u32, out_off: u32,
 }
 
 override WG: u32 = 64u;
 
-@group(0) @binding(0) var<uniform> p: ColSum;
+@group(0) @binding(0) var<uniform> p: Reduce;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 

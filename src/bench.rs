@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Epilogue, GemmSpec, Gpu, GpuTensor, Operand, PlanBuilder};
-use crate::model::{Rnn, RnnConfig};
+use crate::gpu::{GemmSpec, Gpu, GpuTensor, Operand, PlanBuilder};
+use crate::model::{CellKind, Rnn, RnnConfig};
 use crate::train::{
     Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, Targets, Train, TrainConfig,
     Trainer,
@@ -22,7 +22,8 @@ use crate::train::{
 pub const DEFAULT_SHAPES: &str =
     "1,256,32,64,32;16,128,64,128,64;64,64,64,256,64;256,64,128,512,128";
 
-/// A benchmark shape: batch B, sequence length T, input I, hidden H, output O.
+/// A benchmark shape: batch B, sequence length T, input I, hidden H, output O, and the
+/// cell (one layer, one direction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
     pub b: usize,
@@ -30,18 +31,30 @@ pub struct Shape {
     pub i: usize,
     pub h: usize,
     pub o: usize,
+    pub cell: CellKind,
 }
 
 impl Shape {
+    /// The model measured at this shape.
+    pub fn config(&self) -> RnnConfig {
+        RnnConfig::new(self.i, self.h, self.o).with_cell(self.cell)
+    }
+
+    /// The same shape with another cell.
+    pub fn with_cell(mut self, cell: CellKind) -> Self {
+        self.cell = cell;
+        self
+    }
+
     /// Tokens (T·B) one forward or training step processes.
     pub fn tokens(&self) -> usize {
         self.t.saturating_mul(self.b)
     }
 
-    /// Floating-point operations of one forward: 2·T·B·(I·H + H·H + H·O).
+    /// Floating-point operations of one forward: 2·T·B·(G·H·(I + H) + H·O), G the
+    /// cell's gates (the pointwise cell math is not counted).
     pub fn forward_flops(&self) -> f64 {
-        let (i, h, o) = (self.i as f64, self.h as f64, self.o as f64);
-        2.0 * self.tokens() as f64 * (i * h + h * h + h * o)
+        2.0 * self.tokens() as f64 * self.config().forward_macs_per_token() as f64
     }
 
     /// Of one training step: the forward plus a backward of twice its products.
@@ -52,8 +65,8 @@ impl Shape {
     /// Checks that the model is valid and that no buffer the bench draws on the host
     /// (x, targets, hidden states) holds more than 2^27 values.
     pub fn check(&self) -> Result<()> {
-        RnnConfig::new(self.i, self.h, self.o).validate()?;
-        let too_big = [self.i, self.h + 1, self.o].iter().any(|&w| {
+        self.config().validate()?;
+        let too_big = [self.i, self.cell.gates() * self.h + 1, self.o].iter().any(|&w| {
             self.t
                 .checked_mul(self.b)
                 .and_then(|tb| tb.checked_mul(w))
@@ -61,7 +74,7 @@ impl Shape {
         });
         if self.t == 0 || self.b == 0 || too_big {
             return Err(Error::BadShapeList(format!(
-                "{self} (T·B·max(I, H+1, O) must be at most 2^27 values)"
+                "{self} (T·B·max(I, G·H+1, O) must be at most 2^27 values)"
             )));
         }
         Ok(())
@@ -92,7 +105,14 @@ impl FromStr for Shape {
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| Error::BadShapeList(s.to_string()))?;
         let shape = match v[..] {
-            [b, t, i, h, o] if v.iter().all(|&x| x > 0) => Shape { b, t, i, h, o },
+            [b, t, i, h, o] if v.iter().all(|&x| x > 0) => Shape {
+                b,
+                t,
+                i,
+                h,
+                o,
+                cell: CellKind::Rnn,
+            },
             _ => return Err(Error::BadShapeList(s.to_string())),
         };
         shape.check()?;
@@ -195,7 +215,7 @@ impl BenchRow {
             .peak_device_bytes
             .map_or("null".to_string(), |b| b.to_string());
         format!(
-            "{{\"shape\": [{}, {}, {}, {}, {}], \"device\": \"{}\", \"adapter\": {}, \
+            "{{\"shape\": [{}, {}, {}, {}, {}], \"cell\": \"{}\", \"device\": \"{}\", \"adapter\": {}, \
              \"path\": {}, \"forward_tokens_per_s\": {:.1}, \"train_tokens_per_s\": {:.1}, \
              \"forward_ms\": {:.4}, \"train_ms\": {:.4}, \"forward_gflops\": {:.3}, \
              \"train_gflops\": {:.3}, \"dispatches_per_step\": {}, \"submits_per_step\": {}, \
@@ -205,6 +225,7 @@ impl BenchRow {
             s.i,
             s.h,
             s.o,
+            s.cell.name(),
             self.device,
             json_string(&self.adapter),
             json_string(&self.path),
@@ -269,7 +290,7 @@ pub fn train_config() -> TrainConfig {
 /// Forward and training-step throughput of the GPU model at `shape`.
 pub fn bench_gpu(gpu: &Gpu, shape: Shape, opts: &BenchOptions) -> Result<BenchRow> {
     shape.check()?;
-    let cfg = RnnConfig::new(shape.i, shape.h, shape.o);
+    let cfg = shape.config();
     let batch = batch(shape)?;
     let x = gpu.tensor(&[shape.t, shape.b, shape.i], &batch.x)?;
 
@@ -308,14 +329,14 @@ pub fn bench_gpu(gpu: &Gpu, shape: Shape, opts: &BenchOptions) -> Result<BenchRo
 /// correctness, not a tuned CPU implementation).
 pub fn bench_cpu(shape: Shape, opts: &BenchOptions) -> Result<BenchRow> {
     shape.check()?;
-    let cfg = RnnConfig::new(shape.i, shape.h, shape.o);
+    let cfg = shape.config();
     let batch = batch(shape)?;
     let params = cfg.init_params(0);
     let p64 = params.to_f64();
     let x64: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
     let dims = [shape.t, shape.b, shape.i];
     let (forward_s, fwd_reps) = median_secs(opts, || {
-        crate::cpu::forward(&cfg, &p64, &x64, &dims, None).map(|_| ())
+        crate::cpu::forward(&cfg, &p64, &x64, &dims, None, None).map(|_| ())
     })?;
     let mut trainer = CpuTrainer::new(cfg, &params, train_config())?;
     let (train_s, train_reps) = median_secs(opts, || trainer.step(&batch).map(|_| ()))?;
@@ -373,18 +394,14 @@ pub fn bench_matmul_plan(gpu: &Gpu, n: usize) -> Result<impl FnMut() -> Result<(
     let b = gpu.tensor(&[n, n], &uniform(n * n, 4))?;
     let c = GpuTensor::zeros(gpu, &[n, n])?;
     let mut plan = PlanBuilder::new(gpu);
-    plan.gemm(GemmSpec {
-        m: n,
+    plan.gemm(GemmSpec::new(
         n,
-        k: n,
-        a: Operand::rows(a.buffer(), 0, n),
-        b: Operand::rows(b.buffer(), 0, n),
-        c: Operand::rows(c.buffer(), 0, n),
-        bias: None,
-        g: None,
-        accumulate: false,
-        epilogue: Epilogue::None,
-    })?;
+        n,
+        n,
+        Operand::rows(a.buffer(), 0, n),
+        Operand::rows(b.buffer(), 0, n),
+        Operand::rows(c.buffer(), 0, n),
+    ))?;
     let plan = plan.finish()?;
     let tensors = (a, b, c);
     Ok(move || {
@@ -408,7 +425,7 @@ pub fn bench_matmul_plan(gpu: &Gpu, n: usize) -> Result<impl FnMut() -> Result<(
 /// more than a normal step, whose dispatches share a pass.
 pub fn profile_gpu(gpu: &Gpu, shape: Shape) -> Result<Vec<(&'static str, f64)>> {
     shape.check()?;
-    let cfg = RnnConfig::new(shape.i, shape.h, shape.o);
+    let cfg = shape.config();
     let batch = batch(shape)?;
     let mut trainer = Trainer::new(Rnn::new(gpu, cfg, 0)?, train_config())?;
     trainer.step(&batch)?;

@@ -1,9 +1,10 @@
-//! Checkpoints in safetensors with PyTorch's names (see [`crate::interop`]): the RNN under
-//! `rnn.` (`rnn.weight_ih_l0`, `rnn.weight_hh_l0`, `rnn.bias_ih_l0`, `rnn.bias_hh_l0`, ...,
-//! `_reverse` for a second direction) and the head as `head.weight`, `head.bias`, so
-//! `model.load_state_dict` in PyTorch takes them (b_h saved as `bias_ih`, `bias_hh` zeros).
-//! Optimizer state is saved as `optim.m.<name>` / `optim.v.<name>`, the carried hidden
-//! state as `state.h` (L·D, B, H); config, task, vocabulary and step in the metadata.
+//! Checkpoints in safetensors with PyTorch's names (see [`crate::interop`]): the recurrent
+//! layers under `rnn.` (`rnn.weight_ih_l0`, `rnn.weight_hh_l0`, `rnn.bias_ih_l0`,
+//! `rnn.bias_hh_l0`, ..., `_reverse` for a second direction) and the head as
+//! `head.weight`, `head.bias`, so PyTorch's `load_state_dict` takes the model tensors.
+//! Optimizer state is saved as `optim.m.<name>` / `optim.v.<name>`, the carried state as
+//! `state.h` and, for LSTM, `state.c` (L·D, B, H); config, task, vocabulary and step in the
+//! metadata.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -11,8 +12,8 @@ use std::path::Path;
 use safetensors::SafeTensors;
 
 use crate::error::{Error, Result};
-use crate::interop::{self, config_metadata, read_f32, torch_entries, torch_zero_bias_names};
-use crate::model::{Activation, Params, RnnConfig, MAX_LAYERS};
+use crate::interop::{self, config_metadata, read_f32, torch_entries};
+use crate::model::{Activation, CellKind, Params, RnnConfig, State, MAX_LAYERS};
 
 const FORMAT: &str = "wgpu-rnn/1";
 const PREFIX: &str = "rnn.";
@@ -30,8 +31,8 @@ pub struct Checkpoint {
     pub optim: Option<crate::train::Moments>,
     /// Training steps taken.
     pub step: u64,
-    /// Carried hidden state (B, values) for stateful training.
-    pub carry: Option<(usize, Vec<f32>)>,
+    /// Carried state (B, state) for stateful training.
+    pub carry: Option<(usize, State<Vec<f32>>)>,
     /// Anything else worth keeping (hyperparameters, seed), as strings.
     pub extra: BTreeMap<String, String>,
 }
@@ -49,11 +50,7 @@ impl Checkpoint {
     pub fn save(&self, path: &Path) -> Result<()> {
         let c = &self.config;
         self.params.check(c)?;
-        let zeros = vec![0.0f32; c.hidden_size];
         let mut tensors = torch_entries(c, &self.params, PREFIX);
-        for name in torch_zero_bias_names(c, PREFIX) {
-            tensors.push((name, vec![c.hidden_size], &zeros));
-        }
         if let Some((m, v)) = &self.optim {
             for (tag, p) in [("optim.m.", m), ("optim.v.", v)] {
                 p.check(c)?;
@@ -62,10 +59,15 @@ impl Checkpoint {
                 }
             }
         }
-        if let Some((b, h)) = &self.carry {
+        if let Some((b, state)) = &self.carry {
             let shape = c.state_shape(*b).to_vec();
-            crate::gpu::check_len("carried state", &shape, h.len())?;
-            tensors.push(("state.h".into(), shape, h));
+            if state.c.is_some() != c.cell.has_c() {
+                return Err(err(path, "the carried state does not fit the cell"));
+            }
+            for (name, v) in ["state.h", "state.c"].into_iter().zip(state.tensors()) {
+                crate::shapes::check_len("carried state", &shape, v.len())?;
+                tensors.push((name.into(), shape.clone(), v));
+            }
         }
         let mut meta: HashMap<String, String> = self.extra.clone().into_iter().collect();
         meta.extend(config_metadata(c));
@@ -105,6 +107,19 @@ impl Checkpoint {
             Some("relu") => Activation::Relu,
             Some(o) => return Err(err(path, format!("unknown nonlinearity {o:?}"))),
         };
+        // Files from before LSTM and GRU hold Elman cells with biases.
+        let cell = match meta.get("cell") {
+            None => CellKind::Rnn,
+            Some(c) => c.parse().map_err(|e: Error| err(path, e.to_string()))?,
+        };
+        let flag = |key: &str, default: bool| -> Result<bool> {
+            match meta.get(key).map(String::as_str) {
+                None => Ok(default),
+                Some("false") => Ok(false),
+                Some("true") => Ok(true),
+                Some(o) => Err(err(path, format!("metadata '{key}' = {o:?}"))),
+            }
+        };
         let size = |key, max: u64| -> Result<usize> {
             let v = num(key)?;
             if v == 0 || v > max {
@@ -119,19 +134,18 @@ impl Checkpoint {
             None => 1,
             Some(_) => size("num_layers", MAX_LAYERS as u64)?,
         };
-        let bidirectional = match meta.get("bidirectional").map(String::as_str) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(o) => return Err(err(path, format!("metadata 'bidirectional' = {o:?}"))),
-        };
+        let bidirectional = flag("bidirectional", false)?;
+        let bias = flag("bias", true)?;
         let config = RnnConfig::new(
             size("input_size", 1 << 20)?,
             size("hidden_size", 1 << 20)?,
             size("output_size", 1 << 20)?,
         )
+        .with_cell(cell)
         .with_activation(activation)
         .with_layers(layers)
-        .with_bidirectional(bidirectional);
+        .with_bidirectional(bidirectional)
+        .with_bias(bias);
         let model = interop::parse_torch(&bytes, Some(activation)).map_err(|why| err(path, why))?;
         if model.config != config || model.prefix != PREFIX {
             return Err(err(
@@ -183,7 +197,18 @@ impl Checkpoint {
                 } else {
                     config.state_shape(b).to_vec()
                 };
-                Some((b, read("state.h", &expected)?))
+                let c = if config.cell.has_c() {
+                    Some(read("state.c", &expected)?)
+                } else {
+                    None
+                };
+                Some((
+                    b,
+                    State {
+                        h: read("state.h", &expected)?,
+                        c,
+                    },
+                ))
             }
             Err(_) => None,
         };
@@ -216,6 +241,8 @@ impl Checkpoint {
             "hidden_size",
             "output_size",
             "nonlinearity",
+            "cell",
+            "bias",
             "num_layers",
             "bidirectional",
             "task",

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::{Error, Result};
-use crate::model::Activation;
+use crate::model::{Activation, CellKind};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Train and run basic (Elman) RNNs on any GPU through wgpu"
+    about = "Train and run recurrent networks (Elman RNN, LSTM, GRU) on any GPU through wgpu"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -30,7 +30,8 @@ pub enum Command {
     Info,
     /// Measure forward and training throughput on the GPU and the CPU reference.
     Bench(BenchArgs),
-    /// Run a model file (PyTorch nn.RNN state_dict or checkpoint) on inputs from a file.
+    /// Run a model file (PyTorch nn.RNN, nn.LSTM or nn.GRU state_dict, or a checkpoint) on
+    /// inputs from a file.
     Eval(EvalArgs),
 }
 
@@ -46,6 +47,24 @@ pub enum OptArg {
     Sgd,
     Adam,
     Adagrad,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum CellArg {
+    /// Elman RNN (see --nonlinearity).
+    Rnn,
+    Lstm,
+    Gru,
+}
+
+impl From<CellArg> for CellKind {
+    fn from(a: CellArg) -> Self {
+        match a {
+            CellArg::Rnn => CellKind::Rnn,
+            CellArg::Lstm => CellKind::Lstm,
+            CellArg::Gru => CellKind::Gru,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -108,8 +127,15 @@ pub struct TrainArgs {
     /// the next step, which a reverse direction would see).
     #[arg(long)]
     pub bidirectional: bool,
-    #[arg(long, value_enum, default_value = "tanh")]
-    pub nonlinearity: NonlinearityArg,
+    /// The recurrent cell.
+    #[arg(long, value_enum, default_value = "rnn")]
+    pub cell: CellArg,
+    /// The Elman cell's nonlinearity (--cell rnn only).
+    #[arg(long, value_enum)]
+    pub nonlinearity: Option<NonlinearityArg>,
+    /// Cells without the biases b_ih and b_hh (PyTorch's bias=False).
+    #[arg(long)]
+    pub no_bias: bool,
     /// Initialisation: pytorch (default), xavier, orthogonal, identity (IRNN, for relu).
     #[arg(long, default_value = "pytorch")]
     pub init: String,
@@ -135,13 +161,15 @@ pub struct EvalArgs {
     /// An nn.RNN state_dict (+ head.weight, head.bias) in safetensors, or a checkpoint.
     #[arg(long)]
     pub model: PathBuf,
-    /// safetensors with x (T, B, I), optional h0 (L·D, B, H) and optional lengths (B).
+    /// safetensors with x (T, B, I), optional h0 and, for LSTM, c0 (L·D, B, H), and
+    /// optional lengths (B).
     #[arg(long)]
     pub input: PathBuf,
-    /// Where to write y (T, B, O) and h_n (L·D, B, H).
+    /// Where to write y (T, B, O), h_n and, for LSTM, c_n (L·D, B, H).
     #[arg(long)]
     pub output: PathBuf,
-    /// Used when the model file's metadata has no nonlinearity (default tanh).
+    /// An nn.RNN file's nonlinearity where its metadata names none (default tanh); an
+    /// error if it contradicts the file.
     #[arg(long, value_enum)]
     pub nonlinearity: Option<NonlinearityArg>,
     /// gpu, or cpu for the reference implementation.
@@ -168,6 +196,9 @@ pub struct BenchArgs {
     /// Shapes as B,T,I,H,O separated by ';'.
     #[arg(long, default_value = crate::bench::DEFAULT_SHAPES)]
     pub shapes: String,
+    /// The recurrent cell measured at every shape.
+    #[arg(long, value_enum, default_value = "rnn")]
+    pub cell: CellArg,
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -212,6 +243,15 @@ impl TrainArgs {
                     TaskArg::Adding => "adding",
                 }
             )));
+        }
+        if self.cell != CellArg::Rnn {
+            if let Some(n) = self.nonlinearity {
+                return Err(Error::IncompatibleArgs(format!(
+                    "--nonlinearity {} is the Elman cell's (--cell rnn); {} has its own gates",
+                    Activation::from(n).name(),
+                    CellKind::from(self.cell).name()
+                )));
+            }
         }
         if !self.lr.is_finite() || self.lr <= 0.0 {
             return Err(Error::BadHyperparameter {

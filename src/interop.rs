@@ -1,17 +1,15 @@
-//! PyTorch interop: `torch.nn.RNN` + `nn.Linear` state_dict tensors in safetensors.
+//! PyTorch interop: `torch.nn.RNN` / `nn.LSTM` / `nn.GRU` + `nn.Linear` state_dict tensors
+//! in safetensors.
 //!
-//! Names: `weight_ih_l{k}` (H, I or D·H), `weight_hh_l{k}` (H, H), `bias_ih_l{k}`,
-//! `bias_hh_l{k}` (H), with `_reverse` for the second direction, under an optional prefix
+//! Names: `weight_ih_l{k}` (G·H, I or D·H), `weight_hh_l{k}` (G·H, H), `bias_ih_l{k}`,
+//! `bias_hh_l{k}` (G·H), with `_reverse` for the second direction, under an optional prefix
 //! (`rnn.` or any other, found from `weight_ih_l0`), and the head as `head.weight` (O, D·H)
-//! and `head.bias` (O). Layers, directions and sizes are inferred from the tensors; the
-//! nonlinearity comes from the metadata key `nonlinearity` when present.
-//!
-//! **Biases.** This crate keeps one hidden bias per cell, b_h = b_ih + b_hh (they only ever
-//! appear summed). Import sums them (a missing one counts as zero, as with PyTorch's
-//! `bias=False`); export writes b_h as `bias_ih_l{k}` and zeros as `bias_hh_l{k}`. A PyTorch
-//! model loaded from an export computes the same function; its two bias tensors differ
-//! from the original ones, their sum is the same up to f32 rounding of that one addition.
-//! PyTorch gives `bias_ih` and `bias_hh` the same gradient, which is b_h's gradient here.
+//! and `head.bias` (O). The cell is inferred from the shapes: G = rows / columns of
+//! `weight_hh_l0` (1 Elman, 4 LSTM, 3 GRU). Layers, directions, sizes and whether the model
+//! has biases (PyTorch's `bias=False` has none) are inferred too; the Elman nonlinearity
+//! comes from the metadata key `nonlinearity` when present. Both biases are kept as they
+//! are: an export loads into PyTorch with `load_state_dict(strict=True)` and round-trips
+//! exactly.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,11 +17,10 @@ use std::path::Path;
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
-use crate::model::{cell_suffix, Activation, Cell, Params, RnnConfig, MAX_LAYERS};
+use crate::model::{cell_suffix, Activation, Cell, CellKind, Params, RnnConfig, MAX_LAYERS};
 
 /// The safetensors name, shape and data of every parameter under PyTorch's names, with
-/// `prefix` before the RNN's names (e.g. "rnn."). b_h goes out as `bias_ih`; the zero
-/// `bias_hh` tensors are added by [`save_torch`] and checkpoints.
+/// `prefix` before the recurrent layers' names (e.g. "rnn.").
 pub fn torch_entries<'a>(
     config: &RnnConfig,
     params: &'a Params<Vec<f32>>,
@@ -34,43 +31,32 @@ pub fn torch_entries<'a>(
     let mut out = Vec::new();
     for (c, (p, s)) in params.cells.iter().zip(&shapes.cells).enumerate() {
         let sfx = cell_suffix(c, d);
-        out.push((
-            format!("{prefix}weight_ih_{sfx}"),
-            s.w_ih.clone(),
-            &p.w_ih[..],
-        ));
-        out.push((
-            format!("{prefix}weight_hh_{sfx}"),
-            s.w_hh.clone(),
-            &p.w_hh[..],
-        ));
-        out.push((format!("{prefix}bias_ih_{sfx}"), s.b_h.clone(), &p.b_h[..]));
+        let tensors = [
+            ("weight_ih", Some(&p.w_ih), Some(&s.w_ih)),
+            ("weight_hh", Some(&p.w_hh), Some(&s.w_hh)),
+            ("bias_ih", p.b_ih.as_ref(), s.b_ih.as_ref()),
+            ("bias_hh", p.b_hh.as_ref(), s.b_hh.as_ref()),
+        ];
+        for (name, v, shape) in tensors {
+            if let (Some(v), Some(shape)) = (v, shape) {
+                out.push((format!("{prefix}{name}_{sfx}"), shape.clone(), &v[..]));
+            }
+        }
     }
     out.push(("head.weight".into(), shapes.w_hy, &params.w_hy[..]));
     out.push(("head.bias".into(), shapes.b_y, &params.b_y[..]));
     out
 }
 
-/// Names of the zero `bias_hh` tensors that go with [`torch_entries`].
-pub fn torch_zero_bias_names(config: &RnnConfig, prefix: &str) -> Vec<String> {
-    (0..config.cells())
-        .map(|c| format!("{prefix}bias_hh_{}", cell_suffix(c, config.directions())))
-        .collect()
-}
-
-/// The metadata that describes a model: nonlinearity, layers, directions and sizes.
+/// The metadata that describes a model: cell, nonlinearity, layers, directions, biases
+/// and sizes.
 pub fn config_metadata(config: &RnnConfig) -> Vec<(String, String)> {
     vec![
-        (
-            "nonlinearity".into(),
-            match config.activation {
-                Activation::Tanh => "tanh",
-                Activation::Relu => "relu",
-            }
-            .into(),
-        ),
+        ("cell".into(), config.cell.name().into()),
+        ("nonlinearity".into(), config.activation.name().into()),
         ("num_layers".into(), config.num_layers.to_string()),
         ("bidirectional".into(), config.bidirectional.to_string()),
+        ("bias".into(), config.bias.to_string()),
         ("input_size".into(), config.input_size.to_string()),
         ("hidden_size".into(), config.hidden_size.to_string()),
         ("output_size".into(), config.output_size.to_string()),
@@ -145,8 +131,8 @@ pub fn write_safetensors_file(
     write_safetensors(path, tensors, meta, |why| model_err(path, why))
 }
 
-/// Saves a model as an `nn.RNN` state_dict (names under `prefix`) plus `head.*`, with the
-/// config in the metadata.
+/// Saves a model as a PyTorch state_dict (the recurrent layers' names under `prefix`) plus
+/// `head.*`, with the config in the metadata.
 pub fn save_torch(
     path: &Path,
     config: &RnnConfig,
@@ -154,11 +140,7 @@ pub fn save_torch(
     prefix: &str,
 ) -> Result<()> {
     params.check(config)?;
-    let zeros = vec![0.0f32; config.hidden_size];
-    let mut tensors = torch_entries(config, params, prefix);
-    for name in torch_zero_bias_names(config, prefix) {
-        tensors.push((name, vec![config.hidden_size], &zeros));
-    }
+    let tensors = torch_entries(config, params, prefix);
     let meta = config_metadata(config).into_iter().collect();
     write_safetensors(path, &tensors, meta, |why| model_err(path, why))
 }
@@ -194,7 +176,7 @@ pub fn read_f32(st: &SafeTensors<'_>, name: &str) -> Result<Option<Shaped>, Stri
     Ok(Some((t.shape().to_vec(), values)))
 }
 
-/// A loaded `nn.RNN` + head.
+/// A loaded recurrent network + head.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TorchModel {
     pub config: RnnConfig,
@@ -203,8 +185,9 @@ pub struct TorchModel {
     pub prefix: String,
 }
 
-/// Loads an `nn.RNN` state_dict (+ `head.weight`, `head.bias`) from safetensors bytes.
-/// `nonlinearity` is used when the file's metadata has none (tanh if neither says).
+/// Loads an `nn.RNN` / `nn.LSTM` / `nn.GRU` state_dict (+ `head.weight`, `head.bias`) from
+/// a safetensors file. `nonlinearity` is the Elman cell's when the file's metadata names
+/// none (tanh if neither says); it must agree with the metadata and the cell.
 pub fn load_torch(path: &Path, nonlinearity: Option<Activation>) -> Result<TorchModel> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
@@ -213,72 +196,115 @@ pub fn load_torch(path: &Path, nonlinearity: Option<Activation>) -> Result<Torch
     parse_torch(&bytes, nonlinearity).map_err(|why| model_err(path, why))
 }
 
+/// The Elman nonlinearity from the metadata and the caller, which must agree and fit
+/// the cell.
+fn activation_of(
+    meta: &HashMap<String, String>,
+    caller: Option<Activation>,
+    cell: CellKind,
+) -> Result<Activation, String> {
+    let from_meta = match meta.get("nonlinearity").map(String::as_str) {
+        Some("tanh") => Some(Activation::Tanh),
+        Some("relu") => Some(Activation::Relu),
+        Some(o) => return Err(format!("metadata nonlinearity {o:?} is neither tanh nor relu")),
+        None => None,
+    };
+    let activation = match (from_meta, caller) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(format!(
+                "the file says nonlinearity {}, the caller {}",
+                a.name(),
+                b.name()
+            ))
+        }
+        (a, b) => a.or(b).unwrap_or_default(),
+    };
+    if cell != CellKind::Rnn && activation != Activation::Tanh {
+        return Err(format!(
+            "nonlinearity {} applies to nn.RNN only; this file holds an {}",
+            activation.name(),
+            cell.name()
+        ));
+    }
+    Ok(activation)
+}
+
 /// [`load_torch`] on bytes in memory; errors are plain messages.
 pub fn parse_torch(bytes: &[u8], nonlinearity: Option<Activation>) -> Result<TorchModel, String> {
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| format!("not a valid safetensors file ({e})"))?;
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
     let meta = header.metadata().clone().unwrap_or_default();
-    let activation = match meta.get("nonlinearity").map(String::as_str) {
-        Some("tanh") => Activation::Tanh,
-        Some("relu") => Activation::Relu,
-        Some(o) => {
-            return Err(format!(
-                "metadata nonlinearity {o:?} is neither tanh nor relu"
-            ))
-        }
-        None => nonlinearity.unwrap_or(Activation::Tanh),
-    };
     let names = st.names();
     // The shortest prefix wins: a checkpoint also holds optimizer moments under longer ones.
     let first = names
         .iter()
         .filter(|n| n.ends_with("weight_ih_l0"))
         .min_by_key(|n| n.len())
-        .ok_or("no tensor named weight_ih_l0 (with any prefix): not an nn.RNN state_dict")?;
+        .ok_or(
+            "no tensor named weight_ih_l0 (with any prefix): not an nn.RNN, nn.LSTM or nn.GRU \
+             state_dict",
+        )?;
     let prefix = first[..first.len() - "weight_ih_l0".len()].to_string();
+    let has = |name: String| names.iter().any(|n| **n == name);
     let get = |name: &str| read_f32(&st, name);
     let need = |name: &str| -> Result<(Vec<usize>, Vec<f32>), String> {
         get(name)?.ok_or_else(|| format!("tensor {name} is missing"))
     };
     let (ih0_shape, _) = need(&format!("{prefix}weight_ih_l0"))?;
     let (hh0_shape, _) = need(&format!("{prefix}weight_hh_l0"))?;
-    let (h, i) = match (&ih0_shape[..], &hh0_shape[..]) {
-        ([h, i], [h2, h3]) if h == h2 && h == h3 && *h > 0 && *i > 0 => (*h, *i),
+    let (gh, h, i) = match (&ih0_shape[..], &hh0_shape[..]) {
+        ([gh, i], [gh2, h]) if gh == gh2 && *h > 0 && *i > 0 && gh % h == 0 => (*gh, *h, *i),
         _ => {
             return Err(format!(
                 "{prefix}weight_ih_l0 {ih0_shape:?} and {prefix}weight_hh_l0 {hh0_shape:?} \
-                 are not (H, I) and (H, H)"
+                 are not (G·H, I) and (G·H, H)"
             ))
         }
     };
+    let cell = CellKind::from_gates(gh / h).ok_or_else(|| {
+        format!(
+            "{prefix}weight_hh_l0 is {hh0_shape:?}: {} gate blocks of H = {h} rows, but RNN, \
+             LSTM and GRU have 1, 4 and 3",
+            gh / h
+        )
+    })?;
+    if let Some(named) = meta.get("cell") {
+        if named != cell.name() {
+            return Err(format!(
+                "metadata cell {named:?} contradicts the tensors, which hold a {} ({} gates)",
+                cell.name(),
+                cell.gates()
+            ));
+        }
+    }
+    let activation = activation_of(&meta, nonlinearity, cell)?;
     let layers = (0..=MAX_LAYERS)
-        .take_while(|k| {
-            names
-                .iter()
-                .any(|n| **n == format!("{prefix}weight_ih_l{k}"))
-        })
+        .take_while(|k| has(format!("{prefix}weight_ih_l{k}")))
         .count();
     if layers > MAX_LAYERS {
         return Err(format!("more than {MAX_LAYERS} layers"));
     }
-    let bidirectional = names
-        .iter()
-        .any(|n| **n == format!("{prefix}weight_ih_l0_reverse"));
+    let bidirectional = has(format!("{prefix}weight_ih_l0_reverse"));
+    let bias = has(format!("{prefix}bias_ih_l0")) || has(format!("{prefix}bias_hh_l0"));
     let (head_shape, _) = need("head.weight")?;
+    let d = if bidirectional { 2 } else { 1 };
     let o = match head_shape[..] {
-        [o, width] if width == h * if bidirectional { 2 } else { 1 } && o > 0 => o,
+        [o, width] if width == h * d && o > 0 => o,
         _ => {
             return Err(format!(
                 "head.weight has shape {head_shape:?}, expected (O, {})",
-                h * if bidirectional { 2 } else { 1 }
+                h * d
             ))
         }
     };
     let config = RnnConfig::new(i, h, o)
+        .with_cell(cell)
         .with_activation(activation)
         .with_layers(layers)
-        .with_bidirectional(bidirectional);
+        .with_bidirectional(bidirectional)
+        .with_bias(bias);
+    config.validate().map_err(|e| e.to_string())?;
     let shapes = config.param_shapes();
     let take = |name: String, shape: &[usize]| -> Result<Vec<f32>, String> {
         let (s, v) = need(&name)?;
@@ -287,28 +313,29 @@ pub fn parse_torch(bytes: &[u8], nonlinearity: Option<Activation>) -> Result<Tor
         }
         Ok(v)
     };
-    let optional = |name: String, n: usize| -> Result<Vec<f32>, String> {
-        match get(&name)? {
-            None => Ok(vec![0.0; n]),
-            Some((s, v)) if s == [n] => Ok(v),
-            Some((s, _)) => Err(format!("tensor {name} has shape {s:?}, expected [{n}]")),
-        }
-    };
     let mut cells = Vec::new();
     for (c, s) in shapes.cells.iter().enumerate() {
         let sfx = cell_suffix(c, config.directions());
-        let b_ih = optional(format!("{prefix}bias_ih_{sfx}"), h)?;
-        let b_hh = optional(format!("{prefix}bias_hh_{sfx}"), h)?;
+        let bias_of = |kind: &str, shape: &Option<Vec<usize>>| match shape {
+            Some(shape) => take(format!("{prefix}{kind}_{sfx}"), shape).map(Some),
+            None => Ok(None),
+        };
         cells.push(Cell {
             w_ih: take(format!("{prefix}weight_ih_{sfx}"), &s.w_ih)?,
             w_hh: take(format!("{prefix}weight_hh_{sfx}"), &s.w_hh)?,
-            b_h: b_ih.iter().zip(&b_hh).map(|(a, b)| a + b).collect(),
+            b_ih: bias_of("bias_ih", &s.b_ih)?,
+            b_hh: bias_of("bias_hh", &s.b_hh)?,
         });
     }
+    let b_y = match get("head.bias")? {
+        None => vec![0.0; o],
+        Some((s, v)) if s == [o] => v,
+        Some((s, _)) => return Err(format!("tensor head.bias has shape {s:?}, expected [{o}]")),
+    };
     let params = Params {
         cells,
         w_hy: take("head.weight".into(), &shapes.w_hy)?,
-        b_y: optional("head.bias".into(), o)?,
+        b_y,
     };
     Ok(TorchModel {
         config,

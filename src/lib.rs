@@ -1,5 +1,6 @@
-//! wgpu-rnn: basic (Elman) recurrent neural networks trained and run on any GPU through
-//! wgpu compute shaders, with a plain CPU reference ([`cpu`]) that checks every result.
+//! wgpu-rnn: recurrent neural networks (Elman, LSTM, GRU) trained and run on any GPU
+//! through wgpu compute shaders, with a plain CPU reference ([`cpu`]) that checks every
+//! result.
 
 pub mod bench;
 pub mod checkpoint;
@@ -9,14 +10,15 @@ mod error;
 pub mod gpu;
 pub mod interop;
 pub mod model;
+pub mod shapes;
 pub mod tasks;
 pub mod train;
 
 pub use error::{Error, GpuErrorKind, Result};
 pub use gpu::{AdapterSummary, Gpu, GpuOptions, GpuTensor};
 pub use model::{
-    Activation, CallStats, Cell, ForwardOutput, Gradients, Init, Params, RecurrencePath, Rnn,
-    RnnConfig,
+    Activation, CallStats, Cell, CellKind, ForwardOutput, Gradients, Init, Params,
+    RecurrencePath, Rnn, RnnConfig, State,
 };
 pub use train::{
     Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, StepStats, Targets, Train,

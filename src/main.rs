@@ -1,4 +1,4 @@
-//! `wgpu-rnn`: train, sample from and inspect basic RNNs on the GPU.
+//! `wgpu-rnn`: train, sample from, evaluate and inspect recurrent networks on the GPU.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use wgpu_rnn::cli::{
 use wgpu_rnn::tasks::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
 use wgpu_rnn::{
     CpuTrainer, Error, Gpu, GpuOptions, OptimizerConfig, OptimizerKind, Result, Rnn, RnnConfig,
-    Train, TrainConfig, Trainer,
+    State, Train, TrainConfig, Trainer,
 };
 
 fn main() {
@@ -53,7 +53,14 @@ fn info() -> Result<()> {
 
 fn bench(a: BenchArgs) -> Result<()> {
     use wgpu_rnn::bench::{self, BenchOptions, BenchRow, Shape};
-    let shapes = Shape::parse_list(&a.shapes)?;
+    let cell: wgpu_rnn::CellKind = a.cell.into();
+    let shapes: Vec<Shape> = Shape::parse_list(&a.shapes)?
+        .into_iter()
+        .map(|s| s.with_cell(cell))
+        .collect::<Vec<_>>();
+    for s in &shapes {
+        s.check()?;
+    }
     if !(a.budget.is_finite() && a.budget > 0.0 && a.budget < 86_400.0) {
         return Err(Error::BadHyperparameter {
             what: "--budget",
@@ -81,6 +88,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         if let Some(gpu) = &gpu {
             println!("# adapter: {}", gpu.adapter());
         }
+        println!("# cell: {}", cell.name());
         println!(
             "{:<20} {:<4} {:>11} {:>11} {:>9} {:>8} {:>6} {:>4} {:>9}  path",
             "shape B,T,I,H,O",
@@ -203,14 +211,33 @@ fn eval(a: EvalArgs) -> Result<()> {
     let (x_shape, x) = read("x")?.ok_or_else(|| bad("no tensor named x (T, B, I)".into()))?;
     let (t, b) = cfg.check_input(&x_shape)?;
     let state = cfg.state_shape(b);
-    let h0 = match read("h0")? {
-        Some((s, v)) if s == state => Some(v),
-        Some((s, _)) => {
-            return Err(bad(format!(
-                "h0 has shape {s:?}, expected {state:?} (layers × directions, batch, hidden)"
-            )))
+    let read_state = |name: &str| -> Result<Option<Vec<f32>>> {
+        match read(name)? {
+            Some((s, v)) if s == state => Ok(Some(v)),
+            Some((s, _)) => Err(bad(format!(
+                "{name} has shape {s:?}, expected {state:?} (layers × directions, batch, hidden)"
+            ))),
+            None => Ok(None),
         }
-        None => None,
+    };
+    let h0 = read_state("h0")?;
+    let c0 = read_state("c0")?;
+    if c0.is_some() && !cfg.cell.has_c() {
+        return Err(bad(format!(
+            "it holds c0, but the model is a {} (only LSTM has a cell state)",
+            cfg.cell.name()
+        )));
+    }
+    // An LSTM given h0 alone starts from c0 = 0, and the other way round.
+    let init = match (h0, c0) {
+        (None, None) => None,
+        (h, c) => {
+            let zeros = || vec![0.0f32; state.iter().product()];
+            Some(State {
+                h: h.unwrap_or_else(zeros),
+                c: cfg.cell.has_c().then(|| c.unwrap_or_else(zeros)),
+            })
+        }
     };
     let lengths = match read("lengths")? {
         Some((s, v)) if s == [b] => {
@@ -218,47 +245,54 @@ fn eval(a: EvalArgs) -> Result<()> {
             if v.iter().zip(&l).any(|(&f, &u)| f != u as f32) {
                 return Err(bad("lengths must be whole numbers".into()));
             }
-            wgpu_rnn::cpu::check_lengths(&l, t, b)?;
+            wgpu_rnn::shapes::check_lengths(&l, t, b)?;
             Some(l)
         }
         Some((s, _)) => return Err(bad(format!("lengths has shape {s:?}, expected [{b}]"))),
         None => None,
     };
-    let (y, h_n) = match a.device {
+    let (y, last) = match a.device {
         DeviceArg::Gpu => {
             let gpu = Gpu::new()?;
             let mut rnn = Rnn::from_params(&gpu, cfg.clone(), &model.params)?;
             let xg = gpu.tensor(&x_shape, &x)?;
-            let h0g = h0.as_ref().map(|h| gpu.tensor(&state, h)).transpose()?;
+            let init = init
+                .as_ref()
+                .map(|s| s.try_map(|v| gpu.tensor(&state, v)))
+                .transpose()?;
             let out = match &lengths {
-                Some(l) => rnn.forward_with_lengths(&xg, h0g.as_ref(), l)?,
-                None => rnn.forward(&xg, h0g.as_ref())?,
+                Some(l) => rnn.forward_with_lengths(&xg, init.as_ref(), l)?,
+                None => rnn.forward(&xg, init.as_ref())?,
             };
-            (out.y.download()?, out.h_last.download()?)
+            (out.y.download()?, out.state.try_map(|t| t.download())?)
         }
         DeviceArg::Cpu => {
-            let wide = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
-            let h064 = h0.as_deref().map(wide);
-            let f = wgpu_rnn::cpu::forward_with_lengths(
+            let wide = |v: &Vec<f32>| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+            let init64 = init.as_ref().map(|s| s.map(wide));
+            let f = wgpu_rnn::cpu::forward(
                 cfg,
                 &model.params.to_f64(),
                 &wide(&x),
                 &x_shape,
-                h064.as_deref(),
+                init64.as_ref(),
                 lengths.as_deref(),
             )?;
-            let narrow = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
-            (narrow(&f.y), narrow(f.h_last()))
+            let narrow = |v: &Vec<f64>| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+            (narrow(&f.y), f.state.map(narrow))
         }
     };
-    let tensors = vec![
+    let mut tensors = vec![
         ("y".to_string(), vec![t, b, cfg.output_size], &y[..]),
-        ("h_n".to_string(), state.to_vec(), &h_n[..]),
+        ("h_n".to_string(), state.to_vec(), &last.h[..]),
     ];
+    if let Some(c) = &last.c {
+        tensors.push(("c_n".to_string(), state.to_vec(), &c[..]));
+    }
     let meta = interop::config_metadata(cfg).into_iter().collect();
     interop::write_safetensors_file(&a.output, &tensors, meta)?;
     eprintln!(
-        "eval: L={} D={} I={} H={} O={} {:?}, T={t} B={b}{} -> {}",
+        "eval: {} L={} D={} I={} H={} O={} {:?}, T={t} B={b}{} -> {}",
+        cfg.cell.name(),
         cfg.num_layers,
         cfg.directions(),
         cfg.input_size,
@@ -317,9 +351,12 @@ fn train(a: TrainArgs) -> Result<()> {
     tc.validate()?;
     let init: wgpu_rnn::Init = a.init.parse()?;
     let mut config = RnnConfig::new(i, a.hidden, o)
+        .with_cell(a.cell.into())
         .with_layers(a.layers)
         .with_bidirectional(a.bidirectional)
-        .with_activation(a.nonlinearity.into());
+        .with_bias(!a.no_bias)
+        .with_activation(a.nonlinearity.map(Into::into).unwrap_or_default());
+    config.validate()?;
     let mut seed = a.seed;
     let resume = match &a.resume {
         Some(p) => {
@@ -360,7 +397,7 @@ fn train(a: TrainArgs) -> Result<()> {
     };
     let params = match &resume {
         Some(ck) => ck.params.clone(),
-        None => config.init_params_with(init, seed),
+        None => config.init_params_with(init, seed)?,
     };
     let mut gpu = None;
     let mut trainer: Box<dyn Train> = match a.device {
@@ -378,12 +415,7 @@ fn train(a: TrainArgs) -> Result<()> {
     };
     if let Some(ck) = &resume {
         if let Some((m, v)) = &ck.optim {
-            trainer.restore(
-                m,
-                v,
-                ck.step,
-                ck.carry.as_ref().map(|(b, h)| (*b, h.as_slice())),
-            )?;
+            trainer.restore(m, v, ck.step, ck.carry.as_ref().map(|(b, s)| (*b, s)))?;
         }
     }
     let start = trainer.steps();
@@ -393,8 +425,9 @@ fn train(a: TrainArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("wgpu-rnn-{}.safetensors", task.kind().name())));
     eprintln!(
-        "task {}: I={i} H={} O={o} L={} D={} {:?}, T={} B={}, {:?} lr {}, steps {}..{}",
+        "task {}: {} I={i} H={} O={o} L={} D={} {:?}, T={} B={}, {:?} lr {}, steps {}..{}",
         task.kind().name(),
+        config.cell.name(),
         config.hidden_size,
         config.num_layers,
         config.directions(),
@@ -579,24 +612,24 @@ fn generate(
         .map(|g| Rnn::from_params(g, config.clone(), params))
         .transpose()?;
     let p64 = params.to_f64();
-    let mut state = vec![0.0f32; config.cells() * h];
-    let mut step = |id: u32, state: &mut Vec<f32>| -> Result<Vec<f32>> {
+    let mut state = State::filled(config.cell, vec![0.0f32; config.cells() * h]);
+    let shape = config.state_shape(1);
+    let mut step = |id: u32, state: &mut State<Vec<f32>>| -> Result<Vec<f32>> {
         let mut x = vec![0.0f32; v];
         x[id as usize] = 1.0;
         match (&mut rnn, gpu) {
             (Some(rnn), Some(g)) => {
-                let out = rnn.forward(
-                    &g.tensor(&[1, 1, v], &x)?,
-                    Some(&g.tensor(&config.state_shape(1), state)?),
-                )?;
-                *state = out.h_last.download()?;
+                let init = state.try_map(|s| g.tensor(&shape, s))?;
+                let out = rnn.forward(&g.tensor(&[1, 1, v], &x)?, Some(&init))?;
+                *state = out.state.try_map(|t| t.download())?;
                 out.y.download()
             }
             _ => {
                 let x64: Vec<f64> = x.iter().map(|&a| a as f64).collect();
-                let h64: Vec<f64> = state.iter().map(|&a| a as f64).collect();
-                let f = wgpu_rnn::cpu::forward(config, &p64, &x64, &[1, 1, v], Some(&h64))?;
-                *state = f.h_last().iter().map(|&a| a as f32).collect();
+                let s64 = state.map(|s| s.iter().map(|&a| a as f64).collect());
+                let f =
+                    wgpu_rnn::cpu::forward(config, &p64, &x64, &[1, 1, v], Some(&s64), None)?;
+                *state = f.state.map(|s| s.iter().map(|&a| a as f32).collect());
                 Ok(f.y.iter().map(|&a| a as f32).collect())
             }
         }

@@ -11,7 +11,7 @@ use crate::train::{Batch, LossKind, Targets};
 /// The default text corpus: this project's own README and sources, embedded at build time.
 pub const DEFAULT_CORPUS: &str = concat!(
     include_str!("../README.md"),
-    include_str!("cpu.rs"),
+    include_str!("cpu/mod.rs"),
     include_str!("model/mod.rs"),
     include_str!("train/mod.rs"),
     include_str!("../shaders/gemm.wgsl"),

@@ -1,6 +1,6 @@
-//! wgpu-rnn against PyTorch: fixtures made by tests/fixtures/make_fixtures.py (nn.RNN +
-//! nn.Linear, tanh and relu, 1 and 2 layers, bidirectional, sizes that are no tile multiple,
-//! one variable-length batch). The model is read with the crate's importer; the CPU
+//! wgpu-rnn against PyTorch: fixtures made by tests/fixtures/make_fixtures.py (nn.RNN tanh
+//! and relu, nn.LSTM, nn.GRU, each + nn.Linear; 1 and 2 layers, bidirectional, bias=False,
+//! sizes that are no tile multiple, packed variable-length batches). The model is read with the crate's importer; the CPU
 //! reference and the GPU must give PyTorch's outputs and every gradient within 1e-4
 //! relative. "Relative" is to max(|value|, 1e-2·max|tensor|): an element under 1% of its
 //! tensor's largest is a sum that mostly cancelled, whose f32 rounding error is set by the
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use safetensors::SafeTensors;
 use wgpu_rnn::interop::{parse_torch, TorchModel};
-use wgpu_rnn::{cpu, Rnn};
+use wgpu_rnn::{cpu, CellKind, Rnn, State};
 
 const RTOL: f64 = 1e-4;
 
@@ -79,26 +79,37 @@ impl Fixture {
             .map(|(_, v)| v.iter().map(|&l| l as usize).collect())
     }
 
-    /// PyTorch's gradient for each of our parameter tensors (b_h gets bias_ih's, which
-    /// PyTorch also gives bias_hh), in `Params::tensors` order.
+    /// PyTorch's gradient for each of our parameter tensors, in `Params::tensors` order.
     fn param_grads(&self) -> Vec<(String, &[f64])> {
         let cfg = &self.model.config;
         let mut out = Vec::new();
         for c in 0..cfg.cells() {
             let sfx = wgpu_rnn::model::cell_suffix(c, cfg.directions());
-            for n in ["weight_ih", "weight_hh", "bias_ih"] {
+            let mut names = vec!["weight_ih", "weight_hh"];
+            if cfg.bias {
+                names.extend(["bias_ih", "bias_hh"]);
+            }
+            for n in names {
                 let k = format!("grad.rnn.{n}_{sfx}");
                 out.push((k.clone(), self.get(&k)));
             }
-            let (ih, hh) = (
-                self.get(&format!("grad.rnn.bias_ih_{sfx}")),
-                self.get(&format!("grad.rnn.bias_hh_{sfx}")),
-            );
-            close("PyTorch's bias_hh gradient vs its bias_ih gradient", hh, ih);
         }
         out.push(("grad.head.weight".into(), self.get("grad.head.weight")));
         out.push(("grad.head.bias".into(), self.get("grad.head.bias")));
         out
+    }
+
+    /// A state from the tensors `h` and, for LSTM, `c`.
+    fn state(&self, h: &str, c: &str) -> State<Vec<f64>> {
+        State {
+            h: self.get(h).to_vec(),
+            c: self
+                .model
+                .config
+                .cell
+                .has_c()
+                .then(|| self.get(c).to_vec()),
+        }
     }
 }
 
@@ -123,7 +134,9 @@ fn close(what: &str, got: &[f64], want: &[f64]) {
     );
 }
 
-const ALL: [&str; 8] = [
+/// Every model fixture: nn.RNN, nn.LSTM and nn.GRU; 1 and 2 layers; one and two
+/// directions; packed variable-length batches; bias=False.
+const ALL: [&str; 23] = [
     "tanh_l1",
     "relu_l1",
     "tanh_l2",
@@ -132,6 +145,21 @@ const ALL: [&str; 8] = [
     "tanh_bi_l2",
     "relu_bi_l2",
     "tanh_bi_l2_lengths",
+    "rnn_nobias_bi_l1",
+    "lstm_l1",
+    "lstm_l2",
+    "lstm_bi_l1",
+    "lstm_bi_l2",
+    "lstm_bi_l2_lengths",
+    "lstm_l2_lengths",
+    "lstm_nobias_l1",
+    "gru_l1",
+    "gru_l2",
+    "gru_bi_l1",
+    "gru_bi_l2",
+    "gru_bi_l2_lengths",
+    "gru_l2_lengths",
+    "gru_nobias_l1",
 ];
 
 #[test]
@@ -142,22 +170,35 @@ fn importer_reads_what_pytorch_wrote() {
     assert_eq!((c.num_layers, c.bidirectional), (2, true));
     assert_eq!(c.activation, wgpu_rnn::Activation::Relu);
     assert_eq!(f.model.prefix, "rnn.");
-    // b_h is the sum of PyTorch's two biases.
-    let (ih, hh) = (
-        f.get("rnn.bias_ih_l1_reverse"),
-        f.get("rnn.bias_hh_l1_reverse"),
-    );
-    let want: Vec<f64> = ih
-        .iter()
-        .zip(hh)
-        .map(|(a, b)| (*a as f32 + *b as f32) as f64)
-        .collect();
-    let got: Vec<f64> = f.model.params.cells[3]
-        .b_h
-        .iter()
-        .map(|&v| v as f64)
-        .collect();
-    assert_eq!(got, want);
+    // Both biases are kept as PyTorch has them.
+    let cell = &f.model.params.cells[3];
+    for (ours, name) in [
+        (&cell.b_ih, "rnn.bias_ih_l1_reverse"),
+        (&cell.b_hh, "rnn.bias_hh_l1_reverse"),
+    ] {
+        let want: Vec<f32> = f.get(name).iter().map(|&v| v as f32).collect();
+        assert_eq!(ours.as_ref().unwrap(), &want, "{name}");
+    }
+}
+
+#[test]
+fn importer_infers_the_cell_from_the_shapes() {
+    for (name, cell, g, bias) in [
+        ("tanh_l1", CellKind::Rnn, 1, true),
+        ("lstm_bi_l2", CellKind::Lstm, 4, true),
+        ("gru_l2", CellKind::Gru, 3, true),
+        ("lstm_nobias_l1", CellKind::Lstm, 4, false),
+        ("rnn_nobias_bi_l1", CellKind::Rnn, 1, false),
+    ] {
+        let f = Fixture::load(name);
+        let c = &f.model.config;
+        assert_eq!((c.cell, c.gates(), c.bias), (cell, g, bias), "{name}");
+        assert_eq!(
+            f.model.params.cells[0].w_hh.len(),
+            g * c.hidden_size * c.hidden_size,
+            "{name}"
+        );
+    }
 }
 
 #[test]
@@ -167,23 +208,24 @@ fn cpu_reference_matches_pytorch() {
         let cfg = &f.model.config;
         let p = f.model.params.to_f64();
         let x = f.get("x");
-        let fwd = cpu::forward_with_lengths(
-            cfg,
-            &p,
-            x,
-            f.shape("x"),
-            Some(f.get("h0")),
-            f.lengths().as_deref(),
-        )
-        .unwrap();
+        let init = f.state("h0", "c0");
+        let fwd = cpu::forward(cfg, &p, x, f.shape("x"), Some(&init), f.lengths().as_deref())
+            .unwrap();
         close(&format!("{name} cpu y"), &fwd.y, f.get("y"));
-        close(&format!("{name} cpu h_n"), fwd.h_last(), f.get("h_n"));
-        let g = cpu::backward(cfg, &p, x, &fwd, f.get("r"), Some(f.get("s"))).unwrap();
+        close(&format!("{name} cpu h_n"), &fwd.state.h, f.get("h_n"));
+        if let Some(c) = &fwd.state.c {
+            close(&format!("{name} cpu c_n"), c, f.get("c_n"));
+        }
+        let d_final = f.state("s", "u");
+        let g = cpu::backward(cfg, &p, x, &fwd, f.get("r"), Some(&d_final)).unwrap();
         for ((k, want), got) in f.param_grads().into_iter().zip(g.params.tensors()) {
             close(&format!("{name} cpu {k}"), got, want);
         }
         close(&format!("{name} cpu grad.x"), &g.dx, f.get("grad.x"));
-        close(&format!("{name} cpu grad.h0"), &g.dh0, f.get("grad.h0"));
+        close(&format!("{name} cpu grad.h0"), &g.d_init.h, f.get("grad.h0"));
+        if let Some(dc) = &g.d_init.c {
+            close(&format!("{name} cpu grad.c0"), dc, f.get("grad.c0"));
+        }
     }
 }
 
@@ -195,27 +237,34 @@ fn gpu_matches_pytorch() {
         let cfg = f.model.config.clone();
         let mut rnn = Rnn::from_params(gpu, cfg.clone(), &f.model.params).unwrap();
         let x = gpu.tensor(f.shape("x"), &f.f32("x")).unwrap();
-        let h0 = gpu.tensor(f.shape("h0"), &f.f32("h0")).unwrap();
+        let upload = |s: State<Vec<f64>>| {
+            s.map(|v| {
+                let v: Vec<f32> = v.iter().map(|&a| a as f32).collect();
+                gpu.tensor(f.shape("h0"), &v).unwrap()
+            })
+        };
+        let init = upload(f.state("h0", "c0"));
         let out = match f.lengths() {
-            Some(l) => rnn.forward_with_lengths(&x, Some(&h0), &l).unwrap(),
-            None => rnn.forward(&x, Some(&h0)).unwrap(),
+            Some(l) => rnn.forward_with_lengths(&x, Some(&init), &l).unwrap(),
+            None => rnn.forward(&x, Some(&init)).unwrap(),
         };
         let wide = |t: &wgpu_rnn::GpuTensor| -> Vec<f64> {
             t.download().unwrap().iter().map(|&v| v as f64).collect()
         };
         close(&format!("{name} gpu y"), &wide(&out.y), f.get("y"));
-        close(&format!("{name} gpu h_n"), &wide(&out.h_last), f.get("h_n"));
+        close(&format!("{name} gpu h_n"), &wide(&out.state.h), f.get("h_n"));
+        if let Some(c) = &out.state.c {
+            close(&format!("{name} gpu c_n"), &wide(c), f.get("c_n"));
+        }
         let dy = gpu.tensor(f.shape("r"), &f.f32("r")).unwrap();
-        let dh = gpu.tensor(f.shape("s"), &f.f32("s")).unwrap();
-        let g = rnn.backward(&dy, Some(&dh)).unwrap();
+        let g = rnn.backward(&dy, Some(&upload(f.state("s", "u")))).unwrap();
         for ((k, want), got) in f.param_grads().into_iter().zip(g.params.tensors()) {
             close(&format!("{name} gpu {k}"), &wide(got), want);
         }
         close(&format!("{name} gpu grad.x"), &wide(&g.dx), f.get("grad.x"));
-        close(
-            &format!("{name} gpu grad.h0"),
-            &wide(&g.dh0),
-            f.get("grad.h0"),
-        );
+        close(&format!("{name} gpu grad.h0"), &wide(&g.d_init.h), f.get("grad.h0"));
+        if let Some(dc) = &g.d_init.c {
+            close(&format!("{name} gpu grad.c0"), &wide(dc), f.get("grad.c0"));
+        }
     }
 }

@@ -2,20 +2,23 @@
 
 mod kernels;
 mod memory;
+mod plan;
+mod profiler;
 mod tensor;
+mod tuning;
 
-pub(crate) use tensor::{check_fits, check_len, numel};
+pub(crate) use tensor::check_fits;
 
 use std::sync::Arc;
 
-pub use kernels::GemmWorkgroup;
-pub(crate) use kernels::{
-    ColSumSpec, Epilogue, GemmSpec, Kernel, Operand, OptKernel, Plan, PlanBuilder, Profiler,
-    RecurrenceSpec, MAX_SHARED_W,
-};
+pub(crate) use kernels::{Kernel, RECURRENCE_BACKWARD, RECURRENCE_FORWARD, SeqUniform,
+    MSE, SOFTMAX_XENT, UPDATE, RowsUniform, UpdateUniform};
 pub(crate) use memory::MemTicket;
 pub use memory::MemoryUse;
+pub(crate) use plan::{record_plans, to_u32, GemmSpec, Operand, Plan, PlanBuilder, WG};
+pub(crate) use profiler::Profiler;
 pub use tensor::GpuTensor;
+pub use tuning::GemmWorkgroup;
 
 use crate::error::{Error, Result};
 use kernels::Kernels;
@@ -261,8 +264,7 @@ impl Gpu {
     }
 
     fn build(device: wgpu::Device, queue: wgpu::Queue, adapter: AdapterSummary) -> Result<Self> {
-        // Every kernel runs 64 invocations in x (gemm: up to 64 in all); the optimizer
-        // binds 6 storage buffers.
+        // Every kernel runs 64 invocations in x (gemm: up to 64 in all).
         let l = device.limits();
         for (what, limit, value, asked) in [
             (
@@ -278,10 +280,10 @@ impl Gpu {
                 64,
             ),
             (
-                "the optimizer kernel",
+                "the kernels' storage bindings",
                 "max_storage_buffers_per_shader_stage",
                 l.max_storage_buffers_per_shader_stage,
-                6,
+                kernels::max_storage_bindings() as u32,
             ),
         ] {
             if value < asked {

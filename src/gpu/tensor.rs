@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::{Gpu, MemTicket};
 use crate::error::{Error, Result};
+use crate::shapes::{check_len, numel};
 
 /// A dense, row-major f32 tensor in GPU memory.
 #[derive(Clone)]
@@ -20,14 +21,6 @@ impl std::fmt::Debug for GpuTensor {
             .field("shape", &self.shape)
             .finish()
     }
-}
-
-/// Values a shape holds; saturates instead of overflowing on absurd shapes.
-pub(crate) fn numel(shape: &[usize]) -> usize {
-    shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .unwrap_or(usize::MAX)
 }
 
 impl GpuTensor {
@@ -172,17 +165,4 @@ pub(crate) fn check_fits(gpu: &Gpu, what: &str, shape: &[usize]) -> Result<u64> 
         }
     }
     Ok(bytes)
-}
-
-pub(crate) fn check_len(what: &'static str, shape: &[usize], got: usize) -> Result<()> {
-    let expected = numel(shape);
-    if expected != got {
-        return Err(Error::DataLength {
-            what,
-            shape: shape.to_vec(),
-            expected,
-            got,
-        });
-    }
-    Ok(())
 }

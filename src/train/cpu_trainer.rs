@@ -1,17 +1,93 @@
 //! Training on the CPU reference, in f64: the yardstick for the GPU trainer and the
 //! `--device cpu` path of the CLI.
 
-use super::{Batch, LossKind, StepStats, Targets, Train, TrainConfig};
-use crate::cpu::{self, OptimState};
+use super::{Batch, LossKind, OptimizerKind, StepStats, Targets, Train, TrainConfig};
+use crate::cpu;
 use crate::error::{Error, Result};
-use crate::model::{Params, RnnConfig};
+use crate::model::{Params, RnnConfig, State};
+
+/// Optimizer state: first and second moments (or momentum buffer / Adagrad sums).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimState {
+    pub m: Params<Vec<f64>>,
+    pub v: Params<Vec<f64>>,
+}
+
+impl OptimState {
+    pub fn zeros(cfg: &RnnConfig) -> Self {
+        let z = cfg.param_shapes().map(|s| vec![0.0; s.iter().product()]);
+        OptimState { m: z.clone(), v: z }
+    }
+}
+
+/// Clips gradients (global norm as PyTorch's `clip_grad_norm_`, then value) and applies
+/// the `step`-th update (1-based). Returns the global norm before clipping; a non-finite
+/// norm leaves everything unchanged.
+pub fn clip_and_update(
+    p: &mut Params<Vec<f64>>,
+    g: &Params<Vec<f64>>,
+    state: &mut OptimState,
+    cfg: &TrainConfig,
+    step: u64,
+) -> f64 {
+    let norm = g
+        .tensors()
+        .iter()
+        .map(|v| v.iter().map(|x| x * x).sum::<f64>())
+        .sum::<f64>()
+        .sqrt();
+    if !norm.is_finite() {
+        return norm;
+    }
+    let o = &cfg.optimizer;
+    let (lr, b1, b2, eps) = (o.lr as f64, o.beta1 as f64, o.beta2 as f64, o.eps as f64);
+    let (mu, wd) = (o.momentum as f64, o.weight_decay as f64);
+    let scale = match cfg.clip_norm {
+        Some(c) => (c as f64 / (norm + 1e-6)).min(1.0),
+        None => 1.0,
+    };
+    let bc1 = 1.0 - b1.powi(step as i32);
+    let bc2 = 1.0 - b2.powi(step as i32);
+    let params = p.tensors_mut();
+    let ms = state.m.tensors_mut();
+    let vs = state.v.tensors_mut();
+    for (((w, gv), m), v) in params.into_iter().zip(g.tensors()).zip(ms).zip(vs) {
+        for i in 0..w.len() {
+            let mut gi = gv[i] * scale;
+            if let Some(c) = cfg.clip_value {
+                gi = gi.clamp(-(c as f64), c as f64);
+            }
+            match o.kind {
+                OptimizerKind::Sgd => {
+                    gi += wd * w[i];
+                    if mu > 0.0 {
+                        m[i] = mu * m[i] + gi;
+                        gi = m[i];
+                    }
+                    w[i] -= lr * gi;
+                }
+                OptimizerKind::Adam => {
+                    m[i] = b1 * m[i] + (1.0 - b1) * gi;
+                    v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                    let step = (m[i] / bc1) / ((v[i] / bc2).sqrt() + eps);
+                    w[i] -= lr * (step + wd * w[i]);
+                }
+                OptimizerKind::Adagrad => {
+                    v[i] += gi * gi;
+                    w[i] -= lr * gi / (v[i].sqrt() + eps);
+                }
+            }
+        }
+    }
+    norm
+}
 
 pub struct CpuTrainer {
     config: RnnConfig,
     train: TrainConfig,
     params: Params<Vec<f64>>,
     state: OptimState,
-    carry: Option<Vec<f64>>,
+    carry: Option<State<Vec<f64>>>,
     step: u64,
 }
 
@@ -30,12 +106,16 @@ impl CpuTrainer {
         })
     }
 
-    /// Forward and loss; returns (loss, dy, forward state).
-    fn loss(&self, batch: &Batch, h0: Option<&[f64]>) -> Result<(f64, Vec<f64>, cpu::Forward)> {
+    /// Forward and loss from `init` (or zeros); returns (loss, dy, forward state).
+    fn loss(
+        &self,
+        batch: &Batch,
+        init: Option<&State<Vec<f64>>>,
+    ) -> Result<(f64, Vec<f64>, cpu::Forward)> {
         let scale = batch.check(&self.config, self.train.loss)? as f64;
         let x: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
         let shape = [batch.t, batch.b, self.config.input_size];
-        let fwd = cpu::forward(&self.config, &self.params, &x, &shape, h0)?;
+        let fwd = cpu::forward(&self.config, &self.params, &x, &shape, init, None)?;
         let w: Vec<f64> = batch.weights.iter().map(|&v| v as f64).collect();
         let o = self.config.output_size;
         let (loss, dy) = match (&batch.targets, self.train.loss) {
@@ -52,27 +132,19 @@ impl CpuTrainer {
     }
 }
 
-fn narrow(p: &Params<Vec<f64>>) -> Params<Vec<f32>> {
-    p.map(|v| v.iter().map(|&x| x as f32).collect())
-}
-
 impl Train for CpuTrainer {
     fn step(&mut self, batch: &Batch) -> Result<StepStats> {
-        let carry = match &self.carry {
-            Some(c)
-                if self.train.stateful
-                    && c.len() == self.config.cells() * batch.b * self.config.hidden_size =>
-            {
-                Some(c.clone())
-            }
+        let n = self.config.cells() * batch.b * self.config.hidden_size;
+        let init = match &self.carry {
+            Some(c) if self.train.stateful && c.h.len() == n => Some(c.clone()),
             _ => None,
         };
-        let (loss, dy, fwd) = self.loss(batch, carry.as_deref())?;
+        let (loss, dy, fwd) = self.loss(batch, init.as_ref())?;
         let x: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
         let g = cpu::backward(&self.config, &self.params, &x, &fwd, &dy, None)?;
         self.step += 1;
         let norm = if loss.is_finite() {
-            cpu::clip_and_update(
+            clip_and_update(
                 &mut self.params,
                 &g.params,
                 &mut self.state,
@@ -82,7 +154,7 @@ impl Train for CpuTrainer {
         } else {
             f64::NAN
         };
-        self.carry = Some(fwd.h_last().to_vec());
+        self.carry = Some(fwd.state);
         Ok(StepStats {
             loss: loss as f32,
             grad_norm: norm as f32,
@@ -96,7 +168,7 @@ impl Train for CpuTrainer {
     }
 
     fn params(&self) -> Result<Params<Vec<f32>>> {
-        Ok(narrow(&self.params))
+        Ok(self.params.to_f32())
     }
 
     fn reset_state(&mut self) {
@@ -108,15 +180,17 @@ impl Train for CpuTrainer {
     }
 
     fn optim_state(&self) -> Result<super::Moments> {
-        Ok((narrow(&self.state.m), narrow(&self.state.v)))
+        Ok((self.state.m.to_f32(), self.state.v.to_f32()))
     }
 
-    fn carry(&self) -> Result<Option<(usize, Vec<f32>)>> {
-        let h = self.config.hidden_size * self.config.cells();
-        Ok(self
-            .carry
-            .as_ref()
-            .map(|c| (c.len() / h, c.iter().map(|&x| x as f32).collect())))
+    fn carry(&self) -> Result<Option<(usize, State<Vec<f32>>)>> {
+        let per_row = self.config.hidden_size * self.config.cells();
+        Ok(self.carry.as_ref().map(|c| {
+            (
+                c.h.len() / per_row,
+                c.map(|v| v.iter().map(|&x| x as f32).collect()),
+            )
+        }))
     }
 
     fn restore(
@@ -124,16 +198,24 @@ impl Train for CpuTrainer {
         m: &Params<Vec<f32>>,
         v: &Params<Vec<f32>>,
         step: u64,
-        carry: Option<(usize, &[f32])>,
+        carry: Option<(usize, &State<Vec<f32>>)>,
     ) -> Result<()> {
         m.check(&self.config)?;
         v.check(&self.config)?;
+        if let Some((_, s)) = carry {
+            if s.c.is_some() != self.config.cell.has_c() {
+                return Err(Error::IncompatibleArgs(format!(
+                    "the carried state does not fit a {} model",
+                    self.config.cell.name()
+                )));
+            }
+        }
         self.state = OptimState {
             m: m.to_f64(),
             v: v.to_f64(),
         };
         self.step = step;
-        self.carry = carry.map(|(_, h)| h.iter().map(|&x| x as f64).collect());
+        self.carry = carry.map(|(_, s)| s.map(|v| v.iter().map(|&x| x as f64).collect()));
         Ok(())
     }
 }

@@ -4,9 +4,10 @@
 use super::{Batch, Hyper, LossKind, OptimizerKind, StepStats, Targets, Train, TrainConfig};
 use crate::error::Result;
 use crate::gpu::{
-    ColSumSpec, Gpu, GpuTensor, Kernel, MemTicket, OptKernel, Plan, PlanBuilder, Profiler,
+    record_plans, to_u32, Gpu, GpuTensor, Kernel, MemTicket, Plan, PlanBuilder, Profiler,
+    RowsUniform, UpdateUniform, MSE, SOFTMAX_XENT, UPDATE, WG,
 };
-use crate::model::{CallStats, Params, Rnn};
+use crate::model::{CallStats, Params, Rnn, State};
 
 /// The stats buffer holds the sum of squares of each gradient tensor, then the loss.
 fn stats_len(parts: usize) -> usize {
@@ -37,8 +38,8 @@ pub struct Trainer {
     stats: GpuTensor,
     readback: (wgpu::Buffer, MemTicket),
     update: Plan,
-    /// h_T of the last step, the next step's h_0 when stateful.
-    carry: Option<GpuTensor>,
+    /// The final state of the last step, the next step's initial state when stateful.
+    carry: Option<State<GpuTensor>>,
     workspaces: Vec<StepWorkspace>,
     step: u64,
     last: CallStats,
@@ -65,10 +66,10 @@ impl Trainer {
             (stats_len(parts) * 4) as u64,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         )?;
-        let opt = match config.optimizer.kind {
-            OptimizerKind::Sgd => OptKernel::Sgd,
-            OptimizerKind::Adam => OptKernel::Adam,
-            OptimizerKind::Adagrad => OptKernel::Adagrad,
+        let opt: u8 = match config.optimizer.kind {
+            OptimizerKind::Sgd => 0,
+            OptimizerKind::Adam => 1,
+            OptimizerKind::Adagrad => 2,
         };
         let mut plan = PlanBuilder::new(&gpu);
         let grads = rnn.grads();
@@ -93,7 +94,15 @@ impl Trainer {
                 stats.buffer(),
                 &hyper.0,
             ];
-            plan.update(opt, p.len(), parts, buffers)?;
+            let u = UpdateUniform {
+                n: to_u32("parameter size", p.len())?,
+                parts: to_u32("norm parts", parts)?,
+                _pad0: 0,
+                _pad1: 0,
+            };
+            let kernel = Kernel::new(&UPDATE).with("WG", WG).with("OPT", opt);
+            let groups = plan.groups_1d(p.len())?;
+            plan.push(kernel, bytemuck::bytes_of(&u), &buffers.map(Some), groups)?;
         }
         let update = plan.finish()?;
         Ok(Trainer {
@@ -146,7 +155,7 @@ impl Trainer {
 
     /// (model workspace index, step workspace index) for (T, B), built on first use.
     fn workspaces_for(&mut self, t: usize, b: usize) -> Result<(usize, usize)> {
-        let wi = self.rnn.workspace(t, b)?;
+        let wi = self.rnn.prepare(t, b, None)?;
         let y = self.rnn.ws(wi).y.buffer().clone();
         let si = match self
             .workspaces
@@ -173,9 +182,9 @@ impl Trainer {
         let weights = GpuTensor::empty(gpu, &[t, b], "weights")?;
         let scale = GpuTensor::empty(gpu, &[1], "loss scale")?;
         let row_loss = GpuTensor::empty(gpu, &[t, b], "row losses")?;
-        let kernel = match self.config.loss {
-            LossKind::CrossEntropy => Kernel::SoftmaxXent,
-            LossKind::Mse => Kernel::Mse,
+        let def = match self.config.loss {
+            LossKind::CrossEntropy => &SOFTMAX_XENT,
+            LossKind::Mse => &MSE,
         };
         let mut plan = PlanBuilder::new(gpu);
         let buffers = [
@@ -187,13 +196,16 @@ impl Trainer {
             row_loss.buffer(),
         ];
         plan.section("loss");
-        plan.loss(kernel, t * b, o, buffers)?;
-        plan.col_sum(ColSumSpec {
-            rows: t * b,
-            cols: 1,
-            x: (row_loss.buffer(), 0),
-            out: (self.stats.buffer(), self.parts),
-        })?;
+        let u = RowsUniform {
+            rows: to_u32("loss rows", t * b)?,
+            cols: to_u32("loss columns", o)?,
+            _pad0: 0,
+            _pad1: 0,
+        };
+        let groups = plan.groups((t * b).div_ceil(WG as usize), 1)?;
+        let kernel = Kernel::new(def).with("WG", WG);
+        plan.push(kernel, bytemuck::bytes_of(&u), &buffers.map(Some), groups)?;
+        plan.col_sum(t * b, 1, (row_loss.buffer(), 0), (self.stats.buffer(), self.parts))?;
         Ok(StepWorkspace {
             t,
             b,
@@ -206,27 +218,23 @@ impl Trainer {
         })
     }
 
-    /// Records h_0, forward and loss; returns the encoder.
+    /// Records the initial state, forward and loss; returns the encoder.
     fn record_forward_loss(
         &self,
         wi: usize,
         si: usize,
-        h0: Option<&GpuTensor>,
-        profiler: Option<&mut Profiler>,
+        init: Option<&State<GpuTensor>>,
+        mut profiler: Option<&mut Profiler>,
     ) -> Result<wgpu::CommandEncoder> {
         let gpu = self.rnn.gpu();
-        let ws = self.rnn.ws(wi);
         let mut enc = gpu
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("train step"),
             });
-        ws.record_h0(self.rnn.config(), &mut enc, h0);
-        record_plans(
-            &mut enc,
-            &[&ws.forward, &self.workspaces[si].loss],
-            profiler,
-        )?;
+        self.rnn
+            .record_forward(wi, &mut enc, init, profiler.as_deref_mut())?;
+        record_plans(&mut enc, &[&self.workspaces[si].loss], profiler)?;
         Ok(enc)
     }
 
@@ -242,26 +250,6 @@ impl Trainer {
         );
         gpu.submit("training step", enc)?;
         pollster::block_on(gpu.read_mapped(&self.readback.0))
-    }
-}
-
-/// Records `plans` into one compute pass, or with a profiler one timed pass per dispatch.
-fn record_plans(
-    enc: &mut wgpu::CommandEncoder,
-    plans: &[&Plan],
-    profiler: Option<&mut Profiler>,
-) -> Result<()> {
-    match profiler {
-        Some(p) => plans
-            .iter()
-            .try_for_each(|plan| plan.record_profiled(enc, p)),
-        None => {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for plan in plans {
-                plan.record(&mut pass);
-            }
-            Ok(())
-        }
     }
 }
 
@@ -287,38 +275,42 @@ impl Trainer {
         mut profiler: Option<&mut Profiler>,
     ) -> Result<StepStats> {
         let (wi, si) = self.prepare(batch)?;
-        let gpu = self.rnn.gpu().clone();
-        let state_shape = self.rnn.config().state_shape(batch.b);
-        if self.carry.as_ref().is_none_or(|c| c.shape() != state_shape) {
+        let b = batch.b;
+        if self
+            .carry
+            .as_ref()
+            .is_none_or(|c| c.h.shape() != self.rnn.config().state_shape(b))
+        {
             self.carry = None;
         }
-        let h0 = if self.config.stateful {
+        let init = if self.config.stateful {
             self.carry.as_ref()
         } else {
             None
         };
-        let mut enc = self.record_forward_loss(wi, si, h0, profiler.as_deref_mut())?;
+        let mut enc = self.record_forward_loss(wi, si, init, profiler.as_deref_mut())?;
         let ws = self.rnn.ws(wi);
         let ws_dispatches = ws.forward.dispatches()
             + self.workspaces[si].loss.dispatches()
             + ws.backward.dispatches();
-        ws.record_dh_last(self.rnn.config(), &mut enc, None);
-        record_plans(
-            &mut enc,
-            &[&ws.backward, &self.update],
-            profiler.as_deref_mut(),
-        )?;
+        self.rnn
+            .record_backward(wi, &mut enc, None, profiler.as_deref_mut())?;
+        record_plans(&mut enc, &[&self.update], profiler.as_deref_mut())?;
         if let Some(p) = profiler {
             p.resolve(&mut enc);
         }
         let carry = match self.carry.take() {
             Some(c) => c,
-            None => GpuTensor::empty(&gpu, &state_shape, "carried hidden state")?,
+            None => self.rnn.empty_state(b, "carried state")?,
         };
-        ws.record_h_n(self.rnn.config(), &mut enc, &carry);
+        self.rnn
+            .ws(wi)
+            .record_final_state(self.rnn.config(), &mut enc, &carry);
         self.step += 1;
         let hyper = Hyper::new(&self.config, self.step);
-        gpu.queue()
+        self.rnn
+            .gpu()
+            .queue()
             .write_buffer(&self.hyper.0, 0, bytemuck::bytes_of(&hyper));
         let stats = self.finish(enc);
         self.last = CallStats {
@@ -326,8 +318,8 @@ impl Trainer {
             submits: 1,
         };
         self.carry = Some(carry);
-        // The model's forward state is overwritten by the update; backward must not use it.
-        self.rnn.set_last_forward(None);
+        // The update changed the weights the forward state was computed with.
+        self.rnn.forget_forward();
         let stats = stats?;
         let norm = stats[..self.parts].iter().sum::<f32>().sqrt();
         let loss = stats[self.parts];
@@ -348,7 +340,7 @@ impl Train for Trainer {
     fn evaluate(&mut self, batch: &Batch) -> Result<f32> {
         let (wi, si) = self.prepare(batch)?;
         let enc = self.record_forward_loss(wi, si, None, None)?;
-        self.rnn.set_last_forward(None);
+        self.rnn.forget_forward();
         Ok(self.finish(enc)?[self.parts])
     }
 
@@ -371,10 +363,10 @@ impl Train for Trainer {
         ))
     }
 
-    fn carry(&self) -> Result<Option<(usize, Vec<f32>)>> {
+    fn carry(&self) -> Result<Option<(usize, State<Vec<f32>>)>> {
         self.carry
             .as_ref()
-            .map(|c| Ok((c.shape()[1], c.download()?)))
+            .map(|c| Ok((c.h.shape()[1], c.try_map(GpuTensor::download)?)))
             .transpose()
     }
 
@@ -383,7 +375,7 @@ impl Train for Trainer {
         m: &Params<Vec<f32>>,
         v: &Params<Vec<f32>>,
         step: u64,
-        carry: Option<(usize, &[f32])>,
+        carry: Option<(usize, &State<Vec<f32>>)>,
     ) -> Result<()> {
         m.check(self.rnn.config())?;
         v.check(self.rnn.config())?;
@@ -394,12 +386,18 @@ impl Train for Trainer {
             t.write(d)?;
         }
         self.step = step;
+        let cfg = self.rnn.config();
         self.carry = match carry {
-            Some((b, h)) => Some(
-                self.rnn
-                    .gpu()
-                    .tensor(&self.rnn.config().state_shape(b), h)?,
-            ),
+            Some((b, s)) => {
+                if s.c.is_some() != cfg.cell.has_c() {
+                    return Err(crate::Error::IncompatibleArgs(format!(
+                        "the carried state does not fit a {} model",
+                        cfg.cell.name()
+                    )));
+                }
+                let shape = cfg.state_shape(b);
+                Some(s.try_map(|v| self.rnn.gpu().tensor(&shape, v))?)
+            }
             None => None,
         };
         Ok(())

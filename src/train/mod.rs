@@ -4,11 +4,11 @@
 mod cpu_trainer;
 mod gpu_trainer;
 
-pub use cpu_trainer::CpuTrainer;
+pub use cpu_trainer::{clip_and_update, CpuTrainer, OptimState};
 pub use gpu_trainer::Trainer;
 
 use crate::error::{Error, Result};
-use crate::model::{Params, RnnConfig};
+use crate::model::{Params, RnnConfig, State};
 
 /// Which loss the output head is trained with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +63,8 @@ impl OptimizerConfig {
 pub struct TrainConfig {
     pub optimizer: OptimizerConfig,
     pub loss: LossKind,
-    /// Rescale gradients whose global L2 norm exceeds this (PyTorch's clip_grad_norm_).
+    /// Rescale gradients by min(1, this / (norm + 1e-6)), norm the global L2 norm of all
+    /// of them (PyTorch's clip_grad_norm_).
     pub clip_norm: Option<f32>,
     /// Clamp each gradient element to ±this (after norm clipping).
     pub clip_value: Option<f32>,
@@ -150,7 +151,7 @@ impl Batch {
     /// Checks every length against the model and loss; returns the loss normaliser.
     pub(crate) fn check(&self, cfg: &RnnConfig, loss: LossKind) -> Result<f32> {
         let (t, b) = cfg.check_input(&[self.t, self.b, cfg.input_size])?;
-        let len = |what, got: usize, shape: Vec<usize>| crate::gpu::check_len(what, &shape, got);
+        let len = |what, got: usize, shape: Vec<usize>| crate::shapes::check_len(what, &shape, got);
         len("batch x", self.x.len(), vec![t, b, cfg.input_size])?;
         len("batch weights", self.weights.len(), vec![t, b])?;
         match (&self.targets, loss) {
@@ -215,15 +216,15 @@ pub trait Train {
     fn steps(&self) -> u64;
     /// Optimizer moments (m, v).
     fn optim_state(&self) -> Result<Moments>;
-    /// The carried hidden state as (B, values (L·D, B, H)), if any.
-    fn carry(&self) -> Result<Option<(usize, Vec<f32>)>>;
+    /// The carried state as (B, state (L·D, B, H) each), if any.
+    fn carry(&self) -> Result<Option<(usize, State<Vec<f32>>)>>;
     /// Restores optimizer moments, step count and carried state (to resume a run).
     fn restore(
         &mut self,
         m: &Params<Vec<f32>>,
         v: &Params<Vec<f32>>,
         step: u64,
-        carry: Option<(usize, &[f32])>,
+        carry: Option<(usize, &State<Vec<f32>>)>,
     ) -> Result<()>;
 }
 

@@ -35,21 +35,23 @@ pub fn widen(v: &[f32]) -> Vec<f64> {
 }
 
 /// Asserts |gpu − cpu| ≤ atol + rtol·|cpu| elementwise, reporting the worst element
-/// (by ratio of error to allowance) on failure. Returns the worst absolute error.
+/// (by ratio of error to allowance) on failure. A NaN or infinity on either side, at any
+/// index, fails. Returns the worst absolute error.
 pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f64], atol: f64, rtol: f64) -> f64 {
     assert_eq!(gpu.len(), cpu.len(), "{what}: lengths differ");
+    if let Some(i) = cpu.iter().position(|c| !c.is_finite()) {
+        panic!("{what}: the reference holds {} at element {i}", cpu[i]);
+    }
+    if let Some(i) = gpu.iter().position(|g| !g.is_finite()) {
+        panic!("{what}: the GPU result holds {} at element {i}", gpu[i]);
+    }
     let mut worst = (0usize, 0.0f64); // (index, error / allowance)
     let mut max_abs = 0.0f64;
     for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
-        let g = g as f64;
-        let err = (g - c).abs();
-        let ratio = if g.is_finite() {
-            err / (atol + rtol * c.abs())
-        } else {
-            f64::INFINITY
-        };
+        let err = (g as f64 - c).abs();
+        let ratio = err / (atol + rtol * c.abs());
         max_abs = max_abs.max(err);
-        if ratio > worst.1 || (i == 0 && ratio.is_nan()) {
+        if ratio > worst.1 {
             worst = (i, ratio);
         }
     }
@@ -64,4 +66,22 @@ pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f64], atol: f64, rtol: f64) 
         gpu.len()
     );
     max_abs
+}
+
+/// `n` values of a state for `cell` (h, and c for LSTM) drawn from `seed`.
+pub fn state(cell: wgpu_rnn::CellKind, seed: u64, n: usize, scale: f32) -> wgpu_rnn::State<Vec<f32>> {
+    wgpu_rnn::State {
+        h: uniform(seed, n, scale),
+        c: cell.has_c().then(|| uniform(seed ^ 0x5eed, n, scale)),
+    }
+}
+
+/// Uploads a host state with `shape` for each part.
+pub fn upload(s: &wgpu_rnn::State<Vec<f32>>, shape: &[usize]) -> wgpu_rnn::State<wgpu_rnn::GpuTensor> {
+    s.map(|v| gpu().tensor(shape, v).unwrap())
+}
+
+/// Downloads a device state.
+pub fn download(s: &wgpu_rnn::State<wgpu_rnn::GpuTensor>) -> wgpu_rnn::State<Vec<f32>> {
+    s.map(|t| t.download().unwrap())
 }

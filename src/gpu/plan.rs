@@ -1,0 +1,417 @@
+//! `Plan`s: sequences of dispatches whose uniforms and bind groups are built once per shape
+//! and then replayed into any number of command encoders; and the generic matrix
+//! operations (product, column sums, sums of squares, row masks) that models compose.
+
+use bytemuck::Zeroable;
+use wgpu::util::DeviceExt;
+
+use super::kernels::{
+    Access, GemmUniform, Kernel, KernelDef, MaskUniform, ReduceUniform, COL_SUM, GEMM, MASK_ROWS,
+    SUM_SQUARES,
+};
+use super::profiler::Profiler;
+use super::tuning::GEMM_TILE;
+use super::Gpu;
+use crate::error::{Error, Result};
+
+/// Workgroup size of the one-dimensional kernels (a power of two: tree reductions).
+pub(crate) const WG: u32 = 64;
+
+/// A strided view of a matrix inside a buffer: element (i, p) is at
+/// `off + i * rs + p * cs` (in f32 elements).
+#[derive(Clone, Copy)]
+pub(crate) struct Operand<'a> {
+    pub buf: &'a wgpu::Buffer,
+    pub off: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> Operand<'a> {
+    /// Row-major matrix with `cols` columns starting at `off`.
+    pub fn rows(buf: &'a wgpu::Buffer, off: usize, cols: usize) -> Self {
+        Operand {
+            buf,
+            off,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with `cols` columns starting at `off`.
+    pub fn transposed(buf: &'a wgpu::Buffer, off: usize, cols: usize) -> Self {
+        Operand {
+            buf,
+            off,
+            rs: 1,
+            cs: cols,
+        }
+    }
+}
+
+/// C (M,N) = A (M,K) · B (K,N) + bias (N) [+ C]. C is row-major with row stride `c.rs`.
+pub(crate) struct GemmSpec<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: Operand<'a>,
+    pub b: Operand<'a>,
+    pub c: Operand<'a>,
+    pub bias: Option<(&'a wgpu::Buffer, usize)>,
+    pub accumulate: bool,
+}
+
+impl<'a> GemmSpec<'a> {
+    /// C = A · B with no bias, overwriting C.
+    pub fn new(m: usize, n: usize, k: usize, a: Operand<'a>, b: Operand<'a>, c: Operand<'a>) -> Self {
+        GemmSpec {
+            m,
+            n,
+            k,
+            a,
+            b,
+            c,
+            bias: None,
+            accumulate: false,
+        }
+    }
+
+    pub fn bias(mut self, bias: Option<&'a wgpu::Buffer>) -> Self {
+        self.bias = bias.map(|b| (b, 0));
+        self
+    }
+
+    pub fn accumulate(mut self, accumulate: bool) -> Self {
+        self.accumulate = accumulate;
+        self
+    }
+}
+
+struct Op {
+    section: &'static str,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: usize,
+    offset: u32,
+    groups: [u32; 3],
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct BindGroupKey {
+    def: &'static str,
+    buffers: Vec<wgpu::Buffer>,
+}
+
+/// Collects dispatches; [`PlanBuilder::finish`] writes all uniforms into one buffer (one
+/// aligned slot per dispatch, selected by dynamic offset) and creates one bind group per
+/// distinct set of buffers.
+pub(crate) struct PlanBuilder<'g> {
+    gpu: &'g Gpu,
+    section: &'static str,
+    align: usize,
+    uniforms: Vec<u8>,
+    ops: Vec<Op>,
+    bind_groups: Vec<(BindGroupKey, &'static KernelDef)>,
+}
+
+/// A recorded-once, replayed-many sequence of dispatches.
+pub(crate) struct Plan {
+    ops: Vec<Op>,
+    bind_groups: Vec<wgpu::BindGroup>,
+    _uniforms: (wgpu::Buffer, super::MemTicket),
+}
+
+pub(crate) fn to_u32(what: &'static str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::TooLarge {
+        what,
+        value: v as u64,
+        limit: u32::MAX as u64,
+        why: "kernels index with 32-bit integers",
+    })
+}
+
+impl<'g> PlanBuilder<'g> {
+    pub fn new(gpu: &'g Gpu) -> Self {
+        let align = gpu.limits().min_uniform_buffer_offset_alignment.max(64) as usize;
+        PlanBuilder {
+            gpu,
+            section: "",
+            align,
+            uniforms: Vec::new(),
+            ops: Vec::new(),
+            bind_groups: Vec::new(),
+        }
+    }
+
+    /// A grid of x × y workgroups, refused past the device's per-dimension limit.
+    pub fn groups(&self, x: usize, y: usize) -> Result<[u32; 3]> {
+        let max = self.gpu.limits().max_compute_workgroups_per_dimension as usize;
+        for v in [x, y] {
+            if v > max {
+                return Err(Error::TooLarge {
+                    what: "workgroups in one dispatch dimension",
+                    value: v as u64,
+                    limit: max as u64,
+                    why: "the device's max_compute_workgroups_per_dimension; use a smaller batch \
+                          or sequence length",
+                });
+            }
+        }
+        Ok([x as u32, y as u32, 1])
+    }
+
+    /// Names the dispatches added from now on, for [`Plan::record_profiled`].
+    pub fn section(&mut self, name: &'static str) {
+        self.section = name;
+    }
+
+    /// Workgroups of [`WG`] covering `n` items of a one-dimensional kernel, folded into a
+    /// second dimension past the per-dimension limit (the kernel recombines them).
+    pub fn groups_1d(&self, n: usize) -> Result<[u32; 3]> {
+        let max = self.gpu.limits().max_compute_workgroups_per_dimension as usize;
+        let total = n.div_ceil(WG as usize);
+        self.groups(total.min(max), total.div_ceil(max))
+    }
+
+    /// Adds one dispatch of `kernel` with `uniform` over `buffers` (bindings 1.. in the
+    /// order of its [`KernelDef::bindings`]; `None` for an unused one).
+    pub fn push(
+        &mut self,
+        kernel: Kernel,
+        uniform: &[u8],
+        buffers: &[Option<&wgpu::Buffer>],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let def = kernel.def;
+        debug_assert_eq!(buffers.len(), def.bindings.len(), "{}", def.entry);
+        debug_assert_eq!(uniform.len() as u64, def.uniform_size, "{}", def.entry);
+        let kernels = self.gpu.kernels();
+        let pipeline = kernels.pipeline(self.gpu, &kernel)?;
+        let key = BindGroupKey {
+            def: def.entry,
+            // An unused read-write binding gets a buffer of its own: one buffer may not be
+            // bound read-only and read-write in one dispatch.
+            buffers: buffers
+                .iter()
+                .zip(def.bindings)
+                .map(|(b, &access)| {
+                    b.unwrap_or(match access {
+                        Access::Read => &kernels.unused_read,
+                        Access::ReadWrite => &kernels.unused_write,
+                    })
+                    .clone()
+                })
+                .collect(),
+        };
+        let bind_group = match self.bind_groups.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                self.bind_groups.push((key, def));
+                self.bind_groups.len() - 1
+            }
+        };
+        let offset = self.uniforms.len();
+        self.uniforms.extend_from_slice(uniform);
+        self.uniforms.resize(offset + self.align, 0);
+        self.ops.push(Op {
+            section: self.section,
+            pipeline,
+            bind_group,
+            offset: to_u32("uniform offset", offset)?,
+            groups,
+        });
+        Ok(())
+    }
+
+    pub fn gemm(&mut self, s: GemmSpec<'_>) -> Result<()> {
+        if s.m == 0 || s.n == 0 {
+            return Ok(());
+        }
+        let u = GemmUniform {
+            m: to_u32("gemm rows", s.m)?,
+            n: to_u32("gemm columns", s.n)?,
+            k: to_u32("gemm inner size", s.k)?,
+            bias_off: to_u32("offset", s.bias.map_or(0, |b| b.1))?,
+            a_off: to_u32("offset", s.a.off)?,
+            a_rs: to_u32("stride", s.a.rs)?,
+            a_cs: to_u32("stride", s.a.cs)?,
+            b_off: to_u32("offset", s.b.off)?,
+            b_rs: to_u32("stride", s.b.rs)?,
+            b_cs: to_u32("stride", s.b.cs)?,
+            c_off: to_u32("offset", s.c.off)?,
+            c_rs: to_u32("stride", s.c.rs)?,
+            ..Zeroable::zeroed()
+        };
+        let wg = self.gpu.kernels().gemm_wg;
+        let kernel = Kernel::new(&GEMM)
+            .with("WG_X", wg.x)
+            .with("WG_Y", wg.y)
+            .with("HAS_BIAS", s.bias.is_some() as u8)
+            .with("ACCUMULATE", s.accumulate as u8);
+        let groups = self.groups(
+            s.n.div_ceil((GEMM_TILE * wg.x) as usize),
+            s.m.div_ceil((GEMM_TILE * wg.y) as usize),
+        )?;
+        let buffers = [Some(s.a.buf), Some(s.b.buf), Some(s.c.buf), s.bias.map(|b| b.0)];
+        self.push(kernel, bytemuck::bytes_of(&u), &buffers, groups)
+    }
+
+    /// out (cols) = column sums of x (rows, cols), row-major: `x` and `out` as (buffer,
+    /// offset).
+    pub fn col_sum(
+        &mut self,
+        rows: usize,
+        cols: usize,
+        x: (&wgpu::Buffer, usize),
+        out: (&wgpu::Buffer, usize),
+    ) -> Result<()> {
+        if cols == 0 {
+            return Ok(());
+        }
+        let u = ReduceUniform {
+            rows: to_u32("column-sum rows", rows)?,
+            cols: to_u32("column-sum columns", cols)?,
+            in_off: to_u32("offset", x.1)?,
+            out_off: to_u32("offset", out.1)?,
+        };
+        let groups = self.groups(cols.div_ceil(WG as usize), 1)?;
+        let kernel = Kernel::new(&COL_SUM).with("WG", WG);
+        self.push(kernel, bytemuck::bytes_of(&u), &[Some(x.0), Some(out.0)], groups)
+    }
+
+    /// out[slot] = sum of squares of the first `n` values of x (one workgroup).
+    pub fn sum_squares(
+        &mut self,
+        x: &wgpu::Buffer,
+        n: usize,
+        out: &wgpu::Buffer,
+        slot: usize,
+    ) -> Result<()> {
+        let u = ReduceUniform {
+            rows: to_u32("values", n)?,
+            cols: 1,
+            in_off: 0,
+            out_off: to_u32("offset", slot)?,
+        };
+        let kernel = Kernel::new(&SUM_SQUARES).with("WG", WG);
+        self.push(kernel, bytemuck::bytes_of(&u), &[Some(x), Some(out)], [1, 1, 1])
+    }
+
+    /// Zeros the rows of x (T, B, cols) past each batch row's length (B floats).
+    pub fn mask_rows(
+        &mut self,
+        x: &wgpu::Buffer,
+        (t, b, cols): (usize, usize, usize),
+        lengths: &wgpu::Buffer,
+    ) -> Result<()> {
+        let u = MaskUniform {
+            t: to_u32("sequence length", t)?,
+            b: to_u32("batch", b)?,
+            cols: to_u32("columns", cols)?,
+            _pad0: 0,
+        };
+        to_u32("values", t * b * cols)?;
+        let groups = self.groups_1d(t * b * cols)?;
+        let kernel = Kernel::new(&MASK_ROWS).with("WG", WG);
+        self.push(kernel, bytemuck::bytes_of(&u), &[Some(x), Some(lengths)], groups)
+    }
+
+    pub fn finish(self) -> Result<Plan> {
+        let gpu = self.gpu;
+        let kernels = gpu.kernels();
+        let mut contents = self.uniforms;
+        if contents.is_empty() {
+            contents.resize(self.align, 0);
+        }
+        let ticket = gpu.count_memory(contents.len() as u64);
+        gpu.scoped("building a dispatch plan", || {
+            let uniforms = gpu
+                .device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("kernel uniforms"),
+                    contents: &contents,
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+            let bind_groups = self
+                .bind_groups
+                .iter()
+                .map(|(key, def)| {
+                    let mut entries = vec![wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &uniforms,
+                            offset: 0,
+                            size: wgpu::BufferSize::new(def.uniform_size),
+                        }),
+                    }];
+                    entries.extend(key.buffers.iter().enumerate().map(|(i, b)| {
+                        wgpu::BindGroupEntry {
+                            binding: i as u32 + 1,
+                            resource: b.as_entire_binding(),
+                        }
+                    }));
+                    gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(def.entry),
+                        layout: kernels.bind_group_layout(def),
+                        entries: &entries,
+                    })
+                })
+                .collect();
+            Plan {
+                ops: self.ops,
+                bind_groups,
+                _uniforms: (uniforms, ticket),
+            }
+        })
+    }
+}
+
+impl Plan {
+    /// Records every dispatch into `pass`, in order.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for op in &self.ops {
+            pass.set_pipeline(&op.pipeline);
+            pass.set_bind_group(0, &self.bind_groups[op.bind_group], &[op.offset]);
+            pass.dispatch_workgroups(op.groups[0], op.groups[1], op.groups[2]);
+        }
+    }
+
+    /// Records every dispatch in a compute pass of its own, timed by `profiler`.
+    pub fn record_profiled(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        profiler: &mut Profiler,
+    ) -> Result<()> {
+        for op in &self.ops {
+            let mut pass = profiler.pass(enc, op.section)?;
+            pass.set_pipeline(&op.pipeline);
+            pass.set_bind_group(0, &self.bind_groups[op.bind_group], &[op.offset]);
+            pass.dispatch_workgroups(op.groups[0], op.groups[1], op.groups[2]);
+        }
+        Ok(())
+    }
+
+    /// Number of dispatches one [`Plan::record`] makes.
+    pub fn dispatches(&self) -> usize {
+        self.ops.len()
+    }
+}
+
+/// Records `plans` into one compute pass, or with a profiler one timed pass per dispatch.
+pub(crate) fn record_plans(
+    enc: &mut wgpu::CommandEncoder,
+    plans: &[&Plan],
+    profiler: Option<&mut Profiler>,
+) -> Result<()> {
+    match profiler {
+        Some(p) => plans
+            .iter()
+            .try_for_each(|plan| plan.record_profiled(enc, p)),
+        None => {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for plan in plans {
+                plan.record(&mut pass);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,742 @@
+//! The model's buffers for one (T, B) and the dispatch plans that run it: forward and
+//! backward built from per-op pairs (input projection, recurrence, head), forward in
+//! order and backward in reverse.
+
+use super::{Activation, CellKind, Params, RnnConfig};
+use crate::cpu::cell::saved_slots;
+use crate::error::{Error, Result};
+use crate::gpu::{
+    to_u32, GemmSpec, Gpu, GpuTensor, Kernel, Operand, Plan, PlanBuilder, SeqUniform,
+    RECURRENCE_BACKWARD, RECURRENCE_FORWARD, WG,
+};
+
+/// Largest G·H·H that the persistent kernel copies into workgroup memory (16 KiB, the
+/// WebGPU default limit).
+pub(crate) const MAX_SHARED_W: usize = 4096;
+
+/// Batch rows × hidden units a workgroup of the stepwise path owns.
+const STEPWISE_ROWS: usize = 16;
+const STEPWISE_UNITS: usize = 64;
+
+/// How the sequential part of forward and backward runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecurrencePath {
+    /// One dispatch per time step, each over many workgroups (rows × units).
+    Stepwise,
+    /// One dispatch for all T steps: each workgroup owns `rows_per_workgroup` batch rows
+    /// and loops over time (shaders/recurrence.wgsl). With `shared_w`, W_hh is kept in
+    /// workgroup memory where G·H·H ≤ 4096 (ignored for larger H).
+    Persistent {
+        rows_per_workgroup: usize,
+        shared_w: bool,
+    },
+}
+
+impl std::fmt::Display for RecurrencePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecurrencePath::Stepwise => write!(f, "stepwise"),
+            RecurrencePath::Persistent {
+                rows_per_workgroup,
+                shared_w,
+            } => {
+                let w = if *shared_w { ", W_hh shared" } else { "" };
+                write!(f, "persistent ({rows_per_workgroup} rows/workgroup{w})")
+            }
+        }
+    }
+}
+
+impl RecurrencePath {
+    /// The path for batch `b` and `g`·`h` recurrent outputs on `gpu`;
+    /// `WGPU_RNN_PATH=stepwise` or `persistent` overrides the choice (for benchmarking).
+    pub fn choose(gpu: &Gpu, b: usize, g: usize, h: usize) -> Self {
+        let cpu = gpu.adapter().device_type == wgpu::DeviceType::Cpu;
+        // Workgroup memory is ordinary memory on a CPU adapter: the copy is pure cost.
+        let fits = shared_w_fits(gpu, g, h);
+        let persistent = RecurrencePath::Persistent {
+            rows_per_workgroup: rows_per_workgroup(gpu, b),
+            shared_w: fits && !cpu,
+        };
+        match std::env::var("WGPU_RNN_PATH").as_deref() {
+            Ok("stepwise") => return RecurrencePath::Stepwise,
+            Ok("persistent") => return persistent,
+            _ => {}
+        }
+        // Measured on lavapipe (BENCHMARKS.md): one workgroup per core wins while a step
+        // is small; from H = 256 (H = 128 at B > 4) the stepwise dispatches, spread over
+        // many workgroups, win. On GPUs (not measured yet) only where W_hh fits in
+        // workgroup memory, the case the persistent kernel is built for.
+        let gh = g * h;
+        let wins = if cpu {
+            gh <= 64 || (gh <= 128 && b <= 4)
+        } else {
+            fits && b <= 64
+        };
+        if wins {
+            persistent
+        } else {
+            RecurrencePath::Stepwise
+        }
+    }
+}
+
+/// Whether W_hh ((G·H, H)) fits the persistent kernel's workgroup copy on `gpu`.
+fn shared_w_fits(gpu: &Gpu, g: usize, h: usize) -> bool {
+    let n = g * h * h;
+    n <= MAX_SHARED_W && (n * 4) as u64 <= gpu.limits().max_compute_workgroup_storage_size as u64
+}
+
+/// Batch rows per workgroup of the persistent kernel: a software adapter runs one
+/// workgroup per core at a time, so one slice per core; on a GPU small slices.
+fn rows_per_workgroup(gpu: &Gpu, b: usize) -> usize {
+    if gpu.adapter().device_type == wgpu::DeviceType::Cpu {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        b.div_ceil(cores)
+    } else {
+        b.min(4)
+    }
+}
+
+/// One cell's buffers.
+pub(crate) struct CellBuffers {
+    /// (T, B, G·H): the input projection x W_ihᵀ + b_ih in forward, dL/d(it) (dP) after
+    /// backward.
+    pre: GpuTensor,
+    /// (T, B, G·H): GRU's dL/d(h_prev W_hhᵀ + b_hh) (dR); the other cells' dR is dP.
+    dr: Option<GpuTensor>,
+    /// h (T+1, B, H), then for LSTM c in the same layout: a forward cell keeps the
+    /// initial state at block 0 and time t at block t, a reverse cell time t at block
+    /// t−1 and the initial state at block T.
+    states: GpuTensor,
+    /// (T, B, S·H): what each step saves for backward (see `cpu::cell::SAVED`).
+    saved: GpuTensor,
+    /// (T, B, H): dL/d(this cell's outputs) from the head or the layer above.
+    dh: GpuTensor,
+}
+
+/// Where a cell keeps things, in blocks of B·H values of its states.
+#[derive(Clone, Copy)]
+struct Blocks {
+    reverse: bool,
+    t: usize,
+}
+
+impl Blocks {
+    /// First block of the outputs (times 1..T).
+    fn out(self) -> usize {
+        if self.reverse {
+            0
+        } else {
+            1
+        }
+    }
+    /// First block of the states each time reads (h_prev of times 1..T).
+    fn prev(self) -> usize {
+        1 - self.out()
+    }
+    fn initial(self) -> usize {
+        if self.reverse {
+            self.t
+        } else {
+            0
+        }
+    }
+    fn last(self) -> usize {
+        self.t - self.initial()
+    }
+}
+
+/// Buffers and plans for one (T, B), full-length or variable-length.
+pub(crate) struct Workspace {
+    pub t: usize,
+    pub b: usize,
+    /// (T, B, I), the input of the last forward.
+    pub x: GpuTensor,
+    cells: Vec<CellBuffers>,
+    /// (T, B, O)
+    pub y: GpuTensor,
+    /// (T, B, O), dL/dy of the last backward.
+    pub dy: GpuTensor,
+    /// (T, B, I)
+    pub dx: GpuTensor,
+    /// dL/dh, then for LSTM dL/dc, each (L·D, B, H), carried between the steps of the
+    /// backward recurrence: dL/dh_n in, dL/dh0 out.
+    carry: GpuTensor,
+    /// Per-row lengths (B, as floats) of a variable-length batch.
+    pub lengths: Option<GpuTensor>,
+    pub forward: Plan,
+    pub backward: Plan,
+    pub path: RecurrencePath,
+}
+
+impl Workspace {
+    pub fn new(
+        gpu: &Gpu,
+        cfg: &RnnConfig,
+        p: &Params<GpuTensor>,
+        g: &Params<GpuTensor>,
+        (t, b, masked): (usize, usize, bool),
+        path: Option<RecurrencePath>,
+    ) -> Result<Self> {
+        let path = match path {
+            None => RecurrencePath::choose(gpu, b, cfg.gates(), cfg.hidden_size),
+            Some(p) => {
+                if let RecurrencePath::Persistent { shared_w: true, .. } = p {
+                    check_shared_w(gpu, cfg)?;
+                }
+                p
+            }
+        };
+        let (i, h, o) = (cfg.input_size, cfg.hidden_size, cfg.output_size);
+        let gh = cfg.gates() * h;
+        let lstm = cfg.cell.has_c();
+        let cells = (0..cfg.cells())
+            .map(|_| {
+                Ok(CellBuffers {
+                    pre: GpuTensor::empty(gpu, &[t, b, gh], "input projection")?,
+                    dr: match cfg.cell {
+                        CellKind::Gru => Some(GpuTensor::empty(gpu, &[t, b, gh], "dR")?),
+                        _ => None,
+                    },
+                    states: GpuTensor::empty(
+                        gpu,
+                        &[if lstm { 2 } else { 1 }, t + 1, b, h],
+                        "hidden states",
+                    )?,
+                    saved: GpuTensor::empty(
+                        gpu,
+                        &[t, b, saved_slots(cfg.cell) * h],
+                        "saved gates",
+                    )?,
+                    dh: GpuTensor::empty(gpu, &[t, b, h], "dL/d(outputs)")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let carry_shape = [if lstm { 2 } else { 1 }, cfg.cells(), b, h];
+        let mut ws = Workspace {
+            t,
+            b,
+            x: GpuTensor::empty(gpu, &[t, b, i], "x")?,
+            cells,
+            y: GpuTensor::empty(gpu, &[t, b, o], "y")?,
+            dy: GpuTensor::empty(gpu, &[t, b, o], "dy")?,
+            dx: GpuTensor::empty(gpu, &[t, b, i], "dx")?,
+            carry: GpuTensor::empty(gpu, &carry_shape, "carried state gradient")?,
+            lengths: if masked {
+                Some(GpuTensor::empty(gpu, &[b], "lengths")?)
+            } else {
+                None
+            },
+            forward: PlanBuilder::new(gpu).finish()?,
+            backward: PlanBuilder::new(gpu).finish()?,
+            path,
+        };
+        let ctx = Ctx { cfg, p, g, ws: &ws };
+        let mut fwd = PlanBuilder::new(gpu);
+        for layer in 0..cfg.num_layers {
+            for dir in 0..cfg.directions() {
+                let c = layer * cfg.directions() + dir;
+                ctx.input_projection_forward(&mut fwd, c)?;
+                ctx.recurrence_forward(&mut fwd, c)?;
+            }
+        }
+        ctx.head_forward(&mut fwd)?;
+        let mut bwd = PlanBuilder::new(gpu);
+        ctx.head_backward(&mut bwd)?;
+        for layer in (0..cfg.num_layers).rev() {
+            for dir in 0..cfg.directions() {
+                ctx.recurrence_backward(&mut bwd, layer * cfg.directions() + dir)?;
+            }
+            for dir in 0..cfg.directions() {
+                ctx.input_projection_backward(&mut bwd, layer * cfg.directions() + dir)?;
+            }
+        }
+        ws.forward = fwd.finish()?;
+        ws.backward = bwd.finish()?;
+        Ok(ws)
+    }
+
+    fn blocks(&self, cfg: &RnnConfig, c: usize) -> Blocks {
+        Blocks {
+            reverse: cfg.is_reverse(c),
+            t: self.t,
+        }
+    }
+
+    /// Bytes of one (B, H) block of states.
+    fn block_bytes(&self, cfg: &RnnConfig) -> u64 {
+        (self.b * cfg.hidden_size * 4) as u64
+    }
+
+    /// Offset in bytes of the c half of a cell's states.
+    fn c_bytes(&self, cfg: &RnnConfig) -> u64 {
+        (self.t as u64 + 1) * self.block_bytes(cfg)
+    }
+
+    /// Copies the initial state (h0 and c0, each (L·D, B, H), or (B, H) for one cell)
+    /// into each cell's initial block, or zeros it.
+    pub fn record_initial_state(
+        &self,
+        cfg: &RnnConfig,
+        enc: &mut wgpu::CommandEncoder,
+        init: Option<&super::State<GpuTensor>>,
+    ) {
+        let block = self.block_bytes(cfg);
+        for (c, cell) in self.cells.iter().enumerate() {
+            let at = self.blocks(cfg, c).initial() as u64 * block;
+            let parts = [(init.map(|s| &s.h), 0), (init.and_then(|s| s.c.as_ref()), 1)];
+            for (src, half) in parts.into_iter().take(if cfg.cell.has_c() { 2 } else { 1 }) {
+                let dst = at + half * self.c_bytes(cfg);
+                match src {
+                    Some(s) => enc.copy_buffer_to_buffer(
+                        s.buffer(),
+                        c as u64 * block,
+                        cell.states.buffer(),
+                        dst,
+                        block,
+                    ),
+                    None => enc.clear_buffer(cell.states.buffer(), dst, Some(block)),
+                }
+            }
+        }
+    }
+
+    /// Copies each cell's final state (h_n, and c_n for LSTM) into `dst`.
+    pub fn record_final_state(
+        &self,
+        cfg: &RnnConfig,
+        enc: &mut wgpu::CommandEncoder,
+        dst: &super::State<GpuTensor>,
+    ) {
+        let block = self.block_bytes(cfg);
+        for (c, cell) in self.cells.iter().enumerate() {
+            let at = self.blocks(cfg, c).last() as u64 * block;
+            for (half, d) in dst.tensors().into_iter().enumerate() {
+                let src = at + half as u64 * self.c_bytes(cfg);
+                enc.copy_buffer_to_buffer(
+                    cell.states.buffer(),
+                    src,
+                    d.buffer(),
+                    c as u64 * block,
+                    block,
+                );
+            }
+        }
+    }
+
+    /// Sets the carried gradients to dL/dh_n (and dL/dc_n), or zeros.
+    pub fn record_final_state_grad(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        d_final: Option<&super::State<GpuTensor>>,
+    ) {
+        enc.clear_buffer(self.carry.buffer(), 0, None);
+        if let Some(s) = d_final {
+            let half = self.carry.bytes() / if s.c.is_some() { 2 } else { 1 };
+            for (k, t) in s.tensors().into_iter().enumerate() {
+                enc.copy_buffer_to_buffer(t.buffer(), 0, self.carry.buffer(), k as u64 * half, t.bytes());
+            }
+        }
+    }
+
+    /// Copies dL/dh0 (and dL/dc0) out of the carried gradients.
+    pub fn record_initial_state_grad(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        dst: &super::State<GpuTensor>,
+    ) {
+        for (k, t) in dst.tensors().into_iter().enumerate() {
+            enc.copy_buffer_to_buffer(self.carry.buffer(), k as u64 * t.bytes(), t.buffer(), 0, t.bytes());
+        }
+    }
+}
+
+/// Refuses a pinned shared-W_hh path that this device or model cannot take.
+fn check_shared_w(gpu: &Gpu, cfg: &RnnConfig) -> Result<()> {
+    let n = cfg.gates() * cfg.hidden_size * cfg.hidden_size;
+    if n > MAX_SHARED_W {
+        return Ok(()); // ignored for large H, as documented
+    }
+    let limit = gpu.limits().max_compute_workgroup_storage_size;
+    if (n * 4) as u64 > limit as u64 {
+        return Err(Error::DeviceLimit {
+            what: "the persistent recurrence with W_hh in workgroup memory".into(),
+            limit: "max_compute_workgroup_storage_size",
+            value: limit as u64,
+            asked: (n * 4) as u64,
+            advice: "use Persistent { shared_w: false } or the stepwise path (set_path(None) \
+                     chooses one that fits), or a device with more workgroup memory",
+        });
+    }
+    Ok(())
+}
+
+/// What the op pairs read: the model, its parameters and gradients, the workspace.
+struct Ctx<'a> {
+    cfg: &'a RnnConfig,
+    p: &'a Params<GpuTensor>,
+    g: &'a Params<GpuTensor>,
+    ws: &'a Workspace,
+}
+
+impl<'a> Ctx<'a> {
+    fn block(&self) -> usize {
+        self.ws.b * self.cfg.hidden_size
+    }
+
+    /// Outputs of cell c (times 1..T) as a (T·B, H) row-major operand.
+    fn out(&self, c: usize) -> Operand<'a> {
+        let blocks = self.ws.blocks(self.cfg, c);
+        Operand::rows(
+            self.ws.cells[c].states.buffer(),
+            blocks.out() * self.block(),
+            self.cfg.hidden_size,
+        )
+    }
+
+    /// The cells of the layer below cell c's layer.
+    fn below(&self, c: usize) -> std::ops::Range<usize> {
+        let d = self.cfg.directions();
+        let layer = c / d;
+        (layer - 1) * d..layer * d
+    }
+
+    /// pre(c) = in W_ihᵀ + b_ih, (T·B, G·H): `in` is x (T·B, I) for layer 0; above it
+    /// the D outputs of the layer below, one product per direction, each with its column
+    /// slice of W_ih.
+    fn input_projection_forward(&self, plan: &mut PlanBuilder, c: usize) -> Result<()> {
+        plan.section("input projection");
+        let (cfg, ws) = (self.cfg, self.ws);
+        let (tb, h, gh) = (ws.t * ws.b, cfg.hidden_size, cfg.gates() * cfg.hidden_size);
+        let pc = &self.p.cells[c];
+        let pre = Operand::rows(ws.cells[c].pre.buffer(), 0, gh);
+        let bias = pc.b_ih.as_ref().map(GpuTensor::buffer);
+        if c < cfg.directions() {
+            let (i, x) = (cfg.input_size, ws.x.buffer());
+            let w = Operand::transposed(pc.w_ih.buffer(), 0, i);
+            return plan.gemm(GemmSpec::new(tb, gh, i, Operand::rows(x, 0, i), w, pre).bias(bias));
+        }
+        let width = cfg.directions() * h;
+        for (k, below) in self.below(c).enumerate() {
+            let w = column_slice_t(pc.w_ih.buffer(), k * h, width);
+            plan.gemm(
+                GemmSpec::new(tb, gh, h, self.out(below), w, pre)
+                    .bias(if k == 0 { bias } else { None })
+                    .accumulate(k > 0),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// dW_ih = dPᵀ in, db_ih = Σ_rows dP, and d in = dP W_ih: into dx for layer 0
+    /// (accumulated over directions), else into the dh of the cells below.
+    fn input_projection_backward(&self, plan: &mut PlanBuilder, c: usize) -> Result<()> {
+        let (cfg, ws) = (self.cfg, self.ws);
+        let (tb, h, gh) = (ws.t * ws.b, cfg.hidden_size, cfg.gates() * cfg.hidden_size);
+        let (pc, gc) = (&self.p.cells[c], &self.g.cells[c]);
+        let dp = ws.cells[c].pre.buffer();
+        let first_dir = c % cfg.directions() == 0;
+        plan.section("weight gradients");
+        if c < cfg.directions() {
+            let i = cfg.input_size;
+            plan.gemm(GemmSpec::new(
+                gh,
+                i,
+                tb,
+                Operand::transposed(dp, 0, gh),
+                Operand::rows(ws.x.buffer(), 0, i),
+                Operand::rows(gc.w_ih.buffer(), 0, i),
+            ))?;
+        } else {
+            let width = cfg.directions() * h;
+            for (k, below) in self.below(c).enumerate() {
+                plan.gemm(GemmSpec::new(
+                    gh,
+                    h,
+                    tb,
+                    Operand::transposed(dp, 0, gh),
+                    self.out(below),
+                    column_slice(gc.w_ih.buffer(), k * h, width),
+                ))?;
+            }
+        }
+        if let Some(db) = &gc.b_ih {
+            plan.section("bias gradients");
+            plan.col_sum(tb, gh, (dp, 0), (db.buffer(), 0))?;
+        }
+        plan.section("dX and dh");
+        if c < cfg.directions() {
+            let i = cfg.input_size;
+            return plan.gemm(
+                GemmSpec::new(
+                    tb,
+                    i,
+                    gh,
+                    Operand::rows(dp, 0, gh),
+                    Operand::rows(pc.w_ih.buffer(), 0, i),
+                    Operand::rows(ws.dx.buffer(), 0, i),
+                )
+                .accumulate(!first_dir),
+            );
+        }
+        let width = cfg.directions() * h;
+        for (k, below) in self.below(c).enumerate() {
+            plan.gemm(
+                GemmSpec::new(
+                    tb,
+                    h,
+                    gh,
+                    Operand::rows(dp, 0, gh),
+                    column_slice(pc.w_ih.buffer(), k * h, width),
+                    Operand::rows(ws.cells[below].dh.buffer(), 0, h),
+                )
+                .accumulate(!first_dir),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The recurrence kernel of cell c with its override constants.
+    fn recurrence_kernel(&self, c: usize, backward: bool) -> Kernel {
+        let cfg = self.cfg;
+        let (tile_rows, shared) = match self.ws.path {
+            RecurrencePath::Persistent {
+                rows_per_workgroup,
+                shared_w,
+            } => {
+                let n = cfg.gates() * cfg.hidden_size * cfg.hidden_size;
+                let share = shared_w && n <= MAX_SHARED_W;
+                (
+                    if rows_per_workgroup.min(self.ws.b) >= 4 { 4 } else { 1 },
+                    if share { n.max(1) } else { 1 },
+                )
+            }
+            RecurrencePath::Stepwise => (4, 1),
+        };
+        let def = if backward {
+            &RECURRENCE_BACKWARD
+        } else {
+            &RECURRENCE_FORWARD
+        };
+        let kernel = Kernel::new(def)
+            .with("WG", WG)
+            .with("TILE_ROWS", tile_rows as u32)
+            .with("G", cfg.gates() as u32)
+            .with("S", saved_slots(cfg.cell) as u32)
+            .with("REVERSE", cfg.is_reverse(c) as u8)
+            .with("MASKED", self.ws.lengths.is_some() as u8)
+            .with("SHARED_LEN", shared as u32)
+            .with(
+                "CELL",
+                match cfg.cell {
+                    CellKind::Rnn => 0u8,
+                    CellKind::Lstm => 1,
+                    CellKind::Gru => 2,
+                },
+            )
+            .with("RELU", (cfg.activation == Activation::Relu) as u8);
+        if backward {
+            kernel
+        } else {
+            kernel.with("HAS_BIAS", cfg.bias as u8)
+        }
+    }
+
+    /// Dispatches `iterations` iterations of the recurrence over `buffers`: one
+    /// dispatch for all (persistent) or one per iteration (stepwise).
+    fn recurrence(
+        &self,
+        plan: &mut PlanBuilder,
+        c: usize,
+        backward: bool,
+        iterations: usize,
+        buffers: &[Option<&wgpu::Buffer>],
+    ) -> Result<()> {
+        let (cfg, ws) = (self.cfg, self.ws);
+        let (b, h) = (ws.b, cfg.hidden_size);
+        let block = b * h;
+        let mut u = SeqUniform {
+            t: to_u32("sequence length", ws.t)?,
+            b: to_u32("batch", b)?,
+            h: to_u32("hidden size", h)?,
+            rows_per_wg: 0,
+            units_per_wg: 0,
+            first: 0,
+            steps: 0,
+            state_c: to_u32("offset", (ws.t + 1) * block)?,
+            carry: to_u32("offset", c * block)?,
+            carry_c: to_u32("offset", (cfg.cells() + c) * block)?,
+            _pad0: 0,
+            _pad1: 0,
+        };
+        let kernel = self.recurrence_kernel(c, backward);
+        match ws.path {
+            RecurrencePath::Persistent {
+                rows_per_workgroup, ..
+            } => {
+                let rows = rows_per_workgroup.clamp(1, b);
+                u.rows_per_wg = rows as u32;
+                u.units_per_wg = u.h;
+                u.steps = to_u32("steps", iterations)?;
+                let groups = plan.groups(1, b.div_ceil(rows))?;
+                plan.push(kernel, bytemuck::bytes_of(&u), buffers, groups)
+            }
+            RecurrencePath::Stepwise => {
+                u.rows_per_wg = STEPWISE_ROWS as u32;
+                u.units_per_wg = STEPWISE_UNITS as u32;
+                u.steps = 1;
+                let groups = plan.groups(h.div_ceil(STEPWISE_UNITS), b.div_ceil(STEPWISE_ROWS))?;
+                for n in 0..iterations {
+                    u.first = n as u32;
+                    plan.push(kernel.clone(), bytemuck::bytes_of(&u), buffers, groups)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// h_t (and c_t) of cell c for t in its order, from pre(c), W_hh and b_hh.
+    fn recurrence_forward(&self, plan: &mut PlanBuilder, c: usize) -> Result<()> {
+        plan.section("recurrence");
+        let cell = &self.ws.cells[c];
+        let pc = &self.p.cells[c];
+        let buffers = [
+            Some(cell.pre.buffer()),
+            Some(pc.w_hh.buffer()),
+            pc.b_hh.as_ref().map(GpuTensor::buffer),
+            Some(cell.states.buffer()),
+            Some(cell.saved.buffer()),
+            self.ws.lengths.as_ref().map(GpuTensor::buffer),
+        ];
+        self.recurrence(plan, c, false, self.ws.t, &buffers)
+    }
+
+    /// dP and dR of cell c (and dL/dh0, dL/dc0 in the carry), then the recurrent weight
+    /// gradients dW_hh = dRᵀ H_prev and db_hh = Σ_rows dR.
+    fn recurrence_backward(&self, plan: &mut PlanBuilder, c: usize) -> Result<()> {
+        plan.section("recurrence backward");
+        let (cfg, ws) = (self.cfg, self.ws);
+        let cell = &ws.cells[c];
+        let dp = cell.pre.buffer();
+        let dr = cell.dr.as_ref().map_or(dp, GpuTensor::buffer);
+        let buffers = [
+            Some(dp),
+            Some(self.p.cells[c].w_hh.buffer()),
+            Some(dr),
+            Some(cell.states.buffer()),
+            Some(cell.saved.buffer()),
+            ws.lengths.as_ref().map(GpuTensor::buffer),
+            Some(cell.dh.buffer()),
+            Some(ws.carry.buffer()),
+        ];
+        self.recurrence(plan, c, true, ws.t + 1, &buffers)?;
+        let (tb, h, gh) = (ws.t * ws.b, cfg.hidden_size, cfg.gates() * cfg.hidden_size);
+        let gc = &self.g.cells[c];
+        plan.section("weight gradients");
+        let prev = ws.blocks(cfg, c).prev() * self.block();
+        plan.gemm(GemmSpec::new(
+            gh,
+            h,
+            tb,
+            Operand::transposed(dr, 0, gh),
+            Operand::rows(cell.states.buffer(), prev, h),
+            Operand::rows(gc.w_hh.buffer(), 0, h),
+        ))?;
+        if let Some(db) = &gc.b_hh {
+            plan.section("bias gradients");
+            plan.col_sum(tb, gh, (dr, 0), (db.buffer(), 0))?;
+        }
+        Ok(())
+    }
+
+    /// The top layer's directions.
+    fn top(&self) -> std::ops::Range<usize> {
+        let d = self.cfg.directions();
+        self.cfg.cells() - d..self.cfg.cells()
+    }
+
+    /// y = Σ_d out(top, d) W_hy[:, d slice]ᵀ + b_y, (T·B, O), zero past a row's length.
+    fn head_forward(&self, plan: &mut PlanBuilder) -> Result<()> {
+        plan.section("output projection");
+        let (cfg, ws) = (self.cfg, self.ws);
+        let (tb, h, o) = (ws.t * ws.b, cfg.hidden_size, cfg.output_size);
+        let width = cfg.directions() * h;
+        for (k, c) in self.top().enumerate() {
+            plan.gemm(
+                GemmSpec::new(
+                    tb,
+                    o,
+                    h,
+                    self.out(c),
+                    column_slice_t(self.p.w_hy.buffer(), k * h, width),
+                    Operand::rows(ws.y.buffer(), 0, o),
+                )
+                .bias((k == 0).then(|| self.p.b_y.buffer()))
+                .accumulate(k > 0),
+            )?;
+        }
+        if let Some(lengths) = &ws.lengths {
+            plan.mask_rows(ws.y.buffer(), (ws.t, ws.b, o), lengths.buffer())?;
+        }
+        Ok(())
+    }
+
+    /// dh(top, d) = dY W_hy[:, d slice], dW_hy[:, d slice] = dYᵀ out(top, d),
+    /// db_y = Σ_rows dY; dY is first zeroed past each row's length.
+    fn head_backward(&self, plan: &mut PlanBuilder) -> Result<()> {
+        plan.section("output projection backward");
+        let (cfg, ws) = (self.cfg, self.ws);
+        let (tb, h, o) = (ws.t * ws.b, cfg.hidden_size, cfg.output_size);
+        let width = cfg.directions() * h;
+        let dy = ws.dy.buffer();
+        if let Some(lengths) = &ws.lengths {
+            plan.mask_rows(dy, (ws.t, ws.b, o), lengths.buffer())?;
+        }
+        for (k, c) in self.top().enumerate() {
+            plan.gemm(GemmSpec::new(
+                tb,
+                h,
+                o,
+                Operand::rows(dy, 0, o),
+                column_slice(self.p.w_hy.buffer(), k * h, width),
+                Operand::rows(ws.cells[c].dh.buffer(), 0, h),
+            ))?;
+        }
+        plan.section("weight gradients");
+        for (k, c) in self.top().enumerate() {
+            plan.gemm(GemmSpec::new(
+                o,
+                h,
+                tb,
+                Operand::transposed(dy, 0, o),
+                self.out(c),
+                column_slice(self.g.w_hy.buffer(), k * h, width),
+            ))?;
+        }
+        plan.section("bias gradients");
+        plan.col_sum(tb, o, (dy, 0), (self.g.b_y.buffer(), 0))
+    }
+}
+
+/// Columns [off, off + K) of a row-major (rows, width) weight W, transposed: the B
+/// operand (K, N = rows) with B(p, j) = W[j, off + p].
+fn column_slice_t(buf: &wgpu::Buffer, off: usize, width: usize) -> Operand<'_> {
+    Operand {
+        buf,
+        off,
+        rs: 1,
+        cs: width,
+    }
+}
+
+/// Columns [off, off + N) of a row-major (rows, width) weight, untransposed: a B (K = rows,
+/// N) or C operand with (p, j) = W[p, off + j].
+fn column_slice(buf: &wgpu::Buffer, off: usize, width: usize) -> Operand<'_> {
+    Operand {
+        buf,
+        off,
+        rs: width,
+        cs: 1,
+    }
+}
