@@ -1,11 +1,12 @@
-//! Finite-difference check of the CPU reference's backward pass, entirely in f64, for one
-//! and two layers, one and two directions, tanh and relu, with and without per-row lengths.
-//! The loss is L = Σ r ⊙ y + Σ s ⊙ h_n with fixed random r, s, so dL/dy = r, dL/dh_n = s.
+//! Finite-difference check of the CPU reference's backward pass, entirely in f64, for every
+//! cell (Elman tanh and relu, LSTM, GRU), one and two layers, one and two directions, with
+//! and without per-row lengths and biases. The loss is L = Σ r ⊙ y + Σ s ⊙ h_n (+ Σ u ⊙ c_n
+//! for LSTM) with fixed random r, s, u, so dL/dy = r, dL/dh_n = s, dL/dc_n = u.
 
 mod common;
 
-use common::{uniform, widen};
-use wgpu_rnn::{cpu, Activation, Params, RnnConfig};
+use common::{state, uniform, widen};
+use wgpu_rnn::{cpu, Activation, CellKind, Params, RnnConfig, State};
 
 const T: usize = 4;
 const B: usize = 2;
@@ -16,25 +17,32 @@ const O: usize = 2;
 struct Problem {
     cfg: RnnConfig,
     x: Vec<f64>,
-    h0: Vec<f64>,
+    init: State<Vec<f64>>,
     r: Vec<f64>,
-    s: Vec<f64>,
+    s: State<Vec<f64>>,
     lengths: Option<Vec<usize>>,
 }
 
 impl Problem {
-    fn loss(&self, p: &Params<Vec<f64>>, x: &[f64], h0: &[f64]) -> f64 {
-        let f = cpu::forward_with_lengths(
+    fn loss(&self, p: &Params<Vec<f64>>, x: &[f64], init: &State<Vec<f64>>) -> f64 {
+        let f = cpu::forward(
             &self.cfg,
             p,
             x,
             &[T, B, I],
-            Some(h0),
+            Some(init),
             self.lengths.as_deref(),
         )
         .unwrap();
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(u, v)| u * v).sum::<f64>();
-        dot(&f.y, &self.r) + dot(f.h_last(), &self.s)
+        let states: f64 = f
+            .state
+            .tensors()
+            .into_iter()
+            .zip(self.s.tensors())
+            .map(|(a, b)| dot(a, b))
+            .sum();
+        dot(&f.y, &self.r) + states
     }
 }
 
@@ -70,27 +78,30 @@ fn gradcheck(cfg: RnnConfig, lengths: Option<Vec<usize>>) {
     // Larger weights than the default so relu units are not all in one regime.
     let p = p.map(|v| v.iter().map(|w| w * 2.0).collect::<Vec<_>>());
     let cells = cfg.cells();
+    let n = cells * B * H;
     let prob = Problem {
         x: widen(&uniform(1, T * B * I, 1.0)),
-        h0: widen(&uniform(2, cells * B * H, 0.5)),
+        init: state(cfg.cell, 2, n, 0.5).map(|v| widen(v)),
         r: widen(&uniform(3, T * B * O, 1.0)),
-        s: widen(&uniform(4, cells * B * H, 1.0)),
+        s: state(cfg.cell, 4, n, 1.0).map(|v| widen(v)),
         cfg,
         lengths,
     };
     let tag = format!(
-        "L={} D={} {:?} lengths={:?}",
+        "{} bias={} L={} D={} {:?} lengths={:?}",
+        prob.cfg.cell.name(),
+        prob.cfg.bias,
         prob.cfg.num_layers,
         prob.cfg.directions(),
         prob.cfg.activation,
         prob.lengths
     );
-    let fwd = cpu::forward_with_lengths(
+    let fwd = cpu::forward(
         &prob.cfg,
         &p,
         &prob.x,
         &[T, B, I],
-        Some(&prob.h0),
+        Some(&prob.init),
         prob.lengths.as_deref(),
     )
     .unwrap();
@@ -102,14 +113,31 @@ fn gradcheck(cfg: RnnConfig, lengths: Option<Vec<usize>>) {
         let num = numeric(p.tensors()[idx], |w| {
             let mut q = p.clone();
             q.tensors_mut()[idx].copy_from_slice(w);
-            prob.loss(&q, &prob.x, &prob.h0)
+            prob.loss(&q, &prob.x, &prob.init)
         });
         assert_grad(&format!("{tag} d{name}"), analytic[idx], &num);
     }
-    let num = numeric(&prob.x, |x| prob.loss(&p, x, &prob.h0));
+    let num = numeric(&prob.x, |x| prob.loss(&p, x, &prob.init));
     assert_grad(&format!("{tag} dx"), &g.dx, &num);
-    let num = numeric(&prob.h0, |h0| prob.loss(&p, &prob.x, h0));
-    assert_grad(&format!("{tag} dh0"), &g.dh0, &num);
+    let num = numeric(&prob.init.h, |h0| {
+        let init = State {
+            h: h0.to_vec(),
+            c: prob.init.c.clone(),
+        };
+        prob.loss(&p, &prob.x, &init)
+    });
+    assert_grad(&format!("{tag} dh0"), &g.d_init.h, &num);
+    assert_eq!(g.d_init.c.is_some(), prob.cfg.cell.has_c(), "{tag}");
+    if let (Some(c0), Some(dc0)) = (&prob.init.c, &g.d_init.c) {
+        let num = numeric(c0, |c0| {
+            let init = State {
+                h: prob.init.h.clone(),
+                c: Some(c0.to_vec()),
+            };
+            prob.loss(&p, &prob.x, &init)
+        });
+        assert_grad(&format!("{tag} dc0"), dc0, &num);
+    }
 }
 
 #[test]
@@ -139,5 +167,30 @@ fn variable_lengths() {
             .with_layers(layers)
             .with_bidirectional(bi);
         gradcheck(cfg, Some(vec![T, 2]));
+    }
+}
+
+#[test]
+fn lstm_and_gru_every_layout() {
+    for cell in [CellKind::Lstm, CellKind::Gru] {
+        for (layers, bi) in [(1, false), (2, false), (1, true), (2, true)] {
+            let cfg = RnnConfig::new(I, H, O)
+                .with_cell(cell)
+                .with_layers(layers)
+                .with_bidirectional(bi);
+            gradcheck(cfg, None);
+        }
+    }
+}
+
+#[test]
+fn lstm_and_gru_variable_lengths_and_no_bias() {
+    for cell in [CellKind::Lstm, CellKind::Gru, CellKind::Rnn] {
+        let cfg = RnnConfig::new(I, H, O)
+            .with_cell(cell)
+            .with_layers(2)
+            .with_bidirectional(true);
+        gradcheck(cfg.clone(), Some(vec![T, 2]));
+        gradcheck(cfg.with_bias(false), None);
     }
 }
