@@ -4,14 +4,25 @@
 mod common;
 
 use common::{gpu, uniform};
-use wgpu_rnn::{CellKind, Init, Rnn, RnnConfig};
+use wgpu_rnn::{CellKind, Init, RecurrencePath, Rnn, RnnConfig};
 
 const CELLS: [CellKind; 3] = [CellKind::Rnn, CellKind::Lstm, CellKind::Gru];
 
-fn run_once(cell: CellKind, seed: u64) -> Vec<Vec<u32>> {
+/// The adapter's own choice, and each path pinned.
+const PATHS: [Option<RecurrencePath>; 3] = [
+    None,
+    Some(RecurrencePath::Stepwise),
+    Some(RecurrencePath::Persistent {
+        rows_per_workgroup: 4,
+        shared_w: false,
+    }),
+];
+
+fn run_once(cell: CellKind, path: Option<RecurrencePath>, seed: u64) -> Vec<Vec<u32>> {
     let (t, b, i, h, o) = (16, 9, 7, 33, 5);
     let gpu = gpu();
     let mut rnn = Rnn::new(gpu, RnnConfig::new(i, h, o).with_cell(cell), seed).unwrap();
+    rnn.set_path(path);
     let x = gpu
         .tensor(&[t, b, i], &uniform(seed, t * b * i, 1.0))
         .unwrap();
@@ -37,11 +48,13 @@ fn run_once(cell: CellKind, seed: u64) -> Vec<Vec<u32>> {
 #[test]
 fn two_runs_with_one_seed_are_bitwise_identical() {
     for cell in CELLS {
-        let a = run_once(cell, 42);
-        let b = run_once(cell, 42);
-        assert_eq!(a, b, "{cell:?}");
-        // And the comparison can fail: another seed differs.
-        assert_ne!(a, run_once(cell, 43), "{cell:?}");
+        for path in PATHS {
+            let a = run_once(cell, path, 42);
+            let b = run_once(cell, path, 42);
+            assert_eq!(a, b, "{cell:?} {path:?}");
+            // And the comparison can fail: another seed differs.
+            assert_ne!(a, run_once(cell, path, 43), "{cell:?} {path:?}");
+        }
     }
 }
 

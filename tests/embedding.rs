@@ -28,7 +28,7 @@ fn model_runs_on_a_device_the_caller_created() {
         .forward(&gpu.tensor(&[4, 2, 3], &x).unwrap(), None)
         .unwrap();
     let p = rnn.params_to_host().unwrap().to_f64();
-    let reference = cpu::forward(&cfg, &p, &widen(&x), &[4, 2, 3], None).unwrap();
+    let reference = cpu::forward(&cfg, &p, &widen(&x), &[4, 2, 3], None, None).unwrap();
     assert_close("y", &out.y.download().unwrap(), &reference.y, 1e-5, 1e-4);
 
     // A tensor from another device is refused, not silently misused.

@@ -3,7 +3,7 @@
 mod common;
 
 use common::gpu;
-use wgpu_rnn::{cpu, Error, Gpu, GpuOptions, Rnn, RnnConfig};
+use wgpu_rnn::{cpu, CellKind, Error, Gpu, GpuOptions, Rnn, RnnConfig, State};
 
 fn model() -> Rnn {
     Rnn::new(gpu(), RnnConfig::new(3, 4, 2), 0).unwrap()
@@ -52,8 +52,55 @@ fn h0_of_wrong_shape() {
     let mut rnn = model();
     let x = gpu().zeros(&[5, 2, 3]).unwrap();
     let h0 = gpu().zeros(&[3, 4]).unwrap();
-    let e = rnn.forward(&x, Some(&h0)).unwrap_err();
-    assert!(matches!(e, Error::Shape { what: "h0", .. }), "{e}");
+    let e = rnn.forward(&x, Some(&State::h(h0))).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Shape {
+                what: "initial state",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+/// An initial state must have c exactly when the cell does (LSTM), and a c of the wrong
+/// shape is named like a wrong h.
+#[test]
+fn initial_state_parts_must_fit_the_cell() {
+    let x = gpu().zeros(&[5, 2, 3]).unwrap();
+    let h = || gpu().zeros(&[1, 2, 4]).unwrap();
+    let mut lstm = Rnn::new(gpu(), RnnConfig::new(3, 4, 2).with_cell(CellKind::Lstm), 0).unwrap();
+    let e = lstm.forward(&x, Some(&State::h(h()))).unwrap_err();
+    assert!(matches!(e, Error::IncompatibleArgs(_)), "{e}");
+    let bad_c = State {
+        h: h(),
+        c: Some(gpu().zeros(&[1, 2, 5]).unwrap()),
+    };
+    let e = lstm.forward(&x, Some(&bad_c)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Shape {
+                what: "initial state",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    lstm.forward(&x, Some(&State::filled(CellKind::Lstm, h())))
+        .unwrap();
+    for cell in [CellKind::Rnn, CellKind::Gru] {
+        let mut rnn = Rnn::new(gpu(), RnnConfig::new(3, 4, 2).with_cell(cell), 0).unwrap();
+        let with_c = State {
+            h: h(),
+            c: Some(h()),
+        };
+        let e = rnn.forward(&x, Some(&with_c)).unwrap_err();
+        assert!(matches!(e, Error::IncompatibleArgs(_)), "{cell:?}: {e}");
+        rnn.forward(&x, Some(&State::h(h()))).unwrap();
+    }
 }
 
 #[test]
@@ -78,12 +125,12 @@ fn dh_last_of_wrong_shape() {
         .unwrap();
     let dy = gpu().zeros(&[5, 2, 2]).unwrap();
     let dh = gpu().zeros(&[2, 5]).unwrap();
-    let e = rnn.backward(&dy, Some(&dh)).unwrap_err();
+    let e = rnn.backward(&dy, Some(&State::h(dh))).unwrap_err();
     assert!(
         matches!(
             e,
             Error::Shape {
-                what: "dh_last",
+                what: "gradient of the final state",
                 ..
             }
         ),
@@ -146,11 +193,11 @@ fn cpu_reference_rejects_bad_shapes_too() {
     let p = cfg.init_params(0).to_f64();
     let x = vec![0.0; 30];
     assert!(matches!(
-        cpu::forward(&cfg, &p, &x, &[5, 2, 4], None),
+        cpu::forward(&cfg, &p, &x, &[5, 2, 4], None, None),
         Err(Error::Shape { .. })
     ));
-    assert!(cpu::forward(&cfg, &p, &x[..29], &[5, 2, 3], None).is_err());
-    let f = cpu::forward(&cfg, &p, &x, &[5, 2, 3], None).unwrap();
+    assert!(cpu::forward(&cfg, &p, &x[..29], &[5, 2, 3], None, None).is_err());
+    let f = cpu::forward(&cfg, &p, &x, &[5, 2, 3], None, None).unwrap();
     assert!(cpu::backward(&cfg, &p, &x, &f, &[0.0; 7], None).is_err());
 }
 
@@ -173,7 +220,7 @@ fn evicted_state_mismatched_reference_inputs_and_bad_vocabularies_are_errors() {
     // The CPU reference checks that its inputs belong together.
     let p = cfg.init_params(1).to_f64();
     let x = vec![0.1; 4 * 2 * 2];
-    let fwd = wgpu_rnn::cpu::forward(&cfg, &p, &x, &[4, 2, 2], None).unwrap();
+    let fwd = wgpu_rnn::cpu::forward(&cfg, &p, &x, &[4, 2, 2], None, None).unwrap();
     let other = RnnConfig::new(2, 3, 2).with_layers(2);
     let p2 = other.init_params(1).to_f64();
     let e = wgpu_rnn::cpu::backward(&other, &p2, &x, &fwd, &vec![0.0; 16], None).unwrap_err();

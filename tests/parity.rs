@@ -1,9 +1,11 @@
-//! GPU forward and backward against the CPU reference, every output and every gradient.
+//! GPU forward and backward against the CPU reference, every output and every gradient, on
+//! edge-case shapes, for every cell (each case runs as Elman with its nonlinearity, LSTM
+//! and GRU).
 
 mod common;
 
-use common::{assert_close, gpu, uniform, widen};
-use wgpu_rnn::{cpu, Activation, RecurrencePath, Rnn, RnnConfig};
+use common::{assert_close, download, gpu, state, uniform, upload, widen};
+use wgpu_rnn::{cpu, Activation, CellKind, RecurrencePath, Rnn, RnnConfig, State};
 
 struct Case {
     t: usize,
@@ -67,51 +69,56 @@ fn paths(b: usize) -> [RecurrencePath; 4] {
 /// with the length of the sums involved (T·B rows for weight gradients, T steps of
 /// recurrence): f32 rounding is about 6e-8 per operation.
 fn check(case: Case) {
-    for path in paths(case.b) {
-        check_path(&case, path);
+    for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+        for path in paths(case.b) {
+            check_path(&case, cell, path);
+        }
     }
 }
 
-fn check_path(case: &Case, path: RecurrencePath) {
+fn check_path(case: &Case, cell: CellKind, path: RecurrencePath) {
     let &Case { t, b, i, h, o, .. } = case;
     let cfg = RnnConfig::new(i, h, o)
-        .with_activation(case.act)
+        .with_cell(cell)
+        .with_activation(if cell == CellKind::Rnn {
+            case.act
+        } else {
+            Activation::Tanh
+        })
         .with_layers(case.layers)
         .with_bidirectional(case.bidirectional);
-    let cells = cfg.cells();
+    let n = cfg.cells() * b * h;
+    let shape = cfg.state_shape(b);
     let seed = (t * 1000 + b * 100 + h) as u64;
     let params = cfg.init_params(seed);
     let x = uniform(seed + 1, t * b * i, case.x_scale);
-    let h0 = case.with_h0.then(|| uniform(seed + 2, cells * b * h, 0.5));
+    let init = case.with_h0.then(|| state(cell, seed + 2, n, 0.5));
     let dy = uniform(seed + 3, t * b * o, 1.0);
-    let dh_last = case
-        .with_dh_last
-        .then(|| uniform(seed + 4, cells * b * h, 1.0));
+    let d_final = case.with_dh_last.then(|| state(cell, seed + 4, n, 1.0));
 
     let gpu = gpu();
     let mut rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
     rnn.set_path(Some(path));
     let x_gpu = gpu.tensor(&[t, b, i], &x).unwrap();
-    let h0_gpu = h0.as_ref().map(|v| gpu.tensor(&[cells, b, h], v).unwrap());
-    let out = rnn.forward(&x_gpu, h0_gpu.as_ref()).unwrap();
+    let init_gpu = init.as_ref().map(|s| upload(s, &shape));
+    let out = rnn.forward(&x_gpu, init_gpu.as_ref()).unwrap();
     let dy_gpu = gpu.tensor(&[t, b, o], &dy).unwrap();
-    let dh_gpu = dh_last
-        .as_ref()
-        .map(|v| gpu.tensor(&[cells, b, h], v).unwrap());
-    let grads = rnn.backward(&dy_gpu, dh_gpu.as_ref()).unwrap();
+    let d_final_gpu = d_final.as_ref().map(|s| upload(s, &shape));
+    let grads = rnn.backward(&dy_gpu, d_final_gpu.as_ref()).unwrap();
 
     let p64 = params.to_f64();
     let x64 = widen(&x);
-    let h0_64 = h0.as_deref().map(widen);
-    let fwd = cpu::forward(&cfg, &p64, &x64, &[t, b, i], h0_64.as_deref()).unwrap();
-    let dh64 = dh_last.as_deref().map(widen);
-    let g = cpu::backward(&cfg, &p64, &x64, &fwd, &widen(&dy), dh64.as_deref()).unwrap();
+    let init64 = init.as_ref().map(|s| s.map(|v| widen(v)));
+    let fwd = cpu::forward(&cfg, &p64, &x64, &[t, b, i], init64.as_ref(), None).unwrap();
+    let d_final64 = d_final.as_ref().map(|s| s.map(|v| widen(v)));
+    let g = cpu::backward(&cfg, &p64, &x64, &fwd, &widen(&dy), d_final64.as_ref()).unwrap();
 
     let tag = format!(
-        "T={t} B={b} I={i} H={h} O={o} L={} D={} {:?} {path}",
+        "T={t} B={b} I={i} H={h} O={o} L={} D={} {} {:?} {path}",
         case.layers,
         cfg.directions(),
-        case.act
+        cell.name(),
+        cfg.activation
     );
     let steps = (t as f64).sqrt();
     let rows = ((t * b) as f64).sqrt();
@@ -123,13 +130,10 @@ fn check_path(case: &Case, path: RecurrencePath) {
         tol * steps,
         1e-4,
     );
-    assert_close(
-        &format!("{tag} h_T"),
-        &out.h_last.download().unwrap(),
-        fwd.h_last(),
-        tol * steps,
-        1e-4,
-    );
+    let last = download(&out.state);
+    for (k, (gv, cv)) in last.tensors().into_iter().zip(fwd.state.tensors()).enumerate() {
+        assert_close(&format!("{tag} final state {k}"), gv, cv, tol * steps, 1e-4);
+    }
     let gpu_grads = grads.params.try_map(|t| t.download()).unwrap();
     for ((name, gv), cv) in gpu_grads
         .names_for(&cfg)
@@ -146,13 +150,10 @@ fn check_path(case: &Case, path: RecurrencePath) {
         tol * steps,
         1e-3,
     );
-    assert_close(
-        &format!("{tag} dh0"),
-        &grads.dh0.download().unwrap(),
-        &g.dh0,
-        tol * steps,
-        1e-3,
-    );
+    let d_init = download(&grads.d_init);
+    for (k, (gv, cv)) in d_init.tensors().into_iter().zip(g.d_init.tensors()).enumerate() {
+        assert_close(&format!("{tag} d init {k}"), gv, cv, tol * steps, 1e-3);
+    }
 }
 
 #[test]
@@ -242,7 +243,7 @@ fn saturating_inputs_give_no_nan() {
     let gpu = gpu();
     let mut rnn = Rnn::new(gpu, cfg, 3).unwrap();
     let x = gpu.tensor(&[20, 3, 5], &uniform(9, 300, 100.0)).unwrap();
-    let h = rnn.forward(&x, None).unwrap().h_last.download().unwrap();
+    let h = rnn.forward(&x, None).unwrap().state.h.download().unwrap();
     assert!(h.iter().all(|v| v.is_finite() && v.abs() <= 1.0), "{h:?}");
     assert!(
         h.iter().filter(|v| v.abs() == 1.0).count() > h.len() / 2,
@@ -261,32 +262,33 @@ fn repeated_calls_and_several_shapes_reuse_workspaces() {
         let out = rnn
             .forward(&gpu.tensor(&[t, b, 4], &x).unwrap(), None)
             .unwrap();
-        let fwd = cpu::forward(&cfg, &params, &widen(&x), &[t, b, 4], None).unwrap();
+        let fwd = cpu::forward(&cfg, &params, &widen(&x), &[t, b, 4], None, None).unwrap();
         assert_close("y", &out.y.download().unwrap(), &fwd.y, 1e-5, 1e-4);
     }
 }
 
-/// One dispatch per time step (or one in all on the persistent path) and one submit per
-/// call.
+/// One recurrence dispatch per time step (T + 1 backward, the last giving dL/dh0), or one
+/// in all on the persistent path, and one submit per call, whatever the cell. Forward:
+/// the input projection, the recurrence, the head. Backward: the head's dh, dW_hy and
+/// db_y; the recurrence, dW_hh and db_hh; dW_ih, db_ih and dx.
 #[test]
 fn dispatch_and_submit_counts() {
     let (t, b) = (10, 3);
     let gpu = gpu();
-    let mut rnn = Rnn::new(gpu, RnnConfig::new(4, 8, 2), 1).unwrap();
-    let x = gpu.zeros(&[t, b, 4]).unwrap();
-    for path in paths(b) {
-        rnn.set_path(Some(path));
-        let steps = if path == RecurrencePath::Stepwise {
-            t
-        } else {
-            1
-        };
-        rnn.forward(&x, None).unwrap();
-        let f = rnn.last_call_stats();
-        assert_eq!((f.dispatches, f.submits), (steps + 2, 1), "{path}");
-        rnn.backward(&gpu.zeros(&[t, b, 2]).unwrap(), None).unwrap();
-        let bw = rnn.last_call_stats();
-        assert_eq!((bw.dispatches, bw.submits), (steps + 8, 1), "{path}");
+    for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+        let mut rnn = Rnn::new(gpu, RnnConfig::new(4, 8, 2).with_cell(cell), 1).unwrap();
+        let x = gpu.zeros(&[t, b, 4]).unwrap();
+        for path in paths(b) {
+            rnn.set_path(Some(path));
+            let stepwise = path == RecurrencePath::Stepwise;
+            let (fwd_steps, bwd_steps) = if stepwise { (t, t + 1) } else { (1, 1) };
+            rnn.forward(&x, None).unwrap();
+            let f = rnn.last_call_stats();
+            assert_eq!((f.dispatches, f.submits), (fwd_steps + 2, 1), "{cell:?} {path}");
+            rnn.backward(&gpu.zeros(&[t, b, 2]).unwrap(), None).unwrap();
+            let bw = rnn.last_call_stats();
+            assert_eq!((bw.dispatches, bw.submits), (bwd_steps + 8, 1), "{cell:?} {path}");
+        }
     }
 }
 
@@ -297,42 +299,56 @@ fn dispatch_and_submit_counts() {
 fn variable_lengths() {
     let gpu = gpu();
     let (t, i, o) = (7, 3, 2);
-    for (b, h, layers, bi, act) in [
-        (3, 5, 1, false, Activation::Tanh),
-        (9, 6, 2, true, Activation::Tanh),
-        (5, 4, 2, true, Activation::Relu),
+    for (b, h, layers, bi, cell, act) in [
+        (3, 5, 1, false, CellKind::Rnn, Activation::Tanh),
+        (9, 6, 2, true, CellKind::Rnn, Activation::Tanh),
+        (5, 4, 2, true, CellKind::Rnn, Activation::Relu),
+        (5, 4, 2, true, CellKind::Lstm, Activation::Tanh),
+        (9, 6, 1, true, CellKind::Gru, Activation::Tanh),
     ] {
         let cfg = RnnConfig::new(i, h, o)
+            .with_cell(cell)
             .with_activation(act)
             .with_layers(layers)
             .with_bidirectional(bi);
         let cells = cfg.cells();
+        let shape = cfg.state_shape(b);
         let lengths: Vec<usize> = (0..b).map(|r| [t, 1, 4, 6, 2][r % 5]).collect();
         let params = cfg.init_params(b as u64);
         let x = uniform(1, t * b * i, 1.0);
-        let h0 = uniform(2, cells * b * h, 0.5);
+        let init = state(cell, 2, cells * b * h, 0.5);
         let dy = uniform(3, t * b * o, 1.0);
-        let dh = uniform(4, cells * b * h, 1.0);
+        let d_final = state(cell, 4, cells * b * h, 1.0);
         let p64 = params.to_f64();
-        let fwd = cpu::forward_with_lengths(
+        let fwd = cpu::forward(
             &cfg,
             &p64,
             &widen(&x),
             &[t, b, i],
-            Some(&widen(&h0)),
+            Some(&init.map(|v| widen(v))),
             Some(&lengths),
         )
         .unwrap();
-        let g =
-            cpu::backward(&cfg, &p64, &widen(&x), &fwd, &widen(&dy), Some(&widen(&dh))).unwrap();
+        let g = cpu::backward(
+            &cfg,
+            &p64,
+            &widen(&x),
+            &fwd,
+            &widen(&dy),
+            Some(&d_final.map(|v| widen(v))),
+        )
+        .unwrap();
         for path in paths(b) {
-            let tag = format!("B={b} H={h} L={layers} bi={bi} {act:?} {path} lengths {lengths:?}");
+            let tag = format!(
+                "B={b} H={h} L={layers} bi={bi} {} {act:?} {path} lengths {lengths:?}",
+                cell.name()
+            );
             let mut rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
             rnn.set_path(Some(path));
             let out = rnn
                 .forward_with_lengths(
                     &gpu.tensor(&[t, b, i], &x).unwrap(),
-                    Some(&gpu.tensor(&[cells, b, h], &h0).unwrap()),
+                    Some(&upload(&init, &shape)),
                     &lengths,
                 )
                 .unwrap();
@@ -343,17 +359,14 @@ fn variable_lengths() {
                 1e-5,
                 1e-4,
             );
-            assert_close(
-                &format!("{tag} h_n"),
-                &out.h_last.download().unwrap(),
-                fwd.h_last(),
-                1e-5,
-                1e-4,
-            );
+            let last = download(&out.state);
+            for (k, (gv, cv)) in last.tensors().into_iter().zip(fwd.state.tensors()).enumerate() {
+                assert_close(&format!("{tag} final state {k}"), gv, cv, 1e-5, 1e-4);
+            }
             let grads = rnn
                 .backward(
                     &gpu.tensor(&[t, b, o], &dy).unwrap(),
-                    Some(&gpu.tensor(&[cells, b, h], &dh).unwrap()),
+                    Some(&upload(&d_final, &shape)),
                 )
                 .unwrap();
             let gp = grads.params.try_map(|t| t.download()).unwrap();
@@ -372,58 +385,57 @@ fn variable_lengths() {
                 1e-4,
                 1e-3,
             );
-            assert_close(
-                &format!("{tag} dh0"),
-                &grads.dh0.download().unwrap(),
-                &g.dh0,
-                1e-4,
-                1e-3,
-            );
+            let d_init = download(&grads.d_init);
+            for (k, (gv, cv)) in d_init.tensors().into_iter().zip(g.d_init.tensors()).enumerate() {
+                assert_close(&format!("{tag} d init {k}"), gv, cv, 1e-4, 1e-3);
+            }
         }
         // Row r alone, at its own length, gives row r's outputs and final state.
         let mut rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
         let out = rnn
             .forward_with_lengths(
                 &gpu.tensor(&[t, b, i], &x).unwrap(),
-                Some(&gpu.tensor(&[cells, b, h], &h0).unwrap()),
+                Some(&upload(&init, &shape)),
                 &lengths,
             )
             .unwrap();
-        let (y_all, hn_all) = (out.y.download().unwrap(), out.h_last.download().unwrap());
+        let (y_all, last_all) = (out.y.download().unwrap(), download(&out.state));
         for r in 0..b {
             let l = lengths[r];
             let xr: Vec<f32> = (0..l)
                 .flat_map(|s| x[(s * b + r) * i..][..i].to_vec())
                 .collect();
-            let h0r: Vec<f32> = (0..cells)
-                .flat_map(|c| h0[(c * b + r) * h..][..h].to_vec())
-                .collect();
+            let row_of = |v: &Vec<f32>| -> Vec<f32> {
+                (0..cells)
+                    .flat_map(|c| v[(c * b + r) * h..][..h].to_vec())
+                    .collect()
+            };
+            let init_r = init.map(row_of);
             let alone = rnn
                 .forward(
                     &gpu.tensor(&[l, 1, i], &xr).unwrap(),
-                    Some(&gpu.tensor(&[cells, 1, h], &h0r).unwrap()),
+                    Some(&upload(&init_r, &cfg.state_shape(1))),
                 )
                 .unwrap();
-            let (ya, hna) = (
-                alone.y.download().unwrap(),
-                alone.h_last.download().unwrap(),
-            );
+            let (ya, last_alone) = (alone.y.download().unwrap(), download(&alone.state));
             for s in 0..t {
                 for k in 0..o {
                     let got = y_all[(s * b + r) * o + k];
                     let want = if s < l { ya[s * o + k] } else { 0.0 };
                     assert!(
                         (got - want).abs() <= 1e-5 + 1e-4 * want.abs(),
-                        "row {r} t {s}: {got} vs alone {want}"
+                        "{} row {r} t {s}: {got} vs alone {want}",
+                        cell.name()
                     );
                 }
             }
-            for c in 0..cells {
-                for k in 0..h {
-                    let (got, want) = (hn_all[(c * b + r) * h + k], hna[c * h + k]);
+            for (all, alone) in last_all.tensors().into_iter().zip(last_alone.tensors()) {
+                let all: State<Vec<f32>> = State::h(row_of(all));
+                for (got, want) in all.h.iter().zip(alone) {
                     assert!(
                         (got - want).abs() <= 1e-5 + 1e-4 * want.abs(),
-                        "row {r} h_n cell {c}: {got} vs {want}"
+                        "{} row {r} final state: {got} vs {want}",
+                        cell.name()
                     );
                 }
             }
