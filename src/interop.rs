@@ -203,6 +203,12 @@ fn activation_of(
     caller: Option<Activation>,
     cell: CellKind,
 ) -> Result<Activation, String> {
+    if let (Some(Activation::Relu), true) = (caller, cell != CellKind::Rnn) {
+        return Err(format!(
+            "nonlinearity relu applies to nn.RNN only; this file holds an {}",
+            cell.name()
+        ));
+    }
     let from_meta = match meta.get("nonlinearity").map(String::as_str) {
         Some("tanh") => Some(Activation::Tanh),
         Some("relu") => Some(Activation::Relu),

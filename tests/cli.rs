@@ -208,8 +208,9 @@ fn tensor(path: &std::path::Path, name: &str) -> (Vec<usize>, Vec<f64>) {
     (t.shape().to_vec(), v)
 }
 
-/// `eval` runs a PyTorch state_dict on a file's x and h0 (and lengths) and writes what
-/// PyTorch computed, on the GPU and on the CPU reference.
+/// `eval` runs a PyTorch nn.RNN, nn.LSTM or nn.GRU state_dict on a file's x and h0 (c0,
+/// lengths) and writes what PyTorch computed (y, h_n, and c_n for LSTM), on the GPU and on
+/// the CPU reference, with no flag saying which cell the file holds.
 #[test]
 fn eval_reproduces_pytorch_from_files() {
     for (name, device) in [
@@ -217,6 +218,11 @@ fn eval_reproduces_pytorch_from_files() {
         ("relu_l2", "gpu"),
         ("tanh_bi_l2_lengths", "gpu"),
         ("relu_bi_l2", "cpu"),
+        ("lstm_bi_l2_lengths", "gpu"),
+        ("lstm_l2", "cpu"),
+        ("gru_bi_l2", "gpu"),
+        ("gru_l2_lengths", "cpu"),
+        ("lstm_nobias_l1", "gpu"),
     ] {
         let f = fixture(name);
         let out = temp(&format!("eval-{name}.safetensors"));
@@ -225,7 +231,12 @@ fn eval_reproduces_pytorch_from_files() {
             "eval", "--model", &f, "--input", &f, "--output", &o, "--device", device,
         ]);
         assert!(ok, "{name}: {err}");
-        for key in ["y", "h_n"] {
+        let keys: &[&str] = if name.starts_with("lstm") {
+            &["y", "h_n", "c_n"]
+        } else {
+            &["y", "h_n"]
+        };
+        for &key in keys {
             let (gs, got) = tensor(&out, key);
             let (ws, want) = tensor(std::path::Path::new(&f), key);
             assert_eq!(gs, ws, "{name} {key} shape");
@@ -312,6 +323,67 @@ fn train_flags_for_stacked_models() {
     fails_with(&["--bidirectional", "--steps", "1"], "--bidirectional");
     fails_with(&["--init", "nonsense", "--steps", "1"], "unknown init");
     fails_with(&["--layers", "0", "--steps", "1"], "--layers");
+}
+
+/// `--cell lstm` and `--cell gru` train, save a checkpoint with the cell and c state, and
+/// resume exactly; flags that do not fit the cell are errors, not ignored.
+#[test]
+fn train_flags_for_gated_cells() {
+    for cell in ["lstm", "gru"] {
+        let m = temp(&format!("{cell}.safetensors")).display().to_string();
+        let run = |steps: &str, resume: bool| {
+            let mut args = vec![
+                "--task", "sine", "--cell", cell, "--seq", "8", "--hidden", "6", "--batch",
+                "3", "--layers", "2", "--eval-every", "2", "--steps", steps, "--save", &m,
+            ];
+            if resume {
+                args.extend(["--resume", &m]);
+            }
+            let (ok, out, err) = cli(&args);
+            assert!(ok, "{cell}: {err}");
+            assert!(err.contains(&format!("{cell} I=1 H=6")), "{err}");
+            out
+        };
+        let full = temp(&format!("{cell}-full.safetensors")).display().to_string();
+        run("2", false);
+        let resumed = run("4", true);
+        // The same 4 steps without a stop give the same final validation.
+        let (ok, straight, err) = cli(&[
+            "--task", "sine", "--cell", cell, "--seq", "8", "--hidden", "6", "--batch", "3",
+            "--layers", "2", "--eval-every", "2", "--steps", "4", "--save", &full,
+        ]);
+        assert!(ok, "{err}");
+        let last = |s: &str| s.lines().find(|l| l.contains("final validation")).map(str::to_string);
+        assert_eq!(last(&resumed), last(&straight), "{cell}");
+        let (_, w) = tensor(std::path::Path::new(&m), "rnn.weight_hh_l1");
+        let gates = if cell == "lstm" { 4 } else { 3 };
+        assert_eq!(w.len(), gates * 6 * 6, "{cell}");
+        let bytes = std::fs::read(&m).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.tensor("state.c").is_ok(), cell == "lstm", "{cell}");
+        assert!(st.tensor("rnn.bias_hh_l1").is_ok(), "{cell}");
+    }
+    fails_with(
+        &["--cell", "lstm", "--nonlinearity", "relu", "--steps", "1"],
+        "--nonlinearity",
+    );
+    fails_with(
+        &["--task", "adding", "--cell", "gru", "--init", "identity", "--steps", "1"],
+        "identity",
+    );
+    fails_with(&["--cell", "elman2", "--steps", "1"], "invalid value");
+    // A relu nn.RNN file evaluated as tanh contradicts its metadata.
+    let f = fixture("relu_l1");
+    let o = temp("eval-contradiction.safetensors").display().to_string();
+    fails_with(
+        &["eval", "--model", &f, "--input", &f, "--output", &o, "--nonlinearity", "tanh"],
+        "nonlinearity",
+    );
+    let lstm = fixture("lstm_l1");
+    fails_with(
+        &["eval", "--model", &lstm, "--input", &lstm, "--output", &o, "--nonlinearity", "relu"],
+        "nn.RNN only",
+    );
 }
 
 /// 10,000 random command lines (flags from every subcommand, valid and invalid values)

@@ -268,3 +268,40 @@ fn gpu_matches_pytorch() {
         }
     }
 }
+
+/// What `load_state_dict(strict=True)` needs: an export holds exactly the fixture's
+/// PyTorch state_dict names (`rnn.*` and `head.*`) with the same shapes, and both biases
+/// come back bit for bit.
+#[test]
+fn export_has_pytorchs_names_and_round_trips_exactly() {
+    for name in ALL {
+        let f = Fixture::load(name);
+        let cfg = &f.model.config;
+        let ours: Vec<(String, Vec<usize>, Vec<f32>)> =
+            wgpu_rnn::interop::torch_entries(cfg, &f.model.params, "rnn.")
+                .into_iter()
+                .map(|(n, s, v)| (n, s, v.to_vec()))
+                .collect();
+        let mut theirs: Vec<&String> = f
+            .tensors
+            .keys()
+            .filter(|k| k.starts_with("rnn.") || k.starts_with("head."))
+            .collect();
+        theirs.sort();
+        let mut names: Vec<&String> = ours.iter().map(|(n, _, _)| n).collect();
+        names.sort();
+        assert_eq!(names, theirs, "{name}");
+        for (n, shape, v) in &ours {
+            assert_eq!(shape.as_slice(), f.shape(n), "{name} {n}");
+            assert_eq!(v, &f.f32(n), "{name} {n}");
+        }
+        let dir = std::env::temp_dir().join(format!("wgpu-rnn-export-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.safetensors"));
+        wgpu_rnn::interop::save_torch(&path, cfg, &f.model.params, "rnn.").unwrap();
+        let back = wgpu_rnn::interop::load_torch(&path, None).unwrap();
+        assert_eq!(&back.config, cfg, "{name}");
+        assert_eq!(back.params, f.model.params, "{name}");
+        std::fs::remove_file(&path).ok();
+    }
+}
