@@ -4,17 +4,7 @@
 
 use crate::model::{Activation, CellKind};
 
-/// Values a unit saves per step for its backward (besides h and c): LSTM's gates
-/// i, f, g, o; GRU's r, z, n and W_hn h_prev + b_hn. The Elman cell needs only h.
-pub const SAVED: usize = 4;
-
-/// Saved slots per unit that `cell` uses.
-pub fn saved_slots(cell: CellKind) -> usize {
-    match cell {
-        CellKind::Rnn => 0,
-        CellKind::Lstm | CellKind::Gru => SAVED,
-    }
-}
+pub use crate::model::SAVED;
 
 /// One unit's step forward: its new h and c and what backward needs.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -18,7 +18,7 @@ pub mod cell;
 use crate::error::{Error, Result};
 use crate::model::{Params, RnnConfig, State};
 use crate::shapes::{check_lengths, check_shape, numel};
-use cell::{saved_slots, step_backward, step_forward, SAVED};
+use cell::{step_backward, step_forward, SAVED};
 
 /// What one cell kept in [`forward`] for [`backward`].
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ pub struct CellTrace {
     pub h: Vec<f64>,
     /// LSTM's cell states, in h's layout (empty for the other cells).
     pub c: Vec<f64>,
-    /// (T, B, S·H) saved values of each step (see [`cell::SAVED`]), block t−1 for time t.
+    /// (T, B, S·H) saved values of each step (see [`crate::model::CellKind::saved_slots`]), block t−1 for time t.
     pub saved: Vec<f64>,
 }
 
@@ -141,7 +141,7 @@ pub fn forward(
         cfg.directions(),
         cfg.gates(),
     );
-    let slots = saved_slots(cfg.cell);
+    let slots = cfg.cell.saved_slots();
     let lstm = cfg.cell.has_c();
     let block = b_len * nh;
     let mut traces = Vec::new();
@@ -271,7 +271,7 @@ pub fn backward(
     // `fwd` must come from `forward` with this config and x.
     check_shape("x data", &[x.len()], &[numel(&[t_len, b_len, cfg.input_size])])?;
     let block = b_len * nh;
-    let slots = saved_slots(cfg.cell);
+    let slots = cfg.cell.saved_slots();
     let lstm = cfg.cell.has_c();
     let fits = fwd.cells.len() == cfg.cells()
         && fwd.out.len() == cfg.num_layers

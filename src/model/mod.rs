@@ -69,6 +69,16 @@ impl CellKind {
         self == CellKind::Lstm
     }
 
+    /// Values a unit saves per step for its backward (besides h and c): LSTM's gates
+    /// i, f, g, o; GRU's r, z, n and W_hn h_prev + b_hn; none for the Elman cell, whose
+    /// backward needs only h.
+    pub fn saved_slots(self) -> usize {
+        match self {
+            CellKind::Rnn => 0,
+            CellKind::Lstm | CellKind::Gru => SAVED,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             CellKind::Rnn => "rnn",
@@ -117,6 +127,9 @@ pub struct RnnConfig {
     /// The cells have the biases b_ih and b_hh (PyTorch's `bias`, true by default).
     pub bias: bool,
 }
+
+/// Most values a cell saves per unit and step (see [`CellKind::saved_slots`]).
+pub const SAVED: usize = 4;
 
 /// Most layers a config may have (a guard against absurd sizes from files).
 pub const MAX_LAYERS: usize = 64;

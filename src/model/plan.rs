@@ -3,7 +3,6 @@
 //! order and backward in reverse.
 
 use super::{Activation, CellKind, Params, RnnConfig};
-use crate::cpu::cell::saved_slots;
 use crate::error::{Error, Result};
 use crate::gpu::{
     to_u32, GemmSpec, Gpu, GpuTensor, Kernel, Operand, Plan, PlanBuilder, SeqUniform,
@@ -64,12 +63,13 @@ impl RecurrencePath {
             _ => {}
         }
         // Measured on lavapipe (BENCHMARKS.md): one workgroup per core wins while a step
-        // is small; from H = 256 (H = 128 at B > 4) the stepwise dispatches, spread over
-        // many workgroups, win. On GPUs (not measured yet) only where W_hh fits in
-        // workgroup memory, the case the persistent kernel is built for.
-        let gh = g * h;
+        // is small; past G·H·H = 128² recurrent multiply-adds per row and step (64² at
+        // B > 4) the stepwise dispatches, spread over many workgroups, win. On GPUs (not measured
+        // yet) only where W_hh fits in workgroup memory, the case the persistent kernel is
+        // built for.
+        let work = g * h * h;
         let wins = if cpu {
-            gh <= 64 || (gh <= 128 && b <= 4)
+            work <= 64 * 64 || (work <= 128 * 128 && b <= 4)
         } else {
             fits && b <= 64
         };
@@ -109,7 +109,7 @@ pub(crate) struct CellBuffers {
     /// initial state at block 0 and time t at block t, a reverse cell time t at block
     /// t−1 and the initial state at block T.
     states: GpuTensor,
-    /// (T, B, S·H): what each step saves for backward (see `cpu::cell::SAVED`).
+    /// (T, B, S·H): what each step saves for backward (see `CellKind::saved_slots`).
     saved: GpuTensor,
     /// (T, B, H): dL/d(this cell's outputs) from the head or the layer above.
     dh: GpuTensor,
@@ -206,7 +206,7 @@ impl Workspace {
                     )?,
                     saved: GpuTensor::empty(
                         gpu,
-                        &[t, b, saved_slots(cfg.cell) * h],
+                        &[t, b, cfg.cell.saved_slots() * h],
                         "saved gates",
                     )?,
                     dh: GpuTensor::empty(gpu, &[t, b, h], "dL/d(outputs)")?,
@@ -523,7 +523,7 @@ impl<'a> Ctx<'a> {
             .with("WG", WG)
             .with("TILE_ROWS", tile_rows as u32)
             .with("G", cfg.gates() as u32)
-            .with("S", saved_slots(cfg.cell) as u32)
+            .with("S", cfg.cell.saved_slots() as u32)
             .with("REVERSE", cfg.is_reverse(c) as u8)
             .with("MASKED", self.ws.lengths.is_some() as u8)
             .with("SHARED_LEN", shared as u32)
