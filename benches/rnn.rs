@@ -6,6 +6,7 @@
 //!
 //!   cargo bench --bench rnn
 //!   RNN_BENCH_SHAPES="1,256,32,64,32;16,128,64,128,64" cargo bench --bench rnn
+//!   RNN_BENCH_CELL=lstm cargo bench --bench rnn             (rnn, lstm or gru; rnn by default)
 //!   RNN_BENCH_CPU_MAX_GFLOP=100 cargo bench --bench rnn   (CPU reference on big shapes too)
 //!
 //! GPU timings wait for the device inside the timed region; a training step includes the
@@ -15,11 +16,25 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use wgpu_rnn::bench::{batch, bench_matmul_plan, train_config, Shape, DEFAULT_SHAPES};
-use wgpu_rnn::{cpu, CpuTrainer, Gpu, Rnn, RnnConfig, Train, Trainer};
+use wgpu_rnn::{cpu, CellKind, CpuTrainer, Gpu, Rnn, Train, Trainer};
 
+/// The shapes of RNN_BENCH_SHAPES (or the defaults) with the cell of RNN_BENCH_CELL.
 fn shapes() -> Vec<Shape> {
     let s = std::env::var("RNN_BENCH_SHAPES").unwrap_or_else(|_| DEFAULT_SHAPES.into());
-    Shape::parse_list(&s).unwrap_or_else(|e| panic!("RNN_BENCH_SHAPES: {e}"))
+    let cell: CellKind = std::env::var("RNN_BENCH_CELL")
+        .unwrap_or_else(|_| "rnn".into())
+        .parse()
+        .unwrap_or_else(|e| panic!("RNN_BENCH_CELL: {e}"));
+    let shapes: Vec<Shape> = Shape::parse_list(&s)
+        .unwrap_or_else(|e| panic!("RNN_BENCH_SHAPES: {e}"))
+        .into_iter()
+        .map(|s| s.with_cell(cell))
+        .collect();
+    for s in &shapes {
+        s.check()
+            .unwrap_or_else(|e| panic!("RNN_BENCH_SHAPES with {}: {e}", cell.name()));
+    }
+    shapes
 }
 
 fn cpu_max_gflop() -> f64 {
@@ -33,14 +48,14 @@ fn bench_rnn(c: &mut Criterion) {
     let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
     let adapter = gpu.adapter().name.clone();
     for shape in shapes() {
-        let mut group = c.benchmark_group(format!("rnn/{shape}"));
+        let mut group = c.benchmark_group(format!("{}/{shape}", shape.cell.name()));
         group.throughput(Throughput::Elements(shape.tokens() as u64));
         group.sample_size(10);
         group.warm_up_time(Duration::from_secs(1));
         group.measurement_time(Duration::from_secs(5));
         let fwd_mflop = shape.forward_flops() / 1e6;
         let train_mflop = shape.train_flops() / 1e6;
-        let cfg = RnnConfig::new(shape.i, shape.h, shape.o);
+        let cfg = shape.config();
         let data = batch(shape).unwrap_or_else(|e| panic!("{e}"));
 
         let mut rnn = Rnn::new(&gpu, cfg.clone(), 0).unwrap();
@@ -70,7 +85,7 @@ fn bench_rnn(c: &mut Criterion) {
                 BenchmarkId::new(what, format!("f64 reference, {mflop:.3} MFLOP"))
             };
             group.bench_function(cpu_id("cpu forward", fwd_mflop), |bench| {
-                bench.iter(|| cpu::forward(&cfg, &p64, &x64, &dims, None).unwrap())
+                bench.iter(|| cpu::forward(&cfg, &p64, &x64, &dims, None, None).unwrap())
             });
             let mut trainer = CpuTrainer::new(cfg.clone(), &params, train_config()).unwrap();
             group.bench_function(cpu_id("cpu train step", train_mflop), |bench| {

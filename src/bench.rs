@@ -66,12 +66,14 @@ impl Shape {
     /// (x, targets, hidden states) holds more than 2^27 values.
     pub fn check(&self) -> Result<()> {
         self.config().validate()?;
-        let too_big = [self.i, self.cell.gates() * self.h + 1, self.o].iter().any(|&w| {
-            self.t
-                .checked_mul(self.b)
-                .and_then(|tb| tb.checked_mul(w))
-                .is_none_or(|n| n > 1 << 27)
-        });
+        let too_big = [self.i, self.cell.gates() * self.h + 1, self.o]
+            .iter()
+            .any(|&w| {
+                self.t
+                    .checked_mul(self.b)
+                    .and_then(|tb| tb.checked_mul(w))
+                    .is_none_or(|n| n > 1 << 27)
+            });
         if self.t == 0 || self.b == 0 || too_big {
             return Err(Error::BadShapeList(format!(
                 "{self} (T·B·max(I, G·H+1, O) must be at most 2^27 values)"

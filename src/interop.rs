@@ -212,7 +212,11 @@ fn activation_of(
     let from_meta = match meta.get("nonlinearity").map(String::as_str) {
         Some("tanh") => Some(Activation::Tanh),
         Some("relu") => Some(Activation::Relu),
-        Some(o) => return Err(format!("metadata nonlinearity {o:?} is neither tanh nor relu")),
+        Some(o) => {
+            return Err(format!(
+                "metadata nonlinearity {o:?} is neither tanh nor relu"
+            ))
+        }
         None => None,
     };
     let activation = match (from_meta, caller) {

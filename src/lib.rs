@@ -17,8 +17,8 @@ pub mod train;
 pub use error::{Error, GpuErrorKind, Result};
 pub use gpu::{AdapterSummary, Gpu, GpuOptions, GpuTensor};
 pub use model::{
-    Activation, CallStats, Cell, CellKind, ForwardOutput, Gradients, Init, Params,
-    RecurrencePath, Rnn, RnnConfig, State,
+    Activation, CallStats, Cell, CellKind, ForwardOutput, Gradients, Init, Params, RecurrencePath,
+    Rnn, RnnConfig, State,
 };
 pub use train::{
     Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, StepStats, Targets, Train,

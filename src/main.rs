@@ -627,8 +627,7 @@ fn generate(
             _ => {
                 let x64: Vec<f64> = x.iter().map(|&a| a as f64).collect();
                 let s64 = state.map(|s| s.iter().map(|&a| a as f64).collect());
-                let f =
-                    wgpu_rnn::cpu::forward(config, &p64, &x64, &[1, 1, v], Some(&s64), None)?;
+                let f = wgpu_rnn::cpu::forward(config, &p64, &x64, &[1, 1, v], Some(&s64), None)?;
                 *state = f.state.map(|s| s.iter().map(|&a| a as f32).collect());
                 Ok(f.y.iter().map(|&a| a as f32).collect())
             }

@@ -93,8 +93,15 @@ fn check(case: Case, path: RecurrencePath) {
     let p64 = params.to_f64();
     let x64 = widen(&x);
     let init64 = init.map(|v| widen(v));
-    let fwd = cpu::forward(&cfg, &p64, &x64, &[t, b, i], Some(&init64), lengths.as_deref())
-        .unwrap();
+    let fwd = cpu::forward(
+        &cfg,
+        &p64,
+        &x64,
+        &[t, b, i],
+        Some(&init64),
+        lengths.as_deref(),
+    )
+    .unwrap();
     let d_final64 = d_final.map(|v| widen(v));
     let g = cpu::backward(&cfg, &p64, &x64, &fwd, &widen(&dy), Some(&d_final64)).unwrap();
 
@@ -102,9 +109,20 @@ fn check(case: Case, path: RecurrencePath) {
     let steps = (t as f64).sqrt();
     let rows = ((t * b) as f64).sqrt();
     let tol = 2e-6;
-    assert_close(&format!("{tag} y"), &out.y.download().unwrap(), &fwd.y, tol * steps, 1e-4);
+    assert_close(
+        &format!("{tag} y"),
+        &out.y.download().unwrap(),
+        &fwd.y,
+        tol * steps,
+        1e-4,
+    );
     let last = download(&out.state);
-    for (k, (gv, cv)) in last.tensors().into_iter().zip(fwd.state.tensors()).enumerate() {
+    for (k, (gv, cv)) in last
+        .tensors()
+        .into_iter()
+        .zip(fwd.state.tensors())
+        .enumerate()
+    {
         assert_close(&format!("{tag} final state {k}"), gv, cv, tol * steps, 1e-4);
     }
     let gpu_grads = grads.params.try_map(|t| t.download()).unwrap();
@@ -116,10 +134,21 @@ fn check(case: Case, path: RecurrencePath) {
     {
         assert_close(&format!("{tag} d{name}"), gv, cv, tol * rows * steps, 1e-3);
     }
-    assert_close(&format!("{tag} dx"), &grads.dx.download().unwrap(), &g.dx, tol * steps, 1e-3);
+    assert_close(
+        &format!("{tag} dx"),
+        &grads.dx.download().unwrap(),
+        &g.dx,
+        tol * steps,
+        1e-3,
+    );
     let d_init = download(&grads.d_init);
     assert_eq!(d_init.c.is_some(), cfg.cell.has_c());
-    for (k, (gv, cv)) in d_init.tensors().into_iter().zip(g.d_init.tensors()).enumerate() {
+    for (k, (gv, cv)) in d_init
+        .tensors()
+        .into_iter()
+        .zip(g.d_init.tensors())
+        .enumerate()
+    {
         assert_close(&format!("{tag} d init {k}"), gv, cv, tol * steps, 1e-3);
     }
 }

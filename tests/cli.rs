@@ -333,8 +333,24 @@ fn train_flags_for_gated_cells() {
         let m = temp(&format!("{cell}.safetensors")).display().to_string();
         let run = |steps: &str, resume: bool| {
             let mut args = vec![
-                "--task", "sine", "--cell", cell, "--seq", "8", "--hidden", "6", "--batch",
-                "3", "--layers", "2", "--eval-every", "2", "--steps", steps, "--save", &m,
+                "--task",
+                "sine",
+                "--cell",
+                cell,
+                "--seq",
+                "8",
+                "--hidden",
+                "6",
+                "--batch",
+                "3",
+                "--layers",
+                "2",
+                "--eval-every",
+                "2",
+                "--steps",
+                steps,
+                "--save",
+                &m,
             ];
             if resume {
                 args.extend(["--resume", &m]);
@@ -344,16 +360,38 @@ fn train_flags_for_gated_cells() {
             assert!(err.contains(&format!("{cell} I=1 H=6")), "{err}");
             out
         };
-        let full = temp(&format!("{cell}-full.safetensors")).display().to_string();
+        let full = temp(&format!("{cell}-full.safetensors"))
+            .display()
+            .to_string();
         run("2", false);
         let resumed = run("4", true);
         // The same 4 steps without a stop give the same final validation.
         let (ok, straight, err) = cli(&[
-            "--task", "sine", "--cell", cell, "--seq", "8", "--hidden", "6", "--batch", "3",
-            "--layers", "2", "--eval-every", "2", "--steps", "4", "--save", &full,
+            "--task",
+            "sine",
+            "--cell",
+            cell,
+            "--seq",
+            "8",
+            "--hidden",
+            "6",
+            "--batch",
+            "3",
+            "--layers",
+            "2",
+            "--eval-every",
+            "2",
+            "--steps",
+            "4",
+            "--save",
+            &full,
         ]);
         assert!(ok, "{err}");
-        let last = |s: &str| s.lines().find(|l| l.contains("final validation")).map(str::to_string);
+        let last = |s: &str| {
+            s.lines()
+                .find(|l| l.contains("final validation"))
+                .map(str::to_string)
+        };
         assert_eq!(last(&resumed), last(&straight), "{cell}");
         let (_, w) = tensor(std::path::Path::new(&m), "rnn.weight_hh_l1");
         let gates = if cell == "lstm" { 4 } else { 3 };
@@ -368,7 +406,9 @@ fn train_flags_for_gated_cells() {
         "--nonlinearity",
     );
     fails_with(
-        &["--task", "adding", "--cell", "gru", "--init", "identity", "--steps", "1"],
+        &[
+            "--task", "adding", "--cell", "gru", "--init", "identity", "--steps", "1",
+        ],
         "identity",
     );
     fails_with(&["--cell", "elman2", "--steps", "1"], "invalid value");
@@ -376,12 +416,32 @@ fn train_flags_for_gated_cells() {
     let f = fixture("relu_l1");
     let o = temp("eval-contradiction.safetensors").display().to_string();
     fails_with(
-        &["eval", "--model", &f, "--input", &f, "--output", &o, "--nonlinearity", "tanh"],
+        &[
+            "eval",
+            "--model",
+            &f,
+            "--input",
+            &f,
+            "--output",
+            &o,
+            "--nonlinearity",
+            "tanh",
+        ],
         "nonlinearity",
     );
     let lstm = fixture("lstm_l1");
     fails_with(
-        &["eval", "--model", &lstm, "--input", &lstm, "--output", &o, "--nonlinearity", "relu"],
+        &[
+            "eval",
+            "--model",
+            &lstm,
+            "--input",
+            &lstm,
+            "--output",
+            &o,
+            "--nonlinearity",
+            "relu",
+        ],
         "nn.RNN only",
     );
 }

@@ -75,7 +75,9 @@ fn init_is_reproducible_from_the_seed() {
         assert!(b_ih.iter().all(|w| w.abs() <= bound), "{cell:?}");
         assert!(b_hh.iter().all(|w| w.abs() <= bound), "{cell:?}");
         assert!(
-            b_ih.iter().zip(b_hh).all(|(a, b)| (a + b).abs() <= 2.0 * bound),
+            b_ih.iter()
+                .zip(b_hh)
+                .all(|(a, b)| (a + b).abs() <= 2.0 * bound),
             "{cell:?}"
         );
     }
@@ -96,9 +98,11 @@ fn init_schemes() {
         let bound = (6.0f32 / (8 + 3) as f32).sqrt();
         assert!(x.cells[0].w_ih.iter().all(|w| w.abs() <= bound), "{cell:?}");
         assert!(
-            x.cells.iter().all(|c| [&c.b_ih, &c.b_hh]
+            x.cells.iter().all(|c| [&c.b_ih, &c.b_hh].iter().all(|b| b
+                .as_ref()
+                .unwrap()
                 .iter()
-                .all(|b| b.as_ref().unwrap().iter().all(|&b| b == 0.0))),
+                .all(|&b| b == 0.0))),
             "{cell:?}"
         );
         let o = cfg.init_params_with(Init::Orthogonal, 1).unwrap();

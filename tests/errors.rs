@@ -223,7 +223,7 @@ fn evicted_state_mismatched_reference_inputs_and_bad_vocabularies_are_errors() {
     let fwd = wgpu_rnn::cpu::forward(&cfg, &p, &x, &[4, 2, 2], None, None).unwrap();
     let other = RnnConfig::new(2, 3, 2).with_layers(2);
     let p2 = other.init_params(1).to_f64();
-    let e = wgpu_rnn::cpu::backward(&other, &p2, &x, &fwd, &vec![0.0; 16], None).unwrap_err();
+    let e = wgpu_rnn::cpu::backward(&other, &p2, &x, &fwd, &[0.0; 16], None).unwrap_err();
     assert!(
         matches!(
             e,
@@ -234,12 +234,12 @@ fn evicted_state_mismatched_reference_inputs_and_bad_vocabularies_are_errors() {
         ),
         "{e}"
     );
-    let e = wgpu_rnn::cpu::backward(&cfg, &p2, &x, &fwd, &vec![0.0; 16], None).unwrap_err();
+    let e = wgpu_rnn::cpu::backward(&cfg, &p2, &x, &fwd, &[0.0; 16], None).unwrap_err();
     assert!(
         matches!(e, Error::DataLength { .. } | Error::ParamLength { .. }),
         "{e}"
     );
-    let e = wgpu_rnn::cpu::backward(&cfg, &p, &x[..8], &fwd, &vec![0.0; 16], None).unwrap_err();
+    let e = wgpu_rnn::cpu::backward(&cfg, &p, &x[..8], &fwd, &[0.0; 16], None).unwrap_err();
     assert!(matches!(e, Error::Shape { .. }), "{e}");
 
     // A text checkpoint whose vocabulary does not match its sizes.

@@ -115,12 +115,72 @@ fn exploding_training_skips_the_bad_update() {
     eprintln!("first non-finite step: {step}");
 }
 
+/// Runs `rnn` (parameters from `seed`) on the small device at (T, B), with or without
+/// per-row lengths, forward and backward, and compares y, the final state and dx with the
+/// CPU reference.
+fn run_and_compare(
+    gpu: &Gpu,
+    rnn: &mut Rnn,
+    seed: u64,
+    (t, b): (usize, usize),
+    lengths: Option<&[usize]>,
+    tag: &str,
+) {
+    use wgpu_rnn::cpu;
+    let cfg = rnn.config().clone();
+    let (i, o) = (cfg.input_size, cfg.output_size);
+    let x = uniform(seed + 10, t * b * i, 1.0);
+    let dy = uniform(seed + 11, t * b * o, 1.0);
+    let x_gpu = gpu.tensor(&[t, b, i], &x).unwrap();
+    let out = match lengths {
+        Some(l) => rnn.forward_with_lengths(&x_gpu, None, l),
+        None => rnn.forward(&x_gpu, None),
+    }
+    .unwrap_or_else(|e| panic!("{tag}: forward: {e}"));
+    let grads = rnn
+        .backward(&gpu.tensor(&[t, b, o], &dy).unwrap(), None)
+        .unwrap_or_else(|e| panic!("{tag}: backward: {e}"));
+    let p = cfg.init_params(seed).to_f64();
+    let x64 = common::widen(&x);
+    let want = cpu::forward(&cfg, &p, &x64, &[t, b, i], None, lengths).unwrap();
+    let g = cpu::backward(&cfg, &p, &x64, &want, &common::widen(&dy), None).unwrap();
+    common::assert_close(
+        &format!("{tag} y"),
+        &out.y.download().unwrap(),
+        &want.y,
+        1e-5,
+        1e-4,
+    );
+    for (k, (gv, cv)) in out
+        .state
+        .tensors()
+        .into_iter()
+        .zip(want.state.tensors())
+        .enumerate()
+    {
+        common::assert_close(
+            &format!("{tag} final state {k}"),
+            &gv.download().unwrap(),
+            cv,
+            1e-5,
+            1e-4,
+        );
+    }
+    common::assert_close(
+        &format!("{tag} dx"),
+        &grads.dx.download().unwrap(),
+        &g.dx,
+        1e-4,
+        1e-3,
+    );
+}
+
 /// A device with deliberately small limits: what fits runs (and still matches the
 /// reference), what does not is refused with an error naming the limit, its value and
 /// what was asked.
 #[test]
 fn small_device_limits_are_respected_or_named() {
-    use wgpu_rnn::{cpu, GpuOptions, RecurrencePath};
+    use wgpu_rnn::{CellKind, GpuOptions, RecurrencePath};
     let limits = wgpu::Limits {
         max_storage_buffer_binding_size: 16 << 10,
         max_buffer_size: 64 << 10,
@@ -129,25 +189,44 @@ fn small_device_limits_are_respected_or_named() {
     };
     let gpu = Gpu::with_options(&GpuOptions::from_env().with_limits(limits)).unwrap();
     assert_eq!(gpu.limits().max_storage_buffer_binding_size, 16 << 10);
+    assert_eq!(gpu.limits().max_compute_workgroup_storage_size, 8 << 10);
 
-    // Fits: (T+1)·B·H·4 = 11·4·16·4 bytes. The persistent kernel's 16 KiB of workgroup
-    // memory does not fit, so the stepwise path runs.
+    // Fits: (T+1)·B·H·4 = 11·4·16·4 bytes. Only the persistent path with W_hh in
+    // workgroup memory uses workgroup memory for the recurrence (G·H·H·4 = 1 KiB here,
+    // which fits), so every path runs here, including variable-length batches (which
+    // used to need 16 KiB of workgroup memory and were refused on this device).
     let cfg = RnnConfig::new(3, 16, 2);
     let mut rnn = Rnn::new(&gpu, cfg.clone(), 3).unwrap();
-    assert_eq!(rnn.path(10, 4).unwrap(), RecurrencePath::Stepwise);
-    let x = uniform(5, 10 * 4 * 3, 1.0);
-    let out = rnn
-        .forward(&gpu.tensor(&[10, 4, 3], &x).unwrap(), None)
-        .unwrap();
-    let p = cfg.init_params(3).to_f64();
-    let want = cpu::forward(&cfg, &p, &common::widen(&x), &[10, 4, 3], None).unwrap();
-    common::assert_close(
-        "small-limits y",
-        &out.y.download().unwrap(),
-        &want.y,
-        1e-5,
-        1e-4,
-    );
+    let lengths = [10, 3, 2, 1];
+    for path in [
+        None,
+        Some(RecurrencePath::Stepwise),
+        Some(RecurrencePath::Persistent {
+            rows_per_workgroup: 1,
+            shared_w: false,
+        }),
+        Some(RecurrencePath::Persistent {
+            rows_per_workgroup: 4,
+            shared_w: true,
+        }),
+    ] {
+        rnn.set_path(path);
+        let chosen = rnn.path(10, 4).unwrap();
+        if let Some(p) = path {
+            assert_eq!(chosen, p);
+        }
+        for l in [None, Some(&lengths[..])] {
+            run_and_compare(
+                &gpu,
+                &mut rnn,
+                3,
+                (10, 4),
+                l,
+                &format!("small-limits {chosen} lengths {l:?}"),
+            );
+        }
+    }
+    rnn.set_path(None);
 
     // Too big for one storage binding: (T+1)·B·H·4 = 65·16·16·4 > 16 KiB.
     let big = gpu.zeros(&[64, 4, 3]).unwrap();
@@ -163,34 +242,71 @@ fn small_device_limits_are_respected_or_named() {
         "{msg}"
     );
 
-    // Per-row lengths need the persistent kernel: refused, naming workgroup storage.
-    let e = rnn
-        .forward_with_lengths(&gpu.tensor(&[10, 4, 3], &x).unwrap(), None, &[10, 3, 2, 1])
-        .unwrap_err();
-    assert!(
-        matches!(
-            &e,
-            Error::DeviceLimit {
-                limit: "max_compute_workgroup_storage_size",
-                value: 8192,
-                asked: 16384,
-                ..
-            }
-        ),
-        "{e}"
-    );
-    // Pinning the persistent path is refused the same way.
-    rnn.set_path(Some(RecurrencePath::Persistent {
-        rows_per_workgroup: 1,
-        shared_w: false,
-    }));
-    let e = rnn
-        .forward(&gpu.tensor(&[10, 4, 3], &x).unwrap(), None)
-        .unwrap_err();
-    assert!(
-        e.to_string().contains("max_compute_workgroup_storage_size"),
-        "{e}"
-    );
+    // W_hh in workgroup memory needs G·H·H·4 bytes: more than this device's 8 KiB for
+    // each cell here (16384, 16384 and 12288 bytes). Pinning that path is refused, naming
+    // the limit, its value and what was asked; the adapter's own choice never takes it
+    // where it does not fit, and the same models run on the paths that need no
+    // workgroup memory, with per-row lengths too.
+    for (cell, h) in [
+        (CellKind::Rnn, 64),
+        (CellKind::Lstm, 32),
+        (CellKind::Gru, 32),
+    ] {
+        let cfg = RnnConfig::new(3, h, 2).with_cell(cell);
+        let asked = (cell.gates() * h * h * 4) as u64;
+        assert!(asked > 8 << 10 && asked <= 16 << 10);
+        let mut rnn = Rnn::new(&gpu, cfg, 4).unwrap();
+        let chosen = rnn.path(5, 2).unwrap();
+        assert!(
+            !matches!(chosen, RecurrencePath::Persistent { shared_w: true, .. }),
+            "{cell:?}: chose {chosen}, which does not fit"
+        );
+        run_and_compare(
+            &gpu,
+            &mut rnn,
+            4,
+            (5, 2),
+            Some(&[5, 2]),
+            &format!("{cell:?} {chosen}"),
+        );
+        rnn.set_path(Some(RecurrencePath::Persistent {
+            rows_per_workgroup: 1,
+            shared_w: true,
+        }));
+        let e = rnn
+            .forward(&gpu.zeros(&[5, 2, 3]).unwrap(), None)
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::DeviceLimit {
+                    limit: "max_compute_workgroup_storage_size",
+                    value: 8192,
+                    asked: a,
+                    ..
+                } if *a == asked
+            ),
+            "{cell:?}: {e}"
+        );
+        assert!(
+            e.to_string().contains("max_compute_workgroup_storage_size"),
+            "{e}"
+        );
+        let e = rnn.path(5, 2).unwrap_err();
+        assert!(matches!(e, Error::DeviceLimit { .. }), "{cell:?}: {e}");
+        rnn.set_path(Some(RecurrencePath::Persistent {
+            rows_per_workgroup: 1,
+            shared_w: false,
+        }));
+        run_and_compare(
+            &gpu,
+            &mut rnn,
+            4,
+            (5, 2),
+            Some(&[5, 2]),
+            &format!("{cell:?} unshared"),
+        );
+    }
 
     // Too few storage buffers per stage for the kernels: refused at creation, named.
     let few = wgpu::Limits {

@@ -1,7 +1,7 @@
 //! Seeded property test: 10,000 random cases drive the public API with valid and invalid
-//! configs, shapes, values, lengths, batches and checkpoint bytes. No case may panic;
-//! every valid forward/backward must match the CPU reference. (The CLI's parser is fuzzed
-//! in tests/cli.rs.)
+//! configs (every cell, with and without biases), shapes, values, initial states, lengths,
+//! batches and checkpoint bytes. No case may panic; every valid forward/backward must
+//! match the CPU reference. (The CLI's parser is fuzzed in tests/cli.rs.)
 
 mod common;
 
@@ -9,11 +9,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgpu_rnn::checkpoint::Checkpoint;
 use wgpu_rnn::{
-    cpu, Activation, Batch, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Targets,
-    Train, TrainConfig, Trainer,
+    cpu, Activation, Batch, CellKind, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig,
+    State, Targets, Train, TrainConfig, Trainer,
 };
 
 const CASES: u64 = 10_000;
+
+const CELLS: [CellKind; 3] = [CellKind::Rnn, CellKind::Lstm, CellKind::Gru];
 
 /// A size that is usually valid, sometimes zero, rarely absurd.
 fn size(rng: &mut ChaCha8Rng, max: usize) -> usize {
@@ -62,30 +64,44 @@ fn ten_thousand_random_cases_never_panic_and_valid_ones_match_the_reference() {
     let gpu = common::gpu();
     let mut rng = ChaCha8Rng::seed_from_u64(2026);
     let (mut valid, mut compared, mut errors) = (0, 0, 0);
+    let mut per_cell = [0usize; 3];
+    // A good checkpoint per cell, with optimizer moments and a carried state (h, and c
+    // for LSTM).
     let good_ck = {
         let dir = std::env::temp_dir().join(format!("wgpu-rnn-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let cfg = RnnConfig::new(2, 3, 2)
-            .with_layers(2)
-            .with_bidirectional(true);
-        let ck = Checkpoint {
-            params: cfg.init_params(1),
-            config: cfg,
-            task: "adding".into(),
-            vocab: None,
-            optim: None,
-            step: 3,
-            carry: None,
-            extra: Default::default(),
-        };
-        let p = dir.join("good.safetensors");
-        ck.save(&p).unwrap();
-        (dir, std::fs::read(&p).unwrap())
+        let files: Vec<Vec<u8>> = CELLS
+            .iter()
+            .enumerate()
+            .map(|(k, &cell)| {
+                let cfg = RnnConfig::new(2, 3, 2)
+                    .with_cell(cell)
+                    .with_layers(2)
+                    .with_bidirectional(true)
+                    .with_bias(k != 1);
+                let n = cfg.cells() * 2 * 3;
+                let ck = Checkpoint {
+                    params: cfg.init_params(1),
+                    optim: Some((cfg.init_params(2), cfg.init_params(3))),
+                    carry: Some((2, State::filled(cell, vec![0.25; n]))),
+                    config: cfg,
+                    task: "adding".into(),
+                    vocab: None,
+                    step: 3,
+                    extra: Default::default(),
+                };
+                let p = dir.join(format!("good-{}.safetensors", cell.name()));
+                ck.save(&p).unwrap();
+                assert_eq!(Checkpoint::load(&p).unwrap(), ck);
+                std::fs::read(&p).unwrap()
+            })
+            .collect();
+        (dir, files)
     };
     for case in 0..CASES {
         // A tenth of the cases: mutated checkpoint bytes.
         if case % 10 == 9 {
-            let mut bytes = good_ck.1.clone();
+            let mut bytes = good_ck.1[rng.random_range(0..good_ck.1.len())].clone();
             for _ in 0..rng.random_range(1..8) {
                 let k = rng.random_range(0..bytes.len());
                 bytes[k] = rng.random();
@@ -100,13 +116,18 @@ fn ten_thousand_random_cases_never_panic_and_valid_ones_match_the_reference() {
             }
             continue;
         }
+        let cell = CELLS[rng.random_range(0..CELLS.len())];
+        // relu with a gated cell is invalid: rarely asked for.
+        let relu = rng.random_range(0..if cell == CellKind::Rnn { 2 } else { 20 }) == 0;
         let cfg = RnnConfig::new(size(&mut rng, 6), size(&mut rng, 9), size(&mut rng, 4))
+            .with_cell(cell)
             .with_layers(rng.random_range(0..=3))
             .with_bidirectional(rng.random())
-            .with_activation(if rng.random() {
-                Activation::Tanh
-            } else {
+            .with_bias(rng.random_range(0..4) != 0)
+            .with_activation(if relu {
                 Activation::Relu
+            } else {
+                Activation::Tanh
             });
         let rnn = Rnn::new(gpu, cfg.clone(), case);
         let mut rnn = match rnn {
@@ -129,10 +150,21 @@ fn ten_thousand_random_cases_never_panic_and_valid_ones_match_the_reference() {
                 continue;
             }
         };
+        // An initial state: h, and (for LSTM, or rarely for the others, which is an
+        // error) c, each of a shape that is sometimes wrong.
         let h0_shape = shape(&mut rng, &[cells, b, h]);
         let h0_vals = values(&mut rng, h0_shape.iter().product(), wild);
-        let h0 = if rng.random() {
-            gpu.tensor(&h0_shape, &h0_vals).ok()
+        let c0_shape = shape(&mut rng, &[cells, b, h]);
+        let c0_vals = values(&mut rng, c0_shape.iter().product(), wild);
+        let with_c = cell.has_c() != (rng.random_range(0..20) == 0);
+        let init = if rng.random() {
+            let h0 = gpu.tensor(&h0_shape, &h0_vals).ok();
+            let c0 = with_c.then(|| gpu.tensor(&c0_shape, &c0_vals).ok());
+            match (h0, c0) {
+                (Some(h), None) => Some(State::h(h)),
+                (Some(h), Some(Some(c))) => Some(State { h, c: Some(c) }),
+                _ => None,
+            }
         } else {
             None
         };
@@ -142,8 +174,8 @@ fn ten_thousand_random_cases_never_panic_and_valid_ones_match_the_reference() {
                 .collect()
         });
         let out = match &lengths {
-            Some(l) => rnn.forward_with_lengths(&x, h0.as_ref(), l),
-            None => rnn.forward(&x, h0.as_ref()),
+            Some(l) => rnn.forward_with_lengths(&x, init.as_ref(), l),
+            None => rnn.forward(&x, init.as_ref()),
         };
         let Ok(out) = out else {
             errors += 1;
@@ -161,18 +193,25 @@ fn ten_thousand_random_cases_never_panic_and_valid_ones_match_the_reference() {
         };
         valid += 1;
         // Compare with the reference where the inputs are tame.
-        let h0_used = h0.as_ref().map(|_| h0_vals.clone());
-        if !(finite(&x_vals) && finite(&dy_vals) && h0_used.as_deref().is_none_or(finite)) {
+        let init_used = init.as_ref().map(|s| State {
+            h: h0_vals.clone(),
+            c: s.c.as_ref().map(|_| c0_vals.clone()),
+        });
+        let tame_init = init_used
+            .as_ref()
+            .is_none_or(|s| s.tensors().into_iter().all(|v| finite(v)));
+        if !(finite(&x_vals) && finite(&dy_vals) && tame_init) {
             continue;
         }
         let p = cfg.init_params(case).to_f64();
         let w = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
-        let fwd = cpu::forward_with_lengths(
+        let init64 = init_used.as_ref().map(|s| s.map(|v| w(v)));
+        let fwd = cpu::forward(
             &cfg,
             &p,
             &w(&x_vals),
             &x_shape,
-            h0_used.as_deref().map(w).as_deref(),
+            init64.as_ref(),
             lengths.as_deref(),
         )
         .expect("the GPU accepted this input, so must the reference");
@@ -185,13 +224,22 @@ fn ten_thousand_random_cases_never_panic_and_valid_ones_match_the_reference() {
             1e-4,
             1e-3,
         );
-        common::assert_close(
-            &format!("{tag} h_n"),
-            &out.h_last.download().unwrap(),
-            fwd.h_last(),
-            1e-4,
-            1e-3,
-        );
+        assert_eq!(out.state.c.is_some(), cell.has_c(), "{tag}");
+        for (k, (gv, cv)) in out
+            .state
+            .tensors()
+            .into_iter()
+            .zip(fwd.state.tensors())
+            .enumerate()
+        {
+            common::assert_close(
+                &format!("{tag} final state {k} (h_n, c_n)"),
+                &gv.download().unwrap(),
+                cv,
+                1e-4,
+                1e-3,
+            );
+        }
         common::assert_close(
             &format!("{tag} dx"),
             &grads.dx.download().unwrap(),
@@ -200,10 +248,31 @@ fn ten_thousand_random_cases_never_panic_and_valid_ones_match_the_reference() {
             1e-3,
         );
         let gp = grads.params.try_map(|t| t.download()).unwrap();
-        for (a, c) in gp.tensors().iter().zip(g.params.tensors()) {
-            common::assert_close(&format!("{tag} grad"), a, c, 1e-3, 1e-3);
+        for ((name, a), c) in gp
+            .names_for(&cfg)
+            .iter()
+            .zip(gp.tensors())
+            .zip(g.params.tensors())
+        {
+            common::assert_close(&format!("{tag} d{name}"), a, c, 1e-3, 1e-3);
+        }
+        for (k, (gv, cv)) in grads
+            .d_init
+            .tensors()
+            .into_iter()
+            .zip(g.d_init.tensors())
+            .enumerate()
+        {
+            common::assert_close(
+                &format!("{tag} d init {k} (dh0, dc0)"),
+                &gv.download().unwrap(),
+                cv,
+                1e-3,
+                1e-3,
+            );
         }
         compared += 1;
+        per_cell[CELLS.iter().position(|&c| c == cell).unwrap()] += 1;
 
         // Every fifth compared case also takes a training step with a random batch.
         if compared % 5 == 0 {
@@ -238,10 +307,14 @@ fn ten_thousand_random_cases_never_panic_and_valid_ones_match_the_reference() {
             }
         }
     }
-    eprintln!("{CASES} cases: {valid} valid forward+backward, {compared} compared with the reference, {errors} typed errors");
+    eprintln!("{CASES} cases: {valid} valid forward+backward, {compared} compared with the reference (rnn, lstm, gru: {per_cell:?}), {errors} typed errors");
     assert!(
         valid > 1000 && compared > 1000 && errors > 1000,
         "the generator is too one-sided"
+    );
+    assert!(
+        per_cell.iter().all(|&n| n > 200),
+        "some cell is rarely compared: {per_cell:?}"
     );
     std::fs::remove_dir_all(&good_ck.0).ok();
 }

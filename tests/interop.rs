@@ -1,11 +1,11 @@
-//! nn.RNN state_dict import and export: round trips, f64 files, inference of sizes,
-//! and errors that name the tensor.
+//! nn.RNN / nn.LSTM / nn.GRU state_dict import and export: round trips, f64 files,
+//! inference of the cell and sizes, and errors that name the tensor.
 
 use std::collections::HashMap;
 
 use safetensors::{tensor::TensorView, Dtype};
 use wgpu_rnn::interop::{load_torch, parse_torch, save_torch};
-use wgpu_rnn::{Activation, RnnConfig};
+use wgpu_rnn::{Activation, CellKind, RnnConfig};
 
 fn temp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("wgpu-rnn-interop-{}", std::process::id()));
@@ -69,66 +69,201 @@ fn sizes_layers_and_directions_are_inferred_and_f64_accepted() {
             (c.num_layers, c.bidirectional, c.activation),
             (1, true, Activation::Relu)
         );
+        assert_eq!((c.cell, c.bias), (CellKind::Rnn, true));
         assert_eq!(m.prefix, "");
-        // b_h = bias_ih + bias_hh (in f32)
+        // Both biases are kept as they are (in f32), not summed; their sum is the
+        // Elman cell's effective bias bias_ih + bias_hh.
+        let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+        let cell = &m.params.cells[1];
+        assert_eq!(cell.b_ih.as_deref(), Some(&f32s(ramp(4, 3.0))[..]));
+        assert_eq!(cell.b_hh.as_deref(), Some(&f32s(ramp(4, 4.0))[..]));
         let want: Vec<f32> = ramp(4, 3.0)
             .iter()
             .zip(ramp(4, 4.0))
             .map(|(a, b)| *a as f32 + b as f32)
             .collect();
-        assert_eq!(m.params.cells[1].b_h, want);
+        let sum: Vec<f32> = cell
+            .b_ih
+            .as_ref()
+            .unwrap()
+            .iter()
+            .zip(cell.b_hh.as_ref().unwrap())
+            .map(|(a, b)| a + b)
+            .collect();
+        assert_eq!(sum, want);
     }
 }
 
 #[test]
 fn export_then_import_is_exact_and_uses_pytorch_names() {
-    let cfg = RnnConfig::new(5, 6, 3)
-        .with_layers(2)
-        .with_bidirectional(true)
-        .with_activation(Activation::Relu);
-    let params = cfg.init_params(9);
-    let path = temp("export.safetensors");
-    save_torch(&path, &cfg, &params, "rnn.").unwrap();
-    let back = load_torch(&path, None).unwrap();
-    assert_eq!(
-        back.config, cfg,
-        "nonlinearity comes from the file's metadata"
-    );
-    assert_eq!(back.params, params);
-    assert_eq!(back.prefix, "rnn.");
-    let bytes = std::fs::read(&path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
-    names.sort();
-    let mut want = vec!["head.bias".to_string(), "head.weight".to_string()];
-    for l in 0..2 {
-        for sfx in ["", "_reverse"] {
-            for n in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] {
-                want.push(format!("rnn.{n}_l{l}{sfx}"));
+    let configs = [
+        RnnConfig::new(5, 6, 3)
+            .with_layers(2)
+            .with_bidirectional(true)
+            .with_activation(Activation::Relu),
+        RnnConfig::new(5, 6, 3)
+            .with_cell(CellKind::Lstm)
+            .with_layers(2)
+            .with_bidirectional(true),
+        RnnConfig::new(5, 6, 3)
+            .with_cell(CellKind::Gru)
+            .with_layers(2)
+            .with_bidirectional(true),
+        RnnConfig::new(5, 6, 3)
+            .with_cell(CellKind::Lstm)
+            .with_bias(false),
+        RnnConfig::new(5, 6, 3)
+            .with_cell(CellKind::Gru)
+            .with_bidirectional(true)
+            .with_bias(false),
+    ];
+    for (k, cfg) in configs.into_iter().enumerate() {
+        let tag = format!("{cfg:?}");
+        let params = cfg.init_params(9);
+        let path = temp(&format!("export-{k}.safetensors"));
+        save_torch(&path, &cfg, &params, "rnn.").unwrap();
+        let back = load_torch(&path, None).unwrap();
+        assert_eq!(
+            back.config, cfg,
+            "{tag}: nonlinearity comes from the file's metadata, the cell from the shapes"
+        );
+        assert_eq!(back.params, params, "{tag}");
+        assert_eq!(back.prefix, "rnn.");
+        let bytes = std::fs::read(&path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+        names.sort();
+        let mut want = vec!["head.bias".to_string(), "head.weight".to_string()];
+        let tensors: &[&str] = if cfg.bias {
+            &["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+        } else {
+            &["weight_ih", "weight_hh"]
+        };
+        for l in 0..cfg.num_layers {
+            for sfx in &["", "_reverse"][..cfg.directions()] {
+                for n in tensors {
+                    want.push(format!("rnn.{n}_l{l}{sfx}"));
+                }
             }
         }
-    }
-    want.sort();
-    assert_eq!(
-        names, want,
-        "exactly nn.RNN's state_dict keys plus the head"
-    );
-    // Without metadata, the caller's nonlinearity (else tanh) applies.
-    let plain = {
+        want.sort();
+        assert_eq!(
+            names, want,
+            "{tag}: exactly nn.RNN's / nn.LSTM's / nn.GRU's state_dict keys plus the head"
+        );
+        // PyTorch's shapes, and both biases exactly as they are (no zero bias_hh, no sum).
+        let (g, h) = (cfg.gates(), cfg.hidden_size);
+        assert_eq!(
+            st.tensor("rnn.weight_hh_l0").unwrap().shape(),
+            [g * h, h],
+            "{tag}"
+        );
+        if cfg.bias {
+            let file_bias = |name: &str| -> Vec<f32> {
+                st.tensor(name)
+                    .unwrap()
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .collect()
+            };
+            assert_eq!(
+                Some(file_bias("rnn.bias_ih_l0")),
+                params.cells[0].b_ih,
+                "{tag}"
+            );
+            assert_eq!(
+                Some(file_bias("rnn.bias_hh_l0")),
+                params.cells[0].b_hh,
+                "{tag}"
+            );
+            assert!(
+                file_bias("rnn.bias_hh_l0").iter().any(|&b| b != 0.0),
+                "{tag}"
+            );
+        }
+        // Without metadata, the cell still comes from the shapes, and the caller's
+        // nonlinearity (else tanh) applies, for nn.RNN only.
+        let plain = {
+            let t = contents(&bytes);
+            file(&borrowed(&t), Dtype::F32, &[])
+        };
+        let m = parse_torch(&plain, None).unwrap();
+        assert_eq!(m.config.cell, cfg.cell, "{tag}");
+        assert_eq!(m.config.activation, Activation::Tanh, "{tag}");
+        assert_eq!(m.params, params, "{tag}");
+        let relu = parse_torch(&plain, Some(Activation::Relu));
+        if cfg.cell == CellKind::Rnn {
+            assert_eq!(relu.unwrap().config.activation, Activation::Relu);
+        } else {
+            let e = relu.unwrap_err();
+            assert!(
+                e.contains("relu") && e.contains(cfg.cell.name()),
+                "{tag}: {e}"
+            );
+        }
+        // Metadata that contradicts the caller, or the tensors, is an error.
+        let meta_act = cfg.activation.name();
+        let other = if cfg.activation == Activation::Tanh {
+            Activation::Relu
+        } else {
+            Activation::Tanh
+        };
+        let e = parse_torch(&bytes, Some(other)).unwrap_err();
+        assert!(
+            e.contains("nonlinearity") && e.contains(other.name()),
+            "{tag}: {e}"
+        );
+        if cfg.cell == CellKind::Rnn {
+            assert!(e.contains(meta_act), "{tag}: {e}");
+        }
+        assert_eq!(
+            parse_torch(&bytes, Some(cfg.activation)).unwrap().config,
+            cfg
+        );
         let t = contents(&bytes);
-        file(&borrowed(&t), Dtype::F32, &[])
-    };
-    assert_eq!(
-        parse_torch(&plain, None).unwrap().config.activation,
-        Activation::Tanh
-    );
-    assert_eq!(
-        parse_torch(&plain, Some(Activation::Relu))
-            .unwrap()
-            .config
-            .activation,
-        Activation::Relu
-    );
+        let liar = if cfg.cell == CellKind::Gru {
+            "lstm"
+        } else {
+            "gru"
+        };
+        let e = parse_torch(&file(&borrowed(&t), Dtype::F32, &[("cell", liar)]), None).unwrap_err();
+        assert!(
+            e.contains(liar) && e.contains(cfg.cell.name()),
+            "{tag}: {e}"
+        );
+    }
+}
+
+/// The cell is read off weight_hh_l0's (G·H, H): a row count that is no 1, 3 or 4 times
+/// the columns is an error that names the tensor.
+#[test]
+fn gate_counts_other_than_one_three_or_four_are_errors() {
+    let (i, h, o) = (3, 4, 2);
+    for g in [2, 5] {
+        let t = vec![
+            ("weight_ih_l0", vec![g * h, i], ramp(g * h * i, 1.0)),
+            ("weight_hh_l0", vec![g * h, h], ramp(g * h * h, 2.0)),
+            ("head.weight", vec![o, h], ramp(o * h, 3.0)),
+        ];
+        let e = parse_torch(&file(&t, Dtype::F32, &[]), None).unwrap_err();
+        assert!(
+            e.contains("weight_hh_l0") && e.contains(&format!("{g} gate")),
+            "{e}"
+        );
+    }
+    for (g, cell) in [(1, CellKind::Rnn), (3, CellKind::Gru), (4, CellKind::Lstm)] {
+        let t = vec![
+            ("weight_ih_l0", vec![g * h, i], ramp(g * h * i, 1.0)),
+            ("weight_hh_l0", vec![g * h, h], ramp(g * h * h, 2.0)),
+            ("head.weight", vec![o, h], ramp(o * h, 3.0)),
+        ];
+        let m = parse_torch(&file(&t, Dtype::F32, &[]), None).unwrap();
+        assert_eq!(
+            m.config,
+            RnnConfig::new(i, h, o).with_cell(cell).with_bias(false)
+        );
+    }
 }
 
 #[test]

@@ -131,7 +131,12 @@ fn check_path(case: &Case, cell: CellKind, path: RecurrencePath) {
         1e-4,
     );
     let last = download(&out.state);
-    for (k, (gv, cv)) in last.tensors().into_iter().zip(fwd.state.tensors()).enumerate() {
+    for (k, (gv, cv)) in last
+        .tensors()
+        .into_iter()
+        .zip(fwd.state.tensors())
+        .enumerate()
+    {
         assert_close(&format!("{tag} final state {k}"), gv, cv, tol * steps, 1e-4);
     }
     let gpu_grads = grads.params.try_map(|t| t.download()).unwrap();
@@ -151,7 +156,12 @@ fn check_path(case: &Case, cell: CellKind, path: RecurrencePath) {
         1e-3,
     );
     let d_init = download(&grads.d_init);
-    for (k, (gv, cv)) in d_init.tensors().into_iter().zip(g.d_init.tensors()).enumerate() {
+    for (k, (gv, cv)) in d_init
+        .tensors()
+        .into_iter()
+        .zip(g.d_init.tensors())
+        .enumerate()
+    {
         assert_close(&format!("{tag} d init {k}"), gv, cv, tol * steps, 1e-3);
     }
 }
@@ -284,10 +294,18 @@ fn dispatch_and_submit_counts() {
             let (fwd_steps, bwd_steps) = if stepwise { (t, t + 1) } else { (1, 1) };
             rnn.forward(&x, None).unwrap();
             let f = rnn.last_call_stats();
-            assert_eq!((f.dispatches, f.submits), (fwd_steps + 2, 1), "{cell:?} {path}");
+            assert_eq!(
+                (f.dispatches, f.submits),
+                (fwd_steps + 2, 1),
+                "{cell:?} {path}"
+            );
             rnn.backward(&gpu.zeros(&[t, b, 2]).unwrap(), None).unwrap();
             let bw = rnn.last_call_stats();
-            assert_eq!((bw.dispatches, bw.submits), (bwd_steps + 8, 1), "{cell:?} {path}");
+            assert_eq!(
+                (bw.dispatches, bw.submits),
+                (bwd_steps + 8, 1),
+                "{cell:?} {path}"
+            );
         }
     }
 }
@@ -360,7 +378,12 @@ fn variable_lengths() {
                 1e-4,
             );
             let last = download(&out.state);
-            for (k, (gv, cv)) in last.tensors().into_iter().zip(fwd.state.tensors()).enumerate() {
+            for (k, (gv, cv)) in last
+                .tensors()
+                .into_iter()
+                .zip(fwd.state.tensors())
+                .enumerate()
+            {
                 assert_close(&format!("{tag} final state {k}"), gv, cv, 1e-5, 1e-4);
             }
             let grads = rnn
@@ -386,7 +409,12 @@ fn variable_lengths() {
                 1e-3,
             );
             let d_init = download(&grads.d_init);
-            for (k, (gv, cv)) in d_init.tensors().into_iter().zip(g.d_init.tensors()).enumerate() {
+            for (k, (gv, cv)) in d_init
+                .tensors()
+                .into_iter()
+                .zip(g.d_init.tensors())
+                .enumerate()
+            {
                 assert_close(&format!("{tag} d init {k}"), gv, cv, 1e-4, 1e-3);
             }
         }

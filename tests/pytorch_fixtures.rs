@@ -103,12 +103,7 @@ impl Fixture {
     fn state(&self, h: &str, c: &str) -> State<Vec<f64>> {
         State {
             h: self.get(h).to_vec(),
-            c: self
-                .model
-                .config
-                .cell
-                .has_c()
-                .then(|| self.get(c).to_vec()),
+            c: self.model.config.cell.has_c().then(|| self.get(c).to_vec()),
         }
     }
 }
@@ -209,8 +204,15 @@ fn cpu_reference_matches_pytorch() {
         let p = f.model.params.to_f64();
         let x = f.get("x");
         let init = f.state("h0", "c0");
-        let fwd = cpu::forward(cfg, &p, x, f.shape("x"), Some(&init), f.lengths().as_deref())
-            .unwrap();
+        let fwd = cpu::forward(
+            cfg,
+            &p,
+            x,
+            f.shape("x"),
+            Some(&init),
+            f.lengths().as_deref(),
+        )
+        .unwrap();
         close(&format!("{name} cpu y"), &fwd.y, f.get("y"));
         close(&format!("{name} cpu h_n"), &fwd.state.h, f.get("h_n"));
         if let Some(c) = &fwd.state.c {
@@ -222,7 +224,11 @@ fn cpu_reference_matches_pytorch() {
             close(&format!("{name} cpu {k}"), got, want);
         }
         close(&format!("{name} cpu grad.x"), &g.dx, f.get("grad.x"));
-        close(&format!("{name} cpu grad.h0"), &g.d_init.h, f.get("grad.h0"));
+        close(
+            &format!("{name} cpu grad.h0"),
+            &g.d_init.h,
+            f.get("grad.h0"),
+        );
         if let Some(dc) = &g.d_init.c {
             close(&format!("{name} cpu grad.c0"), dc, f.get("grad.c0"));
         }
@@ -252,7 +258,11 @@ fn gpu_matches_pytorch() {
             t.download().unwrap().iter().map(|&v| v as f64).collect()
         };
         close(&format!("{name} gpu y"), &wide(&out.y), f.get("y"));
-        close(&format!("{name} gpu h_n"), &wide(&out.state.h), f.get("h_n"));
+        close(
+            &format!("{name} gpu h_n"),
+            &wide(&out.state.h),
+            f.get("h_n"),
+        );
         if let Some(c) = &out.state.c {
             close(&format!("{name} gpu c_n"), &wide(c), f.get("c_n"));
         }
@@ -262,7 +272,11 @@ fn gpu_matches_pytorch() {
             close(&format!("{name} gpu {k}"), &wide(got), want);
         }
         close(&format!("{name} gpu grad.x"), &wide(&g.dx), f.get("grad.x"));
-        close(&format!("{name} gpu grad.h0"), &wide(&g.d_init.h), f.get("grad.h0"));
+        close(
+            &format!("{name} gpu grad.h0"),
+            &wide(&g.d_init.h),
+            f.get("grad.h0"),
+        );
         if let Some(dc) = &g.d_init.c {
             close(&format!("{name} gpu grad.c0"), &wide(dc), f.get("grad.c0"));
         }

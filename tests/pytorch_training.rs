@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use safetensors::SafeTensors;
 use wgpu_rnn::interop::parse_torch;
 use wgpu_rnn::{
-    Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, Params, Rnn, RnnConfig,
-    Targets, Train, TrainConfig, Trainer,
+    Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, Params, Rnn, RnnConfig, Targets,
+    Train, TrainConfig, Trainer,
 };
 
 struct Run {
@@ -38,7 +38,9 @@ struct Run {
 }
 
 fn f64s(st: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<f64>) {
-    let t = st.tensor(name).unwrap_or_else(|_| panic!("no tensor {name}"));
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|_| panic!("no tensor {name}"));
     let data = match t.dtype() {
         safetensors::Dtype::F32 => t
             .data()
@@ -95,7 +97,12 @@ fn load(name: &str) -> Run {
             let targets = match loss {
                 LossKind::Mse => {
                     let (_, v) = f64s(&st, "target");
-                    Targets::Values(v[k * t * b * o..][..t * b * o].iter().map(|&v| v as f32).collect())
+                    Targets::Values(
+                        v[k * t * b * o..][..t * b * o]
+                            .iter()
+                            .map(|&v| v as f32)
+                            .collect(),
+                    )
                 }
                 LossKind::CrossEntropy => {
                     let (_, c) = f64s(&st, "classes");
@@ -105,7 +112,10 @@ fn load(name: &str) -> Run {
             Batch {
                 t,
                 b,
-                x: x[k * t * b * i..][..t * b * i].iter().map(|&v| v as f32).collect(),
+                x: x[k * t * b * i..][..t * b * i]
+                    .iter()
+                    .map(|&v| v as f32)
+                    .collect(),
                 targets,
                 weights: vec![1.0; t * b],
             }

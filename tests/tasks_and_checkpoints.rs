@@ -7,7 +7,7 @@ use common::gpu;
 use wgpu_rnn::checkpoint::Checkpoint;
 use wgpu_rnn::tasks::{Sine, Task, Text, DEFAULT_CORPUS};
 use wgpu_rnn::{
-    Error, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Train, TrainConfig, Trainer,
+    CellKind, Error, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Train, TrainConfig, Trainer,
 };
 
 fn trainer(
@@ -16,7 +16,7 @@ fn trainer(
     lr: f32,
     params: Option<&wgpu_rnn::Params<Vec<f32>>>,
 ) -> Trainer {
-    trainer_with(task, hidden, lr, params, (1, false))
+    trainer_with(task, hidden, lr, params, (CellKind::Rnn, 1, false))
 }
 
 fn trainer_with(
@@ -24,10 +24,11 @@ fn trainer_with(
     hidden: usize,
     lr: f32,
     params: Option<&wgpu_rnn::Params<Vec<f32>>>,
-    (layers, bidirectional): (usize, bool),
+    (cell, layers, bidirectional): (CellKind, usize, bool),
 ) -> Trainer {
     let (i, o) = task.io();
     let cfg = RnnConfig::new(i, hidden, o)
+        .with_cell(cell)
         .with_layers(layers)
         .with_bidirectional(bidirectional);
     let p = params.cloned().unwrap_or_else(|| cfg.init_params(7));
@@ -103,17 +104,27 @@ fn snapshot(task: &Task, t: &Trainer) -> Checkpoint {
 
 #[test]
 fn checkpoint_round_trip_is_bitwise_and_resume_equals_uninterrupted() {
-    round_trip((1, false));
+    round_trip((CellKind::Rnn, 1, false));
 }
 
 /// The same with two layers and two directions: carried state (L·D, B, H), moments of
 /// every cell.
 #[test]
 fn stacked_bidirectional_checkpoints_round_trip_and_resume() {
-    round_trip((2, true));
+    round_trip((CellKind::Rnn, 2, true));
 }
 
-fn round_trip(shape: (usize, bool)) {
+/// The same for LSTM (whose carried state is h and c) and GRU, one layer and stacked
+/// bidirectional.
+#[test]
+fn lstm_and_gru_checkpoints_round_trip_and_resume() {
+    for cell in [CellKind::Lstm, CellKind::Gru] {
+        round_trip((cell, 1, false));
+        round_trip((cell, 2, true));
+    }
+}
+
+fn round_trip(shape: (CellKind, usize, bool)) {
     let task = Task::Text(Text::new(DEFAULT_CORPUS).unwrap());
     let (seq, batch) = (8, 4);
     let mut whole = trainer_with(&task, 24, 0.01, None, shape);
@@ -121,31 +132,39 @@ fn round_trip(shape: (usize, bool)) {
 
     let mut first = trainer_with(&task, 24, 0.01, None, shape);
     let head = run(&task, &mut first, 0..6, seq, batch);
-    assert_eq!(head, full[..6]);
+    assert_eq!(head, full[..6], "{shape:?}");
     let dir = std::env::temp_dir().join(format!(
-        "wgpu-rnn-test-{}-{}-{}",
+        "wgpu-rnn-test-{}-{}-{}-{}",
         std::process::id(),
-        shape.0,
-        shape.1
+        shape.0.name(),
+        shape.1,
+        shape.2
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("resume.safetensors");
     let ck = snapshot(&task, &first);
     assert!(ck.carry.is_some());
+    let (b, state) = ck.carry.as_ref().unwrap();
+    assert_eq!(*b, batch);
+    assert_eq!(
+        state.c.is_some(),
+        shape.0.has_c(),
+        "{shape:?}: the carried c"
+    );
     ck.save(&path).unwrap();
     let loaded = Checkpoint::load(&path).unwrap();
-    assert_eq!(loaded, ck, "round trip changed the checkpoint");
+    assert_eq!(loaded, ck, "{shape:?}: round trip changed the checkpoint");
 
     let mut resumed = trainer_with(&task, 24, 0.01, Some(&loaded.params), shape);
     let (m, v) = loaded.optim.as_ref().unwrap();
-    let carry = loaded.carry.as_ref().map(|(b, h)| (*b, h.as_slice()));
+    let carry = loaded.carry.as_ref().map(|(b, s)| (*b, s));
     resumed.restore(m, v, loaded.step, carry).unwrap();
     let tail = run(&task, &mut resumed, 6..12, seq, batch);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(
         bits(&tail),
         bits(&full[6..]),
-        "resumed {tail:?} vs uninterrupted {:?}",
+        "{shape:?}: resumed {tail:?} vs uninterrupted {:?}",
         &full[6..]
     );
 

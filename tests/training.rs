@@ -5,8 +5,8 @@ mod common;
 
 use common::{gpu, uniform};
 use wgpu_rnn::{
-    Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Targets, Train,
-    TrainConfig, Trainer,
+    Batch, CellKind, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Targets,
+    Train, TrainConfig, Trainer,
 };
 
 const T: usize = 6;
@@ -81,7 +81,9 @@ fn compare_cfg(
     let mut gpu_t = Trainer::new(rnn, train.clone()).unwrap();
     let mut cpu_t = CpuTrainer::new(cfg.clone(), &params, train).unwrap();
     let tag = format!(
-        "L={} D={} {kind:?} {loss:?} clip {clip_norm:?}/{clip_value:?}",
+        "{:?} bias={} L={} D={} {kind:?} {loss:?} clip {clip_norm:?}/{clip_value:?}",
+        cfg.cell,
+        cfg.bias,
         cfg.num_layers,
         cfg.directions()
     );
@@ -248,6 +250,7 @@ fn profile_and_memory_accounting() {
         i: 3,
         h: 5,
         o: 2,
+        cell: CellKind::Rnn,
     };
     let before = gpu.memory().live_bytes;
     if gpu
@@ -255,21 +258,26 @@ fn profile_and_memory_accounting() {
         .features()
         .contains(wgpu::Features::TIMESTAMP_QUERY)
     {
-        let parts = profile_gpu(gpu, shape).unwrap();
-        let names: Vec<&str> = parts.iter().map(|p| p.0).collect();
-        for part in [
-            "input projection",
-            "recurrence",
-            "loss",
-            "recurrence backward",
-            "optimizer update",
-        ] {
-            assert!(names.contains(&part), "{part} missing from {names:?}");
+        for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+            let parts = profile_gpu(gpu, shape.with_cell(cell)).unwrap();
+            let names: Vec<&str> = parts.iter().map(|p| p.0).collect();
+            for part in [
+                "input projection",
+                "recurrence",
+                "loss",
+                "recurrence backward",
+                "optimizer update",
+            ] {
+                assert!(
+                    names.contains(&part),
+                    "{cell:?}: {part} missing from {names:?}"
+                );
+            }
+            assert!(
+                parts.iter().all(|p| p.1 >= 0.0 && p.1.is_finite()),
+                "{cell:?}: {parts:?}"
+            );
         }
-        assert!(
-            parts.iter().all(|p| p.1 >= 0.0 && p.1.is_finite()),
-            "{parts:?}"
-        );
     } else {
         let e = profile_gpu(gpu, shape).unwrap_err();
         assert!(e.to_string().contains("TIMESTAMP_QUERY"), "{e}");
@@ -283,9 +291,10 @@ fn profile_and_memory_accounting() {
         ),
     )
     .unwrap();
-    // 5 parameters, 5 gradients and 2 x 5 moments of 3·5 + 5·5 + 5 + 5·2 + 2 floats at least
+    // 6 parameters (w_ih, w_hh, b_ih, b_hh, w_hy, b_y), 6 gradients and 2 x 6 moments of
+    // 3·5 + 5·5 + 5 + 5 + 5·2 + 2 = 62 floats at least
     assert!(
-        gpu.memory().live_bytes >= before + 4 * 4 * 57,
+        gpu.memory().live_bytes >= before + 4 * 4 * 62,
         "{:?}",
         gpu.memory()
     );
@@ -313,4 +322,33 @@ fn stacked_bidirectional_adam_cross_entropy() {
         Some(0.1),
         None,
     );
+}
+
+/// LSTM and GRU train the same on the GPU as on the reference, stateful (the carried
+/// state holds c for LSTM), stacked and bidirectional, with norm clipping; and without
+/// biases.
+#[test]
+fn lstm_and_gru_train_like_the_reference() {
+    for cell in [CellKind::Lstm, CellKind::Gru] {
+        let cfg = RnnConfig::new(I, H, O)
+            .with_cell(cell)
+            .with_layers(2)
+            .with_bidirectional(true);
+        compare_cfg(
+            cfg,
+            OptimizerKind::Adam,
+            0.01,
+            LossKind::CrossEntropy,
+            Some(0.1),
+            None,
+        );
+        compare_cfg(
+            RnnConfig::new(I, H, O).with_cell(cell).with_bias(false),
+            OptimizerKind::Sgd,
+            0.1,
+            LossKind::Mse,
+            Some(0.05),
+            Some(0.05),
+        );
+    }
 }

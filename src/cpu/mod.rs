@@ -127,7 +127,11 @@ pub fn forward(
     cfg.validate()?;
     p.check_f64(cfg)?;
     let (t_len, b_len) = cfg.check_input(x_shape)?;
-    check_shape("x data", &[x.len()], &[numel(&[t_len, b_len, cfg.input_size])])?;
+    check_shape(
+        "x data",
+        &[x.len()],
+        &[numel(&[t_len, b_len, cfg.input_size])],
+    )?;
     if let Some(l) = lengths {
         check_lengths(l, t_len, b_len)?;
     }
@@ -181,7 +185,12 @@ pub fn forward(
                         continue;
                     }
                     let row = t * b_len + b;
-                    affine(&mut pre, &pc.w_ih, &input[row * ni..][..ni], pc.b_ih.as_ref());
+                    affine(
+                        &mut pre,
+                        &pc.w_ih,
+                        &input[row * ni..][..ni],
+                        pc.b_ih.as_ref(),
+                    );
                     let h_prev = tr.h[prev..prev + nh].to_vec();
                     affine(&mut rec, &pc.w_hh, &h_prev, pc.b_hh.as_ref());
                     for j in 0..nh {
@@ -245,9 +254,9 @@ pub fn forward(
 }
 
 /// Backpropagation through time for dL/dy (T, B, O), plus dL/dh_n (and dL/dc_n) if given.
-/// Per cell, in the reverse of its forward order, each step takes dh = dL/d(its output)
-/// + what flowed back from the step after it, and the cell's [`cell::step_backward`]
-/// gives dP and dR; then dW_ih += dPᵀ in, db_ih += dP, dW_hh += dRᵀ h_prev, db_hh += dR,
+/// Per cell, in the reverse of its forward order, each step takes as dh the sum of
+/// dL/d(its output) and what flowed back from the step after it, and the cell's
+/// [`cell::step_backward`] gives dP and dR; then dW_ih += dPᵀ in, db_ih += dP, dW_hh += dRᵀ h_prev, db_hh += dR,
 /// d in += dP W_ih, and dh_prev = dR W_hh (+ GRU's direct part); dL/dh0 (dc0) is what
 /// flows out of the first step. Skipped steps (past a row's length) pass dh and dc
 /// through unchanged.
@@ -269,7 +278,11 @@ pub fn backward(
     cfg.validate()?;
     p.check_f64(cfg)?;
     // `fwd` must come from `forward` with this config and x.
-    check_shape("x data", &[x.len()], &[numel(&[t_len, b_len, cfg.input_size])])?;
+    check_shape(
+        "x data",
+        &[x.len()],
+        &[numel(&[t_len, b_len, cfg.input_size])],
+    )?;
     let block = b_len * nh;
     let slots = cfg.cell.saved_slots();
     let lstm = cfg.cell.has_c();

@@ -98,7 +98,9 @@ pub(crate) const RECURRENCE_BACKWARD: KernelDef = KernelDef {
     entry: "recurrence_backward",
     source: include_str!("../../shaders/recurrence_backward.wgsl"),
     prelude: &[COMMON, CELL, RECURRENCE],
-    bindings: &[ReadWrite, Read, ReadWrite, Read, Read, Read, Read, ReadWrite],
+    bindings: &[
+        ReadWrite, Read, ReadWrite, Read, Read, Read, Read, ReadWrite,
+    ],
     uniform_size: size::<SeqUniform>(),
 };
 

@@ -11,8 +11,10 @@ pub(crate) use tensor::check_fits;
 
 use std::sync::Arc;
 
-pub(crate) use kernels::{Kernel, RECURRENCE_BACKWARD, RECURRENCE_FORWARD, SeqUniform,
-    MSE, SOFTMAX_XENT, UPDATE, RowsUniform, UpdateUniform};
+pub(crate) use kernels::{
+    Kernel, RowsUniform, SeqUniform, UpdateUniform, MSE, RECURRENCE_BACKWARD, RECURRENCE_FORWARD,
+    SOFTMAX_XENT, UPDATE,
+};
 pub(crate) use memory::MemTicket;
 pub use memory::MemoryUse;
 pub(crate) use plan::{record_plans, to_u32, GemmSpec, Operand, Plan, PlanBuilder, WG};

@@ -63,7 +63,14 @@ pub(crate) struct GemmSpec<'a> {
 
 impl<'a> GemmSpec<'a> {
     /// C = A · B with no bias, overwriting C.
-    pub fn new(m: usize, n: usize, k: usize, a: Operand<'a>, b: Operand<'a>, c: Operand<'a>) -> Self {
+    pub fn new(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: Operand<'a>,
+        b: Operand<'a>,
+        c: Operand<'a>,
+    ) -> Self {
         GemmSpec {
             m,
             n,
@@ -251,7 +258,12 @@ impl<'g> PlanBuilder<'g> {
             s.n.div_ceil((GEMM_TILE * wg.x) as usize),
             s.m.div_ceil((GEMM_TILE * wg.y) as usize),
         )?;
-        let buffers = [Some(s.a.buf), Some(s.b.buf), Some(s.c.buf), s.bias.map(|b| b.0)];
+        let buffers = [
+            Some(s.a.buf),
+            Some(s.b.buf),
+            Some(s.c.buf),
+            s.bias.map(|b| b.0),
+        ];
         self.push(kernel, bytemuck::bytes_of(&u), &buffers, groups)
     }
 
@@ -275,7 +287,12 @@ impl<'g> PlanBuilder<'g> {
         };
         let groups = self.groups(cols.div_ceil(WG as usize), 1)?;
         let kernel = Kernel::new(&COL_SUM).with("WG", WG);
-        self.push(kernel, bytemuck::bytes_of(&u), &[Some(x.0), Some(out.0)], groups)
+        self.push(
+            kernel,
+            bytemuck::bytes_of(&u),
+            &[Some(x.0), Some(out.0)],
+            groups,
+        )
     }
 
     /// out[slot] = sum of squares of the first `n` values of x (one workgroup).
@@ -293,7 +310,12 @@ impl<'g> PlanBuilder<'g> {
             out_off: to_u32("offset", slot)?,
         };
         let kernel = Kernel::new(&SUM_SQUARES).with("WG", WG);
-        self.push(kernel, bytemuck::bytes_of(&u), &[Some(x), Some(out)], [1, 1, 1])
+        self.push(
+            kernel,
+            bytemuck::bytes_of(&u),
+            &[Some(x), Some(out)],
+            [1, 1, 1],
+        )
     }
 
     /// Zeros the rows of x (T, B, cols) past each batch row's length (B floats).
@@ -312,7 +334,12 @@ impl<'g> PlanBuilder<'g> {
         to_u32("values", t * b * cols)?;
         let groups = self.groups_1d(t * b * cols)?;
         let kernel = Kernel::new(&MASK_ROWS).with("WG", WG);
-        self.push(kernel, bytemuck::bytes_of(&u), &[Some(x), Some(lengths)], groups)
+        self.push(
+            kernel,
+            bytemuck::bytes_of(&u),
+            &[Some(x), Some(lengths)],
+            groups,
+        )
     }
 
     pub fn finish(self) -> Result<Plan> {

@@ -3,8 +3,8 @@
 //! replayed. The trainer records the same through [`Rnn::record_forward`] and
 //! [`Rnn::record_backward`].
 
-use super::plan::Workspace;
 pub use super::plan::RecurrencePath;
+use super::plan::Workspace;
 use super::{Params, RnnConfig, State};
 use crate::error::{Error, Result};
 use crate::gpu::{record_plans, Gpu, GpuTensor, Profiler};
@@ -187,7 +187,11 @@ impl Rnn {
 
     /// Runs the sequence: x (T, B, I) time-major, `init` the initial state (h0 and, for
     /// LSTM, c0; each (L·D, B, H)) or zeros. Keeps on the GPU what [`Rnn::backward`] needs.
-    pub fn forward(&mut self, x: &GpuTensor, init: Option<&State<GpuTensor>>) -> Result<ForwardOutput> {
+    pub fn forward(
+        &mut self,
+        x: &GpuTensor,
+        init: Option<&State<GpuTensor>>,
+    ) -> Result<ForwardOutput> {
         self.forward_impl(x, init, None)
     }
 
@@ -241,7 +245,11 @@ impl Rnn {
 
     /// Backpropagates dL/dy (T, B, O), plus dL/dh_n (and dL/dc_n) if given, through the
     /// last forward. Returns the gradients of all parameters, dL/dx and dL/d(initial state).
-    pub fn backward(&mut self, dy: &GpuTensor, d_final: Option<&State<GpuTensor>>) -> Result<Gradients> {
+    pub fn backward(
+        &mut self,
+        dy: &GpuTensor,
+        d_final: Option<&State<GpuTensor>>,
+    ) -> Result<Gradients> {
         let o = self.config.output_size;
         let key = self.last_forward.ok_or(Error::NoForward(
             "call forward (after any set_params) before backward",
@@ -307,7 +315,12 @@ impl Rnn {
 
     /// The workspace for (T, B) and per-row `lengths` (checked, then uploaded), built on
     /// first use; returns its index.
-    pub(crate) fn prepare(&mut self, t: usize, b: usize, lengths: Option<&[usize]>) -> Result<usize> {
+    pub(crate) fn prepare(
+        &mut self,
+        t: usize,
+        b: usize,
+        lengths: Option<&[usize]>,
+    ) -> Result<usize> {
         if let Some(l) = lengths {
             check_lengths(l, t, b)?;
             if t > 1 << 24 {

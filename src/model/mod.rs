@@ -243,7 +243,10 @@ impl RnnConfig {
             self.output_size as u128,
         );
         for (what, n) in [
-            ("values in W_ih (gates·hidden × input)", g * h * i.max(d * h)),
+            (
+                "values in W_ih (gates·hidden × input)",
+                g * h * i.max(d * h),
+            ),
             ("values in W_hh (gates·hidden × hidden)", g * h * h),
             ("values in the head (output × directions·hidden)", o * d * h),
         ] {

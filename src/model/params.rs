@@ -58,9 +58,16 @@ impl<T> Params<T> {
     pub fn tensors(&self) -> Vec<&T> {
         let mut v = Vec::new();
         for c in &self.cells {
-            v.extend([Some(&c.w_ih), Some(&c.w_hh), c.b_ih.as_ref(), c.b_hh.as_ref()]
+            v.extend(
+                [
+                    Some(&c.w_ih),
+                    Some(&c.w_hh),
+                    c.b_ih.as_ref(),
+                    c.b_hh.as_ref(),
+                ]
                 .into_iter()
-                .flatten());
+                .flatten(),
+            );
         }
         v.push(&self.w_hy);
         v.push(&self.b_y);

@@ -285,7 +285,10 @@ impl Workspace {
         let block = self.block_bytes(cfg);
         for (c, cell) in self.cells.iter().enumerate() {
             let at = self.blocks(cfg, c).initial() as u64 * block;
-            let parts = [(init.map(|s| &s.h), 0), (init.and_then(|s| s.c.as_ref()), 1)];
+            let parts = [
+                (init.map(|s| &s.h), 0),
+                (init.and_then(|s| s.c.as_ref()), 1),
+            ];
             for (src, half) in parts.into_iter().take(if cfg.cell.has_c() { 2 } else { 1 }) {
                 let dst = at + half * self.c_bytes(cfg);
                 match src {
@@ -335,7 +338,13 @@ impl Workspace {
         if let Some(s) = d_final {
             let half = self.carry.bytes() / if s.c.is_some() { 2 } else { 1 };
             for (k, t) in s.tensors().into_iter().enumerate() {
-                enc.copy_buffer_to_buffer(t.buffer(), 0, self.carry.buffer(), k as u64 * half, t.bytes());
+                enc.copy_buffer_to_buffer(
+                    t.buffer(),
+                    0,
+                    self.carry.buffer(),
+                    k as u64 * half,
+                    t.bytes(),
+                );
             }
         }
     }
@@ -347,7 +356,13 @@ impl Workspace {
         dst: &super::State<GpuTensor>,
     ) {
         for (k, t) in dst.tensors().into_iter().enumerate() {
-            enc.copy_buffer_to_buffer(self.carry.buffer(), k as u64 * t.bytes(), t.buffer(), 0, t.bytes());
+            enc.copy_buffer_to_buffer(
+                self.carry.buffer(),
+                k as u64 * t.bytes(),
+                t.buffer(),
+                0,
+                t.bytes(),
+            );
         }
     }
 }
@@ -436,7 +451,7 @@ impl<'a> Ctx<'a> {
         let (tb, h, gh) = (ws.t * ws.b, cfg.hidden_size, cfg.gates() * cfg.hidden_size);
         let (pc, gc) = (&self.p.cells[c], &self.g.cells[c]);
         let dp = ws.cells[c].pre.buffer();
-        let first_dir = c % cfg.directions() == 0;
+        let first_dir = c.is_multiple_of(cfg.directions());
         plan.section("weight gradients");
         if c < cfg.directions() {
             let i = cfg.input_size;
@@ -508,7 +523,11 @@ impl<'a> Ctx<'a> {
                 let n = cfg.gates() * cfg.hidden_size * cfg.hidden_size;
                 let share = shared_w && n <= MAX_SHARED_W;
                 (
-                    if rows_per_workgroup.min(self.ws.b) >= 4 { 4 } else { 1 },
+                    if rows_per_workgroup.min(self.ws.b) >= 4 {
+                        4
+                    } else {
+                        1
+                    },
                     if share { n.max(1) } else { 1 },
                 )
             }

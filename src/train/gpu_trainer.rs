@@ -205,7 +205,12 @@ impl Trainer {
         let groups = plan.groups((t * b).div_ceil(WG as usize), 1)?;
         let kernel = Kernel::new(def).with("WG", WG);
         plan.push(kernel, bytemuck::bytes_of(&u), &buffers.map(Some), groups)?;
-        plan.col_sum(t * b, 1, (row_loss.buffer(), 0), (self.stats.buffer(), self.parts))?;
+        plan.col_sum(
+            t * b,
+            1,
+            (row_loss.buffer(), 0),
+            (self.stats.buffer(), self.parts),
+        )?;
         Ok(StepWorkspace {
             t,
             b,

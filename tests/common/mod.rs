@@ -69,7 +69,12 @@ pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f64], atol: f64, rtol: f64) 
 }
 
 /// `n` values of a state for `cell` (h, and c for LSTM) drawn from `seed`.
-pub fn state(cell: wgpu_rnn::CellKind, seed: u64, n: usize, scale: f32) -> wgpu_rnn::State<Vec<f32>> {
+pub fn state(
+    cell: wgpu_rnn::CellKind,
+    seed: u64,
+    n: usize,
+    scale: f32,
+) -> wgpu_rnn::State<Vec<f32>> {
     wgpu_rnn::State {
         h: uniform(seed, n, scale),
         c: cell.has_c().then(|| uniform(seed ^ 0x5eed, n, scale)),
@@ -77,7 +82,10 @@ pub fn state(cell: wgpu_rnn::CellKind, seed: u64, n: usize, scale: f32) -> wgpu_
 }
 
 /// Uploads a host state with `shape` for each part.
-pub fn upload(s: &wgpu_rnn::State<Vec<f32>>, shape: &[usize]) -> wgpu_rnn::State<wgpu_rnn::GpuTensor> {
+pub fn upload(
+    s: &wgpu_rnn::State<Vec<f32>>,
+    shape: &[usize],
+) -> wgpu_rnn::State<wgpu_rnn::GpuTensor> {
     s.map(|v| gpu().tensor(shape, v).unwrap())
 }
 
