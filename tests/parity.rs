@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{assert_close, download, gpu, state, uniform, upload, widen};
+use common::{
+    assert_close, compare_with_reference, download, gpu, paths, state, uniform, upload, widen,
+    Comparison,
+};
 use wgpu_rnn::{cpu, Activation, CellKind, RecurrencePath, Rnn, RnnConfig, State};
 
 struct Case {
@@ -49,25 +52,6 @@ impl Case {
     }
 }
 
-/// Every way the recurrence can run at batch `b`: one dispatch per step; one dispatch in
-/// all with one row per workgroup, with half the rows per workgroup (4-row tiles once
-/// b >= 8), and with W_hh in workgroup memory (where H·H fits).
-fn paths(b: usize) -> [RecurrencePath; 4] {
-    let persistent = |rows_per_workgroup, shared_w| RecurrencePath::Persistent {
-        rows_per_workgroup,
-        shared_w,
-    };
-    [
-        RecurrencePath::Stepwise,
-        persistent(1, false),
-        persistent(b.div_ceil(2), false),
-        persistent(b, true),
-    ]
-}
-
-/// f32 on the GPU against f64 on the CPU from the same f32 inputs. The allowance grows
-/// with the length of the sums involved (T·B rows for weight gradients, T steps of
-/// recurrence): f32 rounding is about 6e-8 per operation.
 fn check(case: Case) {
     for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
         for path in paths(case.b) {
@@ -87,83 +71,23 @@ fn check_path(case: &Case, cell: CellKind, path: RecurrencePath) {
         })
         .with_layers(case.layers)
         .with_bidirectional(case.bidirectional);
-    let n = cfg.cells() * b * h;
-    let shape = cfg.state_shape(b);
-    let seed = (t * 1000 + b * 100 + h) as u64;
-    let params = cfg.init_params(seed);
-    let x = uniform(seed + 1, t * b * i, case.x_scale);
-    let init = case.with_h0.then(|| state(cell, seed + 2, n, 0.5));
-    let dy = uniform(seed + 3, t * b * o, 1.0);
-    let d_final = case.with_dh_last.then(|| state(cell, seed + 4, n, 1.0));
-
-    let gpu = gpu();
-    let mut rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
-    rnn.set_path(Some(path));
-    let x_gpu = gpu.tensor(&[t, b, i], &x).unwrap();
-    let init_gpu = init.as_ref().map(|s| upload(s, &shape));
-    let out = rnn.forward(&x_gpu, init_gpu.as_ref()).unwrap();
-    let dy_gpu = gpu.tensor(&[t, b, o], &dy).unwrap();
-    let d_final_gpu = d_final.as_ref().map(|s| upload(s, &shape));
-    let grads = rnn.backward(&dy_gpu, d_final_gpu.as_ref()).unwrap();
-
-    let p64 = params.to_f64();
-    let x64 = widen(&x);
-    let init64 = init.as_ref().map(|s| s.map(|v| widen(v)));
-    let fwd = cpu::forward(&cfg, &p64, &x64, &[t, b, i], init64.as_ref(), None).unwrap();
-    let d_final64 = d_final.as_ref().map(|s| s.map(|v| widen(v)));
-    let g = cpu::backward(&cfg, &p64, &x64, &fwd, &widen(&dy), d_final64.as_ref()).unwrap();
-
     let tag = format!(
-        "T={t} B={b} I={i} H={h} O={o} L={} D={} {} {:?} {path}",
+        "T={t} B={b} I={i} H={h} O={o} L={} D={} {} {:?}",
         case.layers,
         cfg.directions(),
         cell.name(),
         cfg.activation
     );
-    let steps = (t as f64).sqrt();
-    let rows = ((t * b) as f64).sqrt();
-    let tol = 2e-6;
-    assert_close(
-        &format!("{tag} y"),
-        &out.y.download().unwrap(),
-        &fwd.y,
-        tol * steps,
-        1e-4,
-    );
-    let last = download(&out.state);
-    for (k, (gv, cv)) in last
-        .tensors()
-        .into_iter()
-        .zip(fwd.state.tensors())
-        .enumerate()
-    {
-        assert_close(&format!("{tag} final state {k}"), gv, cv, tol * steps, 1e-4);
-    }
-    let gpu_grads = grads.params.try_map(|t| t.download()).unwrap();
-    for ((name, gv), cv) in gpu_grads
-        .names_for(&cfg)
-        .iter()
-        .zip(gpu_grads.tensors())
-        .zip(g.params.tensors())
-    {
-        assert_close(&format!("{tag} d{name}"), gv, cv, tol * rows * steps, 1e-3);
-    }
-    assert_close(
-        &format!("{tag} dx"),
-        &grads.dx.download().unwrap(),
-        &g.dx,
-        tol * steps,
-        1e-3,
-    );
-    let d_init = download(&grads.d_init);
-    for (k, (gv, cv)) in d_init
-        .tensors()
-        .into_iter()
-        .zip(g.d_init.tensors())
-        .enumerate()
-    {
-        assert_close(&format!("{tag} d init {k}"), gv, cv, tol * steps, 1e-3);
-    }
+    let comparison = Comparison {
+        t,
+        b,
+        seed: (t * 1000 + b * 100 + h) as u64,
+        x_scale: case.x_scale,
+        with_init: case.with_h0,
+        with_d_final: case.with_dh_last,
+        lengths: None,
+    };
+    compare_with_reference(&tag, &cfg, path, &comparison);
 }
 
 #[test]
@@ -335,88 +259,21 @@ fn variable_lengths() {
         let params = cfg.init_params(b as u64);
         let x = uniform(1, t * b * i, 1.0);
         let init = state(cell, 2, cells * b * h, 0.5);
-        let dy = uniform(3, t * b * o, 1.0);
-        let d_final = state(cell, 4, cells * b * h, 1.0);
-        let p64 = params.to_f64();
-        let fwd = cpu::forward(
-            &cfg,
-            &p64,
-            &widen(&x),
-            &[t, b, i],
-            Some(&init.map(|v| widen(v))),
-            Some(&lengths),
-        )
-        .unwrap();
-        let g = cpu::backward(
-            &cfg,
-            &p64,
-            &widen(&x),
-            &fwd,
-            &widen(&dy),
-            Some(&d_final.map(|v| widen(v))),
-        )
-        .unwrap();
         for path in paths(b) {
             let tag = format!(
-                "B={b} H={h} L={layers} bi={bi} {} {act:?} {path} lengths {lengths:?}",
+                "B={b} H={h} L={layers} bi={bi} {} {act:?} lengths {lengths:?}",
                 cell.name()
             );
-            let mut rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
-            rnn.set_path(Some(path));
-            let out = rnn
-                .forward_with_lengths(
-                    &gpu.tensor(&[t, b, i], &x).unwrap(),
-                    Some(&upload(&init, &shape)),
-                    &lengths,
-                )
-                .unwrap();
-            assert_close(
-                &format!("{tag} y"),
-                &out.y.download().unwrap(),
-                &fwd.y,
-                1e-5,
-                1e-4,
-            );
-            let last = download(&out.state);
-            for (k, (gv, cv)) in last
-                .tensors()
-                .into_iter()
-                .zip(fwd.state.tensors())
-                .enumerate()
-            {
-                assert_close(&format!("{tag} final state {k}"), gv, cv, 1e-5, 1e-4);
-            }
-            let grads = rnn
-                .backward(
-                    &gpu.tensor(&[t, b, o], &dy).unwrap(),
-                    Some(&upload(&d_final, &shape)),
-                )
-                .unwrap();
-            let gp = grads.params.try_map(|t| t.download()).unwrap();
-            for ((name, gv), cv) in gp
-                .names_for(&cfg)
-                .iter()
-                .zip(gp.tensors())
-                .zip(g.params.tensors())
-            {
-                assert_close(&format!("{tag} d{name}"), gv, cv, 1e-4, 1e-3);
-            }
-            assert_close(
-                &format!("{tag} dx"),
-                &grads.dx.download().unwrap(),
-                &g.dx,
-                1e-4,
-                1e-3,
-            );
-            let d_init = download(&grads.d_init);
-            for (k, (gv, cv)) in d_init
-                .tensors()
-                .into_iter()
-                .zip(g.d_init.tensors())
-                .enumerate()
-            {
-                assert_close(&format!("{tag} d init {k}"), gv, cv, 1e-4, 1e-3);
-            }
+            let comparison = Comparison {
+                t,
+                b,
+                seed: b as u64,
+                x_scale: 1.0,
+                with_init: true,
+                with_d_final: true,
+                lengths: Some(lengths.clone()),
+            };
+            compare_with_reference(&tag, &cfg, path, &comparison);
         }
         // Row r alone, at its own length, gives row r's outputs and final state.
         let mut rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();

@@ -93,3 +93,122 @@ pub fn upload(
 pub fn download(s: &wgpu_rnn::State<wgpu_rnn::GpuTensor>) -> wgpu_rnn::State<Vec<f32>> {
     s.map(|t| t.download().unwrap())
 }
+
+/// Every way the recurrence can run at batch `b`: one dispatch per step; one dispatch in
+/// all with one row per workgroup, with half the rows per workgroup (4-row tiles once
+/// b >= 8), and with W_hh in workgroup memory (where G·H·H fits).
+pub fn paths(b: usize) -> [wgpu_rnn::RecurrencePath; 4] {
+    let persistent = |rows_per_workgroup, shared_w| wgpu_rnn::RecurrencePath::Persistent {
+        rows_per_workgroup,
+        shared_w,
+    };
+    [
+        wgpu_rnn::RecurrencePath::Stepwise,
+        persistent(1, false),
+        persistent(b.div_ceil(2), false),
+        persistent(b, true),
+    ]
+}
+
+/// One GPU-against-reference comparison: a batch of (T, B) drawn from `seed`.
+pub struct Comparison {
+    pub t: usize,
+    pub b: usize,
+    pub seed: u64,
+    /// Scale of the uniform inputs x.
+    pub x_scale: f32,
+    /// Give an initial state (else zeros) and dL/d(final state) (else none).
+    pub with_init: bool,
+    pub with_d_final: bool,
+    pub lengths: Option<Vec<usize>>,
+}
+
+/// Runs forward and backward of `cfg` on the GPU along `path` and on the f64 reference
+/// from the same f32 inputs, and compares y, the final states and every gradient
+/// (parameters, x, initial state). The allowance grows with the length of the sums
+/// involved (T·B rows for weight gradients, T steps of recurrence): f32 rounding is about
+/// 6e-8 per operation.
+pub fn compare_with_reference(
+    tag: &str,
+    cfg: &wgpu_rnn::RnnConfig,
+    path: wgpu_rnn::RecurrencePath,
+    c: &Comparison,
+) {
+    use wgpu_rnn::{cpu, Rnn};
+    let (t, b, seed) = (c.t, c.b, c.seed);
+    let (i, o) = (cfg.input_size, cfg.output_size);
+    let n = cfg.cells() * b * cfg.hidden_size;
+    let shape = cfg.state_shape(b);
+    let params = cfg.init_params(seed);
+    let x = uniform(seed + 1, t * b * i, c.x_scale);
+    let init = c.with_init.then(|| state(cfg.cell, seed + 2, n, 0.5));
+    let dy = uniform(seed + 3, t * b * o, 1.0);
+    let d_final = c.with_d_final.then(|| state(cfg.cell, seed + 4, n, 1.0));
+
+    let gpu = gpu();
+    let mut rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
+    rnn.set_path(Some(path));
+    let x_gpu = gpu.tensor(&[t, b, i], &x).unwrap();
+    let init_gpu = init.as_ref().map(|s| upload(s, &shape));
+    let out = match &c.lengths {
+        Some(l) => rnn.forward_with_lengths(&x_gpu, init_gpu.as_ref(), l),
+        None => rnn.forward(&x_gpu, init_gpu.as_ref()),
+    }
+    .unwrap();
+    let dy_gpu = gpu.tensor(&[t, b, o], &dy).unwrap();
+    let d_final_gpu = d_final.as_ref().map(|s| upload(s, &shape));
+    let grads = rnn.backward(&dy_gpu, d_final_gpu.as_ref()).unwrap();
+
+    let p64 = params.to_f64();
+    let x64 = widen(&x);
+    let init64 = init.as_ref().map(|s| s.map(|v| widen(v)));
+    let fwd = cpu::forward(
+        cfg,
+        &p64,
+        &x64,
+        &[t, b, i],
+        init64.as_ref(),
+        c.lengths.as_deref(),
+    )
+    .unwrap();
+    let d_final64 = d_final.as_ref().map(|s| s.map(|v| widen(v)));
+    let g = cpu::backward(cfg, &p64, &x64, &fwd, &widen(&dy), d_final64.as_ref()).unwrap();
+
+    let tag = format!("{tag} {path}");
+    let steps = (t as f64).sqrt();
+    let rows = ((t * b) as f64).sqrt();
+    let tol = 2e-6;
+    let y = out.y.download().unwrap();
+    assert_close(&format!("{tag} y"), &y, &fwd.y, tol * steps, 1e-4);
+    let last = download(&out.state);
+    assert_eq!(last.c.is_some(), cfg.cell.has_c(), "{tag}");
+    for (k, (gv, cv)) in last
+        .tensors()
+        .into_iter()
+        .zip(fwd.state.tensors())
+        .enumerate()
+    {
+        assert_close(&format!("{tag} final state {k}"), gv, cv, tol * steps, 1e-4);
+    }
+    let gpu_grads = grads.params.try_map(|t| t.download()).unwrap();
+    for ((name, gv), cv) in gpu_grads
+        .names_for(cfg)
+        .iter()
+        .zip(gpu_grads.tensors())
+        .zip(g.params.tensors())
+    {
+        assert_close(&format!("{tag} d{name}"), gv, cv, tol * rows * steps, 1e-3);
+    }
+    let dx = grads.dx.download().unwrap();
+    assert_close(&format!("{tag} dx"), &dx, &g.dx, tol * steps, 1e-3);
+    let d_init = download(&grads.d_init);
+    assert_eq!(d_init.c.is_some(), cfg.cell.has_c(), "{tag}");
+    for (k, (gv, cv)) in d_init
+        .tensors()
+        .into_iter()
+        .zip(g.d_init.tensors())
+        .enumerate()
+    {
+        assert_close(&format!("{tag} d init {k}"), gv, cv, tol * steps, 1e-3);
+    }
+}
