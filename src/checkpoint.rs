@@ -60,12 +60,9 @@ impl Checkpoint {
             }
         }
         if let Some((b, state)) = &self.carry {
+            c.check_host_state("carried state", state, *b)?;
             let shape = c.state_shape(*b).to_vec();
-            if state.c.is_some() != c.cell.has_c() {
-                return Err(err(path, "the carried state does not fit the cell"));
-            }
             for (name, v) in ["state.h", "state.c"].into_iter().zip(state.tensors()) {
-                crate::shapes::check_len("carried state", &shape, v.len())?;
                 tensors.push((name.into(), shape.clone(), v));
             }
         }

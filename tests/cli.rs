@@ -331,7 +331,11 @@ fn train_flags_for_stacked_models() {
 fn train_flags_for_gated_cells() {
     for cell in ["lstm", "gru"] {
         let m = temp(&format!("{cell}.safetensors")).display().to_string();
-        let run = |steps: &str, resume: bool| {
+        let full = temp(&format!("{cell}-full.safetensors"))
+            .display()
+            .to_string();
+        // Trains to `steps`, saving to `save`, resuming from it if asked.
+        let run = |steps: &str, save: &str, resume: bool| {
             let mut args = vec![
                 "--task",
                 "sine",
@@ -350,43 +354,20 @@ fn train_flags_for_gated_cells() {
                 "--steps",
                 steps,
                 "--save",
-                &m,
+                save,
             ];
             if resume {
-                args.extend(["--resume", &m]);
+                args.extend(["--resume", save]);
             }
             let (ok, out, err) = cli(&args);
             assert!(ok, "{cell}: {err}");
             assert!(err.contains(&format!("{cell} I=1 H=6")), "{err}");
             out
         };
-        let full = temp(&format!("{cell}-full.safetensors"))
-            .display()
-            .to_string();
-        run("2", false);
-        let resumed = run("4", true);
+        run("2", &m, false);
+        let resumed = run("4", &m, true);
         // The same 4 steps without a stop give the same final validation.
-        let (ok, straight, err) = cli(&[
-            "--task",
-            "sine",
-            "--cell",
-            cell,
-            "--seq",
-            "8",
-            "--hidden",
-            "6",
-            "--batch",
-            "3",
-            "--layers",
-            "2",
-            "--eval-every",
-            "2",
-            "--steps",
-            "4",
-            "--save",
-            &full,
-        ]);
-        assert!(ok, "{err}");
+        let straight = run("4", &full, false);
         let last = |s: &str| {
             s.lines()
                 .find(|l| l.contains("final validation"))

@@ -147,20 +147,16 @@ fn check(run: &Run, device: &str, trainer: &mut dyn Train) {
     for (k, batch) in run.batches.iter().enumerate() {
         let s = trainer.step(batch).unwrap();
         assert!(!s.skipped, "{tag} step {k} skipped");
-        let e = relative(s.loss as f64, run.losses[k]);
-        assert!(
-            e <= 1e-4,
-            "{tag} step {k}: loss {} vs PyTorch {} (relative {e:.2e})",
-            s.loss,
-            run.losses[k]
-        );
-        let e = relative(s.grad_norm as f64, run.norms[k]);
-        assert!(
-            e <= 1e-4,
-            "{tag} step {k}: gradient norm {} vs PyTorch {} (relative {e:.2e})",
-            s.grad_norm,
-            run.norms[k]
-        );
+        for (what, got, want) in [
+            ("loss", s.loss, run.losses[k]),
+            ("gradient norm", s.grad_norm, run.norms[k]),
+        ] {
+            let e = relative(got as f64, want);
+            assert!(
+                e <= 1e-4,
+                "{tag} step {k}: {what} {got} vs PyTorch {want} (relative {e:.2e})"
+            );
+        }
     }
     let params = trainer.params().unwrap();
     let names = params.names_for(&run.config);

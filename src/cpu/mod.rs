@@ -97,23 +97,6 @@ fn affine(out: &mut [f64], w: &[f64], v: &[f64], bias: Option<&Vec<f64>>) {
     }
 }
 
-/// Checks an initial state or its gradient against (L·D, B, H) and the cell.
-fn check_state(cfg: &RnnConfig, what: &'static str, s: &State<Vec<f64>>, b: usize) -> Result<()> {
-    let n = cfg.cells() * b * cfg.hidden_size;
-    check_shape(what, &[s.h.len()], &[n])?;
-    match (&s.c, cfg.cell.has_c()) {
-        (Some(c), true) => check_shape(what, &[c.len()], &[n]),
-        (None, false) => Ok(()),
-        (None, true) => Err(Error::IncompatibleArgs(format!(
-            "{what}: an LSTM state needs c as well as h"
-        ))),
-        (Some(_), false) => Err(Error::IncompatibleArgs(format!(
-            "{what}: a {} state has no c",
-            cfg.cell.name()
-        ))),
-    }
-}
-
 /// The forward pass. x is (T, B, I) given with its shape; `init` is h0 (and c0), (L·D,
 /// B, H), or zeros; `lengths` are per-row lengths (see the module documentation).
 pub fn forward(
@@ -136,7 +119,7 @@ pub fn forward(
         check_lengths(l, t_len, b_len)?;
     }
     if let Some(s) = init {
-        check_state(cfg, "initial state", s, b_len)?;
+        cfg.check_host_state("initial state", s, b_len)?;
     }
     let valid = |t: usize, b: usize| lengths.is_none_or(|l| t < l[b]);
     let (nh, no, d, g) = (
@@ -307,7 +290,7 @@ pub fn backward(
     }
     check_shape("dy data", &[dy.len()], &[t_len * b_len * no])?;
     if let Some(s) = d_final {
-        check_state(cfg, "gradient of the final state", s, b_len)?;
+        cfg.check_host_state("gradient of the final state", s, b_len)?;
     }
     let lengths = fwd.lengths.as_deref();
     let valid = |t: usize, b: usize| lengths.is_none_or(|l| t < l[b]);

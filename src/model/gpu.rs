@@ -173,16 +173,7 @@ impl Rnn {
             }
             self.check_device(what, t)?;
         }
-        match (s.c.is_some(), self.config.cell.has_c()) {
-            (true, false) => Err(Error::IncompatibleArgs(format!(
-                "{what}: a {} model has no cell state c",
-                self.config.cell.name()
-            ))),
-            (false, true) => Err(Error::IncompatibleArgs(format!(
-                "{what}: an LSTM state needs c as well as h"
-            ))),
-            _ => Ok(()),
-        }
+        self.config.check_state_parts(what, s)
     }
 
     /// Runs the sequence: x (T, B, I) time-major, `init` the initial state (h0 and, for

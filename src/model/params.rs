@@ -245,6 +245,37 @@ impl<T> State<T> {
     }
 }
 
+impl RnnConfig {
+    /// Checks that a state has c exactly when the cell has one (LSTM); `what` names it.
+    pub fn check_state_parts<T>(&self, what: &str, s: &State<T>) -> Result<()> {
+        match (s.c.is_some(), self.cell.has_c()) {
+            (true, false) => Err(Error::IncompatibleArgs(format!(
+                "{what}: a {} model has no cell state c",
+                self.cell.name()
+            ))),
+            (false, true) => Err(Error::IncompatibleArgs(format!(
+                "{what}: an LSTM state needs c as well as h"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`RnnConfig::check_state_parts`], and that each part of a host state holds
+    /// (L·D, B, H) values.
+    pub fn check_host_state<T>(
+        &self,
+        what: &'static str,
+        s: &State<Vec<T>>,
+        b: usize,
+    ) -> Result<()> {
+        self.check_state_parts(what, s)?;
+        let shape = self.state_shape(b);
+        s.tensors()
+            .into_iter()
+            .try_for_each(|v| crate::shapes::check_len(what, &shape, v.len()))
+    }
+}
+
 impl<T: Clone> State<T> {
     /// A state for `cell` with both parts filled by `v` where the cell has them.
     pub fn filled(cell: CellKind, v: T) -> Self {

@@ -147,8 +147,24 @@ impl Blocks {
     }
 }
 
-/// Buffers and plans for one (T, B), full-length or variable-length.
+/// Buffers and plans for one (T, B), full-length or variable-length. It dereferences to
+/// its buffers.
 pub(crate) struct Workspace {
+    buffers: Buffers,
+    pub forward: Plan,
+    pub backward: Plan,
+}
+
+impl std::ops::Deref for Workspace {
+    type Target = Buffers;
+
+    fn deref(&self) -> &Buffers {
+        &self.buffers
+    }
+}
+
+/// The buffers of one (T, B) and how its recurrence runs.
+pub(crate) struct Buffers {
     pub t: usize,
     pub b: usize,
     /// (T, B, I), the input of the last forward.
@@ -165,8 +181,6 @@ pub(crate) struct Workspace {
     carry: GpuTensor,
     /// Per-row lengths (B, as floats) of a variable-length batch.
     pub lengths: Option<GpuTensor>,
-    pub forward: Plan,
-    pub backward: Plan,
     pub path: RecurrencePath,
 }
 
@@ -214,7 +228,7 @@ impl Workspace {
             })
             .collect::<Result<Vec<_>>>()?;
         let carry_shape = [if lstm { 2 } else { 1 }, cfg.cells(), b, h];
-        let mut ws = Workspace {
+        let ws = Buffers {
             t,
             b,
             x: GpuTensor::empty(gpu, &[t, b, i], "x")?,
@@ -228,8 +242,6 @@ impl Workspace {
             } else {
                 None
             },
-            forward: PlanBuilder::new(gpu).finish()?,
-            backward: PlanBuilder::new(gpu).finish()?,
             path,
         };
         let ctx = Ctx { cfg, p, g, ws: &ws };
@@ -252,11 +264,15 @@ impl Workspace {
                 ctx.input_projection_backward(&mut bwd, layer * cfg.directions() + dir)?;
             }
         }
-        ws.forward = fwd.finish()?;
-        ws.backward = bwd.finish()?;
-        Ok(ws)
+        Ok(Workspace {
+            forward: fwd.finish()?,
+            backward: bwd.finish()?,
+            buffers: ws,
+        })
     }
+}
 
+impl Buffers {
     fn blocks(&self, cfg: &RnnConfig, c: usize) -> Blocks {
         Blocks {
             reverse: cfg.is_reverse(c),
@@ -335,17 +351,9 @@ impl Workspace {
         d_final: Option<&super::State<GpuTensor>>,
     ) {
         enc.clear_buffer(self.carry.buffer(), 0, None);
-        if let Some(s) = d_final {
-            let half = self.carry.bytes() / if s.c.is_some() { 2 } else { 1 };
-            for (k, t) in s.tensors().into_iter().enumerate() {
-                enc.copy_buffer_to_buffer(
-                    t.buffer(),
-                    0,
-                    self.carry.buffer(),
-                    k as u64 * half,
-                    t.bytes(),
-                );
-            }
+        for (k, t) in d_final.iter().flat_map(|s| s.tensors()).enumerate() {
+            let at = k as u64 * t.bytes();
+            enc.copy_buffer_to_buffer(t.buffer(), 0, self.carry.buffer(), at, t.bytes());
         }
     }
 
@@ -392,7 +400,7 @@ struct Ctx<'a> {
     cfg: &'a RnnConfig,
     p: &'a Params<GpuTensor>,
     g: &'a Params<GpuTensor>,
-    ws: &'a Workspace,
+    ws: &'a Buffers,
 }
 
 impl<'a> Ctx<'a> {

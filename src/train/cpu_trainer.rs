@@ -202,13 +202,8 @@ impl Train for CpuTrainer {
     ) -> Result<()> {
         m.check(&self.config)?;
         v.check(&self.config)?;
-        if let Some((_, s)) = carry {
-            if s.c.is_some() != self.config.cell.has_c() {
-                return Err(Error::IncompatibleArgs(format!(
-                    "the carried state does not fit a {} model",
-                    self.config.cell.name()
-                )));
-            }
+        if let Some((b, s)) = carry {
+            self.config.check_host_state("carried state", s, b)?;
         }
         self.state = OptimState {
             m: m.to_f64(),

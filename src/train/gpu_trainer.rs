@@ -394,12 +394,7 @@ impl Train for Trainer {
         let cfg = self.rnn.config();
         self.carry = match carry {
             Some((b, s)) => {
-                if s.c.is_some() != cfg.cell.has_c() {
-                    return Err(crate::Error::IncompatibleArgs(format!(
-                        "the carried state does not fit a {} model",
-                        cfg.cell.name()
-                    )));
-                }
+                cfg.check_host_state("carried state", s, b)?;
                 let shape = cfg.state_shape(b);
                 Some(s.try_map(|v| self.rnn.gpu().tensor(&shape, v))?)
             }
