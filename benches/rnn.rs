@@ -106,9 +106,9 @@ fn bench_matmul(c: &mut Criterion) {
         group.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
         let mut run = bench_matmul_plan(&gpu, n).unwrap();
         let name = format!(
-            "{}, workgroup {} (elements = FLOP)",
+            "{}, gemm {} (elements = FLOP)",
             gpu.adapter().name,
-            gpu.gemm_workgroup()
+            gpu.gemm()
         );
         group.bench_function(BenchmarkId::new(format!("{n}x{n}x{n}"), name), |bench| {
             bench.iter(|| run().unwrap())

@@ -1,31 +1,10 @@
-// Strided matrix product; every product of the model outside the recurrence is one.
-//
-//   C(i,j) = sum_p A(i,p) B(p,j) + bias(j) + [C(i,j) if ACCUMULATE]
-//   A(i,p) = a[a_off + i*a_rs + p*a_cs]      (M, K)
-//   B(p,j) = b[b_off + p*b_rs + j*b_cs]      (K, N)
-//   C(i,j) = c[c_off + i*c_rs + j]           (M, N)
-//
-// Transposes are stride choices. Each invocation owns a 4x4 tile of C in registers;
+// The register-tile product (struct Gemm and the epilogue: gemm_common.wgsl). Each
+// invocation owns a 4x4 tile of C in registers, reading A and B straight from memory;
 // out-of-range rows and columns are clamped on load (so no branch in the inner loop) and
-// skipped on store.
-
-struct Gemm {
-    m: u32, n: u32, k: u32, bias_off: u32,
-    a_off: u32, a_rs: u32, a_cs: u32, _pad0: u32,
-    b_off: u32, b_rs: u32, b_cs: u32, _pad1: u32,
-    c_off: u32, c_rs: u32, _pad2: u32, _pad3: u32,
-}
+// skipped on store. No workgroup memory: the fastest shape on lavapipe.
 
 override WG_X: u32 = 8u;
 override WG_Y: u32 = 8u;
-override HAS_BIAS: bool = false;
-override ACCUMULATE: bool = false;
-
-@group(0) @binding(0) var<uniform> p: Gemm;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn gemm(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -55,24 +34,10 @@ fn gemm(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 
     for (var r = 0u; r < 4u; r++) {
-        let i = i0 + r;
-        if (i >= p.m) {
-            break;
-        }
         for (var s = 0u; s < 4u; s++) {
-            let j = j0 + s;
-            if (j >= p.n) {
-                break;
+            if (i0 + r < p.m && j0 + s < p.n) {
+                store_c(i0 + r, j0 + s, acc[r][s]);
             }
-            let ci = p.c_off + i * p.c_rs + j;
-            var v = acc[r][s];
-            if (HAS_BIAS) {
-                v += bias[p.bias_off + j];
-            }
-            if (ACCUMULATE) {
-                v += c[ci];
-            }
-            c[ci] = v;
         }
     }
 }

@@ -301,11 +301,7 @@ pub fn bench_gpu(gpu: &Gpu, shape: Shape, opts: &BenchOptions) -> Result<BenchRo
         rnn.forward(&x, None)?;
         gpu.wait()
     })?;
-    let path = format!(
-        "{}, gemm wg {}",
-        rnn.path(shape.t, shape.b)?,
-        gpu.gemm_workgroup()
-    );
+    let path = format!("{}, gemm {}", rnn.path(shape.t, shape.b)?, gpu.gemm());
     drop(rnn);
 
     gpu.reset_peak_memory();

@@ -131,6 +131,10 @@ pub enum Error {
     #[error("not supported on this adapter: {0}")]
     Unsupported(&'static str),
 
+    /// A kernel choice (`WGPU_RNN_GEMM`, an option or a tuning file) that cannot be used.
+    #[error("{0}")]
+    BadKernel(String),
+
     /// A benchmark shape list could not be parsed.
     #[error(
         "bad shape list {0:?}: expected positive integers B,T,I,H,O, shapes separated by ';' \

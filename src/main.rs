@@ -173,18 +173,18 @@ fn bench(a: BenchArgs) -> Result<()> {
             let r = bench::bench_matmul(gpu, n, &opts)?;
             if a.json {
                 println!(
-                    "{{\"matmul\": {n}, \"adapter\": {}, \"gemm_workgroup\": \"{}\", \"ms\": {:.4}, \"gflops\": {:.3}}}",
+                    "{{\"matmul\": {n}, \"adapter\": {}, \"gemm\": \"{}\", \"ms\": {:.4}, \"gflops\": {:.3}}}",
                     bench::json_string(&gpu.adapter().to_string()),
-                    gpu.gemm_workgroup(),
+                    gpu.gemm(),
                     r.ms,
                     r.gflops()
                 );
             } else {
                 println!(
-                    "matmul {n}x{n}x{n}: {:.2} ms, {:.2} GFLOP/s (gemm workgroup {}, median of {})",
+                    "matmul {n}x{n}x{n}: {:.2} ms, {:.2} GFLOP/s (gemm {}, median of {})",
                     r.ms,
                     r.gflops(),
-                    gpu.gemm_workgroup(),
+                    gpu.gemm(),
                     r.reps
                 );
             }

@@ -49,13 +49,30 @@ const fn size<T>() -> u64 {
     std::mem::size_of::<T>() as u64
 }
 
-/// C (M,N) = A (M,K) · B (K,N) + bias (N) [+ C] over strided views (shaders/gemm.wgsl).
+const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
+
+/// C (M,N) = A (M,K) · B (K,N) + bias (N) [+ C] over strided views, a 4x4 register tile
+/// per invocation (shaders/gemm.wgsl).
 pub(crate) const GEMM: KernelDef = KernelDef {
     entry: "gemm",
     source: include_str!("../../shaders/gemm.wgsl"),
-    prelude: &[COMMON],
+    prelude: &[COMMON, GEMM_COMMON],
     bindings: &[Read, Read, ReadWrite, Read],
     uniform_size: size::<GemmUniform>(),
+};
+
+/// The same product with workgroup-memory tiles (shaders/gemm_tiled.wgsl); with `SPLIT`,
+/// one partial per workgroup z into a scratch buffer bound as C.
+pub(crate) const GEMM_TILED: KernelDef = KernelDef {
+    entry: "gemm_tiled",
+    source: include_str!("../../shaders/gemm_tiled.wgsl"),
+    ..GEMM
+};
+
+/// Sums split-K partials (bound as A) into C with the epilogue (shaders/gemm_tiled.wgsl).
+pub(crate) const GEMM_SPLIT_SUM: KernelDef = KernelDef {
+    entry: "gemm_split_sum",
+    ..GEMM_TILED
 };
 
 /// Column sums of a row-major matrix (shaders/reduce.wgsl).
@@ -130,8 +147,10 @@ pub(crate) const UPDATE: KernelDef = KernelDef {
 };
 
 /// Every kernel, for the device check and for compiling them all up front.
-pub(crate) const ALL: [&KernelDef; 9] = [
+pub(crate) const ALL: [&KernelDef; 11] = [
     &GEMM,
+    &GEMM_TILED,
+    &GEMM_SPLIT_SUM,
     &COL_SUM,
     &SUM_SQUARES,
     &MASK_ROWS,
@@ -158,15 +177,15 @@ pub(crate) struct GemmUniform {
     pub a_off: u32,
     pub a_rs: u32,
     pub a_cs: u32,
-    pub _pad0: u32,
+    pub k_split: u32,
     pub b_off: u32,
     pub b_rs: u32,
     pub b_cs: u32,
-    pub _pad1: u32,
+    pub splits: u32,
     pub c_off: u32,
     pub c_rs: u32,
-    pub _pad2: u32,
-    pub _pad3: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
 }
 
 /// Mirrors `struct Reduce` in shaders/reduce.wgsl.
@@ -277,7 +296,7 @@ pub(crate) struct Kernels {
     /// The same for an unused read-write binding.
     pub(crate) unused_write: wgpu::Buffer,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
-    pub gemm_wg: super::GemmWorkgroup,
+    pub gemm: super::GemmTuning,
 }
 
 fn layout_entry(binding: u32, ty: wgpu::BufferBindingType, min: u64) -> wgpu::BindGroupLayoutEntry {
@@ -294,7 +313,7 @@ fn layout_entry(binding: u32, ty: wgpu::BufferBindingType, min: u64) -> wgpu::Bi
 }
 
 impl Kernels {
-    pub fn new(device: &wgpu::Device) -> Self {
+    pub fn new(device: &wgpu::Device, gemm: super::GemmTuning) -> Self {
         let layouts = ALL
             .iter()
             .map(|def| {
@@ -341,7 +360,7 @@ impl Kernels {
             unused_read: unused("unused input"),
             unused_write: unused("unused output"),
             pipelines: Mutex::new(HashMap::new()),
-            gemm_wg: super::GemmWorkgroup::for_device(&device.limits()),
+            gemm,
         }
     }
 

@@ -1,5 +1,7 @@
 //! The device: adapter choice, the context that owns device and queue, kernels, tensors.
 
+#[cfg(test)]
+mod gemm_tests;
 mod kernels;
 mod memory;
 mod plan;
@@ -20,7 +22,7 @@ pub use memory::MemoryUse;
 pub(crate) use plan::{record_plans, to_u32, GemmSpec, Operand, Plan, PlanBuilder, WG};
 pub(crate) use profiler::Profiler;
 pub use tensor::GpuTensor;
-pub use tuning::GemmWorkgroup;
+pub use tuning::{GemmTuning, GemmVariant};
 
 use crate::error::{Error, Result};
 use kernels::Kernels;
@@ -38,6 +40,9 @@ pub struct GpuOptions {
     /// Limits to request instead of the adapter's best (each must be within what the
     /// adapter offers): to leave room for other work, or to test small devices.
     pub limits: Option<wgpu::Limits>,
+    /// The matrix-product kernel to use instead of the adapter's default (see
+    /// [`GemmTuning`]); `WGPU_RNN_GEMM` sets it for a whole process.
+    pub gemm: Option<GemmTuning>,
 }
 
 impl GpuOptions {
@@ -49,6 +54,7 @@ impl GpuOptions {
                 .ok()
                 .filter(|s| !s.trim().is_empty()),
             limits: None,
+            gemm: None,
         }
     }
 
@@ -64,6 +70,11 @@ impl GpuOptions {
 
     pub fn with_limits(mut self, limits: wgpu::Limits) -> Self {
         self.limits = Some(limits);
+        self
+    }
+
+    pub fn with_gemm(mut self, gemm: GemmTuning) -> Self {
+        self.gemm = Some(gemm);
         self
     }
 }
@@ -140,6 +151,17 @@ impl std::fmt::Debug for Gpu {
     }
 }
 
+/// `WGPU_RNN_GEMM`, when set: the gemm kernel for every context of the process.
+fn gemm_from_env() -> Result<Option<GemmTuning>> {
+    match std::env::var("WGPU_RNN_GEMM") {
+        Ok(v) if !v.trim().is_empty() => v
+            .parse()
+            .map(Some)
+            .map_err(|e| Error::BadKernel(format!("WGPU_RNN_GEMM: {e}"))),
+        _ => Ok(None),
+    }
+}
+
 /// Preference among adapters when no name is given: real GPUs first, then software.
 fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     let ty = match info.device_type {
@@ -188,7 +210,7 @@ impl Gpu {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
-        let gpu = Self::build(device, queue, info.into())?;
+        let gpu = Self::build(device, queue, info.into(), options.gemm)?;
         // Errors outside our error scopes must not abort the host process (wgpu's default
         // handler panics): keep the first for the next call to return. A lost device
         // fails every later call instead of hanging it.
@@ -262,10 +284,15 @@ impl Gpu {
     /// uses wgpu. The caller keeps control of the device's error handler.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
         let info = device.adapter_info();
-        Self::build(device, queue, info.into())
+        Self::build(device, queue, info.into(), None)
     }
 
-    fn build(device: wgpu::Device, queue: wgpu::Queue, adapter: AdapterSummary) -> Result<Self> {
+    fn build(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter: AdapterSummary,
+        gemm: Option<GemmTuning>,
+    ) -> Result<Self> {
         // Every kernel runs 64 invocations in x (gemm: up to 64 in all).
         let l = device.limits();
         for (what, limit, value, asked) in [
@@ -298,8 +325,13 @@ impl Gpu {
                 });
             }
         }
+        let forced = match gemm {
+            Some(g) => Some(g),
+            None => gemm_from_env()?,
+        };
+        let gemm = GemmTuning::choose(forced, adapter.device_type, &l)?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let kernels = Kernels::new(&device);
+        let kernels = Kernels::new(&device, gemm);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::from_wgpu("compiling the WGSL kernels", e));
         }
@@ -337,9 +369,9 @@ impl Gpu {
         &self.inner.kernels
     }
 
-    /// The gemm kernel's workgroup shape on this adapter.
-    pub fn gemm_workgroup(&self) -> GemmWorkgroup {
-        self.inner.kernels.gemm_wg
+    /// The matrix-product kernel this context runs.
+    pub fn gemm(&self) -> GemmTuning {
+        self.inner.kernels.gemm
     }
 
     /// Device memory in buffers this context's models, trainers and tensors hold.

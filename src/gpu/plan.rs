@@ -6,11 +6,11 @@ use bytemuck::Zeroable;
 use wgpu::util::DeviceExt;
 
 use super::kernels::{
-    Access, GemmUniform, Kernel, KernelDef, MaskUniform, ReduceUniform, COL_SUM, GEMM, MASK_ROWS,
-    SUM_SQUARES,
+    Access, GemmUniform, Kernel, KernelDef, MaskUniform, ReduceUniform, COL_SUM, GEMM,
+    GEMM_SPLIT_SUM, GEMM_TILED, MASK_ROWS, SUM_SQUARES,
 };
 use super::profiler::Profiler;
-use super::tuning::GEMM_TILE;
+use super::tuning::{GemmVariant, GEMM_TILE};
 use super::Gpu;
 use crate::error::{Error, Result};
 
@@ -118,6 +118,7 @@ pub(crate) struct PlanBuilder<'g> {
     uniforms: Vec<u8>,
     ops: Vec<Op>,
     bind_groups: Vec<(BindGroupKey, &'static KernelDef)>,
+    scratch: Vec<(wgpu::Buffer, super::MemTicket)>,
 }
 
 /// A recorded-once, replayed-many sequence of dispatches.
@@ -125,6 +126,7 @@ pub(crate) struct Plan {
     ops: Vec<Op>,
     bind_groups: Vec<wgpu::BindGroup>,
     _uniforms: (wgpu::Buffer, super::MemTicket),
+    _scratch: Vec<(wgpu::Buffer, super::MemTicket)>,
 }
 
 pub(crate) fn to_u32(what: &'static str, v: usize) -> Result<u32> {
@@ -146,6 +148,7 @@ impl<'g> PlanBuilder<'g> {
             uniforms: Vec::new(),
             ops: Vec::new(),
             bind_groups: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -229,10 +232,14 @@ impl<'g> PlanBuilder<'g> {
         Ok(())
     }
 
+    /// Adds C = A·B (+ bias) (+ C) with the device's gemm kernel: the register kernel, or
+    /// the tiled one, which cuts a long K into pieces summed in a fixed order when the
+    /// output has too few tiles to fill the device.
     pub fn gemm(&mut self, s: GemmSpec<'_>) -> Result<()> {
         if s.m == 0 || s.n == 0 {
             return Ok(());
         }
+        let tuning = self.gpu.kernels().gemm;
         let u = GemmUniform {
             m: to_u32("gemm rows", s.m)?,
             n: to_u32("gemm columns", s.n)?,
@@ -248,23 +255,72 @@ impl<'g> PlanBuilder<'g> {
             c_rs: to_u32("stride", s.c.rs)?,
             ..Zeroable::zeroed()
         };
-        let wg = self.gpu.kernels().gemm_wg;
-        let kernel = Kernel::new(&GEMM)
-            .with("WG_X", wg.x)
-            .with("WG_Y", wg.y)
-            .with("HAS_BIAS", s.bias.is_some() as u8)
-            .with("ACCUMULATE", s.accumulate as u8);
-        let groups = self.groups(
-            s.n.div_ceil((GEMM_TILE * wg.x) as usize),
-            s.m.div_ceil((GEMM_TILE * wg.y) as usize),
-        )?;
+        let epilogue = |k: Kernel| {
+            k.with("HAS_BIAS", s.bias.is_some() as u8)
+                .with("ACCUMULATE", s.accumulate as u8)
+        };
         let buffers = [
             Some(s.a.buf),
             Some(s.b.buf),
             Some(s.c.buf),
             s.bias.map(|b| b.0),
         ];
-        self.push(kernel, bytemuck::bytes_of(&u), &buffers, groups)
+        let (bm, bn, bk) = match tuning.variant {
+            GemmVariant::Register { x, y } => {
+                let kernel = epilogue(Kernel::new(&GEMM).with("WG_X", x).with("WG_Y", y));
+                let groups = self.groups(
+                    s.n.div_ceil((GEMM_TILE * x) as usize),
+                    s.m.div_ceil((GEMM_TILE * y) as usize),
+                )?;
+                return self.push(kernel, bytemuck::bytes_of(&u), &buffers, groups);
+            }
+            GemmVariant::Tiled { bm, bn, bk } => (bm, bn, bk),
+        };
+        let tiled = Kernel::new(&GEMM_TILED)
+            .with("BM", bm)
+            .with("BN", bn)
+            .with("BK", bk);
+        let mut groups = self.groups(s.n.div_ceil(bn as usize), s.m.div_ceil(bm as usize))?;
+        let splits = tuning.splits(s.m, s.n, s.k);
+        if splits == 1 {
+            let kernel = epilogue(tiled.with("SPLIT", 0));
+            return self.push(kernel, bytemuck::bytes_of(&u), &buffers, groups);
+        }
+        // Pieces of K in whole BK slices; the last may be shorter.
+        let k_split = s.k.div_ceil(splits).next_multiple_of(bk as usize);
+        let splits = s.k.div_ceil(k_split);
+        let partials = splits * s.m * s.n;
+        to_u32("split-K partial values", partials)?;
+        let scratch = self.scratch(partials)?;
+        let u = GemmUniform {
+            k_split: to_u32("gemm inner size", k_split)?,
+            splits: splits as u32,
+            ..u
+        };
+        groups[2] = splits as u32;
+        let kernel = tiled.with("SPLIT", 1);
+        let split_buffers = [Some(s.a.buf), Some(s.b.buf), Some(&scratch), None];
+        self.push(kernel, bytemuck::bytes_of(&u), &split_buffers, groups)?;
+        let kernel = epilogue(Kernel::new(&GEMM_SPLIT_SUM));
+        let groups = self.groups_1d(s.m * s.n)?;
+        let sum_buffers = [Some(&scratch), None, Some(s.c.buf), s.bias.map(|b| b.0)];
+        self.push(kernel, bytemuck::bytes_of(&u), &sum_buffers, groups)
+    }
+
+    /// A scratch buffer of at least `len` floats, shared by the plan's split products
+    /// (dispatches in one pass run in order, so one product's partials are summed before
+    /// the next writes its own).
+    fn scratch(&mut self, len: usize) -> Result<wgpu::Buffer> {
+        let bytes = len as u64 * 4;
+        if let Some((b, _)) = self.scratch.iter().find(|(b, _)| b.size() >= bytes) {
+            return Ok(b.clone());
+        }
+        crate::gpu::check_fits(self.gpu, "split-K partials", &[len])?;
+        let (b, ticket) =
+            self.gpu
+                .buffer("split-K partials", bytes, wgpu::BufferUsages::STORAGE)?;
+        self.scratch.push((b.clone(), ticket));
+        Ok(b)
     }
 
     /// out (cols) = column sums of x (rows, cols), row-major: `x` and `out` as (buffer,
@@ -387,6 +443,7 @@ impl<'g> PlanBuilder<'g> {
                 ops: self.ops,
                 bind_groups,
                 _uniforms: (uniforms, ticket),
+                _scratch: self.scratch,
             }
         })
     }

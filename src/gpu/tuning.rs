@@ -1,45 +1,283 @@
-//! Per-adapter tuning of kernel shapes.
+//! Per-adapter choice of the matrix-product kernel: which variant, its tile shape and how
+//! far it may split K. Defaults per adapter kind; `WGPU_RNN_GEMM` or a tuning file
+//! (`wgpu-rnn tune`) override them.
 
-/// Each gemm invocation computes a TILE x TILE block of C (fixed in the WGSL).
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// Each gemm invocation computes a TILE x TILE block of C in registers (fixed in the WGSL
+/// of both variants).
 pub(crate) const GEMM_TILE: u32 = 4;
 
-/// The gemm workgroup shape (`WG_X` x `WG_Y` invocations, each a 4x4 tile of C), an
-/// override constant: 8x8 from the matmul bench (BENCHMARKS.md); `WGPU_RNN_GEMM_WG=XxY`
-/// overrides it.
+/// A matrix-product kernel and its shape. Written `register:XxY` or `tiled:BMxBNxBK`
+/// (with an optional `/splitS` for the most K splits, e.g. `tiled:64x64x16/split8`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct GemmWorkgroup {
-    pub x: u32,
-    pub y: u32,
+pub enum GemmVariant {
+    /// Each invocation owns a 4x4 tile of C read straight from memory, no workgroup
+    /// memory; an X x Y workgroup (shaders/gemm.wgsl). Best on lavapipe, where barriers
+    /// are coroutine switches.
+    Register { x: u32, y: u32 },
+    /// A workgroup owns a BM x BN block of C and steps over K in slices of BK staged in
+    /// workgroup memory, each invocation a 4x4 register tile (shaders/gemm_tiled.wgsl);
+    /// the shape of the fast GPU products.
+    Tiled { bm: u32, bn: u32, bk: u32 },
 }
 
-impl std::fmt::Display for GemmWorkgroup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}", self.x, self.y)
+/// The gemm choice of one device: the variant, and the most pieces a long K may be cut
+/// into when the output alone has too few tiles to fill the device (deterministic
+/// split-K: partial products in a scratch buffer, summed in a fixed order).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct GemmTuning {
+    pub variant: GemmVariant,
+    /// 1 turns split-K off. Only the tiled variant splits.
+    pub max_splits: u32,
+}
+
+/// Split K only when each piece keeps at least this much of it.
+pub(crate) const MIN_K_PER_SPLIT: usize = 256;
+/// ... and only while the output has fewer workgroups than this.
+pub(crate) const SPLIT_BELOW_WORKGROUPS: usize = 128;
+
+impl fmt::Display for GemmVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GemmVariant::Register { x, y } => write!(f, "register:{x}x{y}"),
+            GemmVariant::Tiled { bm, bn, bk } => write!(f, "tiled:{bm}x{bn}x{bk}"),
+        }
     }
 }
 
-impl GemmWorkgroup {
-    pub(crate) fn for_device(limits: &wgpu::Limits) -> Self {
-        let parsed = std::env::var("WGPU_RNN_GEMM_WG").ok().and_then(|v| {
-            let (x, y) = v.split_once('x')?;
-            Some(GemmWorkgroup {
-                x: x.trim().parse().ok()?,
-                y: y.trim().parse().ok()?,
-            })
-        });
-        let fits = |w: &GemmWorkgroup| {
-            w.x >= 1
-                && w.y >= 1
-                && w.x <= limits.max_compute_workgroup_size_x
-                && w.y <= limits.max_compute_workgroup_size_y
-                && w.x * w.y <= limits.max_compute_invocations_per_workgroup
-        };
-        if let Some(w) = parsed.filter(fits) {
-            return w;
+impl fmt::Display for GemmTuning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.variant)?;
+        if self.max_splits > 1 {
+            write!(f, "/split{}", self.max_splits)?;
         }
-        // Measured on lavapipe, every shape from 64x1 to 16x16 is within a few percent of
-        // 8x8 (BENCHMARKS.md); no GPU has been measured, so it serves every adapter kind
-        // until one is, and a per-kind choice would go here.
-        GemmWorkgroup { x: 8, y: 8 }
+        Ok(())
+    }
+}
+
+fn bad(value: &str, why: &str) -> Error {
+    Error::BadKernel(format!(
+        "gemm kernel {value:?}: {why}; expected register:XxY or tiled:BMxBNxBK[/splitS], \
+         e.g. register:8x8 or tiled:64x64x16/split8"
+    ))
+}
+
+impl FromStr for GemmTuning {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let (kernel, splits) = match s.split_once("/split") {
+            Some((k, n)) => (k, n.parse().map_err(|_| bad(s, "bad split count"))?),
+            None => (s, 1),
+        };
+        let (kind, dims) = kernel.split_once(':').unwrap_or((kernel, ""));
+        let dims: Vec<u32> = if dims.is_empty() {
+            Vec::new()
+        } else {
+            dims.split('x')
+                .map(|d| {
+                    d.trim()
+                        .parse()
+                        .map_err(|_| bad(s, "sizes must be integers"))
+                })
+                .collect::<Result<_>>()?
+        };
+        let variant = match (kind.trim(), dims.as_slice()) {
+            ("register", []) => GemmVariant::Register { x: 8, y: 8 },
+            ("register", &[x, y]) => GemmVariant::Register { x, y },
+            ("tiled", []) => GemmVariant::Tiled {
+                bm: 64,
+                bn: 64,
+                bk: 16,
+            },
+            ("tiled", &[bm, bn, bk]) => GemmVariant::Tiled { bm, bn, bk },
+            _ => return Err(bad(s, "unknown kernel or wrong number of sizes")),
+        };
+        let t = GemmTuning {
+            variant,
+            max_splits: splits,
+        };
+        t.check_shape().map_err(|why| bad(s, why))?;
+        Ok(t)
+    }
+}
+
+impl GemmTuning {
+    /// The default for an adapter kind. Measured on lavapipe (BENCHMARKS.md): the
+    /// register kernel beats workgroup-memory tiles there. Every GPU gets the tiled kernel
+    /// (the shape of the published fast WGSL products) until measured otherwise.
+    pub fn default_for(device_type: wgpu::DeviceType) -> Self {
+        match device_type {
+            wgpu::DeviceType::Cpu => GemmTuning {
+                variant: GemmVariant::Register { x: 8, y: 8 },
+                max_splits: 1,
+            },
+            _ => GemmTuning {
+                variant: GemmVariant::Tiled {
+                    bm: 64,
+                    bn: 64,
+                    bk: 16,
+                },
+                max_splits: 8,
+            },
+        }
+    }
+
+    /// Shape rules of the WGSL: tiles in whole 4x4 register blocks, BK a multiple of 4
+    /// (the inner loop is unrolled by 4), split counts from 1 to 64.
+    fn check_shape(&self) -> std::result::Result<(), &'static str> {
+        if !(1..=64).contains(&self.max_splits) {
+            return Err("the split count must be 1 to 64");
+        }
+        match self.variant {
+            GemmVariant::Register { x, y } if x == 0 || y == 0 => {
+                Err("workgroup sides must be positive")
+            }
+            GemmVariant::Tiled { bm, bn, bk }
+                if bm == 0
+                    || bn == 0
+                    || bk == 0
+                    || bm % GEMM_TILE != 0
+                    || bn % GEMM_TILE != 0
+                    || bk % 4 != 0 =>
+            {
+                Err("BM, BN and BK must be positive multiples of 4")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Invocations per workgroup along x and y.
+    pub fn workgroup(&self) -> (u32, u32) {
+        match self.variant {
+            GemmVariant::Register { x, y } => (x, y),
+            GemmVariant::Tiled { bm, bn, .. } => (bn / GEMM_TILE, bm / GEMM_TILE),
+        }
+    }
+
+    /// Bytes of workgroup memory one workgroup uses.
+    pub fn workgroup_bytes(&self) -> u32 {
+        match self.variant {
+            GemmVariant::Register { .. } => 0,
+            GemmVariant::Tiled { bm, bn, bk } => (bm + bn) * bk * 4,
+        }
+    }
+
+    /// Why this choice cannot run on a device with `limits`, if it cannot.
+    pub fn misfit(&self, limits: &wgpu::Limits) -> Option<String> {
+        if let Err(why) = self.check_shape() {
+            return Some(why.into());
+        }
+        let (x, y) = self.workgroup();
+        if x > limits.max_compute_workgroup_size_x
+            || y > limits.max_compute_workgroup_size_y
+            || x * y > limits.max_compute_invocations_per_workgroup
+        {
+            return Some(format!(
+                "a {x}x{y} workgroup exceeds the device (max {}x{}, {} invocations)",
+                limits.max_compute_workgroup_size_x,
+                limits.max_compute_workgroup_size_y,
+                limits.max_compute_invocations_per_workgroup
+            ));
+        }
+        if self.workgroup_bytes() > limits.max_compute_workgroup_storage_size {
+            return Some(format!(
+                "{} B of workgroup memory exceed the device's {} B",
+                self.workgroup_bytes(),
+                limits.max_compute_workgroup_storage_size
+            ));
+        }
+        None
+    }
+
+    /// The choice for a device: `forced` (an option or `WGPU_RNN_GEMM`) when it fits,
+    /// else the adapter kind's default when it fits, else the plain register kernel.
+    pub(crate) fn choose(
+        forced: Option<GemmTuning>,
+        device_type: wgpu::DeviceType,
+        limits: &wgpu::Limits,
+    ) -> Result<Self> {
+        if let Some(t) = forced {
+            return match t.misfit(limits) {
+                None => Ok(t),
+                Some(why) => Err(Error::BadKernel(format!(
+                    "gemm kernel {t} cannot run on this device: {why}; choose a smaller shape"
+                ))),
+            };
+        }
+        let default = Self::default_for(device_type);
+        if default.misfit(limits).is_none() {
+            return Ok(default);
+        }
+        Ok(Self::default_for(wgpu::DeviceType::Cpu))
+    }
+
+    /// How many pieces to cut K into for an M x N x K product: enough to give the device
+    /// about [`SPLIT_BELOW_WORKGROUPS`] workgroups, each piece at least
+    /// [`MIN_K_PER_SPLIT`] long. 1 for the register variant.
+    pub(crate) fn splits(&self, m: usize, n: usize, k: usize) -> usize {
+        let GemmVariant::Tiled { bm, bn, .. } = self.variant else {
+            return 1;
+        };
+        let tiles = m.div_ceil(bm as usize) * n.div_ceil(bn as usize);
+        if tiles >= SPLIT_BELOW_WORKGROUPS {
+            return 1;
+        }
+        let wanted = SPLIT_BELOW_WORKGROUPS.div_ceil(tiles);
+        wanted
+            .min(k / MIN_K_PER_SPLIT)
+            .min(self.max_splits as usize)
+            .max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tunings_round_trip_through_text() {
+        for s in ["register:8x8", "tiled:64x64x16", "tiled:32x16x8/split4"] {
+            let t: GemmTuning = s.parse().unwrap();
+            assert_eq!(t.to_string(), s);
+        }
+        assert_eq!(
+            "tiled".parse::<GemmTuning>().unwrap().variant,
+            GemmVariant::Tiled {
+                bm: 64,
+                bn: 64,
+                bk: 16
+            }
+        );
+        for bad in [
+            "tiled:6x64x16",
+            "tiled:64x64",
+            "register:0x8",
+            "warp:8x8",
+            "tiled/split0",
+            "tiled/splitx",
+        ] {
+            let e = bad.parse::<GemmTuning>().unwrap_err().to_string();
+            assert!(e.contains("expected register:XxY"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn split_k_only_for_long_k_and_few_tiles() {
+        let t: GemmTuning = "tiled:64x64x16/split8".parse().unwrap();
+        // dW_hh of H = 256: 4 x 4 tiles, K = T·B = 4096 -> 8 pieces of 512.
+        assert_eq!(t.splits(256, 256, 4096), 8);
+        // Short K: pieces would be under 256.
+        assert_eq!(t.splits(256, 256, 400), 1);
+        assert_eq!(t.splits(256, 256, 600), 2);
+        // Enough tiles already.
+        assert_eq!(t.splits(4096, 4096, 1 << 20), 1);
+        let r: GemmTuning = "register:8x8/split8".parse().unwrap();
+        assert_eq!(r.splits(4, 4, 1 << 20), 1);
     }
 }

@@ -1,0 +1,126 @@
+// The workgroup-memory tiled product (struct Gemm and the epilogue: gemm_common.wgsl),
+// the shape of the fast GPU products. A workgroup owns a BM x BN block of C and walks K in
+// slices of BK: it stages A's BM x BK and B's BK x BN slices in workgroup memory (loads
+// mapped so that neighbouring invocations read neighbouring addresses whichever operand
+// dimension is contiguous, indices clamped and values outside the matrix zeroed), then
+// each of its (BN/4) x (BM/4) invocations accumulates a 4x4 register tile from vec4 reads
+// of the staged slices, the inner loop unrolled by 4 with no bounds checks.
+
+override BM: u32 = 64u;
+override BN: u32 = 64u;
+override BK: u32 = 16u;
+// Invocations per workgroup, (BN/4) * (BM/4).
+override THREADS: u32 = BM * BN / 16u;
+// Workgroup z computes a partial over its own range of K (see gemm_common.wgsl).
+override SPLIT: bool = false;
+
+// Slice p of K is row p: a_tile[p * BM/4 + i/4][i%4] = A(i0 + i, k0 + p).
+var<workgroup> a_tile: array<vec4<f32>, BK * BM / 4u>;
+var<workgroup> b_tile: array<vec4<f32>, BK * BN / 4u>;
+
+fn load_a_tile(i0: u32, k0: u32, k_end: u32, lid: u32) {
+    let k_major = p.a_cs == 1u;
+    for (var e = lid; e < BM * BK; e += THREADS) {
+        var i = e % BM;
+        var q = e / BM;
+        if (k_major) {
+            i = e / BK;
+            q = e % BK;
+        }
+        let gi = i0 + i;
+        let gq = k0 + q;
+        let v = a[p.a_off + min(gi, p.m - 1u) * p.a_rs + min(gq, k_end - 1u) * p.a_cs];
+        a_tile[q * (BM / 4u) + i / 4u][i % 4u] = select(0.0, v, gi < p.m && gq < k_end);
+    }
+}
+
+fn load_b_tile(j0: u32, k0: u32, k_end: u32, lid: u32) {
+    let n_major = p.b_cs == 1u;
+    for (var e = lid; e < BN * BK; e += THREADS) {
+        var j = e / BK;
+        var q = e % BK;
+        if (n_major) {
+            j = e % BN;
+            q = e / BN;
+        }
+        let gj = j0 + j;
+        let gq = k0 + q;
+        let v = b[p.b_off + min(gq, k_end - 1u) * p.b_rs + min(gj, p.n - 1u) * p.b_cs];
+        b_tile[q * (BN / 4u) + j / 4u][j % 4u] = select(0.0, v, gj < p.n && gq < k_end);
+    }
+}
+
+// acc += av ⊗ bv (rows of the 4x4 tile from av, columns from bv).
+fn fma_tile(acc: ptr<function, array<vec4<f32>, 4>>, av: vec4<f32>, bv: vec4<f32>) {
+    (*acc)[0] += av.x * bv;
+    (*acc)[1] += av.y * bv;
+    (*acc)[2] += av.z * bv;
+    (*acc)[3] += av.w * bv;
+}
+
+@compute @workgroup_size(BN / 4u, BM / 4u, 1)
+fn gemm_tiled(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid3: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i0 = wid.y * BM;
+    let j0 = wid.x * BN;
+    var k_begin = 0u;
+    var k_end = p.k;
+    if (SPLIT) {
+        k_begin = wid.z * p.k_split;
+        k_end = min(p.k, k_begin + p.k_split);
+    }
+    let tx = lid3.x;
+    let ty = lid3.y;
+
+    var acc = array<vec4<f32>, 4>();
+    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
+        load_a_tile(i0, k0, k_end, lid);
+        load_b_tile(j0, k0, k_end, lid);
+        workgroupBarrier();
+        for (var q = 0u; q < BK; q += 4u) {
+            fma_tile(&acc, a_tile[q * (BM / 4u) + ty], b_tile[q * (BN / 4u) + tx]);
+            fma_tile(&acc, a_tile[(q + 1u) * (BM / 4u) + ty], b_tile[(q + 1u) * (BN / 4u) + tx]);
+            fma_tile(&acc, a_tile[(q + 2u) * (BM / 4u) + ty], b_tile[(q + 2u) * (BN / 4u) + tx]);
+            fma_tile(&acc, a_tile[(q + 3u) * (BM / 4u) + ty], b_tile[(q + 3u) * (BN / 4u) + tx]);
+        }
+        workgroupBarrier();
+    }
+
+    let bi = i0 + ty * 4u;
+    let bj = j0 + tx * 4u;
+    for (var r = 0u; r < 4u; r++) {
+        for (var s = 0u; s < 4u; s++) {
+            let i = bi + r;
+            let j = bj + s;
+            if (i < p.m && j < p.n) {
+                if (SPLIT) {
+                    c[(wid.z * p.m + i) * p.n + j] = acc[r][s];
+                } else {
+                    store_c(i, j, acc[r][s]);
+                }
+            }
+        }
+    }
+}
+
+// C = the sum of the `splits` partials in a (the scratch buffer), in order, then the
+// epilogue: one invocation per element of C.
+@compute @workgroup_size(64, 1, 1)
+fn gemm_split_sum(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let e = folded_index(gid, nwg, 64u);
+    let mn = p.m * p.n;
+    if (e >= mn) {
+        return;
+    }
+    var s = 0.0;
+    for (var z = 0u; z < p.splits; z++) {
+        s += a[z * mn + e];
+    }
+    store_c(e / p.n, e % p.n, s);
+}
