@@ -18,7 +18,7 @@
 struct Seq {
     t: u32, b: u32, h: u32, rows_per_wg: u32,
     units_per_wg: u32, first: u32, steps: u32, state_c: u32,
-    carry: u32, carry_c: u32, _pad0: u32, _pad1: u32,
+    carry: u32, carry_c: u32, w_off: u32, b_off: u32,
 }
 
 override WG: u32 = 64u;
@@ -33,7 +33,7 @@ override MASKED: bool = false;
 override SHARED_LEN: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> p: Seq;
-// W_hh (G*H, H), row-major.
+// W_hh (G*H, H), row-major, from w_off (b_hh, where bound, from b_off).
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 // MASKED only: per-row lengths (B) as floats.
 @group(0) @binding(6) var<storage, read> lengths: array<f32>;
@@ -43,7 +43,7 @@ var<workgroup> w_shared: array<f32, SHARED_LEN>;
 fn load_shared_weights(lid: u32) {
     if (SHARED_LEN > 1u) {
         for (var i = lid; i < SHARED_LEN; i += WG) {
-            w_shared[i] = w[i];
+            w_shared[i] = w[p.w_off + i];
         }
         workgroupBarrier();
     }
@@ -53,7 +53,7 @@ fn weight(i: u32) -> f32 {
     if (SHARED_LEN > 1u) {
         return w_shared[i];
     }
-    return w[i];
+    return w[p.w_off + i];
 }
 
 // The batch rows and hidden units a workgroup owns.

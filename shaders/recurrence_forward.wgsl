@@ -76,7 +76,7 @@ fn recurrence_forward(
                         pv[g] = pre[at + g * h];
                         rv[g] = acc[g][r][s];
                         if (HAS_BIAS) {
-                            rv[g] += b_hh[g * h + j];
+                            rv[g] += b_hh[p.b_off + g * h + j];
                         }
                     }
                     var c_prev = 0.0;

@@ -32,14 +32,20 @@ fn col_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
     out[p.out_off + j] = (s.x + s.y) + (s.z + s.w);
 }
 
-// Sum of squares of x[in_off .. in_off + rows], written to out[out_off]; for the global
-// gradient norm (one dispatch of one workgroup per tensor, fixed-order tree).
+// Sums of squares of x[in_off .. in_off + rows] in chunks of `cols` values, one workgroup
+// per chunk writing out[out_off + chunk]; for the global gradient norm (a fixed-order tree
+// in each workgroup, the chunks added in order by whoever reads them).
 var<workgroup> partial: array<f32, WG>;
 
 @compute @workgroup_size(WG, 1, 1)
-fn sum_squares(@builtin(local_invocation_index) lid: u32) {
+fn sum_squares(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let begin = wid.x * p.cols;
+    let end = min(p.rows, begin + p.cols);
     var s = 0.0;
-    for (var r = lid; r < p.rows; r += WG) {
+    for (var r = begin + lid; r < end; r += WG) {
         let v = x[p.in_off + r];
         s += v * v;
     }
@@ -52,6 +58,6 @@ fn sum_squares(@builtin(local_invocation_index) lid: u32) {
         workgroupBarrier();
     }
     if (lid == 0u) {
-        out[p.out_off] = partial[0];
+        out[p.out_off + wid.x] = partial[0];
     }
 }

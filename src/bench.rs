@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
-use crate::gpu::{GemmSpec, Gpu, GpuTensor, Operand, PlanBuilder};
+use crate::gpu::{
+    GemmSpec, GemmTuning, Gpu, GpuOptions, GpuTensor, Operand, PlanBuilder, TuningFile,
+};
 use crate::model::{CellKind, Rnn, RnnConfig};
 use crate::train::{
     Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, Targets, Train, TrainConfig,
@@ -165,14 +167,18 @@ pub fn median_secs(opts: &BenchOptions, mut f: impl FnMut() -> Result<()>) -> Re
         f()?;
         times.push(t0.elapsed().as_secs_f64());
     }
-    times.sort_by(f64::total_cmp);
-    let n = times.len();
-    let median = if n % 2 == 1 {
-        times[n / 2]
-    } else {
-        (times[n / 2 - 1] + times[n / 2]) / 2.0
-    };
-    Ok((median, n))
+    Ok((median(&mut times), times.len()))
+}
+
+/// The median of `values` (sorted in place); 0 for none.
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 /// One line of the bench table.
@@ -188,6 +194,8 @@ pub struct BenchRow {
     pub train_ms: f64,
     pub dispatches_per_step: usize,
     pub submits_per_step: usize,
+    /// Median host microseconds to record and submit one training step (GPU only).
+    pub host_record_us: Option<f64>,
     /// Peak bytes of device buffers while training (GPU only).
     pub peak_device_bytes: Option<u64>,
     pub reps: usize,
@@ -221,7 +229,7 @@ impl BenchRow {
              \"path\": {}, \"forward_tokens_per_s\": {:.1}, \"train_tokens_per_s\": {:.1}, \
              \"forward_ms\": {:.4}, \"train_ms\": {:.4}, \"forward_gflops\": {:.3}, \
              \"train_gflops\": {:.3}, \"dispatches_per_step\": {}, \"submits_per_step\": {}, \
-             \"peak_device_bytes\": {}, \"reps\": {}}}",
+             \"host_record_us\": {}, \"peak_device_bytes\": {}, \"reps\": {}}}",
             s.b,
             s.t,
             s.i,
@@ -239,6 +247,8 @@ impl BenchRow {
             self.train_gflops(),
             self.dispatches_per_step,
             self.submits_per_step,
+            self.host_record_us
+                .map_or("null".to_string(), |us| format!("{us:.1}")),
             peak,
             self.reps,
         )
@@ -306,7 +316,12 @@ pub fn bench_gpu(gpu: &Gpu, shape: Shape, opts: &BenchOptions) -> Result<BenchRo
 
     gpu.reset_peak_memory();
     let mut trainer = Trainer::new(Rnn::new(gpu, cfg, 0)?, train_config())?;
-    let (train_s, train_reps) = median_secs(opts, || trainer.step(&batch).map(|_| ()))?;
+    let mut host_us = Vec::new();
+    let (train_s, train_reps) = median_secs(opts, || {
+        trainer.step(&batch)?;
+        host_us.push(trainer.last_host_record_us());
+        Ok(())
+    })?;
     let stats = trainer.last_step_stats();
     let peak = gpu.memory().peak_bytes;
     Ok(BenchRow {
@@ -318,6 +333,7 @@ pub fn bench_gpu(gpu: &Gpu, shape: Shape, opts: &BenchOptions) -> Result<BenchRo
         train_ms: train_s * 1e3,
         dispatches_per_step: stats.dispatches,
         submits_per_step: stats.submits,
+        host_record_us: Some(median(&mut host_us)),
         peak_device_bytes: Some(peak),
         reps: fwd_reps.min(train_reps),
     })
@@ -347,6 +363,7 @@ pub fn bench_cpu(shape: Shape, opts: &BenchOptions) -> Result<BenchRow> {
         train_ms: train_s * 1e3,
         dispatches_per_step: 0,
         submits_per_step: 0,
+        host_record_us: None,
         peak_device_bytes: None,
         reps: fwd_reps.min(train_reps),
     })
@@ -428,4 +445,85 @@ pub fn profile_gpu(gpu: &Gpu, shape: Shape) -> Result<Vec<(&'static str, f64)>> 
     let mut trainer = Trainer::new(Rnn::new(gpu, cfg, 0)?, train_config())?;
     trainer.step(&batch)?;
     trainer.profile_step(&batch)
+}
+
+/// The gemm kernels `wgpu-rnn tune` tries: the register kernel in two workgroup shapes and
+/// the tiled one in several tiles, with and without split-K. Those a device cannot run
+/// are skipped.
+pub const TUNE_CANDIDATES: [&str; 8] = [
+    "register:8x8",
+    "register:16x16",
+    "tiled:64x64x16/split8",
+    "tiled:64x64x16",
+    "tiled:64x64x8/split8",
+    "tiled:32x32x16/split8",
+    "tiled:32x64x16/split8",
+    "tiled:128x64x8/split8",
+];
+
+/// One candidate's result in [`tune`]: median training-step milliseconds summed over the
+/// shapes, or why it could not run.
+#[derive(Debug, Clone)]
+pub struct TuneRow {
+    pub gemm: GemmTuning,
+    pub result: std::result::Result<f64, String>,
+}
+
+/// Times a training step at each of `shapes` with every candidate gemm kernel on the
+/// adapter `options` picks (one device per candidate) and returns the tuning file for the
+/// fastest, with every row.
+pub fn tune(
+    options: &GpuOptions,
+    shapes: &[Shape],
+    opts: &BenchOptions,
+    mut report: impl FnMut(&TuneRow),
+) -> Result<(TuningFile, Vec<TuneRow>)> {
+    for s in shapes {
+        s.check()?;
+    }
+    let mut rows = Vec::new();
+    let mut adapter = None;
+    for text in TUNE_CANDIDATES {
+        let gemm: GemmTuning = text.parse()?;
+        let result = Gpu::with_options(&options.clone().with_gemm(gemm)).and_then(|gpu| {
+            adapter.get_or_insert_with(|| gpu.adapter().clone());
+            shapes.iter().try_fold(0.0, |sum, &shape| {
+                let mut trainer = Trainer::new(Rnn::new(&gpu, shape.config(), 0)?, train_config())?;
+                let batch = batch(shape)?;
+                let (s, _) = median_secs(opts, || trainer.step(&batch).map(|_| ()))?;
+                Ok(sum + s * 1e3)
+            })
+        });
+        let row = TuneRow {
+            gemm,
+            result: result.map_err(|e| e.to_string()),
+        };
+        report(&row);
+        rows.push(row);
+    }
+    let best = rows
+        .iter()
+        .filter_map(|r| r.result.as_ref().ok().map(|ms| (r.gemm, *ms)))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let (Some(adapter), Some((gemm, _))) = (adapter, best) else {
+        return Err(Error::BadKernel(format!(
+            "no gemm kernel could run here: {}",
+            rows.iter()
+                .map(|r| format!("{}: {}", r.gemm, r.result.as_ref().err().map_or("", |e| e)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    };
+    let mut file = TuningFile::new(&adapter, gemm);
+    file.measured = rows
+        .iter()
+        .filter_map(|r| r.result.as_ref().ok().map(|ms| (r.gemm.to_string(), *ms)))
+        .collect();
+    file.shapes = shapes
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(";");
+    file.cell = shapes.first().map_or("rnn", |s| s.cell.name()).into();
+    Ok((file, rows))
 }

@@ -33,6 +33,9 @@ pub enum Command {
     /// Run a model file (PyTorch nn.RNN, nn.LSTM or nn.GRU state_dict, or a checkpoint) on
     /// inputs from a file.
     Eval(EvalArgs),
+    /// Time the candidate matrix-product kernels on this adapter at a model's shapes and
+    /// write the fastest to the tuning file that later runs load.
+    Tune(TuneArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -218,6 +221,23 @@ pub struct BenchArgs {
     /// Also time square matrix products of these sizes (comma separated, e.g. 512,1024).
     #[arg(long, default_value = "")]
     pub matmul: String,
+}
+
+#[derive(Args, Clone)]
+pub struct TuneArgs {
+    /// The model's shapes as B,T,I,H,O separated by ';' (the step times are summed).
+    #[arg(long, default_value = "64,64,64,256,64")]
+    pub shapes: String,
+    /// The recurrent cell of the model.
+    #[arg(long, value_enum, default_value = "rnn")]
+    pub cell: CellArg,
+    /// Seconds to spend timing each candidate at each shape (at least 3 steps each).
+    #[arg(long, default_value_t = 1.0)]
+    pub budget: f64,
+    /// Write the tuning file into this folder instead of the user's cache folder (later
+    /// runs read it there when WGPU_RNN_TUNING_DIR names the folder).
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -15,7 +15,7 @@ pub mod tasks;
 pub mod train;
 
 pub use error::{Error, GpuErrorKind, Result};
-pub use gpu::{AdapterSummary, Gpu, GpuOptions, GpuTensor};
+pub use gpu::{AdapterSummary, GemmTuning, Gpu, GpuOptions, GpuTensor};
 pub use model::{
     Activation, CallStats, Cell, CellKind, ForwardOutput, Gradients, Init, Params, RecurrencePath,
     Rnn, RnnConfig, State,

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use wgpu_rnn::checkpoint::Checkpoint;
 use wgpu_rnn::cli::{
     BenchArgs, BenchDevices, Cli, Command, DeviceArg, EvalArgs, OptArg, SampleArgs, TaskArg,
-    TrainArgs,
+    TrainArgs, TuneArgs,
 };
 use wgpu_rnn::tasks::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
 use wgpu_rnn::{
@@ -26,6 +26,7 @@ fn main() {
         Some(Command::Info) => info(),
         Some(Command::Bench(a)) => bench(a),
         Some(Command::Eval(a)) => eval(a),
+        Some(Command::Tune(a)) => tune(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e}");
@@ -48,6 +49,66 @@ fn info() -> Result<()> {
         l.max_compute_workgroup_storage_size >> 10,
         l.max_compute_invocations_per_workgroup
     );
+    println!("gemm:    {} ({})", gpu.gemm(), gpu.gemm_source());
+    Ok(())
+}
+
+/// Seconds per measurement from a flag, refused outside (0, 1 day).
+fn budget(flag: &'static str, seconds: f64) -> Result<std::time::Duration> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds < 86_400.0) {
+        return Err(Error::BadHyperparameter {
+            what: flag,
+            value: seconds as f32,
+            expected: "seconds, > 0 and < 86400",
+        });
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
+fn tune(a: TuneArgs) -> Result<()> {
+    use wgpu_rnn::bench::{self, BenchOptions, Shape};
+    use wgpu_rnn::gpu::cache_dir;
+    let cell: wgpu_rnn::CellKind = a.cell.into();
+    let shapes: Vec<Shape> = Shape::parse_list(&a.shapes)?
+        .into_iter()
+        .map(|s| s.with_cell(cell))
+        .collect();
+    let opts = BenchOptions {
+        budget: budget("--budget", a.budget)?,
+        warmup: 1,
+        ..Default::default()
+    };
+    let options = GpuOptions::from_env();
+    if std::env::var("WGPU_RNN_GEMM").is_ok_and(|v| !v.trim().is_empty()) {
+        return Err(Error::IncompatibleArgs(
+            "WGPU_RNN_GEMM is set: tune compares every kernel, so unset it first".into(),
+        ));
+    }
+    println!(
+        "# candidate gemm kernels, training-step ms summed over {}",
+        a.shapes
+    );
+    let (file, _) = bench::tune(&options, &shapes, &opts, |row| match &row.result {
+        Ok(ms) => println!("{:<28} {ms:>10.3} ms", row.gemm.to_string()),
+        Err(e) => println!("{:<28} skipped: {e}", row.gemm.to_string()),
+    })?;
+    let dir = a
+        .output_dir
+        .or_else(|| options.tuning_dir.clone())
+        .or_else(cache_dir)
+        .ok_or_else(|| {
+            Error::IncompatibleArgs(
+                "neither XDG_CACHE_HOME nor HOME is set; give --output-dir".into(),
+            )
+        })?;
+    let path = file.path_in(&dir);
+    file.save(&path)?;
+    println!(
+        "best: {} on {}; wrote {}",
+        file.gemm,
+        file.adapter,
+        path.display()
+    );
     Ok(())
 }
 
@@ -61,13 +122,6 @@ fn bench(a: BenchArgs) -> Result<()> {
     for s in &shapes {
         s.check()?;
     }
-    if !(a.budget.is_finite() && a.budget > 0.0 && a.budget < 86_400.0) {
-        return Err(Error::BadHyperparameter {
-            what: "--budget",
-            value: a.budget as f32,
-            expected: "seconds, > 0 and < 86400",
-        });
-    }
     let matmul: Vec<usize> = a
         .matmul
         .split(',')
@@ -77,7 +131,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         .collect::<Option<_>>()
         .ok_or_else(|| Error::BadShapeList(a.matmul.clone()))?;
     let opts = BenchOptions {
-        budget: std::time::Duration::from_secs_f64(a.budget),
+        budget: budget("--budget", a.budget)?,
         ..Default::default()
     };
     let gpu = match a.devices {
@@ -87,10 +141,11 @@ fn bench(a: BenchArgs) -> Result<()> {
     if !a.json {
         if let Some(gpu) = &gpu {
             println!("# adapter: {}", gpu.adapter());
+            println!("# gemm: {} ({})", gpu.gemm(), gpu.gemm_source());
         }
         println!("# cell: {}", cell.name());
         println!(
-            "{:<20} {:<4} {:>11} {:>11} {:>9} {:>8} {:>6} {:>4} {:>9}  path",
+            "{:<20} {:<4} {:>11} {:>11} {:>9} {:>8} {:>6} {:>4} {:>9} {:>9} {:>9}  path",
             "shape B,T,I,H,O",
             "dev",
             "fwd tok/s",
@@ -99,6 +154,8 @@ fn bench(a: BenchArgs) -> Result<()> {
             "GFLOP/s",
             "disp",
             "sub",
+            "host µs",
+            "µs/disp",
             "peak MiB"
         );
     }
@@ -109,8 +166,15 @@ fn bench(a: BenchArgs) -> Result<()> {
             let peak = r
                 .peak_device_bytes
                 .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1048576.0));
+            let (host, per_dispatch) = match r.host_record_us {
+                Some(us) => (
+                    format!("{us:.0}"),
+                    format!("{:.2}", us / r.dispatches_per_step.max(1) as f64),
+                ),
+                None => ("-".into(), "-".into()),
+            };
             println!(
-                "{:<20} {:<4} {:>11.0} {:>11.0} {:>9.2} {:>8.2} {:>6} {:>4} {:>9}  {}",
+                "{:<20} {:<4} {:>11.0} {:>11.0} {:>9.2} {:>8.2} {:>6} {:>4} {:>9} {:>9} {:>9}  {}",
                 r.shape.to_string(),
                 r.device,
                 r.forward_tokens_per_s(),
@@ -119,6 +183,8 @@ fn bench(a: BenchArgs) -> Result<()> {
                 r.train_gflops(),
                 r.dispatches_per_step,
                 r.submits_per_step,
+                host,
+                per_dispatch,
                 peak,
                 r.path
             );

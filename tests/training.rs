@@ -70,6 +70,18 @@ fn compare_cfg(
     clip_norm: Option<f32>,
     clip_value: Option<f32>,
 ) {
+    compare_on(gpu(), cfg, kind, lr, loss, clip_norm, clip_value)
+}
+
+fn compare_on(
+    gpu: &wgpu_rnn::Gpu,
+    cfg: RnnConfig,
+    kind: OptimizerKind,
+    lr: f32,
+    loss: LossKind,
+    clip_norm: Option<f32>,
+    clip_value: Option<f32>,
+) {
     let params = cfg.init_params(3);
     let mut opt = OptimizerConfig::new(kind, lr);
     opt.weight_decay = 0.01;
@@ -77,7 +89,7 @@ fn compare_cfg(
     train.clip_norm = clip_norm;
     train.clip_value = clip_value;
     train.stateful = true;
-    let rnn = Rnn::from_params(gpu(), cfg.clone(), &params).unwrap();
+    let rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
     let mut gpu_t = Trainer::new(rnn, train.clone()).unwrap();
     let mut cpu_t = CpuTrainer::new(cfg.clone(), &params, train).unwrap();
     let tag = format!(
@@ -351,4 +363,47 @@ fn lstm_and_gru_train_like_the_reference() {
             Some(0.05),
         );
     }
+}
+
+/// The parameters, their gradients and moments share one buffer each, so that one
+/// dispatch updates them all; past the device's binding limit they take several, and
+/// training is unchanged.
+#[test]
+fn parameters_past_one_binding_are_split_and_train_like_the_reference() {
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: 16 << 10,
+        ..wgpu::Limits::default()
+    };
+    let small =
+        wgpu_rnn::Gpu::with_options(&wgpu_rnn::GpuOptions::from_env().with_limits(limits)).unwrap();
+    // 2 layers of LSTM, H = 32: 4·32·(4 + 32 + 2) + 4·32·(32 + 32 + 2) + 5·33 = 13 477
+    // values, so at least four 4096-value buffers; W_hh alone just fits one.
+    let cfg = RnnConfig::new(I, 32, O)
+        .with_cell(CellKind::Lstm)
+        .with_layers(2);
+    let total: usize = cfg
+        .param_shapes()
+        .tensors()
+        .iter()
+        .map(|s| s.iter().product::<usize>())
+        .sum();
+    assert!(total > 3 * 4096, "{total}");
+    compare_on(
+        &small,
+        cfg.clone(),
+        OptimizerKind::Adam,
+        0.01,
+        LossKind::CrossEntropy,
+        Some(0.05),
+        None,
+    );
+    compare_on(
+        &small,
+        cfg,
+        OptimizerKind::Sgd,
+        0.1,
+        LossKind::Mse,
+        Some(0.05),
+        None,
+    );
 }

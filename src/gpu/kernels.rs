@@ -222,8 +222,8 @@ pub(crate) struct SeqUniform {
     pub state_c: u32,
     pub carry: u32,
     pub carry_c: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    pub w_off: u32,
+    pub b_off: u32,
 }
 
 /// Mirrors `struct Rows` in shaders/loss.wgsl.

@@ -22,7 +22,7 @@ pub use memory::MemoryUse;
 pub(crate) use plan::{record_plans, to_u32, GemmSpec, Operand, Plan, PlanBuilder, WG};
 pub(crate) use profiler::Profiler;
 pub use tensor::GpuTensor;
-pub use tuning::{GemmTuning, GemmVariant};
+pub use tuning::{cache_dir, tuning_path, GemmTuning, GemmVariant, TuningFile, TuningSource};
 
 use crate::error::{Error, Result};
 use kernels::Kernels;
@@ -43,10 +43,14 @@ pub struct GpuOptions {
     /// The matrix-product kernel to use instead of the adapter's default (see
     /// [`GemmTuning`]); `WGPU_RNN_GEMM` sets it for a whole process.
     pub gemm: Option<GemmTuning>,
+    /// Where to look for the tuning file `wgpu-rnn tune` writes; the user's cache folder
+    /// ([`cache_dir`]) when `None`.
+    pub tuning_dir: Option<std::path::PathBuf>,
 }
 
 impl GpuOptions {
-    /// Options from `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
+    /// Options from `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and `WGPU_RNN_TUNING_DIR` (the
+    /// folder of tuning files, instead of the user's cache folder).
     pub fn from_env() -> Self {
         GpuOptions {
             backends: wgpu::Backends::from_env(),
@@ -55,6 +59,9 @@ impl GpuOptions {
                 .filter(|s| !s.trim().is_empty()),
             limits: None,
             gemm: None,
+            tuning_dir: std::env::var_os("WGPU_RNN_TUNING_DIR")
+                .filter(|v| !v.is_empty())
+                .map(Into::into),
         }
     }
 
@@ -75,6 +82,11 @@ impl GpuOptions {
 
     pub fn with_gemm(mut self, gemm: GemmTuning) -> Self {
         self.gemm = Some(gemm);
+        self
+    }
+
+    pub fn with_tuning_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.tuning_dir = Some(dir.into());
         self
     }
 }
@@ -130,6 +142,7 @@ struct Inner {
     queue: wgpu::Queue,
     adapter: AdapterSummary,
     kernels: Kernels,
+    gemm_source: TuningSource,
     memory: Arc<memory::MemCounter>,
     health: Arc<std::sync::Mutex<Health>>,
 }
@@ -148,17 +161,6 @@ impl std::fmt::Debug for Gpu {
         f.debug_struct("Gpu")
             .field("adapter", &self.inner.adapter)
             .finish()
-    }
-}
-
-/// `WGPU_RNN_GEMM`, when set: the gemm kernel for every context of the process.
-fn gemm_from_env() -> Result<Option<GemmTuning>> {
-    match std::env::var("WGPU_RNN_GEMM") {
-        Ok(v) if !v.trim().is_empty() => v
-            .parse()
-            .map(Some)
-            .map_err(|e| Error::BadKernel(format!("WGPU_RNN_GEMM: {e}"))),
-        _ => Ok(None),
     }
 }
 
@@ -210,7 +212,8 @@ impl Gpu {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
-        let gpu = Self::build(device, queue, info.into(), options.gemm)?;
+        let dir = options.tuning_dir.clone().or_else(cache_dir);
+        let gpu = Self::build(device, queue, info.into(), options.gemm, dir.as_deref())?;
         // Errors outside our error scopes must not abort the host process (wgpu's default
         // handler panics): keep the first for the next call to return. A lost device
         // fails every later call instead of hanging it.
@@ -284,7 +287,7 @@ impl Gpu {
     /// uses wgpu. The caller keeps control of the device's error handler.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
         let info = device.adapter_info();
-        Self::build(device, queue, info.into(), None)
+        Self::build(device, queue, info.into(), None, cache_dir().as_deref())
     }
 
     fn build(
@@ -292,6 +295,7 @@ impl Gpu {
         queue: wgpu::Queue,
         adapter: AdapterSummary,
         gemm: Option<GemmTuning>,
+        tuning_dir: Option<&std::path::Path>,
     ) -> Result<Self> {
         // Every kernel runs 64 invocations in x (gemm: up to 64 in all).
         let l = device.limits();
@@ -325,11 +329,7 @@ impl Gpu {
                 });
             }
         }
-        let forced = match gemm {
-            Some(g) => Some(g),
-            None => gemm_from_env()?,
-        };
-        let gemm = GemmTuning::choose(forced, adapter.device_type, &l)?;
+        let (gemm, gemm_source) = tuning::resolve(gemm, tuning_dir, &adapter, &l)?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let kernels = Kernels::new(&device, gemm);
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -341,6 +341,7 @@ impl Gpu {
                 queue,
                 adapter,
                 kernels,
+                gemm_source,
                 memory: Default::default(),
                 health: Default::default(),
             }),
@@ -372,6 +373,11 @@ impl Gpu {
     /// The matrix-product kernel this context runs.
     pub fn gemm(&self) -> GemmTuning {
         self.inner.kernels.gemm
+    }
+
+    /// Where [`Gpu::gemm`]'s choice came from.
+    pub fn gemm_source(&self) -> &TuningSource {
+        &self.inner.gemm_source
     }
 
     /// Device memory in buffers this context's models, trainers and tensors hold.

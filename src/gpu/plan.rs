@@ -11,7 +11,7 @@ use super::kernels::{
 };
 use super::profiler::Profiler;
 use super::tuning::{GemmVariant, GEMM_TILE};
-use super::Gpu;
+use super::{Gpu, GpuTensor};
 use crate::error::{Error, Result};
 
 /// Workgroup size of the one-dimensional kernels (a power of two: tree reductions).
@@ -36,6 +36,16 @@ impl<'a> Operand<'a> {
             rs: cols,
             cs: 1,
         }
+    }
+
+    /// A row-major tensor with `cols` columns.
+    pub fn tensor_rows(t: &'a GpuTensor, cols: usize) -> Self {
+        Self::rows(t.buffer(), t.offset(), cols)
+    }
+
+    /// The transpose of a row-major tensor with `cols` columns.
+    pub fn tensor_transposed(t: &'a GpuTensor, cols: usize) -> Self {
+        Self::transposed(t.buffer(), t.offset(), cols)
     }
 
     /// The transpose of a row-major matrix with `cols` columns starting at `off`.
@@ -83,8 +93,8 @@ impl<'a> GemmSpec<'a> {
         }
     }
 
-    pub fn bias(mut self, bias: Option<&'a wgpu::Buffer>) -> Self {
-        self.bias = bias.map(|b| (b, 0));
+    pub fn bias(mut self, bias: Option<&'a GpuTensor>) -> Self {
+        self.bias = bias.map(|b| (b.buffer(), b.offset()));
         self
     }
 
@@ -351,26 +361,29 @@ impl<'g> PlanBuilder<'g> {
         )
     }
 
-    /// out[slot] = sum of squares of the first `n` values of x (one workgroup).
+    /// out[slot + w] = the sum of squares of chunk w of x's `n` values, for w < `parts`
+    /// (one workgroup per chunk).
     pub fn sum_squares(
         &mut self,
-        x: &wgpu::Buffer,
-        n: usize,
+        x: &GpuTensor,
+        parts: usize,
         out: &wgpu::Buffer,
         slot: usize,
     ) -> Result<()> {
+        let n = x.len();
         let u = ReduceUniform {
             rows: to_u32("values", n)?,
-            cols: 1,
-            in_off: 0,
+            cols: to_u32("values", n.div_ceil(parts.max(1)).max(1))?,
+            in_off: to_u32("offset", x.offset())?,
             out_off: to_u32("offset", slot)?,
         };
         let kernel = Kernel::new(&SUM_SQUARES).with("WG", WG);
+        let groups = self.groups(parts.max(1), 1)?;
         self.push(
             kernel,
             bytemuck::bytes_of(&u),
-            &[Some(x), Some(out)],
-            [1, 1, 1],
+            &[Some(x.buffer()), Some(out)],
+            groups,
         )
     }
 

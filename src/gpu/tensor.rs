@@ -6,11 +6,15 @@ use super::{Gpu, MemTicket};
 use crate::error::{Error, Result};
 use crate::shapes::{check_len, numel};
 
-/// A dense, row-major f32 tensor in GPU memory.
+/// A dense, row-major f32 tensor in GPU memory: its own buffer, or a range of a buffer
+/// shared with other tensors (a model's parameters live in one buffer, so that the
+/// optimizer updates them all in one dispatch); [`GpuTensor::offset`] says where.
 #[derive(Clone)]
 pub struct GpuTensor {
     gpu: Gpu,
     buffer: wgpu::Buffer,
+    /// First value's index in `buffer`.
+    offset: usize,
     shape: Vec<usize>,
     _memory: Arc<MemTicket>,
 }
@@ -38,9 +42,51 @@ impl GpuTensor {
         Ok(GpuTensor {
             gpu: gpu.clone(),
             buffer,
+            offset: 0,
             shape: shape.to_vec(),
             _memory: Arc::new(memory),
         })
+    }
+
+    /// Zeroed buffers holding tensors of `shapes` back to back, as few as the device's
+    /// binding limit allows (usually one): returns each buffer whole (a flat tensor) and
+    /// a view of each part, in order.
+    pub(crate) fn packed(
+        gpu: &Gpu,
+        shapes: &[&[usize]],
+        what: &'static str,
+    ) -> Result<(Vec<Self>, Vec<Self>)> {
+        let limits = gpu.limits();
+        let max = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size) as usize
+            / 4;
+        // Runs of consecutive shapes that fit one buffer.
+        let mut runs: Vec<(usize, usize)> = Vec::new(); // (first shape, values)
+        for (i, s) in shapes.iter().enumerate() {
+            check_fits(gpu, what, s)?;
+            match runs.last_mut() {
+                Some((_, len)) if *len + numel(s) <= max => *len += numel(s),
+                _ => runs.push((i, numel(s))),
+            }
+        }
+        let mut wholes = Vec::new();
+        let mut parts = Vec::new();
+        for (k, &(first, len)) in runs.iter().enumerate() {
+            let end = runs.get(k + 1).map_or(shapes.len(), |r| r.0);
+            let whole = Self::empty(gpu, &[len], what)?;
+            let mut offset = 0;
+            for s in &shapes[first..end] {
+                parts.push(GpuTensor {
+                    offset,
+                    shape: s.to_vec(),
+                    ..whole.clone()
+                });
+                offset += numel(s);
+            }
+            wholes.push(whole);
+        }
+        Ok((wholes, parts))
     }
 
     /// A zero-filled tensor.
@@ -74,9 +120,11 @@ impl GpuTensor {
         }
         if !data.is_empty() {
             self.gpu.scoped("writing a tensor", || {
-                self.gpu
-                    .queue()
-                    .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data))
+                self.gpu.queue().write_buffer(
+                    &self.buffer,
+                    self.byte_offset(),
+                    bytemuck::cast_slice(data),
+                )
             })?;
         }
         Ok(())
@@ -95,9 +143,31 @@ impl GpuTensor {
         self.len() == 0
     }
 
-    /// The buffer, for callers that record their own GPU work on it.
+    /// The buffer, for callers that record their own GPU work on it; the tensor's values
+    /// start at [`GpuTensor::offset`] in it.
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
+    }
+
+    /// Index of the first value in [`GpuTensor::buffer`] (0 unless the buffer is shared).
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    pub(crate) fn byte_offset(&self) -> u64 {
+        self.offset as u64 * 4
+    }
+
+    /// Records a copy of all values into `dst` (same number of values).
+    pub(crate) fn record_copy_to(&self, enc: &mut wgpu::CommandEncoder, dst: &GpuTensor) {
+        debug_assert_eq!(self.len(), dst.len());
+        enc.copy_buffer_to_buffer(
+            &self.buffer,
+            self.byte_offset(),
+            &dst.buffer,
+            dst.byte_offset(),
+            self.bytes(),
+        );
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -131,7 +201,7 @@ impl GpuTensor {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("readback"),
             });
-        encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, size);
+        encoder.copy_buffer_to_buffer(&self.buffer, self.byte_offset(), &staging, 0, size);
         gpu.submit("copying a tensor for readback", encoder)?;
 
         gpu.read_mapped(&staging).await

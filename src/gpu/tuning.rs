@@ -3,8 +3,12 @@
 //! (`wgpu-rnn tune`) override them.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
+use super::AdapterSummary;
 use crate::error::{Error, Result};
 
 /// Each gemm invocation computes a TILE x TILE block of C in registers (fixed in the WGSL
@@ -234,6 +238,196 @@ impl GemmTuning {
             .min(self.max_splits as usize)
             .max(1)
     }
+}
+
+/// Where a device's gemm choice came from, for `info` and `bench`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TuningSource {
+    /// [`crate::GpuOptions::gemm`].
+    Option,
+    /// The `WGPU_RNN_GEMM` environment variable.
+    Env,
+    /// A tuning file written by `wgpu-rnn tune`.
+    File(PathBuf),
+    /// The adapter kind's default (no tuning file at the given path).
+    Default(Option<PathBuf>),
+}
+
+impl fmt::Display for TuningSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TuningSource::Option => write!(f, "set by the caller"),
+            TuningSource::Env => write!(f, "from WGPU_RNN_GEMM"),
+            TuningSource::File(p) => write!(f, "tuning file {}", p.display()),
+            TuningSource::Default(Some(p)) => {
+                write!(
+                    f,
+                    "default for the adapter kind; no tuning file {}",
+                    p.display()
+                )
+            }
+            TuningSource::Default(None) => write!(f, "default for the adapter kind"),
+        }
+    }
+}
+
+/// What `wgpu-rnn tune` writes: the chosen gemm kernel for one adapter, driver and crate
+/// version, with the measurements it was chosen from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TuningFile {
+    pub adapter: String,
+    pub driver: String,
+    pub crate_version: String,
+    /// A [`GemmTuning`] in its text form.
+    pub gemm: String,
+    /// (candidate, median training-step milliseconds summed over the tuned shapes).
+    pub measured: Vec<(String, f64)>,
+    /// The shapes tuned for, B,T,I,H,O separated by ';', and the cell.
+    pub shapes: String,
+    pub cell: String,
+}
+
+/// The folder tuning files live in: `$XDG_CACHE_HOME/wgpu-rnn`, else
+/// `$HOME/.cache/wgpu-rnn`; `None` when neither variable is set.
+pub fn cache_dir() -> Option<PathBuf> {
+    let nonempty = |k| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    nonempty("XDG_CACHE_HOME")
+        .or_else(|| nonempty("HOME").map(|h| h.join(".cache")))
+        .map(|d| d.join("wgpu-rnn"))
+}
+
+/// The tuning file's path in `dir` for an adapter: keyed by adapter name, driver and this
+/// crate's version (any other character than [A-Za-z0-9.-] becomes '_').
+pub fn tuning_path(dir: &Path, adapter: &AdapterSummary) -> PathBuf {
+    file_path(dir, &adapter.name, &adapter.driver)
+}
+
+fn file_path(dir: &Path, adapter: &str, driver: &str) -> PathBuf {
+    let slug = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(80)
+            .collect()
+    };
+    dir.join(format!(
+        "tuning-{}-{}-{}.json",
+        slug(adapter),
+        slug(driver),
+        env!("CARGO_PKG_VERSION")
+    ))
+}
+
+impl TuningFile {
+    /// Where this file belongs in `dir` (see [`tuning_path`]).
+    pub fn path_in(&self, dir: &Path) -> PathBuf {
+        file_path(dir, &self.adapter, &self.driver)
+    }
+
+    pub fn new(adapter: &AdapterSummary, gemm: GemmTuning) -> Self {
+        TuningFile {
+            adapter: adapter.name.clone(),
+            driver: adapter.driver.clone(),
+            crate_version: env!("CARGO_PKG_VERSION").into(),
+            gemm: gemm.to_string(),
+            measured: Vec::new(),
+            shapes: String::new(),
+            cell: String::new(),
+        }
+    }
+
+    /// Reads a tuning file and checks it was written for `adapter` by this version.
+    pub fn load(path: &Path, adapter: &AdapterSummary) -> Result<(Self, GemmTuning)> {
+        let bad = |why: String| Error::BadKernel(format!("tuning file {}: {why}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let file: TuningFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        for (what, theirs, ours) in [
+            ("adapter", &file.adapter, &adapter.name),
+            ("driver", &file.driver, &adapter.driver),
+            (
+                "crate version",
+                &file.crate_version,
+                &env!("CARGO_PKG_VERSION").to_string(),
+            ),
+        ] {
+            if theirs != ours {
+                return Err(bad(format!(
+                    "written for {what} {theirs:?}, this is {ours:?}"
+                )));
+            }
+        }
+        let gemm = file.gemm.parse().map_err(|e: Error| bad(e.to_string()))?;
+        Ok((file, gemm))
+    }
+
+    /// Writes the file (through a temporary name, so a reader never sees half of it).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let io = |e: std::io::Error| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| Error::BadKernel(e.to_string()))?;
+        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })
+    }
+}
+
+/// The gemm choice for a new device: `forced` (option), else `WGPU_RNN_GEMM`, else the
+/// tuning file for the adapter in `cache` (a corrupt, foreign or unfitting one is skipped
+/// with a warning on stderr), else the adapter kind's default.
+pub(crate) fn resolve(
+    forced: Option<GemmTuning>,
+    cache: Option<&Path>,
+    adapter: &AdapterSummary,
+    limits: &wgpu::Limits,
+) -> Result<(GemmTuning, TuningSource)> {
+    if let Some(t) = forced {
+        return Ok((
+            GemmTuning::choose(Some(t), adapter.device_type, limits)?,
+            TuningSource::Option,
+        ));
+    }
+    if let Ok(v) = std::env::var("WGPU_RNN_GEMM") {
+        if !v.trim().is_empty() {
+            let t = v
+                .parse()
+                .map_err(|e| Error::BadKernel(format!("WGPU_RNN_GEMM: {e}")))?;
+            return Ok((
+                GemmTuning::choose(Some(t), adapter.device_type, limits)?,
+                TuningSource::Env,
+            ));
+        }
+    }
+    let path = cache.map(|d| tuning_path(d, adapter));
+    if let Some(p) = path.as_ref().filter(|p| p.exists()) {
+        match TuningFile::load(p, adapter)
+            .and_then(|(_, t)| GemmTuning::choose(Some(t), adapter.device_type, limits))
+        {
+            Ok(t) => return Ok((t, TuningSource::File(p.clone()))),
+            Err(e) => eprintln!("warning: ignoring it: {e}"),
+        }
+    }
+    Ok((
+        GemmTuning::choose(None, adapter.device_type, limits)?,
+        TuningSource::Default(path),
+    ))
 }
 
 #[cfg(test)]

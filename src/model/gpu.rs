@@ -48,8 +48,11 @@ type WorkspaceKey = (usize, usize, bool);
 pub struct Rnn {
     gpu: Gpu,
     config: RnnConfig,
+    /// Views of `params_flat`, and of `grads_flat` (one buffer each).
     params: Params<GpuTensor>,
     grads: Params<GpuTensor>,
+    params_flat: Vec<GpuTensor>,
+    grads_flat: Vec<GpuTensor>,
     workspaces: Vec<Workspace>,
     /// The workspace whose forward state backward would use.
     last_forward: Option<WorkspaceKey>,
@@ -61,6 +64,20 @@ impl std::fmt::Debug for Rnn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rnn").field("config", &self.config).finish()
     }
+}
+
+/// Zeroed buffers for tensors of `shapes`, as few as fit (usually one): (each buffer as a
+/// flat tensor, a view per tensor).
+pub(crate) fn packed(
+    gpu: &Gpu,
+    shapes: &Params<Vec<usize>>,
+    what: &'static str,
+) -> Result<(Vec<GpuTensor>, Params<GpuTensor>)> {
+    let list: Vec<&[usize]> = shapes.tensors().into_iter().map(Vec::as_slice).collect();
+    let (whole, parts) = GpuTensor::packed(gpu, &list, what)?;
+    let mut parts = parts.into_iter();
+    let views = shapes.map(|_| parts.next().expect("one view per shape"));
+    Ok((whole, views))
 }
 
 impl Rnn {
@@ -80,16 +97,21 @@ impl Rnn {
         config.validate()?;
         params.check(&config)?;
         let shapes = config.param_shapes();
-        let grads = shapes.try_map(|s| GpuTensor::empty(gpu, s, "gradient"))?;
-        let tensors = shapes.try_map(|s| GpuTensor::empty(gpu, s, "parameter"))?;
-        for (t, v) in tensors.tensors().into_iter().zip(params.tensors()) {
-            t.write(v)?;
+        let (grads_flat, grads) = packed(gpu, &shapes, "gradients")?;
+        let (params_flat, tensors) = packed(gpu, &shapes, "parameters")?;
+        let flat: Vec<f32> = params.tensors().into_iter().flatten().copied().collect();
+        let mut flat = &flat[..];
+        for whole in &params_flat {
+            whole.write(&flat[..whole.len()])?;
+            flat = &flat[whole.len()..];
         }
         Ok(Rnn {
             gpu: gpu.clone(),
             config,
             params: tensors,
             grads,
+            params_flat,
+            grads_flat,
             workspaces: Vec::new(),
             last_forward: None,
             stats: CallStats::default(),
@@ -220,9 +242,9 @@ impl Rnn {
             state: self.empty_state(b, "final state")?,
         };
         let mut enc = encoder(&gpu, "rnn forward");
-        enc.copy_buffer_to_buffer(x.buffer(), 0, ws.x.buffer(), 0, x.bytes());
+        x.record_copy_to(&mut enc, &ws.x);
         self.record_forward(wi, &mut enc, init, None)?;
-        enc.copy_buffer_to_buffer(ws.y.buffer(), 0, out.y.buffer(), 0, ws.y.bytes());
+        ws.y.record_copy_to(&mut enc, &out.y);
         ws.record_final_state(&self.config, &mut enc, &out.state);
         let dispatches = ws.forward.dispatches();
         gpu.submit("rnn forward", enc)?;
@@ -275,7 +297,7 @@ impl Rnn {
             .zip(out.params.tensors())
             .chain([(&ws.dx, &out.dx)]);
         for (src, dst) in pairs {
-            enc.copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, src.bytes());
+            src.record_copy_to(&mut enc, dst);
         }
         ws.record_initial_state_grad(&mut enc, &out.d_init);
         let dispatches = ws.backward.dispatches();
@@ -295,9 +317,15 @@ impl Rnn {
         }
     }
 
-    /// The gradient tensors the backward plan writes.
-    pub(crate) fn grads(&self) -> &Params<GpuTensor> {
-        &self.grads
+    /// The parameters' buffers as flat tensors, in [`Params::tensors`] order (one unless
+    /// they exceed the device's binding limit).
+    pub(crate) fn params_flat(&self) -> &[GpuTensor] {
+        &self.params_flat
+    }
+
+    /// The gradients' buffers, laid out like [`Rnn::params_flat`].
+    pub(crate) fn grads_flat(&self) -> &[GpuTensor] {
+        &self.grads_flat
     }
 
     pub(crate) fn ws(&self, index: usize) -> &Workspace {

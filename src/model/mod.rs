@@ -5,6 +5,7 @@ mod gpu;
 mod params;
 mod plan;
 
+pub(crate) use gpu::packed;
 pub use gpu::{CallStats, ForwardOutput, Gradients, RecurrencePath, Rnn};
 pub use params::{cell_suffix, Cell, Init, Params, State};
 

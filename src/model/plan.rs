@@ -434,15 +434,15 @@ impl<'a> Ctx<'a> {
         let (tb, h, gh) = (ws.t * ws.b, cfg.hidden_size, cfg.gates() * cfg.hidden_size);
         let pc = &self.p.cells[c];
         let pre = Operand::rows(ws.cells[c].pre.buffer(), 0, gh);
-        let bias = pc.b_ih.as_ref().map(GpuTensor::buffer);
+        let bias = pc.b_ih.as_ref();
         if c < cfg.directions() {
             let (i, x) = (cfg.input_size, ws.x.buffer());
-            let w = Operand::transposed(pc.w_ih.buffer(), 0, i);
+            let w = Operand::tensor_transposed(&pc.w_ih, i);
             return plan.gemm(GemmSpec::new(tb, gh, i, Operand::rows(x, 0, i), w, pre).bias(bias));
         }
         let width = cfg.directions() * h;
         for (k, below) in self.below(c).enumerate() {
-            let w = column_slice_t(pc.w_ih.buffer(), k * h, width);
+            let w = column_slice_t(&pc.w_ih, k * h, width);
             plan.gemm(
                 GemmSpec::new(tb, gh, h, self.out(below), w, pre)
                     .bias(if k == 0 { bias } else { None })
@@ -469,7 +469,7 @@ impl<'a> Ctx<'a> {
                 tb,
                 Operand::transposed(dp, 0, gh),
                 Operand::rows(ws.x.buffer(), 0, i),
-                Operand::rows(gc.w_ih.buffer(), 0, i),
+                Operand::tensor_rows(&gc.w_ih, i),
             ))?;
         } else {
             let width = cfg.directions() * h;
@@ -480,13 +480,13 @@ impl<'a> Ctx<'a> {
                     tb,
                     Operand::transposed(dp, 0, gh),
                     self.out(below),
-                    column_slice(gc.w_ih.buffer(), k * h, width),
+                    column_slice(&gc.w_ih, k * h, width),
                 ))?;
             }
         }
         if let Some(db) = &gc.b_ih {
             plan.section("bias gradients");
-            plan.col_sum(tb, gh, (dp, 0), (db.buffer(), 0))?;
+            plan.col_sum(tb, gh, (dp, 0), (db.buffer(), db.offset()))?;
         }
         plan.section("dX and dh");
         if c < cfg.directions() {
@@ -497,7 +497,7 @@ impl<'a> Ctx<'a> {
                     i,
                     gh,
                     Operand::rows(dp, 0, gh),
-                    Operand::rows(pc.w_ih.buffer(), 0, i),
+                    Operand::tensor_rows(&pc.w_ih, i),
                     Operand::rows(ws.dx.buffer(), 0, i),
                 )
                 .accumulate(!first_dir),
@@ -511,7 +511,7 @@ impl<'a> Ctx<'a> {
                     h,
                     gh,
                     Operand::rows(dp, 0, gh),
-                    column_slice(pc.w_ih.buffer(), k * h, width),
+                    column_slice(&pc.w_ih, k * h, width),
                     Operand::rows(ws.cells[below].dh.buffer(), 0, h),
                 )
                 .accumulate(!first_dir),
@@ -594,8 +594,11 @@ impl<'a> Ctx<'a> {
             state_c: to_u32("offset", (ws.t + 1) * block)?,
             carry: to_u32("offset", c * block)?,
             carry_c: to_u32("offset", (cfg.cells() + c) * block)?,
-            _pad0: 0,
-            _pad1: 0,
+            w_off: to_u32("offset", self.p.cells[c].w_hh.offset())?,
+            b_off: to_u32(
+                "offset",
+                self.p.cells[c].b_hh.as_ref().map_or(0, GpuTensor::offset),
+            )?,
         };
         let kernel = self.recurrence_kernel(c, backward);
         match ws.path {
@@ -668,11 +671,11 @@ impl<'a> Ctx<'a> {
             tb,
             Operand::transposed(dr, 0, gh),
             Operand::rows(cell.states.buffer(), prev, h),
-            Operand::rows(gc.w_hh.buffer(), 0, h),
+            Operand::tensor_rows(&gc.w_hh, h),
         ))?;
         if let Some(db) = &gc.b_hh {
             plan.section("bias gradients");
-            plan.col_sum(tb, gh, (dr, 0), (db.buffer(), 0))?;
+            plan.col_sum(tb, gh, (dr, 0), (db.buffer(), db.offset()))?;
         }
         Ok(())
     }
@@ -696,10 +699,10 @@ impl<'a> Ctx<'a> {
                     o,
                     h,
                     self.out(c),
-                    column_slice_t(self.p.w_hy.buffer(), k * h, width),
+                    column_slice_t(&self.p.w_hy, k * h, width),
                     Operand::rows(ws.y.buffer(), 0, o),
                 )
-                .bias((k == 0).then(|| self.p.b_y.buffer()))
+                .bias((k == 0).then_some(&self.p.b_y))
                 .accumulate(k > 0),
             )?;
         }
@@ -726,7 +729,7 @@ impl<'a> Ctx<'a> {
                 h,
                 o,
                 Operand::rows(dy, 0, o),
-                column_slice(self.p.w_hy.buffer(), k * h, width),
+                column_slice(&self.p.w_hy, k * h, width),
                 Operand::rows(ws.cells[c].dh.buffer(), 0, h),
             ))?;
         }
@@ -738,20 +741,20 @@ impl<'a> Ctx<'a> {
                 tb,
                 Operand::transposed(dy, 0, o),
                 self.out(c),
-                column_slice(self.g.w_hy.buffer(), k * h, width),
+                column_slice(&self.g.w_hy, k * h, width),
             ))?;
         }
         plan.section("bias gradients");
-        plan.col_sum(tb, o, (dy, 0), (self.g.b_y.buffer(), 0))
+        plan.col_sum(tb, o, (dy, 0), (self.g.b_y.buffer(), self.g.b_y.offset()))
     }
 }
 
 /// Columns [off, off + K) of a row-major (rows, width) weight W, transposed: the B
 /// operand (K, N = rows) with B(p, j) = W[j, off + p].
-fn column_slice_t(buf: &wgpu::Buffer, off: usize, width: usize) -> Operand<'_> {
+fn column_slice_t(w: &GpuTensor, off: usize, width: usize) -> Operand<'_> {
     Operand {
-        buf,
-        off,
+        buf: w.buffer(),
+        off: w.offset() + off,
         rs: 1,
         cs: width,
     }
@@ -759,10 +762,10 @@ fn column_slice_t(buf: &wgpu::Buffer, off: usize, width: usize) -> Operand<'_> {
 
 /// Columns [off, off + N) of a row-major (rows, width) weight, untransposed: a B (K = rows,
 /// N) or C operand with (p, j) = W[p, off + j].
-fn column_slice(buf: &wgpu::Buffer, off: usize, width: usize) -> Operand<'_> {
+fn column_slice(w: &GpuTensor, off: usize, width: usize) -> Operand<'_> {
     Operand {
-        buf,
-        off,
+        buf: w.buffer(),
+        off: w.offset() + off,
         rs: width,
         cs: 1,
     }

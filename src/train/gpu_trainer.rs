@@ -7,11 +7,17 @@ use crate::gpu::{
     record_plans, to_u32, Gpu, GpuTensor, Kernel, MemTicket, Plan, PlanBuilder, Profiler,
     RowsUniform, UpdateUniform, MSE, SOFTMAX_XENT, UPDATE, WG,
 };
-use crate::model::{CallStats, Params, Rnn, State};
+use crate::model::{packed, CallStats, Params, Rnn, State};
 
-/// The stats buffer holds the sum of squares of each gradient tensor, then the loss.
+/// The stats buffer holds the sums of squares of the gradient's chunks, then the loss.
 fn stats_len(parts: usize) -> usize {
     parts + 1
+}
+
+/// Chunks the gradient norm is summed in: one workgroup per 16 Ki values, at most 64
+/// (the update kernel adds them all up per element).
+fn norm_parts(params: usize) -> usize {
+    params.div_ceil(1 << 14).clamp(1, 64)
 }
 
 /// Per-(T, B) buffers and plans of the trainer.
@@ -32,6 +38,7 @@ struct StepWorkspace {
 pub struct Trainer {
     rnn: Rnn,
     config: TrainConfig,
+    /// Optimizer moments: views of one flat buffer each, laid out like the parameters.
     m: Params<GpuTensor>,
     v: Params<GpuTensor>,
     hyper: (wgpu::Buffer, MemTicket),
@@ -43,6 +50,8 @@ pub struct Trainer {
     workspaces: Vec<StepWorkspace>,
     step: u64,
     last: CallStats,
+    /// Host microseconds the last step took to record and submit its commands.
+    last_host_us: f64,
     /// Gradient tensors (sum-of-squares slots before the loss in `stats`).
     parts: usize,
 }
@@ -52,9 +61,11 @@ impl Trainer {
         config.validate()?;
         let gpu = rnn.gpu().clone();
         let shapes = rnn.config().param_shapes();
-        let m = shapes.try_map(|s| GpuTensor::empty(&gpu, s, "optimizer m"))?;
-        let v = shapes.try_map(|s| GpuTensor::empty(&gpu, s, "optimizer v"))?;
-        let parts = shapes.tensors().len();
+        let (m_flat, m) = packed(&gpu, &shapes, "optimizer m")?;
+        let (v_flat, v) = packed(&gpu, &shapes, "optimizer v")?;
+        let (params, grads) = (rnn.params_flat(), rnn.grads_flat());
+        let chunks: Vec<usize> = params.iter().map(|p| norm_parts(p.len())).collect();
+        let parts = chunks.iter().sum();
         let stats = GpuTensor::empty(&gpu, &[stats_len(parts)], "training stats")?;
         let hyper = gpu.buffer(
             "optimizer hyperparameters",
@@ -71,21 +82,18 @@ impl Trainer {
             OptimizerKind::Adam => 1,
             OptimizerKind::Adagrad => 2,
         };
+        // The parameters share one buffer (more only past the binding limit), and their
+        // gradients and moments likewise: one dispatch for the norm's chunks and one for
+        // the clip and update of every parameter.
         let mut plan = PlanBuilder::new(&gpu);
-        let grads = rnn.grads();
         plan.section("gradient norm");
-        for (k, g) in grads.tensors().into_iter().enumerate() {
-            plan.sum_squares(g.buffer(), g.len(), stats.buffer(), k)?;
+        let mut slot = 0;
+        for (g, &n) in grads.iter().zip(&chunks) {
+            plan.sum_squares(g, n, stats.buffer(), slot)?;
+            slot += n;
         }
         plan.section("optimizer update");
-        let params = rnn.params();
-        let all = params
-            .tensors()
-            .into_iter()
-            .zip(grads.tensors())
-            .zip(m.tensors())
-            .zip(v.tensors());
-        for (((p, g), m), v) in all {
+        for (((p, g), m), v) in params.iter().zip(grads).zip(&m_flat).zip(&v_flat) {
             let buffers = [
                 p.buffer(),
                 g.buffer(),
@@ -118,6 +126,7 @@ impl Trainer {
             workspaces: Vec::new(),
             step: 0,
             last: CallStats::default(),
+            last_host_us: 0.0,
             parts,
         })
     }
@@ -125,6 +134,13 @@ impl Trainer {
     /// Dispatches and submits of the last training step.
     pub fn last_step_stats(&self) -> CallStats {
         self.last
+    }
+
+    /// Host microseconds the last training step spent recording and submitting its
+    /// commands (after the batch upload, before waiting for the GPU): the part of a step
+    /// that can bound throughput on a fast GPU.
+    pub fn last_host_record_us(&self) -> f64 {
+        self.last_host_us
     }
 
     pub fn rnn(&self) -> &Rnn {
@@ -243,9 +259,8 @@ impl Trainer {
         Ok(enc)
     }
 
-    /// Submits `enc` after copying the stats into the readback buffer, and reads them.
-    fn finish(&self, mut enc: wgpu::CommandEncoder) -> Result<Vec<f32>> {
-        let gpu = self.rnn.gpu();
+    /// Submits `enc` after copying the stats into the readback buffer.
+    fn submit(&self, mut enc: wgpu::CommandEncoder) -> Result<()> {
         enc.copy_buffer_to_buffer(
             self.stats.buffer(),
             0,
@@ -253,8 +268,7 @@ impl Trainer {
             0,
             self.stats.bytes(),
         );
-        gpu.submit("training step", enc)?;
-        pollster::block_on(gpu.read_mapped(&self.readback.0))
+        self.rnn.gpu().submit("training step", enc)
     }
 }
 
@@ -293,6 +307,7 @@ impl Trainer {
         } else {
             None
         };
+        let recording = std::time::Instant::now();
         let mut enc = self.record_forward_loss(wi, si, init, profiler.as_deref_mut())?;
         let ws = self.rnn.ws(wi);
         let ws_dispatches = ws.forward.dispatches()
@@ -317,7 +332,10 @@ impl Trainer {
             .gpu()
             .queue()
             .write_buffer(&self.hyper.0, 0, bytemuck::bytes_of(&hyper));
-        let stats = self.finish(enc);
+        let stats = self.submit(enc).and_then(|()| {
+            self.last_host_us = recording.elapsed().as_secs_f64() * 1e6;
+            pollster::block_on(self.rnn.gpu().read_mapped(&self.readback.0))
+        });
         self.last = CallStats {
             dispatches: ws_dispatches + self.update.dispatches(),
             submits: 1,
@@ -346,7 +364,9 @@ impl Train for Trainer {
         let (wi, si) = self.prepare(batch)?;
         let enc = self.record_forward_loss(wi, si, None, None)?;
         self.rnn.forget_forward();
-        Ok(self.finish(enc)?[self.parts])
+        self.submit(enc)?;
+        let stats = pollster::block_on(self.rnn.gpu().read_mapped(&self.readback.0))?;
+        Ok(stats[self.parts])
     }
 
     fn params(&self) -> Result<Params<Vec<f32>>> {
