@@ -50,6 +50,14 @@ fn info() -> Result<()> {
         l.max_compute_invocations_per_workgroup
     );
     println!("gemm:    {} ({})", gpu.gemm(), gpu.gemm_source());
+    println!(
+        "subgroups: {}",
+        if gpu.subgroups() {
+            "used"
+        } else {
+            "not offered or turned off (WGPU_RNN_SUBGROUPS=0)"
+        }
+    );
     Ok(())
 }
 

@@ -407,3 +407,50 @@ fn parameters_past_one_binding_are_split_and_train_like_the_reference() {
         None,
     );
 }
+
+/// The gradient norm's subgroup kernel (where the adapter offers subgroups) and the plain
+/// one (kept for adapters without them) agree, and each trains like the reference.
+#[test]
+fn subgroup_and_plain_gradient_norms_agree() {
+    let plain =
+        wgpu_rnn::Gpu::with_options(&wgpu_rnn::GpuOptions::from_env().without_subgroups()).unwrap();
+    assert!(!plain.subgroups());
+    if !gpu().subgroups() {
+        eprintln!(
+            "note: {} offers no subgroups (or WGPU_RNN_SUBGROUPS=0): only the plain path runs",
+            gpu().adapter()
+        );
+    }
+    let cfg = RnnConfig::new(I, 40, O).with_cell(CellKind::Gru);
+    let params = cfg.init_params(5);
+    let train = TrainConfig::new(OptimizerConfig::new(OptimizerKind::Sgd, 0.1), LossKind::Mse);
+    let mut a = Trainer::new(
+        Rnn::from_params(gpu(), cfg.clone(), &params).unwrap(),
+        train.clone(),
+    )
+    .unwrap();
+    let mut b = Trainer::new(
+        Rnn::from_params(&plain, cfg.clone(), &params).unwrap(),
+        train,
+    )
+    .unwrap();
+    for step in 0..4 {
+        let batch = batch(step, LossKind::Mse);
+        let (sa, sb) = (a.step(&batch).unwrap(), b.step(&batch).unwrap());
+        assert!(
+            (sa.grad_norm - sb.grad_norm).abs() <= 1e-6 * sb.grad_norm,
+            "step {step}: norm {} with subgroups, {} without",
+            sa.grad_norm,
+            sb.grad_norm
+        );
+    }
+    compare_on(
+        &plain,
+        cfg,
+        OptimizerKind::Adam,
+        0.01,
+        LossKind::Mse,
+        Some(0.05),
+        None,
+    );
+}

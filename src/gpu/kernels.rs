@@ -13,6 +13,7 @@ use crate::error::Result;
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const CELL: &str = include_str!("../../shaders/cell.wgsl");
 const RECURRENCE: &str = include_str!("../../shaders/recurrence.wgsl");
+const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 /// How a kernel uses a storage binding.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -35,6 +36,8 @@ pub(crate) struct KernelDef {
     pub bindings: &'static [Access],
     /// Size of the uniform (the `#[repr(C)]` mirror of the WGSL struct).
     pub uniform_size: u64,
+    /// Device features the kernel needs; it is only compiled where they are enabled.
+    pub requires: wgpu::Features,
 }
 
 impl KernelDef {
@@ -59,6 +62,7 @@ pub(crate) const GEMM: KernelDef = KernelDef {
     prelude: &[COMMON, GEMM_COMMON],
     bindings: &[Read, Read, ReadWrite, Read],
     uniform_size: size::<GemmUniform>(),
+    requires: wgpu::Features::empty(),
 };
 
 /// The same product with workgroup-memory tiles (shaders/gemm_tiled.wgsl); with `SPLIT`,
@@ -78,15 +82,25 @@ pub(crate) const GEMM_SPLIT_SUM: KernelDef = KernelDef {
 /// Column sums of a row-major matrix (shaders/reduce.wgsl).
 pub(crate) const COL_SUM: KernelDef = KernelDef {
     entry: "col_sum",
-    source: include_str!("../../shaders/reduce.wgsl"),
+    source: REDUCE,
     prelude: &[COMMON],
     bindings: &[Read, ReadWrite],
     uniform_size: size::<ReduceUniform>(),
+    requires: wgpu::Features::empty(),
 };
 
 /// Sum of squares of a vector, by one workgroup (shaders/reduce.wgsl).
 pub(crate) const SUM_SQUARES: KernelDef = KernelDef {
     entry: "sum_squares",
+    ..COL_SUM
+};
+
+/// [`SUM_SQUARES`] with subgroup sums (shaders/reduce_subgroup.wgsl).
+pub(crate) const SUM_SQUARES_SUBGROUP: KernelDef = KernelDef {
+    entry: "sum_squares_subgroup",
+    source: include_str!("../../shaders/reduce_subgroup.wgsl"),
+    prelude: &[COMMON, REDUCE],
+    requires: wgpu::Features::SUBGROUP,
     ..COL_SUM
 };
 
@@ -97,6 +111,7 @@ pub(crate) const MASK_ROWS: KernelDef = KernelDef {
     prelude: &[COMMON],
     bindings: &[ReadWrite, Read],
     uniform_size: size::<MaskUniform>(),
+    requires: wgpu::Features::empty(),
 };
 
 /// A cell's forward recurrence (shaders/recurrence_forward.wgsl): pre, W_hh, b_hh,
@@ -107,6 +122,7 @@ pub(crate) const RECURRENCE_FORWARD: KernelDef = KernelDef {
     prelude: &[COMMON, CELL, RECURRENCE],
     bindings: &[Read, Read, Read, ReadWrite, ReadWrite, Read],
     uniform_size: size::<SeqUniform>(),
+    requires: wgpu::Features::empty(),
 };
 
 /// A cell's backward recurrence (shaders/recurrence_backward.wgsl): dp, W_hh, dr, states,
@@ -119,6 +135,7 @@ pub(crate) const RECURRENCE_BACKWARD: KernelDef = KernelDef {
         ReadWrite, Read, ReadWrite, Read, Read, Read, Read, ReadWrite,
     ],
     uniform_size: size::<SeqUniform>(),
+    requires: wgpu::Features::empty(),
 };
 
 /// Softmax cross-entropy rows (shaders/loss.wgsl): y, target, weight, scale, dy, row_loss.
@@ -128,6 +145,7 @@ pub(crate) const SOFTMAX_XENT: KernelDef = KernelDef {
     prelude: &[COMMON],
     bindings: &[Read, Read, Read, Read, ReadWrite, ReadWrite],
     uniform_size: size::<RowsUniform>(),
+    requires: wgpu::Features::empty(),
 };
 
 /// Squared-error rows (shaders/loss.wgsl), bound like [`SOFTMAX_XENT`].
@@ -144,15 +162,17 @@ pub(crate) const UPDATE: KernelDef = KernelDef {
     prelude: &[COMMON],
     bindings: &[ReadWrite, Read, ReadWrite, ReadWrite, Read, Read],
     uniform_size: size::<UpdateUniform>(),
+    requires: wgpu::Features::empty(),
 };
 
 /// Every kernel, for the device check and for compiling them all up front.
-pub(crate) const ALL: [&KernelDef; 11] = [
+pub(crate) const ALL: [&KernelDef; 12] = [
     &GEMM,
     &GEMM_TILED,
     &GEMM_SPLIT_SUM,
     &COL_SUM,
     &SUM_SQUARES,
+    &SUM_SQUARES_SUBGROUP,
     &MASK_ROWS,
     &RECURRENCE_FORWARD,
     &RECURRENCE_BACKWARD,
@@ -316,6 +336,7 @@ impl Kernels {
     pub fn new(device: &wgpu::Device, gemm: super::GemmTuning) -> Self {
         let layouts = ALL
             .iter()
+            .filter(|def| device.features().contains(def.requires))
             .map(|def| {
                 let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(def.entry),
@@ -362,6 +383,11 @@ impl Kernels {
             pipelines: Mutex::new(HashMap::new()),
             gemm,
         }
+    }
+
+    /// Whether `def` was compiled for this device (its features are enabled).
+    pub fn has(&self, def: &KernelDef) -> bool {
+        self.layouts.contains_key(def.entry)
     }
 
     pub fn bind_group_layout(&self, def: &KernelDef) -> &wgpu::BindGroupLayout {

@@ -46,6 +46,9 @@ pub struct GpuOptions {
     /// Where to look for the tuning file `wgpu-rnn tune` writes; the user's cache folder
     /// ([`cache_dir`]) when `None`.
     pub tuning_dir: Option<std::path::PathBuf>,
+    /// Keep to the kernels without subgroup operations even where the adapter offers
+    /// `Features::SUBGROUP` (`WGPU_RNN_SUBGROUPS=0`).
+    pub no_subgroups: bool,
 }
 
 impl GpuOptions {
@@ -62,6 +65,8 @@ impl GpuOptions {
             tuning_dir: std::env::var_os("WGPU_RNN_TUNING_DIR")
                 .filter(|v| !v.is_empty())
                 .map(Into::into),
+            no_subgroups: std::env::var("WGPU_RNN_SUBGROUPS")
+                .is_ok_and(|v| matches!(v.trim(), "0" | "off" | "false")),
         }
     }
 
@@ -82,6 +87,11 @@ impl GpuOptions {
 
     pub fn with_gemm(mut self, gemm: GemmTuning) -> Self {
         self.gemm = Some(gemm);
+        self
+    }
+
+    pub fn without_subgroups(mut self) -> Self {
+        self.no_subgroups = true;
         self
     }
 
@@ -199,11 +209,16 @@ impl Gpu {
         let instance = wgpu::Instance::new(desc);
         let adapter = Self::choose(&instance, backends, options.adapter_name.as_deref()).await?;
         let info = adapter.get_info();
+        let mut wanted = wgpu::Features::TIMESTAMP_QUERY;
+        if !options.no_subgroups {
+            wanted |= wgpu::Features::SUBGROUP;
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-rnn"),
-                // Timestamps only serve `wgpu-rnn bench --profile`; ask where offered.
-                required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
+                // Timestamps only serve `wgpu-rnn bench --profile`, subgroups a faster
+                // path of some kernels; ask where offered.
+                required_features: adapter.features() & wanted,
                 required_limits: options.limits.clone().unwrap_or_else(|| adapter.limits()),
                 ..Default::default()
             })
@@ -373,6 +388,12 @@ impl Gpu {
     /// The matrix-product kernel this context runs.
     pub fn gemm(&self) -> GemmTuning {
         self.inner.kernels.gemm
+    }
+
+    /// Whether kernels use subgroup operations here (the adapter offers
+    /// `Features::SUBGROUP` and they were not turned off).
+    pub fn subgroups(&self) -> bool {
+        self.inner.kernels.has(&kernels::SUM_SQUARES_SUBGROUP)
     }
 
     /// Where [`Gpu::gemm`]'s choice came from.

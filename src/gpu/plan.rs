@@ -7,7 +7,7 @@ use wgpu::util::DeviceExt;
 
 use super::kernels::{
     Access, GemmUniform, Kernel, KernelDef, MaskUniform, ReduceUniform, COL_SUM, GEMM,
-    GEMM_SPLIT_SUM, GEMM_TILED, MASK_ROWS, SUM_SQUARES,
+    GEMM_SPLIT_SUM, GEMM_TILED, MASK_ROWS, SUM_SQUARES, SUM_SQUARES_SUBGROUP,
 };
 use super::profiler::Profiler;
 use super::tuning::{GemmVariant, GEMM_TILE};
@@ -377,7 +377,12 @@ impl<'g> PlanBuilder<'g> {
             in_off: to_u32("offset", x.offset())?,
             out_off: to_u32("offset", slot)?,
         };
-        let kernel = Kernel::new(&SUM_SQUARES).with("WG", WG);
+        let def = if self.gpu.kernels().has(&SUM_SQUARES_SUBGROUP) {
+            &SUM_SQUARES_SUBGROUP
+        } else {
+            &SUM_SQUARES
+        };
+        let kernel = Kernel::new(def).with("WG", WG);
         let groups = self.groups(parts.max(1), 1)?;
         self.push(
             kernel,
