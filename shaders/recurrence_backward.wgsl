@@ -30,7 +30,8 @@ fn recurrence_backward(
     let last_row = reg.row0 + reg.rows - 1u;
     let last_unit = reg.unit0 + reg.units - 1u;
     load_shared_weights(lid);
-    for (var n = p.first; n < p.first + p.steps; n++) {
+    let first = first_iteration();
+    for (var n = first; n < first + p.steps; n++) {
         // The step handled at iteration n, and the one handled before it (n > 0).
         let tau = select(p.t - n, n + 1u, REVERSE);
         let tau_before = select(p.t - n + 1u, n, REVERSE);

@@ -23,7 +23,8 @@ fn recurrence_forward(
     let last_row = reg.row0 + reg.rows - 1u;
     let last_unit = reg.unit0 + reg.units - 1u;
     load_shared_weights(lid);
-    for (var n = p.first; n < p.first + p.steps; n++) {
+    let first = first_iteration();
+    for (var n = first; n < first + p.steps; n++) {
         let tau = forward_time(n);
         let cur = out_block(tau) * block;
         let prev = prev_block(tau) * block;

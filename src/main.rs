@@ -50,14 +50,15 @@ fn info() -> Result<()> {
         l.max_compute_invocations_per_workgroup
     );
     println!("gemm:    {} ({})", gpu.gemm(), gpu.gemm_source());
-    println!(
-        "subgroups: {}",
-        if gpu.subgroups() {
-            "used"
+    let used = |on: bool, var: &str| {
+        if on {
+            "used".to_string()
         } else {
-            "not offered or turned off (WGPU_RNN_SUBGROUPS=0)"
+            format!("not offered or turned off ({var}=0)")
         }
-    );
+    };
+    println!("subgroups: {}", used(gpu.subgroups(), "WGPU_RNN_SUBGROUPS"));
+    println!("immediates: {}", used(gpu.immediates(), "WGPU_RNN_IMMEDIATES"));
     Ok(())
 }
 

@@ -13,6 +13,8 @@ use crate::error::Result;
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const CELL: &str = include_str!("../../shaders/cell.wgsl");
 const RECURRENCE: &str = include_str!("../../shaders/recurrence.wgsl");
+const FIRST_UNIFORM: &str = include_str!("../../shaders/first_uniform.wgsl");
+const FIRST_IMMEDIATE: &str = include_str!("../../shaders/first_immediate.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 /// How a kernel uses a storage binding.
@@ -38,6 +40,15 @@ pub(crate) struct KernelDef {
     pub uniform_size: u64,
     /// Device features the kernel needs; it is only compiled where they are enabled.
     pub requires: wgpu::Features,
+    /// Bytes of immediate data (`var<immediate>`), 0 for none.
+    pub immediate_size: u32,
+}
+
+impl KernelDef {
+    /// Unique among the table's records (one entry point may have an immediates twin).
+    fn key(&self) -> (&'static str, u32) {
+        (self.entry, self.immediate_size)
+    }
 }
 
 impl KernelDef {
@@ -63,6 +74,7 @@ pub(crate) const GEMM: KernelDef = KernelDef {
     bindings: &[Read, Read, ReadWrite, Read],
     uniform_size: size::<GemmUniform>(),
     requires: wgpu::Features::empty(),
+    immediate_size: 0,
 };
 
 /// The same product with workgroup-memory tiles (shaders/gemm_tiled.wgsl); with `SPLIT`,
@@ -87,6 +99,7 @@ pub(crate) const COL_SUM: KernelDef = KernelDef {
     bindings: &[Read, ReadWrite],
     uniform_size: size::<ReduceUniform>(),
     requires: wgpu::Features::empty(),
+    immediate_size: 0,
 };
 
 /// Sum of squares of a vector, by one workgroup (shaders/reduce.wgsl).
@@ -112,6 +125,7 @@ pub(crate) const MASK_ROWS: KernelDef = KernelDef {
     bindings: &[ReadWrite, Read],
     uniform_size: size::<MaskUniform>(),
     requires: wgpu::Features::empty(),
+    immediate_size: 0,
 };
 
 /// A cell's forward recurrence (shaders/recurrence_forward.wgsl): pre, W_hh, b_hh,
@@ -119,10 +133,11 @@ pub(crate) const MASK_ROWS: KernelDef = KernelDef {
 pub(crate) const RECURRENCE_FORWARD: KernelDef = KernelDef {
     entry: "recurrence_forward",
     source: include_str!("../../shaders/recurrence_forward.wgsl"),
-    prelude: &[COMMON, CELL, RECURRENCE],
+    prelude: &[COMMON, CELL, RECURRENCE, FIRST_UNIFORM],
     bindings: &[Read, Read, Read, ReadWrite, ReadWrite, Read],
     uniform_size: size::<SeqUniform>(),
     requires: wgpu::Features::empty(),
+    immediate_size: 0,
 };
 
 /// A cell's backward recurrence (shaders/recurrence_backward.wgsl): dp, W_hh, dr, states,
@@ -130,12 +145,30 @@ pub(crate) const RECURRENCE_FORWARD: KernelDef = KernelDef {
 pub(crate) const RECURRENCE_BACKWARD: KernelDef = KernelDef {
     entry: "recurrence_backward",
     source: include_str!("../../shaders/recurrence_backward.wgsl"),
-    prelude: &[COMMON, CELL, RECURRENCE],
+    prelude: &[COMMON, CELL, RECURRENCE, FIRST_UNIFORM],
     bindings: &[
         ReadWrite, Read, ReadWrite, Read, Read, Read, Read, ReadWrite,
     ],
     uniform_size: size::<SeqUniform>(),
     requires: wgpu::Features::empty(),
+    immediate_size: 0,
+};
+
+/// [`RECURRENCE_FORWARD`] taking its first iteration from an immediate, so that the
+/// stepwise path changes only that between steps.
+pub(crate) const RECURRENCE_FORWARD_IMMEDIATE: KernelDef = KernelDef {
+    prelude: &[COMMON, CELL, RECURRENCE, FIRST_IMMEDIATE],
+    requires: wgpu::Features::IMMEDIATES,
+    immediate_size: 4,
+    ..RECURRENCE_FORWARD
+};
+
+/// [`RECURRENCE_BACKWARD`] likewise.
+pub(crate) const RECURRENCE_BACKWARD_IMMEDIATE: KernelDef = KernelDef {
+    prelude: &[COMMON, CELL, RECURRENCE, FIRST_IMMEDIATE],
+    requires: wgpu::Features::IMMEDIATES,
+    immediate_size: 4,
+    ..RECURRENCE_BACKWARD
 };
 
 /// Softmax cross-entropy rows (shaders/loss.wgsl): y, target, weight, scale, dy, row_loss.
@@ -146,6 +179,7 @@ pub(crate) const SOFTMAX_XENT: KernelDef = KernelDef {
     bindings: &[Read, Read, Read, Read, ReadWrite, ReadWrite],
     uniform_size: size::<RowsUniform>(),
     requires: wgpu::Features::empty(),
+    immediate_size: 0,
 };
 
 /// Squared-error rows (shaders/loss.wgsl), bound like [`SOFTMAX_XENT`].
@@ -163,10 +197,11 @@ pub(crate) const UPDATE: KernelDef = KernelDef {
     bindings: &[ReadWrite, Read, ReadWrite, ReadWrite, Read, Read],
     uniform_size: size::<UpdateUniform>(),
     requires: wgpu::Features::empty(),
+    immediate_size: 0,
 };
 
 /// Every kernel, for the device check and for compiling them all up front.
-pub(crate) const ALL: [&KernelDef; 12] = [
+pub(crate) const ALL: [&KernelDef; 14] = [
     &GEMM,
     &GEMM_TILED,
     &GEMM_SPLIT_SUM,
@@ -176,6 +211,8 @@ pub(crate) const ALL: [&KernelDef; 12] = [
     &MASK_ROWS,
     &RECURRENCE_FORWARD,
     &RECURRENCE_BACKWARD,
+    &RECURRENCE_FORWARD_IMMEDIATE,
+    &RECURRENCE_BACKWARD_IMMEDIATE,
     &SOFTMAX_XENT,
     &MSE,
     &UPDATE,
@@ -287,9 +324,9 @@ impl Kernel {
         self
     }
 
-    fn key(&self) -> (&'static str, Vec<(&'static str, u64)>) {
+    fn key(&self) -> PipelineKey {
         (
-            self.def.entry,
+            self.def.key(),
             self.constants
                 .iter()
                 .map(|(n, v)| (*n, v.to_bits()))
@@ -298,13 +335,13 @@ impl Kernel {
     }
 }
 
-type PipelineKey = (&'static str, Vec<(&'static str, u64)>);
+type PipelineKey = ((&'static str, u32), Vec<(&'static str, u64)>);
 
 /// Shader modules, layouts and compiled pipelines for one device.
 pub(crate) struct Kernels {
     /// Per entry point: its module, bind group layout and pipeline layout.
     layouts: HashMap<
-        &'static str,
+        (&'static str, u32),
         (
             wgpu::ShaderModule,
             wgpu::BindGroupLayout,
@@ -363,9 +400,9 @@ impl Kernels {
                 let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                     label: Some(def.entry),
                     bind_group_layouts: &[Some(&bgl)],
-                    immediate_size: 0,
+                    immediate_size: def.immediate_size,
                 });
-                (def.entry, (module, bgl, pl))
+                (def.key(), (module, bgl, pl))
             })
             .collect();
         let unused = |label| {
@@ -387,11 +424,11 @@ impl Kernels {
 
     /// Whether `def` was compiled for this device (its features are enabled).
     pub fn has(&self, def: &KernelDef) -> bool {
-        self.layouts.contains_key(def.entry)
+        self.layouts.contains_key(&def.key())
     }
 
     pub fn bind_group_layout(&self, def: &KernelDef) -> &wgpu::BindGroupLayout {
-        &self.layouts[def.entry].1
+        &self.layouts[&def.key()].1
     }
 
     pub fn pipeline(&self, gpu: &Gpu, kernel: &Kernel) -> Result<wgpu::ComputePipeline> {
@@ -400,7 +437,7 @@ impl Kernels {
         if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
         }
-        let (module, _, layout) = &self.layouts[kernel.def.entry];
+        let (module, _, layout) = &self.layouts[&kernel.def.key()];
         let pipeline = gpu.scoped("compiling a compute pipeline", || {
             gpu.device()
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

@@ -14,8 +14,9 @@ pub(crate) use tensor::check_fits;
 use std::sync::Arc;
 
 pub(crate) use kernels::{
-    Kernel, RowsUniform, SeqUniform, UpdateUniform, MSE, RECURRENCE_BACKWARD, RECURRENCE_FORWARD,
-    SOFTMAX_XENT, UPDATE,
+    Kernel, RowsUniform, SeqUniform, UpdateUniform, MSE, RECURRENCE_BACKWARD,
+    RECURRENCE_BACKWARD_IMMEDIATE, RECURRENCE_FORWARD, RECURRENCE_FORWARD_IMMEDIATE, SOFTMAX_XENT,
+    UPDATE,
 };
 pub(crate) use memory::MemTicket;
 pub use memory::MemoryUse;
@@ -49,6 +50,9 @@ pub struct GpuOptions {
     /// Keep to the kernels without subgroup operations even where the adapter offers
     /// `Features::SUBGROUP` (`WGPU_RNN_SUBGROUPS=0`).
     pub no_subgroups: bool,
+    /// Keep to per-dispatch uniforms even where the adapter offers `Features::IMMEDIATES`
+    /// (`WGPU_RNN_IMMEDIATES=0`).
+    pub no_immediates: bool,
 }
 
 impl GpuOptions {
@@ -65,8 +69,8 @@ impl GpuOptions {
             tuning_dir: std::env::var_os("WGPU_RNN_TUNING_DIR")
                 .filter(|v| !v.is_empty())
                 .map(Into::into),
-            no_subgroups: std::env::var("WGPU_RNN_SUBGROUPS")
-                .is_ok_and(|v| matches!(v.trim(), "0" | "off" | "false")),
+            no_subgroups: env_off("WGPU_RNN_SUBGROUPS"),
+            no_immediates: env_off("WGPU_RNN_IMMEDIATES"),
         }
     }
 
@@ -87,6 +91,11 @@ impl GpuOptions {
 
     pub fn with_gemm(mut self, gemm: GemmTuning) -> Self {
         self.gemm = Some(gemm);
+        self
+    }
+
+    pub fn without_immediates(mut self) -> Self {
+        self.no_immediates = true;
         self
     }
 
@@ -174,6 +183,11 @@ impl std::fmt::Debug for Gpu {
     }
 }
 
+/// Whether the environment variable `name` turns a feature off (0, off or false).
+fn env_off(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| matches!(v.trim(), "0" | "off" | "false"))
+}
+
 /// Preference among adapters when no name is given: real GPUs first, then software.
 fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     let ty = match info.device_type {
@@ -209,7 +223,11 @@ impl Gpu {
         let instance = wgpu::Instance::new(desc);
         let adapter = Self::choose(&instance, backends, options.adapter_name.as_deref()).await?;
         let info = adapter.get_info();
+        let limits = options.limits.clone().unwrap_or_else(|| adapter.limits());
         let mut wanted = wgpu::Features::TIMESTAMP_QUERY;
+        if !options.no_immediates && limits.max_immediate_size >= 4 {
+            wanted |= wgpu::Features::IMMEDIATES;
+        }
         if !options.no_subgroups {
             wanted |= wgpu::Features::SUBGROUP;
         }
@@ -219,7 +237,7 @@ impl Gpu {
                 // Timestamps only serve `wgpu-rnn bench --profile`, subgroups a faster
                 // path of some kernels; ask where offered.
                 required_features: adapter.features() & wanted,
-                required_limits: options.limits.clone().unwrap_or_else(|| adapter.limits()),
+                required_limits: limits,
                 ..Default::default()
             })
             .await
@@ -394,6 +412,14 @@ impl Gpu {
     /// `Features::SUBGROUP` and they were not turned off).
     pub fn subgroups(&self) -> bool {
         self.inner.kernels.has(&kernels::SUM_SQUARES_SUBGROUP)
+    }
+
+    /// Whether the stepwise recurrence passes its step as an immediate (the adapter
+    /// offers `Features::IMMEDIATES` and they were not turned off).
+    pub fn immediates(&self) -> bool {
+        self.inner
+            .kernels
+            .has(&kernels::RECURRENCE_FORWARD_IMMEDIATE)
     }
 
     /// Where [`Gpu::gemm`]'s choice came from.

@@ -104,17 +104,23 @@ impl<'a> GemmSpec<'a> {
     }
 }
 
+#[derive(Clone)]
 struct Op {
     section: &'static str,
     pipeline: wgpu::ComputePipeline,
     bind_group: usize,
     offset: u32,
     groups: [u32; 3],
+    /// The kernel's immediate data (its first iteration), if it takes one.
+    immediate: Option<u32>,
+    /// Same pipeline, bind group and offset as the op before: recorded without setting
+    /// them again.
+    repeats_state: bool,
 }
 
 #[derive(Clone, PartialEq, Eq)]
 struct BindGroupKey {
-    def: &'static str,
+    def: (&'static str, u32),
     buffers: Vec<wgpu::Buffer>,
 }
 
@@ -207,7 +213,7 @@ impl<'g> PlanBuilder<'g> {
         let kernels = self.gpu.kernels();
         let pipeline = kernels.pipeline(self.gpu, &kernel)?;
         let key = BindGroupKey {
-            def: def.entry,
+            def: (def.entry, def.immediate_size),
             // An unused read-write binding gets a buffer of its own: one buffer may not be
             // bound read-only and read-write in one dispatch.
             buffers: buffers
@@ -238,7 +244,43 @@ impl<'g> PlanBuilder<'g> {
             bind_group,
             offset: to_u32("uniform offset", offset)?,
             groups,
+            immediate: None,
+            repeats_state: false,
         });
+        Ok(())
+    }
+
+    /// Whether the device compiled `def` (it has the features the kernel needs).
+    pub fn has(&self, def: &KernelDef) -> bool {
+        self.gpu.kernels().has(def)
+    }
+
+    /// Adds `steps` dispatches of a kernel that takes its first iteration as an immediate
+    /// (`var<immediate>`): one uniform and bind group for all, then per step only the
+    /// immediate changes.
+    pub fn push_steps(
+        &mut self,
+        kernel: Kernel,
+        uniform: &[u8],
+        buffers: &[Option<&wgpu::Buffer>],
+        groups: [u32; 3],
+        steps: usize,
+    ) -> Result<()> {
+        debug_assert_eq!(kernel.def.immediate_size, 4, "{}", kernel.def.entry);
+        if steps == 0 {
+            return Ok(());
+        }
+        self.push(kernel, uniform, buffers, groups)?;
+        let first = self.ops.len() - 1;
+        self.ops[first].immediate = Some(0);
+        for n in 1..steps {
+            let op = Op {
+                immediate: Some(to_u32("steps", n)?),
+                repeats_state: true,
+                ..self.ops[first].clone()
+            };
+            self.ops.push(op);
+        }
         Ok(())
     }
 
@@ -471,10 +513,19 @@ impl Plan {
     /// Records every dispatch into `pass`, in order.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         for op in &self.ops {
+            self.record_op(pass, op, op.repeats_state);
+        }
+    }
+
+    fn record_op(&self, pass: &mut wgpu::ComputePass<'_>, op: &Op, state_is_set: bool) {
+        if !state_is_set {
             pass.set_pipeline(&op.pipeline);
             pass.set_bind_group(0, &self.bind_groups[op.bind_group], &[op.offset]);
-            pass.dispatch_workgroups(op.groups[0], op.groups[1], op.groups[2]);
         }
+        if let Some(v) = op.immediate {
+            pass.set_immediates(0, bytemuck::bytes_of(&v));
+        }
+        pass.dispatch_workgroups(op.groups[0], op.groups[1], op.groups[2]);
     }
 
     /// Records every dispatch in a compute pass of its own, timed by `profiler`.
@@ -485,9 +536,7 @@ impl Plan {
     ) -> Result<()> {
         for op in &self.ops {
             let mut pass = profiler.pass(enc, op.section)?;
-            pass.set_pipeline(&op.pipeline);
-            pass.set_bind_group(0, &self.bind_groups[op.bind_group], &[op.offset]);
-            pass.dispatch_workgroups(op.groups[0], op.groups[1], op.groups[2]);
+            self.record_op(&mut pass, op, false);
         }
         Ok(())
     }

@@ -6,7 +6,8 @@ use super::{Activation, CellKind, Params, RnnConfig};
 use crate::error::{Error, Result};
 use crate::gpu::{
     to_u32, GemmSpec, Gpu, GpuTensor, Kernel, Operand, Plan, PlanBuilder, SeqUniform,
-    RECURRENCE_BACKWARD, RECURRENCE_FORWARD, WG,
+    RECURRENCE_BACKWARD, RECURRENCE_BACKWARD_IMMEDIATE, RECURRENCE_FORWARD,
+    RECURRENCE_FORWARD_IMMEDIATE, WG,
 };
 
 /// Largest G·H·H that the persistent kernel copies into workgroup memory (16 KiB, the
@@ -617,6 +618,24 @@ impl<'a> Ctx<'a> {
                 u.units_per_wg = STEPWISE_UNITS as u32;
                 u.steps = 1;
                 let groups = plan.groups(h.div_ceil(STEPWISE_UNITS), b.div_ceil(STEPWISE_ROWS))?;
+                let twin = if backward {
+                    &RECURRENCE_BACKWARD_IMMEDIATE
+                } else {
+                    &RECURRENCE_FORWARD_IMMEDIATE
+                };
+                if plan.has(twin) {
+                    let kernel = Kernel {
+                        def: twin,
+                        ..kernel
+                    };
+                    return plan.push_steps(
+                        kernel,
+                        bytemuck::bytes_of(&u),
+                        buffers,
+                        groups,
+                        iterations,
+                    );
+                }
                 for n in 0..iterations {
                     u.first = n as u32;
                     plan.push(kernel.clone(), bytemuck::bytes_of(&u), buffers, groups)?;
