@@ -13,6 +13,18 @@ override BK: u32 = 16u;
 override THREADS: u32 = BM * BN / 16u;
 // Workgroup z computes a partial over its own range of K (see gemm_common.wgsl).
 override SPLIT: bool = false;
+// Loads as vec4s along an operand's contiguous dimension where its offset and other
+// stride are multiples of 4 (the host checks): A 1 along K, 2 along M; B 1 along N, 2
+// along K; 0 one value at a time.
+override VEC_A: u32 = 0u;
+override VEC_B: u32 = 0u;
+
+// The same buffers as a and b, seen as vec4s (every tensor buffer is a multiple of 16
+// bytes long).
+@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
+
+const LANES = vec4<u32>(0u, 1u, 2u, 3u);
 
 // Slice p of K is row p: a_tile[p * BM/4 + i/4][i%4] = A(i0 + i, k0 + p).
 var<workgroup> a_tile: array<vec4<f32>, BK * BM / 4u>;
@@ -31,6 +43,54 @@ fn load_a_tile(i0: u32, k0: u32, k_end: u32, lid: u32) {
         let gq = k0 + q;
         let v = a[p.a_off + min(gi, p.m - 1u) * p.a_rs + min(gq, k_end - 1u) * p.a_cs];
         a_tile[q * (BM / 4u) + i / 4u][i % 4u] = select(0.0, v, gi < p.m && gq < k_end);
+    }
+}
+
+fn load_a_tile_vec4(i0: u32, k0: u32, k_end: u32, lid: u32) {
+    for (var e = lid; e < BM * BK / 4u; e += THREADS) {
+        if (VEC_A == 1u) {
+            let i = e / (BK / 4u);
+            let q = e % (BK / 4u) * 4u;
+            let gi = i0 + i;
+            let gq = k0 + q;
+            let v = a4[(p.a_off + min(gi, p.m - 1u) * p.a_rs + min(gq, k_end - 1u)) / 4u];
+            let w = select(vec4<f32>(), v, (vec4<u32>(gq) + LANES < vec4<u32>(k_end)) & vec4<bool>(gi < p.m));
+            for (var c = 0u; c < 4u; c++) {
+                a_tile[(q + c) * (BM / 4u) + i / 4u][i % 4u] = w[c];
+            }
+        } else {
+            let q = e / (BM / 4u);
+            let i = e % (BM / 4u) * 4u;
+            let gi = i0 + i;
+            let gq = k0 + q;
+            let v = a4[(p.a_off + min(gq, k_end - 1u) * p.a_cs + min(gi, p.m - 1u)) / 4u];
+            let ok = (vec4<u32>(gi) + LANES < vec4<u32>(p.m)) & vec4<bool>(gq < k_end);
+            a_tile[q * (BM / 4u) + i / 4u] = select(vec4<f32>(), v, ok);
+        }
+    }
+}
+
+fn load_b_tile_vec4(j0: u32, k0: u32, k_end: u32, lid: u32) {
+    for (var e = lid; e < BN * BK / 4u; e += THREADS) {
+        if (VEC_B == 1u) {
+            let q = e / (BN / 4u);
+            let j = e % (BN / 4u) * 4u;
+            let gj = j0 + j;
+            let gq = k0 + q;
+            let v = b4[(p.b_off + min(gq, k_end - 1u) * p.b_rs + min(gj, p.n - 1u)) / 4u];
+            let ok = (vec4<u32>(gj) + LANES < vec4<u32>(p.n)) & vec4<bool>(gq < k_end);
+            b_tile[q * (BN / 4u) + j / 4u] = select(vec4<f32>(), v, ok);
+        } else {
+            let j = e / (BK / 4u);
+            let q = e % (BK / 4u) * 4u;
+            let gj = j0 + j;
+            let gq = k0 + q;
+            let v = b4[(p.b_off + min(gj, p.n - 1u) * p.b_cs + min(gq, k_end - 1u)) / 4u];
+            let w = select(vec4<f32>(), v, (vec4<u32>(gq) + LANES < vec4<u32>(k_end)) & vec4<bool>(gj < p.n));
+            for (var c = 0u; c < 4u; c++) {
+                b_tile[(q + c) * (BN / 4u) + j / 4u][j % 4u] = w[c];
+            }
+        }
     }
 }
 
@@ -77,8 +137,16 @@ fn gemm_tiled(
 
     var acc = array<vec4<f32>, 4>();
     for (var k0 = k_begin; k0 < k_end; k0 += BK) {
-        load_a_tile(i0, k0, k_end, lid);
-        load_b_tile(j0, k0, k_end, lid);
+        if (VEC_A == 0u) {
+            load_a_tile(i0, k0, k_end, lid);
+        } else {
+            load_a_tile_vec4(i0, k0, k_end, lid);
+        }
+        if (VEC_B == 0u) {
+            load_b_tile(j0, k0, k_end, lid);
+        } else {
+            load_b_tile_vec4(j0, k0, k_end, lid);
+        }
         workgroupBarrier();
         for (var q = 0u; q < BK; q += 4u) {
             fma_tile(&acc, a_tile[q * (BM / 4u) + ty], b_tile[q * (BN / 4u) + tx]);

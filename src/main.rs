@@ -58,7 +58,10 @@ fn info() -> Result<()> {
         }
     };
     println!("subgroups: {}", used(gpu.subgroups(), "WGPU_RNN_SUBGROUPS"));
-    println!("immediates: {}", used(gpu.immediates(), "WGPU_RNN_IMMEDIATES"));
+    println!(
+        "immediates: {}",
+        used(gpu.immediates(), "WGPU_RNN_IMMEDIATES")
+    );
     Ok(())
 }
 

@@ -35,6 +35,9 @@ struct Case {
     b_transposed: bool,
     bias: bool,
     accumulate: bool,
+    /// Offsets and strides that are multiples of 4 (so the tiled kernel loads vec4s),
+    /// strides padded past the matrix; else odd offsets and tight strides.
+    aligned: bool,
 }
 
 /// Runs one case on `gpu`; returns the worst error over its allowance (≤ 1 passes) and
@@ -43,25 +46,37 @@ fn run(gpu: &Gpu, c: &Case, rng: &mut impl Rng) -> (f64, Vec<f32>) {
     let (m, n, k) = (c.m, c.n, c.k);
     let mut draw =
         |len: usize| -> Vec<f32> { (0..len).map(|_| rng.random_range(-1.0..1.0)).collect() };
-    // Offsets and a wider C row make any index slip read or write the wrong values.
-    let (a_off, b_off, c_off, bias_off, c_rs) = (3, 5, 7, 2, n + 3);
-    let a = draw(a_off + m * k);
-    let b = draw(b_off + k * n);
+    // Offsets, padded strides and a wider C row make any index slip read or write the
+    // wrong values.
+    let (c_off, bias_off, c_rs) = (7, 2, n + 3);
+    let (a_off, b_off) = if c.aligned { (4, 8) } else { (3, 5) };
+    let stride = |len: usize| {
+        if c.aligned {
+            len.next_multiple_of(4) + 4
+        } else {
+            len
+        }
+    };
+    // A is (M, K): row-major with row stride a_ld, or stored transposed (K rows of a_ld).
+    let a_ld = stride(if c.a_transposed { m } else { k });
+    let b_ld = stride(if c.b_transposed { k } else { n });
+    let a = draw(a_off + m.max(k) * a_ld);
+    let b = draw(b_off + k.max(n) * b_ld);
     let c0 = draw(c_off + m * c_rs);
     let bias = draw(bias_off + n);
     // A(i,p), B(p,j) as the strides the operands are given with.
     let a_at = |i: usize, p: usize| {
         if c.a_transposed {
-            a[a_off + p * m + i]
+            a[a_off + p * a_ld + i]
         } else {
-            a[a_off + i * k + p]
+            a[a_off + i * a_ld + p]
         }
     };
     let b_at = |p: usize, j: usize| {
         if c.b_transposed {
-            b[b_off + j * k + p]
+            b[b_off + j * b_ld + p]
         } else {
-            b[b_off + p * n + j]
+            b[b_off + p * b_ld + j]
         }
     };
 
@@ -72,20 +87,20 @@ fn run(gpu: &Gpu, c: &Case, rng: &mut impl Rng) -> (f64, Vec<f32>) {
             buf: ta.buffer(),
             off: a_off,
             rs: 1,
-            cs: m,
+            cs: a_ld,
         }
     } else {
-        Operand::rows(ta.buffer(), a_off, k)
+        Operand::rows(ta.buffer(), a_off, a_ld)
     };
     let b_op = if c.b_transposed {
         Operand {
             buf: tb.buffer(),
             off: b_off,
             rs: 1,
-            cs: k,
+            cs: b_ld,
         }
     } else {
-        Operand::rows(tb.buffer(), b_off, n)
+        Operand::rows(tb.buffer(), b_off, b_ld)
     };
     let mut spec = GemmSpec::new(m, n, k, a_op, b_op, Operand::rows(tc.buffer(), c_off, c_rs))
         .accumulate(c.accumulate);
@@ -142,29 +157,34 @@ fn every_gemm_variant_matches_the_host_product_at_awkward_shapes() {
         (1, 130, 600),
         (65, 17, 1030),
         (3, 3, 0),
+        (64, 36, 20),
+        (6, 70, 260),
     ];
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     for variant in VARIANTS {
         let gpu = gpu_with(variant);
-        for &(m, n, k) in &sizes {
-            for layout in 0..4 {
-                for epilogue in 0..4 {
-                    let case = Case {
-                        m,
-                        n,
-                        k,
-                        a_transposed: layout & 1 == 1,
-                        b_transposed: layout & 2 == 2,
-                        bias: epilogue & 1 == 1,
-                        accumulate: epilogue & 2 == 2,
-                    };
-                    let (worst, _) = run(&gpu, &case, &mut rng);
-                    assert!(
-                        worst <= 1.0,
-                        "{variant}: m {m} n {n} k {k} layout {layout} epilogue {epilogue}: \
-                         error {worst:.2} x the allowance"
-                    );
-                }
+        for (index, &(m, n, k)) in sizes.iter().enumerate() {
+            // Every layout (both operands' orientations, aligned or not) at every size;
+            // the epilogue turns with the size, so each (layout, epilogue) pair runs at
+            // two sizes or more.
+            for layout in 0..8 {
+                let epilogue = (layout + index) % 4;
+                let case = Case {
+                    aligned: layout & 4 == 4,
+                    m,
+                    n,
+                    k,
+                    a_transposed: layout & 1 == 1,
+                    b_transposed: layout & 2 == 2,
+                    bias: epilogue & 1 == 1,
+                    accumulate: epilogue & 2 == 2,
+                };
+                let (worst, _) = run(&gpu, &case, &mut rng);
+                assert!(
+                    worst <= 1.0,
+                    "{variant}: m {m} n {n} k {k} layout {layout} epilogue {epilogue}: \
+                     error {worst:.2} x the allowance"
+                );
             }
         }
     }
@@ -182,6 +202,7 @@ fn split_k_is_used_and_deterministic() {
         b_transposed: false,
         bias: true,
         accumulate: true,
+        aligned: true,
     };
     let (worst, first) = run(&gpu, &case, &mut rand_chacha::ChaCha8Rng::seed_from_u64(5));
     assert!(worst <= 1.0);

@@ -82,10 +82,13 @@ pub(crate) const GEMM: KernelDef = KernelDef {
 pub(crate) const GEMM_TILED: KernelDef = KernelDef {
     entry: "gemm_tiled",
     source: include_str!("../../shaders/gemm_tiled.wgsl"),
+    // a, b, c, bias, then a and b again as vec4s.
+    bindings: &[Read, Read, ReadWrite, Read, Read, Read],
     ..GEMM
 };
 
-/// Sums split-K partials (bound as A) into C with the epilogue (shaders/gemm_tiled.wgsl).
+/// Sums split-K partials (bound as A) into C with the epilogue (shaders/gemm_tiled.wgsl;
+/// bound like [`GEMM_TILED`], the vec4 views unused).
 pub(crate) const GEMM_SPLIT_SUM: KernelDef = KernelDef {
     entry: "gemm_split_sum",
     ..GEMM_TILED

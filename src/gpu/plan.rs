@@ -328,10 +328,39 @@ impl<'g> PlanBuilder<'g> {
             }
             GemmVariant::Tiled { bm, bn, bk } => (bm, bn, bk),
         };
+        // vec4 loads along an operand's contiguous dimension where offset and the other
+        // stride keep every vec4 aligned.
+        let aligned = |o: &Operand<'_>, contiguous: usize, other: usize| {
+            contiguous == 1 && other % 4 == 0 && o.off % 4 == 0
+        };
+        let vec_a = if aligned(&s.a, s.a.cs, s.a.rs) {
+            1
+        } else if aligned(&s.a, s.a.rs, s.a.cs) {
+            2
+        } else {
+            0
+        };
+        let vec_b = if aligned(&s.b, s.b.cs, s.b.rs) {
+            1
+        } else if aligned(&s.b, s.b.rs, s.b.cs) {
+            2
+        } else {
+            0
+        };
         let tiled = Kernel::new(&GEMM_TILED)
             .with("BM", bm)
             .with("BN", bn)
-            .with("BK", bk);
+            .with("BK", bk)
+            .with("VEC_A", vec_a)
+            .with("VEC_B", vec_b);
+        let buffers = [
+            Some(s.a.buf),
+            Some(s.b.buf),
+            Some(s.c.buf),
+            s.bias.map(|b| b.0),
+            Some(s.a.buf),
+            Some(s.b.buf),
+        ];
         let mut groups = self.groups(s.n.div_ceil(bn as usize), s.m.div_ceil(bm as usize))?;
         let splits = tuning.splits(s.m, s.n, s.k);
         if splits == 1 {
@@ -351,11 +380,25 @@ impl<'g> PlanBuilder<'g> {
         };
         groups[2] = splits as u32;
         let kernel = tiled.with("SPLIT", 1);
-        let split_buffers = [Some(s.a.buf), Some(s.b.buf), Some(&scratch), None];
+        let split_buffers = [
+            Some(s.a.buf),
+            Some(s.b.buf),
+            Some(&scratch),
+            None,
+            Some(s.a.buf),
+            Some(s.b.buf),
+        ];
         self.push(kernel, bytemuck::bytes_of(&u), &split_buffers, groups)?;
         let kernel = epilogue(Kernel::new(&GEMM_SPLIT_SUM));
         let groups = self.groups_1d(s.m * s.n)?;
-        let sum_buffers = [Some(&scratch), None, Some(s.c.buf), s.bias.map(|b| b.0)];
+        let sum_buffers = [
+            Some(&scratch),
+            None,
+            Some(s.c.buf),
+            s.bias.map(|b| b.0),
+            None,
+            None,
+        ];
         self.push(kernel, bytemuck::bytes_of(&u), &sum_buffers, groups)
     }
 

@@ -33,8 +33,9 @@ impl GpuTensor {
         let bytes = check_fits(gpu, what, shape)?;
         let (buffer, memory) = gpu.buffer(
             what,
-            // wgpu cannot bind an empty buffer; keep one element at least.
-            bytes.max(4),
+            // wgpu cannot bind an empty buffer; and whole vec4s, so that kernels may read
+            // the buffer as array<vec4<f32>> (the tiled gemm does) up to its end.
+            bytes.max(4).next_multiple_of(16),
             wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
