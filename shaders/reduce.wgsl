@@ -37,19 +37,24 @@ fn col_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
 // in each workgroup, the chunks added in order by whoever reads them).
 var<workgroup> partial: array<f32, WG>;
 
-@compute @workgroup_size(WG, 1, 1)
-fn sum_squares(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-) {
-    let begin = wid.x * p.cols;
+// This invocation's share of chunk `chunk`'s sum of squares.
+fn squares_of_share(chunk: u32, lid: u32) -> f32 {
+    let begin = chunk * p.cols;
     let end = min(p.rows, begin + p.cols);
     var s = 0.0;
     for (var r = begin + lid; r < end; r += WG) {
         let v = x[p.in_off + r];
         s += v * v;
     }
-    partial[lid] = s;
+    return s;
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn sum_squares(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    partial[lid] = squares_of_share(wid.x, lid);
     workgroupBarrier();
     for (var w = WG / 2u; w > 0u; w /= 2u) {
         if (lid < w) {

@@ -12,14 +12,7 @@ fn sum_squares_subgroup(
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) lanes: u32,
 ) {
-    let begin = wid.x * p.cols;
-    let end = min(p.rows, begin + p.cols);
-    var s = 0.0;
-    for (var r = begin + lid; r < end; r += WG) {
-        let v = x[p.in_off + r];
-        s += v * v;
-    }
-    let total = subgroupAdd(s);
+    let total = subgroupAdd(squares_of_share(wid.x, lid));
     if (lane == 0u) {
         subgroup_sums[lid / lanes] = total;
     }
