@@ -454,3 +454,41 @@ fn subgroup_and_plain_gradient_norms_agree() {
         None,
     );
 }
+
+/// A training step is one submit, and past the model's own forward and backward it adds
+/// two loss dispatches and two for the optimizer (the gradient norm, then the clip and
+/// update of every parameter at once), however many parameter tensors the model has.
+#[test]
+fn a_training_step_is_one_submit_with_one_norm_and_one_update_dispatch() {
+    for cfg in [
+        RnnConfig::new(I, H, O),
+        RnnConfig::new(I, H, O)
+            .with_cell(CellKind::Lstm)
+            .with_layers(3)
+            .with_bidirectional(true),
+    ] {
+        let tensors = cfg.param_shapes().tensors().len();
+        let mut rnn = Rnn::new(gpu(), cfg, 2).unwrap();
+        let b = batch(0, LossKind::Mse);
+        rnn.forward(&gpu().tensor(&[T, B, I], &b.x).unwrap(), None)
+            .unwrap();
+        let forward = rnn.last_call_stats().dispatches;
+        rnn.backward(&gpu().zeros(&[T, B, O]).unwrap(), None)
+            .unwrap();
+        let backward = rnn.last_call_stats().dispatches;
+        let train = TrainConfig::new(
+            OptimizerConfig::new(OptimizerKind::Adam, 0.01),
+            LossKind::Mse,
+        );
+        let mut trainer = Trainer::new(rnn, train).unwrap();
+        trainer.step(&b).unwrap();
+        let stats = trainer.last_step_stats();
+        assert_eq!(stats.submits, 1);
+        assert_eq!(
+            stats.dispatches,
+            forward + 2 + backward + 2,
+            "{tensors} parameter tensors"
+        );
+        assert!(trainer.last_host_record_us() > 0.0);
+    }
+}
