@@ -289,6 +289,7 @@ else
                 --shapes "1,4,4,4,4" --matmul "$matmul"
             grep '"matmul"' "$out/bench-$label.raw" > "$out/bench-$label.json"
             rm -f "$out/bench-$label.raw"
+            bench_lines[${#bench_lines[@]}-1]=${bench_lines[${#bench_lines[@]}-1]//.raw/.json}
         done
     fi
     if "$cli" tune --help > /dev/null 2>&1; then
