@@ -331,7 +331,7 @@ impl<'g> PlanBuilder<'g> {
         // vec4 loads along an operand's contiguous dimension where offset and the other
         // stride keep every vec4 aligned.
         let aligned = |o: &Operand<'_>, contiguous: usize, other: usize| {
-            contiguous == 1 && other % 4 == 0 && o.off % 4 == 0
+            contiguous == 1 && other.is_multiple_of(4) && o.off.is_multiple_of(4)
         };
         let vec_a = if aligned(&s.a, s.a.cs, s.a.rs) {
             1
