@@ -311,7 +311,16 @@ pub fn bench_gpu(gpu: &Gpu, shape: Shape, opts: &BenchOptions) -> Result<BenchRo
         rnn.forward(&x, None)?;
         gpu.wait()
     })?;
-    let path = format!("{}, gemm {}", rnn.path(shape.t, shape.b)?, gpu.gemm());
+    let path = match rnn.path(shape.t, shape.b)? {
+        p @ crate::RecurrencePath::Stepwise => {
+            format!(
+                "{p} ({} rows/workgroup), gemm {}",
+                gpu.stepwise_rows(),
+                gpu.gemm()
+            )
+        }
+        p => format!("{p}, gemm {}", gpu.gemm()),
+    };
     drop(rnn);
 
     gpu.reset_peak_memory();

@@ -62,6 +62,10 @@ fn info() -> Result<()> {
         "immediates: {}",
         used(gpu.immediates(), "WGPU_RNN_IMMEDIATES")
     );
+    println!(
+        "stepwise recurrence: {} batch rows per workgroup",
+        gpu.stepwise_rows()
+    );
     Ok(())
 }
 

@@ -357,6 +357,8 @@ pub(crate) struct Kernels {
     pub(crate) unused_write: wgpu::Buffer,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     pub gemm: super::GemmTuning,
+    /// Batch rows per workgroup of the stepwise recurrence (16 or 4).
+    pub stepwise_rows: usize,
 }
 
 fn layout_entry(binding: u32, ty: wgpu::BufferBindingType, min: u64) -> wgpu::BindGroupLayoutEntry {
@@ -373,7 +375,7 @@ fn layout_entry(binding: u32, ty: wgpu::BufferBindingType, min: u64) -> wgpu::Bi
 }
 
 impl Kernels {
-    pub fn new(device: &wgpu::Device, gemm: super::GemmTuning) -> Self {
+    pub fn new(device: &wgpu::Device, gemm: super::GemmTuning, stepwise_rows: usize) -> Self {
         let layouts = ALL
             .iter()
             .filter(|def| device.features().contains(def.requires))
@@ -422,6 +424,7 @@ impl Kernels {
             unused_write: unused("unused output"),
             pipelines: Mutex::new(HashMap::new()),
             gemm,
+            stepwise_rows,
         }
     }
 

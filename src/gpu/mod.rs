@@ -363,8 +363,9 @@ impl Gpu {
             }
         }
         let (gemm, gemm_source) = tuning::resolve(gemm, tuning_dir, &adapter, &l)?;
+        let stepwise_rows = tuning::stepwise_rows(adapter.device_type)?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let kernels = Kernels::new(&device, gemm);
+        let kernels = Kernels::new(&device, gemm, stepwise_rows);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::from_wgpu("compiling the WGSL kernels", e));
         }
@@ -412,6 +413,13 @@ impl Gpu {
     /// `Features::SUBGROUP` and they were not turned off).
     pub fn subgroups(&self) -> bool {
         self.inner.kernels.has(&kernels::SUM_SQUARES_SUBGROUP)
+    }
+
+    /// Batch rows per workgroup of the stepwise recurrence: 16 on CPU adapters (each
+    /// invocation 4 rows, reusing each weight load), 4 on GPUs (one row each, 4x the
+    /// workgroups, to fill a GPU at small batch); `WGPU_RNN_STEPWISE_ROWS` sets it.
+    pub fn stepwise_rows(&self) -> usize {
+        self.inner.kernels.stepwise_rows
     }
 
     /// Whether the stepwise recurrence passes its step as an immediate (the adapter

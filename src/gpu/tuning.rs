@@ -389,6 +389,26 @@ impl TuningFile {
     }
 }
 
+/// Batch rows per stepwise-recurrence workgroup: `WGPU_RNN_STEPWISE_ROWS` (4 or 16), else
+/// 16 on CPU adapters (lavapipe: measured) and 4 on GPUs (more workgroups per step; not
+/// yet measured on a GPU).
+pub(crate) fn stepwise_rows(device_type: wgpu::DeviceType) -> Result<usize> {
+    match std::env::var("WGPU_RNN_STEPWISE_ROWS") {
+        Ok(v) if !v.trim().is_empty() => match v.trim() {
+            "4" => Ok(4),
+            "16" => Ok(16),
+            _ => Err(Error::BadKernel(format!(
+                "WGPU_RNN_STEPWISE_ROWS={v:?}: expected 4 or 16"
+            ))),
+        },
+        _ => Ok(if device_type == wgpu::DeviceType::Cpu {
+            16
+        } else {
+            4
+        }),
+    }
+}
+
 /// The gemm choice for a new device: `forced` (option), else `WGPU_RNN_GEMM`, else the
 /// tuning file for the adapter in `cache` (a corrupt, foreign or unfitting one is skipped
 /// with a warning on stderr), else the adapter kind's default.

@@ -15,7 +15,6 @@ use crate::gpu::{
 pub(crate) const MAX_SHARED_W: usize = 4096;
 
 /// Batch rows × hidden units a workgroup of the stepwise path owns.
-const STEPWISE_ROWS: usize = 16;
 const STEPWISE_UNITS: usize = 64;
 
 /// How the sequential part of forward and backward runs.
@@ -183,6 +182,8 @@ pub(crate) struct Buffers {
     /// Per-row lengths (B, as floats) of a variable-length batch.
     pub lengths: Option<GpuTensor>,
     pub path: RecurrencePath,
+    /// Batch rows of a stepwise workgroup (this device's choice, [`Gpu::stepwise_rows`]).
+    stepwise_rows: usize,
 }
 
 impl Workspace {
@@ -244,6 +245,7 @@ impl Workspace {
                 None
             },
             path,
+            stepwise_rows: gpu.stepwise_rows(),
         };
         let ctx = Ctx { cfg, p, g, ws: &ws };
         let mut fwd = PlanBuilder::new(gpu);
@@ -540,7 +542,9 @@ impl<'a> Ctx<'a> {
                     if share { n.max(1) } else { 1 },
                 )
             }
-            RecurrencePath::Stepwise => (4, 1),
+            // A stepwise workgroup owns STEPWISE_UNITS units of its rows: 64 tiles of 4
+            // units, of 4 rows each (16 rows) or of one row (4 rows: 4x the workgroups).
+            RecurrencePath::Stepwise => (if self.ws.stepwise_rows >= 16 { 4 } else { 1 }, 1),
         };
         let def = if backward {
             &RECURRENCE_BACKWARD
@@ -614,10 +618,11 @@ impl<'a> Ctx<'a> {
                 plan.push(kernel, bytemuck::bytes_of(&u), buffers, groups)
             }
             RecurrencePath::Stepwise => {
-                u.rows_per_wg = STEPWISE_ROWS as u32;
+                let rows = ws.stepwise_rows;
+                u.rows_per_wg = rows as u32;
                 u.units_per_wg = STEPWISE_UNITS as u32;
                 u.steps = 1;
-                let groups = plan.groups(h.div_ceil(STEPWISE_UNITS), b.div_ceil(STEPWISE_ROWS))?;
+                let groups = plan.groups(h.div_ceil(STEPWISE_UNITS), b.div_ceil(rows))?;
                 let twin = if backward {
                     &RECURRENCE_BACKWARD_IMMEDIATE
                 } else {
