@@ -475,12 +475,22 @@ pub const TUNE_CANDIDATES: [&str; 8] = [
 #[derive(Debug, Clone)]
 pub struct TuneRow {
     pub gemm: GemmTuning,
+    /// Batch rows of a stepwise-recurrence workgroup.
+    pub stepwise_rows: usize,
     pub result: std::result::Result<f64, String>,
 }
 
+impl TuneRow {
+    /// The candidate as `tune` prints it and the tuning file records it.
+    pub fn label(&self) -> String {
+        format!("{}, stepwise {} rows", self.gemm, self.stepwise_rows)
+    }
+}
+
 /// Times a training step at each of `shapes` with every candidate gemm kernel on the
-/// adapter `options` picks (one device per candidate) and returns the tuning file for the
-/// fastest, with every row.
+/// adapter `options` picks (one device per candidate), then the fastest with the other
+/// stepwise-recurrence block, and returns the tuning file for the fastest of all, with
+/// every row.
 pub fn tune(
     options: &GpuOptions,
     shapes: &[Shape],
@@ -490,12 +500,13 @@ pub fn tune(
     for s in shapes {
         s.check()?;
     }
-    let mut rows = Vec::new();
+    let mut rows: Vec<TuneRow> = Vec::new();
     let mut adapter = None;
-    for text in TUNE_CANDIDATES {
-        let gemm: GemmTuning = text.parse()?;
-        let result = Gpu::with_options(&options.clone().with_gemm(gemm)).and_then(|gpu| {
+    let mut time = |options: GpuOptions, gemm: GemmTuning, fallback_rows: usize| {
+        let mut stepwise_rows = options.stepwise_rows.unwrap_or(fallback_rows);
+        let result = Gpu::with_options(&options).and_then(|gpu| {
             adapter.get_or_insert_with(|| gpu.adapter().clone());
+            stepwise_rows = gpu.stepwise_rows();
             shapes.iter().try_fold(0.0, |sum, &shape| {
                 let mut trainer = Trainer::new(Rnn::new(&gpu, shape.config(), 0)?, train_config())?;
                 let batch = batch(shape)?;
@@ -505,16 +516,32 @@ pub fn tune(
         });
         let row = TuneRow {
             gemm,
+            stepwise_rows,
             result: result.map_err(|e| e.to_string()),
         };
         report(&row);
-        rows.push(row);
+        row
+    };
+    for text in TUNE_CANDIDATES {
+        let gemm: GemmTuning = text.parse()?;
+        rows.push(time(options.clone().with_gemm(gemm), gemm, 0));
     }
-    let best = rows
-        .iter()
-        .filter_map(|r| r.result.as_ref().ok().map(|ms| (r.gemm, *ms)))
-        .min_by(|a, b| a.1.total_cmp(&b.1));
-    let (Some(adapter), Some((gemm, _))) = (adapter, best) else {
+    let fastest = |rows: &[TuneRow]| {
+        rows.iter()
+            .filter_map(|r| {
+                r.result
+                    .as_ref()
+                    .ok()
+                    .map(|ms| (r.gemm, r.stepwise_rows, *ms))
+            })
+            .min_by(|a, b| a.2.total_cmp(&b.2))
+    };
+    if let Some((gemm, used, _)) = fastest(&rows) {
+        let other = if used == 4 { 16 } else { 4 };
+        let options = options.clone().with_gemm(gemm).with_stepwise_rows(other);
+        rows.push(time(options, gemm, other));
+    }
+    let (Some(adapter), Some((gemm, stepwise_rows, _))) = (adapter, fastest(&rows)) else {
         return Err(Error::BadKernel(format!(
             "no gemm kernel could run here: {}",
             rows.iter()
@@ -524,9 +551,10 @@ pub fn tune(
         )));
     };
     let mut file = TuningFile::new(&adapter, gemm);
+    file.stepwise_rows = Some(stepwise_rows);
     file.measured = rows
         .iter()
-        .filter_map(|r| r.result.as_ref().ok().map(|ms| (r.gemm.to_string(), *ms)))
+        .filter_map(|r| r.result.as_ref().ok().map(|ms| (r.label(), *ms)))
         .collect();
     file.shapes = shapes
         .iter()

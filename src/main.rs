@@ -95,18 +95,20 @@ fn tune(a: TuneArgs) -> Result<()> {
         ..Default::default()
     };
     let options = GpuOptions::from_env();
-    if std::env::var("WGPU_RNN_GEMM").is_ok_and(|v| !v.trim().is_empty()) {
-        return Err(Error::IncompatibleArgs(
-            "WGPU_RNN_GEMM is set: tune compares every kernel, so unset it first".into(),
-        ));
+    for var in ["WGPU_RNN_GEMM", "WGPU_RNN_STEPWISE_ROWS"] {
+        if std::env::var(var).is_ok_and(|v| !v.trim().is_empty()) {
+            return Err(Error::IncompatibleArgs(format!(
+                "{var} is set: tune compares the choices it fixes, so unset it first"
+            )));
+        }
     }
     println!(
         "# candidate gemm kernels, training-step ms summed over {}",
         a.shapes
     );
     let (file, _) = bench::tune(&options, &shapes, &opts, |row| match &row.result {
-        Ok(ms) => println!("{:<28} {ms:>10.3} ms", row.gemm.to_string()),
-        Err(e) => println!("{:<28} skipped: {e}", row.gemm.to_string()),
+        Ok(ms) => println!("{:<44} {ms:>10.3} ms", row.label()),
+        Err(e) => println!("{:<44} skipped: {e}", row.label()),
     })?;
     let dir = a
         .output_dir

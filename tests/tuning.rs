@@ -17,10 +17,12 @@ fn fresh_dir(name: &str) -> PathBuf {
 }
 
 fn gpu_from(dir: &Path) -> Gpu {
-    assert!(
-        std::env::var("WGPU_RNN_GEMM").is_err(),
-        "WGPU_RNN_GEMM overrides tuning files; run these tests without it"
-    );
+    for var in ["WGPU_RNN_GEMM", "WGPU_RNN_STEPWISE_ROWS"] {
+        assert!(
+            std::env::var(var).is_err(),
+            "{var} overrides tuning files; run these tests without it"
+        );
+    }
     Gpu::with_options(&GpuOptions::from_env().with_tuning_dir(dir)).unwrap_or_else(|e| {
         panic!(
             "these tests need a working wgpu adapter: {e}\nOn a machine without a GPU run \
@@ -74,8 +76,10 @@ fn a_tuning_file_is_found_applied_and_bitwise_reproducible() {
 
     let chosen: GemmTuning = "tiled:16x32x8/split4".parse().unwrap();
     assert_ne!(probe.gemm(), chosen);
+    let rows = if probe.stepwise_rows() == 4 { 16 } else { 4 };
     let mut file = TuningFile::new(probe.adapter(), chosen);
     file.measured = vec![(chosen.to_string(), 1.5)];
+    file.stepwise_rows = Some(rows);
     file.save(&path).unwrap();
     let (loaded, gemm) = TuningFile::load(&path, probe.adapter()).unwrap();
     assert_eq!((loaded, gemm), (file, chosen));
@@ -83,8 +87,14 @@ fn a_tuning_file_is_found_applied_and_bitwise_reproducible() {
     let a = gpu_from(&dir);
     let b = gpu_from(&dir);
     assert_eq!(a.gemm(), chosen);
+    assert_eq!(a.stepwise_rows(), rows);
     assert_eq!(a.gemm_source(), &TuningSource::File(path));
-    let forced = Gpu::with_options(&GpuOptions::from_env().with_gemm(chosen)).unwrap();
+    let forced = Gpu::with_options(
+        &GpuOptions::from_env()
+            .with_gemm(chosen)
+            .with_stepwise_rows(rows),
+    )
+    .unwrap();
     let run = train_three_steps(&a);
     assert!(run == train_three_steps(&b), "same file, different results");
     assert!(
@@ -112,6 +122,8 @@ fn corrupt_foreign_or_unfitting_tuning_files_are_skipped() {
     old.crate_version = "0.0.1".into();
     let mut nonsense = good.clone();
     nonsense.gemm = "warp:9".into();
+    let mut bad_rows = good.clone();
+    bad_rows.stepwise_rows = Some(7);
     let mut too_big = good.clone();
     too_big.gemm = "tiled:512x512x64".into();
     let json = |f: &TuningFile| serde_json::to_string(f).unwrap();
@@ -123,11 +135,13 @@ fn corrupt_foreign_or_unfitting_tuning_files_are_skipped() {
         ("other crate version", json(&old)),
         ("unknown kernel", json(&nonsense)),
         ("too big for the device", json(&too_big)),
+        ("bad stepwise rows", json(&bad_rows)),
     ];
     for (what, text) in cases {
         std::fs::write(&path, text).unwrap();
         let gpu = gpu_from(&dir);
         assert_eq!(gpu.gemm(), default, "{what}");
+        assert_eq!(gpu.stepwise_rows(), probe.stepwise_rows(), "{what}");
         assert!(
             matches!(gpu.gemm_source(), TuningSource::Default(_)),
             "{what}"
@@ -146,6 +160,7 @@ fn tune_command_writes_a_file_that_info_and_bench_report() {
             .args(args)
             .env("WGPU_RNN_TUNING_DIR", &dir)
             .env_remove("WGPU_RNN_GEMM")
+            .env_remove("WGPU_RNN_STEPWISE_ROWS")
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string()
@@ -164,7 +179,16 @@ fn tune_command_writes_a_file_that_info_and_bench_report() {
         .to_string();
     let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert_eq!(files.len(), 1, "{files:?}");
+    let file: TuningFile =
+        serde_json::from_str(&std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap())
+            .unwrap();
+    assert_eq!(file.gemm, best);
+    let rows = file.stepwise_rows.expect("tune records the stepwise rows");
     let info = run(&["info"]);
+    assert!(
+        info.contains(&format!("stepwise recurrence: {rows} batch rows")),
+        "{info}"
+    );
     assert!(
         info.contains(&format!("gemm:    {best} (tuning file")),
         "{info}"

@@ -53,6 +53,9 @@ pub struct GpuOptions {
     /// Keep to per-dispatch uniforms even where the adapter offers `Features::IMMEDIATES`
     /// (`WGPU_RNN_IMMEDIATES=0`).
     pub no_immediates: bool,
+    /// Batch rows of a stepwise-recurrence workgroup, 4 or 16, instead of the tuning
+    /// file's or the adapter kind's default (see [`Gpu::stepwise_rows`]).
+    pub stepwise_rows: Option<usize>,
 }
 
 impl GpuOptions {
@@ -71,6 +74,7 @@ impl GpuOptions {
                 .map(Into::into),
             no_subgroups: env_off("WGPU_RNN_SUBGROUPS"),
             no_immediates: env_off("WGPU_RNN_IMMEDIATES"),
+            stepwise_rows: None,
         }
     }
 
@@ -91,6 +95,11 @@ impl GpuOptions {
 
     pub fn with_gemm(mut self, gemm: GemmTuning) -> Self {
         self.gemm = Some(gemm);
+        self
+    }
+
+    pub fn with_stepwise_rows(mut self, rows: usize) -> Self {
+        self.stepwise_rows = Some(rows);
         self
     }
 
@@ -246,7 +255,14 @@ impl Gpu {
                 reason: e.to_string(),
             })?;
         let dir = options.tuning_dir.clone().or_else(cache_dir);
-        let gpu = Self::build(device, queue, info.into(), options.gemm, dir.as_deref())?;
+        let gpu = Self::build(
+            device,
+            queue,
+            info.into(),
+            options.gemm,
+            options.stepwise_rows,
+            dir.as_deref(),
+        )?;
         // Errors outside our error scopes must not abort the host process (wgpu's default
         // handler panics): keep the first for the next call to return. A lost device
         // fails every later call instead of hanging it.
@@ -320,7 +336,14 @@ impl Gpu {
     /// uses wgpu. The caller keeps control of the device's error handler.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
         let info = device.adapter_info();
-        Self::build(device, queue, info.into(), None, cache_dir().as_deref())
+        Self::build(
+            device,
+            queue,
+            info.into(),
+            None,
+            None,
+            cache_dir().as_deref(),
+        )
     }
 
     fn build(
@@ -328,6 +351,7 @@ impl Gpu {
         queue: wgpu::Queue,
         adapter: AdapterSummary,
         gemm: Option<GemmTuning>,
+        stepwise_rows: Option<usize>,
         tuning_dir: Option<&std::path::Path>,
     ) -> Result<Self> {
         // Every kernel runs 64 invocations in x (gemm: up to 64 in all).
@@ -362,10 +386,9 @@ impl Gpu {
                 });
             }
         }
-        let (gemm, gemm_source) = tuning::resolve(gemm, tuning_dir, &adapter, &l)?;
-        let stepwise_rows = tuning::stepwise_rows(adapter.device_type)?;
+        let choice = tuning::resolve(gemm, stepwise_rows, tuning_dir, &adapter, &l)?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let kernels = Kernels::new(&device, gemm, stepwise_rows);
+        let kernels = Kernels::new(&device, choice.gemm, choice.stepwise_rows);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::from_wgpu("compiling the WGSL kernels", e));
         }
@@ -375,7 +398,7 @@ impl Gpu {
                 queue,
                 adapter,
                 kernels,
-                gemm_source,
+                gemm_source: choice.source,
                 memory: Default::default(),
                 health: Default::default(),
             }),
@@ -417,7 +440,8 @@ impl Gpu {
 
     /// Batch rows per workgroup of the stepwise recurrence: 16 on CPU adapters (each
     /// invocation 4 rows, reusing each weight load), 4 on GPUs (one row each, 4x the
-    /// workgroups, to fill a GPU at small batch); `WGPU_RNN_STEPWISE_ROWS` sets it.
+    /// workgroups, to fill a GPU at small batch), unless an option, `WGPU_RNN_STEPWISE_ROWS`
+    /// or the tuning file says otherwise.
     pub fn stepwise_rows(&self) -> usize {
         self.inner.kernels.stepwise_rows
     }

@@ -285,6 +285,10 @@ pub struct TuningFile {
     /// The shapes tuned for, B,T,I,H,O separated by ';', and the cell.
     pub shapes: String,
     pub cell: String,
+    /// Batch rows of a stepwise-recurrence workgroup (4 or 16); the adapter kind's
+    /// default when absent.
+    #[serde(default)]
+    pub stepwise_rows: Option<usize>,
 }
 
 /// The folder tuning files live in: `$XDG_CACHE_HOME/wgpu-rnn`, else
@@ -342,6 +346,7 @@ impl TuningFile {
             measured: Vec::new(),
             shapes: String::new(),
             cell: String::new(),
+            stepwise_rows: None,
         }
     }
 
@@ -389,65 +394,80 @@ impl TuningFile {
     }
 }
 
-/// Batch rows per stepwise-recurrence workgroup: `WGPU_RNN_STEPWISE_ROWS` (4 or 16), else
-/// 16 on CPU adapters (lavapipe: measured) and 4 on GPUs (more workgroups per step; not
-/// yet measured on a GPU).
-pub(crate) fn stepwise_rows(device_type: wgpu::DeviceType) -> Result<usize> {
-    match std::env::var("WGPU_RNN_STEPWISE_ROWS") {
-        Ok(v) if !v.trim().is_empty() => match v.trim() {
-            "4" => Ok(4),
-            "16" => Ok(16),
-            _ => Err(Error::BadKernel(format!(
-                "WGPU_RNN_STEPWISE_ROWS={v:?}: expected 4 or 16"
-            ))),
-        },
-        _ => Ok(if device_type == wgpu::DeviceType::Cpu {
-            16
-        } else {
-            4
-        }),
+/// What a device runs: the gemm kernel (and where that choice came from) and the batch
+/// rows of a stepwise-recurrence workgroup.
+pub(crate) struct Choice {
+    pub gemm: GemmTuning,
+    pub source: TuningSource,
+    pub stepwise_rows: usize,
+}
+
+fn parse_stepwise_rows(what: &str, v: &str) -> Result<usize> {
+    match v.trim() {
+        "4" => Ok(4),
+        "16" => Ok(16),
+        _ => Err(Error::BadKernel(format!(
+            "{what}={v:?}: stepwise rows must be 4 or 16"
+        ))),
     }
 }
 
-/// The gemm choice for a new device: `forced` (option), else `WGPU_RNN_GEMM`, else the
-/// tuning file for the adapter in `cache` (a corrupt, foreign or unfitting one is skipped
-/// with a warning on stderr), else the adapter kind's default.
+/// The choice for a new device. The gemm kernel: `forced` (an option), else
+/// `WGPU_RNN_GEMM`, else the tuning file for the adapter in `cache`, else the adapter
+/// kind's default. Stepwise rows: `rows` (an option), else `WGPU_RNN_STEPWISE_ROWS`, else
+/// the tuning file's, else 16 on CPU adapters (measured on lavapipe) and 4 on GPUs (more
+/// workgroups per step; not yet measured on a GPU). A corrupt, foreign or unfitting
+/// tuning file is skipped with a warning on stderr.
 pub(crate) fn resolve(
     forced: Option<GemmTuning>,
+    rows: Option<usize>,
     cache: Option<&Path>,
     adapter: &AdapterSummary,
     limits: &wgpu::Limits,
-) -> Result<(GemmTuning, TuningSource)> {
-    if let Some(t) = forced {
-        return Ok((
-            GemmTuning::choose(Some(t), adapter.device_type, limits)?,
-            TuningSource::Option,
-        ));
-    }
-    if let Ok(v) = std::env::var("WGPU_RNN_GEMM") {
-        if !v.trim().is_empty() {
-            let t = v
-                .parse()
-                .map_err(|e| Error::BadKernel(format!("WGPU_RNN_GEMM: {e}")))?;
-            return Ok((
-                GemmTuning::choose(Some(t), adapter.device_type, limits)?,
-                TuningSource::Env,
-            ));
-        }
-    }
+) -> Result<Choice> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
     let path = cache.map(|d| tuning_path(d, adapter));
-    if let Some(p) = path.as_ref().filter(|p| p.exists()) {
-        match TuningFile::load(p, adapter)
-            .and_then(|(_, t)| GemmTuning::choose(Some(t), adapter.device_type, limits))
-        {
-            Ok(t) => return Ok((t, TuningSource::File(p.clone()))),
-            Err(e) => eprintln!("warning: ignoring it: {e}"),
-        }
-    }
-    Ok((
-        GemmTuning::choose(None, adapter.device_type, limits)?,
-        TuningSource::Default(path),
-    ))
+    let file = match path.as_ref().filter(|p| p.exists()) {
+        Some(p) => match TuningFile::load(p, adapter).and_then(|(f, t)| {
+            let t = GemmTuning::choose(Some(t), adapter.device_type, limits)?;
+            let rows = f
+                .stepwise_rows
+                .map(|r| parse_stepwise_rows("stepwise_rows", &r.to_string()))
+                .transpose()?;
+            Ok((t, rows))
+        }) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                eprintln!("warning: ignoring it: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let (gemm, source) = if let Some(t) = forced {
+        (Some(t), TuningSource::Option)
+    } else if let Some(v) = env("WGPU_RNN_GEMM") {
+        let t = v
+            .parse()
+            .map_err(|e| Error::BadKernel(format!("WGPU_RNN_GEMM: {e}")))?;
+        (Some(t), TuningSource::Env)
+    } else if let (Some((t, _)), Some(p)) = (&file, &path) {
+        (Some(*t), TuningSource::File(p.clone()))
+    } else {
+        (None, TuningSource::Default(path.clone()))
+    };
+    let stepwise_rows = match (rows, env("WGPU_RNN_STEPWISE_ROWS"), file.and_then(|f| f.1)) {
+        (Some(r), _, _) => parse_stepwise_rows("stepwise rows", &r.to_string())?,
+        (None, Some(v), _) => parse_stepwise_rows("WGPU_RNN_STEPWISE_ROWS", &v)?,
+        (None, None, Some(r)) => r,
+        _ if adapter.device_type == wgpu::DeviceType::Cpu => 16,
+        _ => 4,
+    };
+    Ok(Choice {
+        gemm: GemmTuning::choose(gemm, adapter.device_type, limits)?,
+        source,
+        stepwise_rows,
+    })
 }
 
 #[cfg(test)]
