@@ -502,8 +502,9 @@ pub fn tune(
     }
     let mut rows: Vec<TuneRow> = Vec::new();
     let mut adapter = None;
-    let mut time = |options: GpuOptions, gemm: GemmTuning, fallback_rows: usize| {
-        let mut stepwise_rows = options.stepwise_rows.unwrap_or(fallback_rows);
+    let mut time = |options: GpuOptions, gemm: GemmTuning| {
+        // What the device would use; 0 (reported with the error) if none was made.
+        let mut stepwise_rows = options.stepwise_rows.unwrap_or(0);
         let result = Gpu::with_options(&options).and_then(|gpu| {
             adapter.get_or_insert_with(|| gpu.adapter().clone());
             stepwise_rows = gpu.stepwise_rows();
@@ -524,7 +525,7 @@ pub fn tune(
     };
     for text in TUNE_CANDIDATES {
         let gemm: GemmTuning = text.parse()?;
-        rows.push(time(options.clone().with_gemm(gemm), gemm, 0));
+        rows.push(time(options.clone().with_gemm(gemm), gemm));
     }
     let fastest = |rows: &[TuneRow]| {
         rows.iter()
@@ -539,7 +540,7 @@ pub fn tune(
     if let Some((gemm, used, _)) = fastest(&rows) {
         let other = if used == 4 { 16 } else { 4 };
         let options = options.clone().with_gemm(gemm).with_stepwise_rows(other);
-        rows.push(time(options, gemm, other));
+        rows.push(time(options, gemm));
     }
     let (Some(adapter), Some((gemm, stepwise_rows, _))) = (adapter, fastest(&rows)) else {
         return Err(Error::BadKernel(format!(

@@ -402,12 +402,13 @@ pub(crate) struct Choice {
     pub stepwise_rows: usize,
 }
 
-fn parse_stepwise_rows(what: &str, v: &str) -> Result<usize> {
-    match v.trim() {
-        "4" => Ok(4),
-        "16" => Ok(16),
+/// `rows` if a stepwise workgroup can have that many batch rows (4 or 16); `what` names
+/// where it came from in the error.
+fn check_stepwise_rows(what: &str, rows: usize) -> Result<usize> {
+    match rows {
+        4 | 16 => Ok(rows),
         _ => Err(Error::BadKernel(format!(
-            "{what}={v:?}: stepwise rows must be 4 or 16"
+            "{what} = {rows}: stepwise rows must be 4 or 16"
         ))),
     }
 }
@@ -432,7 +433,7 @@ pub(crate) fn resolve(
             let t = GemmTuning::choose(Some(t), adapter.device_type, limits)?;
             let rows = f
                 .stepwise_rows
-                .map(|r| parse_stepwise_rows("stepwise_rows", &r.to_string()))
+                .map(|r| check_stepwise_rows("the tuning file's stepwise_rows", r))
                 .transpose()?;
             Ok((t, rows))
         }) {
@@ -457,8 +458,14 @@ pub(crate) fn resolve(
         (None, TuningSource::Default(path.clone()))
     };
     let stepwise_rows = match (rows, env("WGPU_RNN_STEPWISE_ROWS"), file.and_then(|f| f.1)) {
-        (Some(r), _, _) => parse_stepwise_rows("stepwise rows", &r.to_string())?,
-        (None, Some(v), _) => parse_stepwise_rows("WGPU_RNN_STEPWISE_ROWS", &v)?,
+        (Some(r), _, _) => check_stepwise_rows("GpuOptions::stepwise_rows", r)?,
+        (None, Some(v), _) => {
+            let what = "WGPU_RNN_STEPWISE_ROWS";
+            let r = v.trim().parse().map_err(|_| {
+                Error::BadKernel(format!("{what}={v:?}: stepwise rows must be 4 or 16"))
+            })?;
+            check_stepwise_rows(what, r)?
+        }
         (None, None, Some(r)) => r,
         _ if adapter.device_type == wgpu::DeviceType::Cpu => 16,
         _ => 4,

@@ -99,11 +99,8 @@ impl Rnn {
         let shapes = config.param_shapes();
         let (grads_flat, grads) = packed(gpu, &shapes, "gradients")?;
         let (params_flat, tensors) = packed(gpu, &shapes, "parameters")?;
-        let flat: Vec<f32> = params.tensors().into_iter().flatten().copied().collect();
-        let mut flat = &flat[..];
-        for whole in &params_flat {
-            whole.write(&flat[..whole.len()])?;
-            flat = &flat[whole.len()..];
+        for (t, v) in tensors.tensors().into_iter().zip(params.tensors()) {
+            t.write(v)?;
         }
         Ok(Rnn {
             gpu: gpu.clone(),
