@@ -11,8 +11,8 @@
 # in target/release/deps/.
 #
 # Everything lands in OUT_DIR (default gpu-check-out/): adapter.txt, tests/<name>.log,
-# bench-<cell>.json, bench-matmul.json, bench-profile.txt, pytorch-cuda-<cell>-tf32-<on|off>.json
-# (or pytorch-skipped.txt), bench-table.txt and summary.txt. Exits non-zero when a test
+# bench-<cell>.json, bench-matmul.json, bench-profile.txt, recurrence-subgroup-<0|1>.txt,
+# pytorch-cuda-<cell>-tf32-<on|off>.json (or pytorch-skipped.txt), bench-table.txt and summary.txt. Exits non-zero when a test
 # executable or a step failed; a missing PyTorch/CUDA is a skip, not a failure.
 #
 # Environment:
@@ -23,6 +23,9 @@
 #   GPU_CHECK_GEMMS    gemm variants timed alone at the matmul sizes (WGPU_RNN_GEMM syntax)
 #   GPU_CHECK_TUNE_SHAPES  shapes `wgpu-rnn tune` times per cell before the tuned grid run
 #                      (default 256,64,128,512,128; 16,32,16,32,16 on a CPU adapter)
+#   GPU_CHECK_RECURRENCE_SHAPES  LSTM shapes where the forward recurrence's subgroup and
+#                      plain kernels are compared (stepwise path; default 1,64,64,256,64;
+#                      16,128,64,128,64; 8,64,64,1024,64)
 #   GPU_CHECK_BUDGET   seconds per measurement, passed to `bench --budget` and the baseline
 #   GPU_CHECK_SKIP     steps to skip, any of "tests bench pytorch"
 #   GPU_CHECK_TEST_ARGS extra arguments for every test executable (e.g. --test-threads=4)
@@ -305,6 +308,15 @@ else
                 bench_lines+=("$(printf '%-8s FAILED   %s' "tune-$cell" "$out/tune-$cell.txt")")
                 failures+=("tune $cell")
             fi
+        done
+    fi
+    if "$cli" info 2>/dev/null | grep -q '^forward recurrence'; then
+        # The forward recurrence's subgroup kernel against the plain one at small batch,
+        # one dispatch per step (tables, not JSON: they stay out of bench-table.txt).
+        for sg in 0 1; do
+            WGPU_RNN_PATH=stepwise WGPU_RNN_SUBGROUP_RECURRENCE=$sg run_bench "recurrence-sg$sg" \
+                "$out/recurrence-subgroup-$sg.txt" --devices gpu --cell lstm \
+                --shapes "${GPU_CHECK_RECURRENCE_SHAPES:-1,64,64,256,64;16,128,64,128,64;8,64,64,1024,64}"
         done
     fi
     if has --profile; then

@@ -1,14 +1,6 @@
 // The forward recurrence (see recurrence.wgsl): at time tau, for each row and unit,
 //   r = h_prev W_hh^T + b_hh (all G gates), then step_forward(pre[tau], r, h_prev, c_prev)
-// writes h (and c) at tau's block and the saved values.
-
-override HAS_BIAS: bool = true;
-
-// The input projection x W_ih^T + b_ih.
-@group(0) @binding(1) var<storage, read> pre: array<f32>;
-@group(0) @binding(3) var<storage, read> b_hh: array<f32>;
-@group(0) @binding(4) var<storage, read_write> states: array<f32>;
-@group(0) @binding(5) var<storage, read_write> saved: array<f32>;
+// writes h (and c) at tau's block and the saved values (recurrence_forward_common.wgsl).
 
 @compute @workgroup_size(WG, 1, 1)
 fn recurrence_forward(
@@ -16,7 +8,6 @@ fn recurrence_forward(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let h = p.h;
-    let gh = G * h;
     let block = p.b * h;
     let reg = region(wg);
     let tiles = tile_count(reg);
@@ -55,44 +46,16 @@ fn recurrence_forward(
                 if (row > last_row) {
                     break;
                 }
-                let len = row_length(row);
                 for (var s = 0u; s < 4u; s++) {
                     let j = o.y + s;
                     if (j > last_unit) {
                         break;
                     }
-                    let hi = cur + row * h + j;
-                    let hp = prev + row * h + j;
-                    if (tau > len) {
-                        states[hi] = states[hp];
-                        if (CELL == 1u) {
-                            states[p.state_c + hi] = states[p.state_c + hp];
-                        }
-                        continue;
-                    }
-                    let at = ((tau - 1u) * p.b + row) * gh + j;
-                    var pv = vec4<f32>();
                     var rv = vec4<f32>();
                     for (var g = 0u; g < G; g++) {
-                        pv[g] = pre[at + g * h];
                         rv[g] = acc[g][r][s];
-                        if (HAS_BIAS) {
-                            rv[g] += b_hh[p.b_off + g * h + j];
-                        }
                     }
-                    var c_prev = 0.0;
-                    if (CELL == 1u) {
-                        c_prev = states[p.state_c + hp];
-                    }
-                    let u = step_forward(pv, rv, states[hp], c_prev);
-                    states[hi] = u.h;
-                    if (CELL == 1u) {
-                        states[p.state_c + hi] = u.c;
-                    }
-                    let sv = ((tau - 1u) * p.b + row) * S * h + j;
-                    for (var q = 0u; q < S; q++) {
-                        saved[sv + q * h] = u.saved[q];
-                    }
+                    finish_unit(tau, cur, prev, row, j, rv);
                 }
             }
         }

@@ -311,15 +311,20 @@ pub fn bench_gpu(gpu: &Gpu, shape: Shape, opts: &BenchOptions) -> Result<BenchRo
         rnn.forward(&x, None)?;
         gpu.wait()
     })?;
+    let subgroup = if gpu.subgroup_recurrence() {
+        ", subgroup forward"
+    } else {
+        ""
+    };
     let path = match rnn.path(shape.t, shape.b)? {
         p @ crate::RecurrencePath::Stepwise => {
             format!(
-                "{p} ({} rows/workgroup), gemm {}",
+                "{p} ({} rows/workgroup{subgroup}), gemm {}",
                 gpu.stepwise_rows(),
                 gpu.gemm()
             )
         }
-        p => format!("{p}, gemm {}", gpu.gemm()),
+        p => format!("{p}{subgroup}, gemm {}", gpu.gemm()),
     };
     drop(rnn);
 

@@ -66,6 +66,14 @@ fn info() -> Result<()> {
         "stepwise recurrence: {} batch rows per workgroup",
         gpu.stepwise_rows()
     );
+    println!(
+        "forward recurrence: {} kernel (WGPU_RNN_SUBGROUP_RECURRENCE=1 or 0 sets it)",
+        if gpu.subgroup_recurrence() {
+            "subgroup"
+        } else {
+            "plain"
+        }
+    );
     Ok(())
 }
 

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{compare_with_reference, gpu, paths, Comparison};
-use wgpu_rnn::{Activation, CellKind, RecurrencePath, Rnn, RnnConfig, State};
+use common::{compare_on_with_reference, gpu, paths, Comparison};
+use wgpu_rnn::{Activation, CellKind, Gpu, GpuOptions, RecurrencePath, Rnn, RnnConfig, State};
 
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -44,6 +44,10 @@ fn lengths_for(t: usize, b: usize) -> Vec<usize> {
 }
 
 fn check(case: Case, path: RecurrencePath) {
+    check_on(gpu(), case, path)
+}
+
+fn check_on(gpu: &Gpu, case: Case, path: RecurrencePath) {
     let Case { t, b, h, .. } = case;
     let comparison = Comparison {
         t,
@@ -54,7 +58,7 @@ fn check(case: Case, path: RecurrencePath) {
         with_d_final: true,
         lengths: case.lengths.then(|| lengths_for(t, b)),
     };
-    compare_with_reference(&format!("{case:?}"), &case.config(), path, &comparison);
+    compare_on_with_reference(gpu, &format!("{case:?}"), &case.config(), path, &comparison);
 }
 
 const CELLS: [(CellKind, Activation); 4] = [
@@ -108,6 +112,42 @@ fn every_cell_matches_the_reference_on_sizes_past_one_workgroup() {
         };
         for path in paths(c.b) {
             check(c, path);
+        }
+    }
+}
+
+/// The subgroup forward recurrence (the GPU default where the adapter offers subgroups,
+/// asked for here on any adapter) on every cell, layout, length and path, at a size past
+/// one subgroup of k and one workgroup of units and rows.
+#[test]
+fn subgroup_forward_recurrence_matches_the_reference() {
+    let sg = Gpu::with_options(&GpuOptions::from_env().with_subgroup_recurrence(true)).unwrap();
+    if !sg.subgroups() {
+        eprintln!(
+            "note: {} offers no subgroups (or WGPU_RNN_SUBGROUPS=0): the plain recurrence \
+             is the only one there",
+            sg.adapter()
+        );
+        return;
+    }
+    assert!(sg.subgroup_recurrence());
+    for cell in CELLS {
+        for (layers, bi, lengths) in [(1, true, true), (2, false, false)] {
+            let c = case(cell, layers, bi, lengths);
+            for path in paths(c.b) {
+                check_on(&sg, c, path);
+            }
+        }
+        let big = Case {
+            t: 4,
+            b: 19,
+            i: 5,
+            h: 67,
+            o: 2,
+            ..case(cell, 1, true, true)
+        };
+        for path in paths(big.b) {
+            check_on(&sg, big, path);
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::error::Result;
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const CELL: &str = include_str!("../../shaders/cell.wgsl");
 const RECURRENCE: &str = include_str!("../../shaders/recurrence.wgsl");
+const RECURRENCE_FORWARD_COMMON: &str = include_str!("../../shaders/recurrence_forward_common.wgsl");
 const FIRST_UNIFORM: &str = include_str!("../../shaders/first_uniform.wgsl");
 const FIRST_IMMEDIATE: &str = include_str!("../../shaders/first_immediate.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
@@ -136,7 +137,7 @@ pub(crate) const MASK_ROWS: KernelDef = KernelDef {
 pub(crate) const RECURRENCE_FORWARD: KernelDef = KernelDef {
     entry: "recurrence_forward",
     source: include_str!("../../shaders/recurrence_forward.wgsl"),
-    prelude: &[COMMON, CELL, RECURRENCE, FIRST_UNIFORM],
+    prelude: &[COMMON, CELL, RECURRENCE, FIRST_UNIFORM, RECURRENCE_FORWARD_COMMON],
     bindings: &[Read, Read, Read, ReadWrite, ReadWrite, Read],
     uniform_size: size::<SeqUniform>(),
     requires: wgpu::Features::empty(),
@@ -160,10 +161,28 @@ pub(crate) const RECURRENCE_BACKWARD: KernelDef = KernelDef {
 /// [`RECURRENCE_FORWARD`] taking its first iteration from an immediate, so that the
 /// stepwise path changes only that between steps.
 pub(crate) const RECURRENCE_FORWARD_IMMEDIATE: KernelDef = KernelDef {
-    prelude: &[COMMON, CELL, RECURRENCE, FIRST_IMMEDIATE],
+    prelude: &[COMMON, CELL, RECURRENCE, FIRST_IMMEDIATE, RECURRENCE_FORWARD_COMMON],
     requires: wgpu::Features::IMMEDIATES,
     immediate_size: 4,
     ..RECURRENCE_FORWARD
+};
+
+/// [`RECURRENCE_FORWARD`] with subgroup operations
+/// (shaders/recurrence_forward_subgroup.wgsl): a subgroup's lanes split each unit's dot
+/// products along k, so that neighbouring invocations read neighbouring weights.
+pub(crate) const RECURRENCE_FORWARD_SUBGROUP: KernelDef = KernelDef {
+    entry: "recurrence_forward_subgroup",
+    source: include_str!("../../shaders/recurrence_forward_subgroup.wgsl"),
+    requires: wgpu::Features::SUBGROUP,
+    ..RECURRENCE_FORWARD
+};
+
+/// [`RECURRENCE_FORWARD_SUBGROUP`] taking its first iteration from an immediate.
+pub(crate) const RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE: KernelDef = KernelDef {
+    prelude: &[COMMON, CELL, RECURRENCE, FIRST_IMMEDIATE, RECURRENCE_FORWARD_COMMON],
+    requires: wgpu::Features::SUBGROUP.union(wgpu::Features::IMMEDIATES),
+    immediate_size: 4,
+    ..RECURRENCE_FORWARD_SUBGROUP
 };
 
 /// [`RECURRENCE_BACKWARD`] likewise.
@@ -204,7 +223,7 @@ pub(crate) const UPDATE: KernelDef = KernelDef {
 };
 
 /// Every kernel, for the device check and for compiling them all up front.
-pub(crate) const ALL: [&KernelDef; 14] = [
+pub(crate) const ALL: [&KernelDef; 16] = [
     &GEMM,
     &GEMM_TILED,
     &GEMM_SPLIT_SUM,
@@ -216,6 +235,8 @@ pub(crate) const ALL: [&KernelDef; 14] = [
     &RECURRENCE_BACKWARD,
     &RECURRENCE_FORWARD_IMMEDIATE,
     &RECURRENCE_BACKWARD_IMMEDIATE,
+    &RECURRENCE_FORWARD_SUBGROUP,
+    &RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE,
     &SOFTMAX_XENT,
     &MSE,
     &UPDATE,
@@ -359,6 +380,8 @@ pub(crate) struct Kernels {
     pub gemm: super::GemmTuning,
     /// Batch rows per workgroup of the stepwise recurrence (16 or 4).
     pub stepwise_rows: usize,
+    /// Whether the forward recurrence runs [`RECURRENCE_FORWARD_SUBGROUP`].
+    pub subgroup_recurrence: bool,
 }
 
 fn layout_entry(binding: u32, ty: wgpu::BufferBindingType, min: u64) -> wgpu::BindGroupLayoutEntry {
@@ -425,6 +448,7 @@ impl Kernels {
             pipelines: Mutex::new(HashMap::new()),
             gemm,
             stepwise_rows,
+            subgroup_recurrence: false,
         }
     }
 

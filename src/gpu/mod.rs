@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 pub(crate) use kernels::{
     Kernel, RowsUniform, SeqUniform, UpdateUniform, MSE, RECURRENCE_BACKWARD,
-    RECURRENCE_BACKWARD_IMMEDIATE, RECURRENCE_FORWARD, RECURRENCE_FORWARD_IMMEDIATE, SOFTMAX_XENT,
+    RECURRENCE_BACKWARD_IMMEDIATE, RECURRENCE_FORWARD, RECURRENCE_FORWARD_IMMEDIATE,
+    RECURRENCE_FORWARD_SUBGROUP, RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE, SOFTMAX_XENT,
     UPDATE,
 };
 pub(crate) use memory::MemTicket;
@@ -56,6 +57,11 @@ pub struct GpuOptions {
     /// Batch rows of a stepwise-recurrence workgroup, 4 or 16, instead of the tuning
     /// file's or the adapter kind's default (see [`Gpu::stepwise_rows`]).
     pub stepwise_rows: Option<usize>,
+    /// Whether the forward recurrence runs its subgroup kernel (where the adapter offers
+    /// `Features::SUBGROUP`) instead of the plain one: `None` leaves it to the adapter
+    /// kind (GPUs yes, CPU adapters no; see [`Gpu::subgroup_recurrence`]), or to
+    /// `WGPU_RNN_SUBGROUP_RECURRENCE=1` or `0` where that is set.
+    pub subgroup_recurrence: Option<bool>,
 }
 
 impl GpuOptions {
@@ -75,6 +81,7 @@ impl GpuOptions {
             no_subgroups: env_off("WGPU_RNN_SUBGROUPS"),
             no_immediates: env_off("WGPU_RNN_IMMEDIATES"),
             stepwise_rows: None,
+            subgroup_recurrence: None,
         }
     }
 
@@ -105,6 +112,11 @@ impl GpuOptions {
 
     pub fn without_immediates(mut self) -> Self {
         self.no_immediates = true;
+        self
+    }
+
+    pub fn with_subgroup_recurrence(mut self, on: bool) -> Self {
+        self.subgroup_recurrence = Some(on);
         self
     }
 
@@ -194,7 +206,16 @@ impl std::fmt::Debug for Gpu {
 
 /// Whether the environment variable `name` turns a feature off (0, off or false).
 fn env_off(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| matches!(v.trim(), "0" | "off" | "false"))
+    env_switch(name) == Some(false)
+}
+
+/// `Some(true)` for 1/on/true, `Some(false)` for 0/off/false, else `None`.
+fn env_switch(name: &str) -> Option<bool> {
+    match std::env::var(name).ok()?.trim() {
+        "1" | "on" | "true" => Some(true),
+        "0" | "off" | "false" => Some(false),
+        _ => None,
+    }
 }
 
 /// Preference among adapters when no name is given: real GPUs first, then software.
@@ -261,6 +282,7 @@ impl Gpu {
             info.into(),
             options.gemm,
             options.stepwise_rows,
+            options.subgroup_recurrence,
             dir.as_deref(),
         )?;
         // Errors outside our error scopes must not abort the host process (wgpu's default
@@ -342,6 +364,7 @@ impl Gpu {
             info.into(),
             None,
             None,
+            None,
             cache_dir().as_deref(),
         )
     }
@@ -352,6 +375,7 @@ impl Gpu {
         adapter: AdapterSummary,
         gemm: Option<GemmTuning>,
         stepwise_rows: Option<usize>,
+        subgroup_recurrence: Option<bool>,
         tuning_dir: Option<&std::path::Path>,
     ) -> Result<Self> {
         // Every kernel runs 64 invocations in x (gemm: up to 64 in all).
@@ -388,7 +412,12 @@ impl Gpu {
         }
         let choice = tuning::resolve(gemm, stepwise_rows, tuning_dir, &adapter, &l)?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let kernels = Kernels::new(&device, choice.gemm, choice.stepwise_rows);
+        let mut kernels = Kernels::new(&device, choice.gemm, choice.stepwise_rows);
+        // On CPU adapters (lavapipe) the plain kernel was measured faster (BENCHMARKS.md).
+        kernels.subgroup_recurrence = kernels.has(&kernels::RECURRENCE_FORWARD_SUBGROUP)
+            && subgroup_recurrence
+                .or_else(|| env_switch("WGPU_RNN_SUBGROUP_RECURRENCE"))
+                .unwrap_or(adapter.device_type != wgpu::DeviceType::Cpu);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::from_wgpu("compiling the WGSL kernels", e));
         }
@@ -436,6 +465,13 @@ impl Gpu {
     /// `Features::SUBGROUP` and they were not turned off).
     pub fn subgroups(&self) -> bool {
         self.inner.kernels.has(&kernels::SUM_SQUARES_SUBGROUP)
+    }
+
+    /// Whether the forward recurrence runs its subgroup kernel: where the adapter offers
+    /// `Features::SUBGROUP`, on GPUs unless turned off, on CPU adapters only when asked
+    /// ([`GpuOptions::subgroup_recurrence`]).
+    pub fn subgroup_recurrence(&self) -> bool {
+        self.inner.kernels.subgroup_recurrence
     }
 
     /// Batch rows per workgroup of the stepwise recurrence: 16 on CPU adapters (each

@@ -7,15 +7,21 @@ use crate::error::{Error, Result};
 use crate::gpu::{
     to_u32, GemmSpec, Gpu, GpuTensor, Kernel, Operand, Plan, PlanBuilder, SeqUniform,
     RECURRENCE_BACKWARD, RECURRENCE_BACKWARD_IMMEDIATE, RECURRENCE_FORWARD,
-    RECURRENCE_FORWARD_IMMEDIATE, WG,
+    RECURRENCE_FORWARD_IMMEDIATE, RECURRENCE_FORWARD_SUBGROUP,
+    RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE, WG,
 };
 
 /// Largest G·H·H that the persistent kernel copies into workgroup memory (16 KiB, the
 /// WebGPU default limit).
 pub(crate) const MAX_SHARED_W: usize = 4096;
 
-/// Batch rows × hidden units a workgroup of the stepwise path owns.
+/// Hidden units a workgroup of the stepwise path owns (of stepwise_rows batch rows).
 const STEPWISE_UNITS: usize = 64;
+
+/// Hidden units a workgroup of the stepwise path owns with the subgroup forward kernel,
+/// which gives each unit a whole subgroup: fewer, so that a small batch still makes
+/// many workgroups.
+const SUBGROUP_STEPWISE_UNITS: usize = 8;
 
 /// How the sequential part of forward and backward runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +190,8 @@ pub(crate) struct Buffers {
     pub path: RecurrencePath,
     /// Batch rows of a stepwise workgroup (this device's choice, [`Gpu::stepwise_rows`]).
     stepwise_rows: usize,
+    /// Whether the forward recurrence runs the subgroup kernel ([`Gpu::subgroup_recurrence`]).
+    subgroup_recurrence: bool,
 }
 
 impl Workspace {
@@ -246,6 +254,7 @@ impl Workspace {
             },
             path,
             stepwise_rows: gpu.stepwise_rows(),
+            subgroup_recurrence: gpu.subgroup_recurrence(),
         };
         let ctx = Ctx { cfg, p, g, ws: &ws };
         let mut fwd = PlanBuilder::new(gpu);
@@ -548,6 +557,8 @@ impl<'a> Ctx<'a> {
         };
         let def = if backward {
             &RECURRENCE_BACKWARD
+        } else if self.ws.subgroup_recurrence {
+            &RECURRENCE_FORWARD_SUBGROUP
         } else {
             &RECURRENCE_FORWARD
         };
@@ -619,12 +630,20 @@ impl<'a> Ctx<'a> {
             }
             RecurrencePath::Stepwise => {
                 let rows = ws.stepwise_rows;
+                let subgroup = !backward && ws.subgroup_recurrence;
+                let units = if subgroup {
+                    SUBGROUP_STEPWISE_UNITS
+                } else {
+                    STEPWISE_UNITS
+                };
                 u.rows_per_wg = rows as u32;
-                u.units_per_wg = STEPWISE_UNITS as u32;
+                u.units_per_wg = units as u32;
                 u.steps = 1;
-                let groups = plan.groups(h.div_ceil(STEPWISE_UNITS), b.div_ceil(rows))?;
+                let groups = plan.groups(h.div_ceil(units), b.div_ceil(rows))?;
                 let twin = if backward {
                     &RECURRENCE_BACKWARD_IMMEDIATE
+                } else if subgroup {
+                    &RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE
                 } else {
                     &RECURRENCE_FORWARD_IMMEDIATE
                 };

@@ -86,7 +86,16 @@ pub fn upload(
     s: &wgpu_rnn::State<Vec<f32>>,
     shape: &[usize],
 ) -> wgpu_rnn::State<wgpu_rnn::GpuTensor> {
-    s.map(|v| gpu().tensor(shape, v).unwrap())
+    upload_on(gpu(), s, shape)
+}
+
+/// [`upload`] to a given GPU context.
+pub fn upload_on(
+    gpu: &Gpu,
+    s: &wgpu_rnn::State<Vec<f32>>,
+    shape: &[usize],
+) -> wgpu_rnn::State<wgpu_rnn::GpuTensor> {
+    s.map(|v| gpu.tensor(shape, v).unwrap())
 }
 
 /// Downloads a device state.
@@ -134,6 +143,17 @@ pub fn compare_with_reference(
     path: wgpu_rnn::RecurrencePath,
     c: &Comparison,
 ) {
+    compare_on_with_reference(gpu(), tag, cfg, path, c)
+}
+
+/// [`compare_with_reference`] on a given GPU context.
+pub fn compare_on_with_reference(
+    gpu: &Gpu,
+    tag: &str,
+    cfg: &wgpu_rnn::RnnConfig,
+    path: wgpu_rnn::RecurrencePath,
+    c: &Comparison,
+) {
     use wgpu_rnn::{cpu, Rnn};
     let (t, b, seed) = (c.t, c.b, c.seed);
     let (i, o) = (cfg.input_size, cfg.output_size);
@@ -145,18 +165,17 @@ pub fn compare_with_reference(
     let dy = uniform(seed + 3, t * b * o, 1.0);
     let d_final = c.with_d_final.then(|| state(cfg.cell, seed + 4, n, 1.0));
 
-    let gpu = gpu();
     let mut rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
     rnn.set_path(Some(path));
     let x_gpu = gpu.tensor(&[t, b, i], &x).unwrap();
-    let init_gpu = init.as_ref().map(|s| upload(s, &shape));
+    let init_gpu = init.as_ref().map(|s| upload_on(gpu, s, &shape));
     let out = match &c.lengths {
         Some(l) => rnn.forward_with_lengths(&x_gpu, init_gpu.as_ref(), l),
         None => rnn.forward(&x_gpu, init_gpu.as_ref()),
     }
     .unwrap();
     let dy_gpu = gpu.tensor(&[t, b, o], &dy).unwrap();
-    let d_final_gpu = d_final.as_ref().map(|s| upload(s, &shape));
+    let d_final_gpu = d_final.as_ref().map(|s| upload_on(gpu, s, &shape));
     let grads = rnn.backward(&dy_gpu, d_final_gpu.as_ref()).unwrap();
 
     let p64 = params.to_f64();
