@@ -11,7 +11,9 @@ use crate::model::{Activation, CellKind};
 #[derive(Parser)]
 #[command(
     version,
-    about = "Train and run recurrent networks (Elman RNN, LSTM, GRU) on any GPU through wgpu"
+    about = "Train and run recurrent networks (Elman RNN, LSTM, GRU) on any GPU through wgpu",
+    // `wgpu-rnn --steps 5 train` would otherwise drop --steps without a word.
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -36,16 +38,47 @@ pub enum Command {
     /// Time the candidate matrix-product kernels on this adapter at a model's shapes and
     /// write the fastest to the tuning file that later runs load.
     Tune(TuneArgs),
+    /// Forecast a series model's next steps after warming it up on a CSV file's rows.
+    Forecast(ForecastArgs),
+    /// Write a checkpoint's model tensors alone, as PyTorch's state_dict of
+    /// rnn (nn.RNN/nn.LSTM/nn.GRU) + head (nn.Linear), for load_state_dict(strict=True).
+    Export(ExportArgs),
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum TaskArg {
+    /// Character-level text (the project's own sources, or --text FILE).
     Text,
+    /// Next-step forecasting of a noisy sum of sines.
     Sine,
+    /// The adding problem (long memory).
     Adding,
+    /// Next-step forecasting of a CSV file's column (--csv FILE).
+    Series,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+impl TaskArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskArg::Text => "text",
+            TaskArg::Sine => "sine",
+            TaskArg::Adding => "adding",
+            TaskArg::Series => "series",
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum ScheduleArg {
+    /// The same learning rate throughout.
+    Constant,
+    /// Linear warmup over --warmup steps, then cosine decay to --min-lr at --steps.
+    Cosine,
+    /// Multiply by --lr-gamma every --lr-step-size steps (PyTorch's StepLR).
+    Step,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum OptArg {
     Sgd,
     Adam,
@@ -76,15 +109,27 @@ pub enum DeviceArg {
     Cpu,
 }
 
+/// `wgpu-rnn train`. Every flag a task or a resumed run does not use is refused
+/// ([`TrainArgs::check_flags`]), so [`TrainArgs::given`] records which ones were typed.
 #[derive(Args, Clone)]
 pub struct TrainArgs {
-    /// What to learn.
+    /// What to learn (with --resume: the checkpoint's).
     #[arg(long, value_enum, default_value = "text")]
     pub task: TaskArg,
     /// UTF-8 text for the text task (default: this project's own sources, embedded).
     #[arg(long)]
     pub text: Option<PathBuf>,
-    /// Training steps.
+    /// CSV file for the series task: a header row, numeric columns; the last 10 % of rows
+    /// are validation.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// The series task's column to forecast (default: the last numeric column).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The series task's input columns, comma separated (default: the target alone).
+    #[arg(long)]
+    pub inputs: Option<String>,
+    /// Train until this many steps in all (with --resume: beyond the checkpoint's step).
     #[arg(long, default_value_t = 1500)]
     pub steps: u64,
     /// Hidden units H.
@@ -96,24 +141,51 @@ pub struct TrainArgs {
     /// Steps per sequence T (truncated BPTT length; the adding problem's length).
     #[arg(long, default_value_t = 48)]
     pub seq: usize,
-    /// Learning rate.
+    /// Learning rate (the peak, with a schedule).
     #[arg(long, default_value_t = 0.01)]
     pub lr: f32,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value = "constant")]
+    pub lr_schedule: ScheduleArg,
+    /// Warmup steps of the cosine schedule.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// The cosine schedule's final learning rate.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_lr: f32,
+    /// Steps between the step schedule's decays.
+    #[arg(long, default_value_t = 500)]
+    pub lr_step_size: u64,
+    /// The step schedule's factor per decay.
+    #[arg(long, default_value_t = 0.5)]
+    pub lr_gamma: f32,
     #[arg(long, value_enum, default_value = "adam")]
     pub optimizer: OptArg,
+    /// SGD's momentum (this CLI's default 0.9; the library's, like PyTorch's, is 0).
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    /// Weight decay, as PyTorch's optimizers apply it (added to the gradient).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
     /// Clip the global gradient norm to this (0: no clipping).
     #[arg(long, default_value_t = 5.0)]
     pub clip: f32,
     /// Seed for initialisation, data and sampling.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Checkpoint path (default: wgpu-rnn-<task>.safetensors); the loss curve is written
-    /// next to it as .svg.
+    /// Checkpoint path (default: wgpu-rnn-<task>.safetensors, or the --resume file); the
+    /// loss picture (.svg) and the metrics log (.metrics.jsonl) go next to it.
     #[arg(long)]
     pub save: Option<PathBuf>,
-    /// Continue from this checkpoint (same task and sizes).
+    /// Continue from this checkpoint: task, sizes, cell and hyperparameters come from it.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Also save the checkpoint every N steps (0: only at the end).
+    #[arg(long, default_value_t = 0)]
+    pub save_every: u64,
+    /// Keep the best-validation checkpoint as <name>.best.safetensors (true or false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub keep_best: bool,
     /// gpu, or cpu for the reference implementation.
     #[arg(long, value_enum, default_value = "gpu")]
     pub device: DeviceArg,
@@ -142,6 +214,10 @@ pub struct TrainArgs {
     /// Initialisation: pytorch (default), xavier, orthogonal, identity (IRNN, for relu).
     #[arg(long, default_value = "pytorch")]
     pub init: String,
+    /// The flags typed on the command line (clap ids, e.g. "lr_schedule"), filled by
+    /// [`Cli::parse_checked`].
+    #[arg(skip)]
+    pub given: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -182,16 +258,52 @@ pub struct EvalArgs {
 
 #[derive(Args)]
 pub struct SampleArgs {
+    /// A text model's checkpoint.
     #[arg(long)]
     pub model: PathBuf,
+    /// Characters to generate.
     #[arg(long, default_value_t = 300)]
     pub len: usize,
+    /// Softmax temperature; 0 takes the most likely character every step (greedy).
     #[arg(long, default_value_t = 0.8)]
     pub temperature: f32,
+    /// Text fed to the model before sampling.
     #[arg(long, default_value = "")]
     pub prime: String,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+#[derive(Args)]
+pub struct ForecastArgs {
+    /// A series model's checkpoint (`train --task series`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The history: a CSV file with the model's columns; the state is warmed up on all
+    /// its rows.
+    #[arg(long)]
+    pub csv: PathBuf,
+    /// Steps to forecast after the last row.
+    #[arg(long)]
+    pub horizon: usize,
+    /// Where to write the forecast CSV (step, forecast in the target's units); the plot
+    /// goes next to it as .svg. Default: <model>.forecast.csv.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// gpu, or cpu for the reference implementation.
+    #[arg(long, value_enum, default_value = "gpu")]
+    pub device: DeviceArg,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A checkpoint written by `wgpu-rnn train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The safetensors file to write (model tensors only, PyTorch's names and shapes,
+    /// the config and nonlinearity in its metadata).
+    #[arg(long)]
+    pub output: PathBuf,
 }
 
 #[derive(Args)]
@@ -247,7 +359,95 @@ pub enum BenchDevices {
     Both,
 }
 
+impl Cli {
+    /// Parses the process's arguments like [`Parser::parse`] (exiting with clap's
+    /// message on a parse error) and records which train flags were typed.
+    pub fn parse_checked() -> Self {
+        Self::parse_from_checked(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Cli::parse_checked`] from given arguments (the first is the program name).
+    pub fn parse_from_checked<I, T>(args: I) -> std::result::Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Self::command().try_get_matches_from(args)?;
+        let mut cli = Self::from_arg_matches(&matches)?;
+        let typed = |m: &clap::ArgMatches| {
+            m.ids()
+                .filter(|id| {
+                    m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
+                })
+                .map(|id| id.as_str().to_string())
+                .collect()
+        };
+        match (&mut cli.command, matches.subcommand()) {
+            (Some(Command::Train(a)), Some(("train", m))) => a.given = typed(m),
+            (None, _) => cli.train.given = typed(&matches),
+            _ => {}
+        }
+        Ok(cli)
+    }
+}
+
+/// A train flag as typed: "lr_schedule" → "--lr-schedule".
+pub fn flag(id: &str) -> String {
+    format!("--{}", id.replace('_', "-"))
+}
+
 impl TrainArgs {
+    /// Whether `--<id>` was typed.
+    pub fn typed(&self, id: &str) -> bool {
+        self.given.contains(id)
+    }
+
+    /// Refuses the typed flags that `task` (the checkpoint's with --resume) or the other
+    /// flags do not use: nothing is silently ignored.
+    pub fn check_flags(&self, task: TaskArg) -> Result<()> {
+        let only = |ids: &[&str], when: bool, why: &str| -> Result<()> {
+            match ids.iter().find(|id| self.typed(id)) {
+                Some(id) if !when => Err(Error::IncompatibleArgs(format!(
+                    "{} {why}",
+                    flag(id)
+                ))),
+                _ => Ok(()),
+            }
+        };
+        only(
+            &["text", "sample_len"],
+            task == TaskArg::Text,
+            &format!("is for --task text, not {}", task.name()),
+        )?;
+        only(
+            &["csv", "target", "inputs"],
+            task == TaskArg::Series,
+            &format!("is for --task series, not {}", task.name()),
+        )?;
+        only(
+            &["warmup", "min_lr"],
+            self.lr_schedule == ScheduleArg::Cosine,
+            "is for --lr-schedule cosine",
+        )?;
+        only(
+            &["lr_step_size", "lr_gamma"],
+            self.lr_schedule == ScheduleArg::Step,
+            "is for --lr-schedule step",
+        )?;
+        only(
+            &["momentum"],
+            self.optimizer == OptArg::Sgd,
+            "is for --optimizer sgd",
+        )?;
+        if task == TaskArg::Series && self.csv.is_none() && self.resume.is_none() {
+            return Err(Error::IncompatibleArgs(
+                "--task series needs --csv FILE (a header row, numeric columns)".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Everything about the arguments that can be checked before loading data: sizes,
     /// the init scheme, and that a bidirectional model is only asked of the adding task.
     pub fn validate(&self) -> Result<()> {
@@ -257,11 +457,7 @@ impl TrainArgs {
             return Err(Error::IncompatibleArgs(format!(
                 "--bidirectional with task {}: a reverse direction would see the steps it is \
                  asked to predict; use it with --task adding",
-                match self.task {
-                    TaskArg::Text => "text",
-                    TaskArg::Sine => "sine",
-                    TaskArg::Adding => "adding",
-                }
+                self.task.name()
             )));
         }
         if self.cell != CellArg::Rnn {
@@ -278,6 +474,50 @@ impl TrainArgs {
                 what: "--lr (learning rate)",
                 value: self.lr,
                 expected: "finite and > 0",
+            });
+        }
+        for (what, v, ok, expected) in [
+            (
+                "--min-lr",
+                self.min_lr,
+                self.min_lr >= 0.0 && self.min_lr <= self.lr,
+                "finite, >= 0 and <= --lr",
+            ),
+            (
+                "--lr-gamma",
+                self.lr_gamma,
+                self.lr_gamma > 0.0 && self.lr_gamma <= 1.0,
+                "in (0, 1]",
+            ),
+            (
+                "--momentum",
+                self.momentum,
+                (0.0..1.0).contains(&self.momentum),
+                "in [0, 1)",
+            ),
+            (
+                "--weight-decay",
+                self.weight_decay,
+                self.weight_decay >= 0.0 && self.weight_decay.is_finite(),
+                "finite and >= 0",
+            ),
+        ] {
+            if !ok || !v.is_finite() {
+                return Err(Error::BadHyperparameter {
+                    what,
+                    value: v,
+                    expected,
+                });
+            }
+        }
+        if self.lr_step_size == 0 {
+            return Err(Error::ZeroSize {
+                what: "--lr-step-size",
+            });
+        }
+        if self.eval_every == 0 {
+            return Err(Error::ZeroSize {
+                what: "--eval-every",
             });
         }
         Ok(())

@@ -1,37 +1,50 @@
 //! `wgpu-rnn`: train, sample from, evaluate and inspect recurrent networks on the GPU.
 
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::Path;
 
-use clap::Parser;
 use rand::{Rng, SeedableRng};
 use wgpu_rnn::checkpoint::Checkpoint;
 use wgpu_rnn::cli::{
-    BenchArgs, BenchDevices, Cli, Command, DeviceArg, EvalArgs, OptArg, SampleArgs, TaskArg,
-    TrainArgs, TuneArgs,
+    BenchArgs, BenchDevices, Cli, Command, DeviceArg, EvalArgs, ExportArgs, ForecastArgs,
+    SampleArgs, TuneArgs,
 };
-use wgpu_rnn::tasks::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
+use wgpu_rnn::tasks::Text;
 use wgpu_rnn::{
-    CpuTrainer, Error, Gpu, GpuOptions, OptimizerConfig, OptimizerKind, Result, Rnn, RnnConfig,
-    State, Train, TrainConfig, Trainer,
+    Error, Gpu, GpuOptions, Result, Rnn, RnnConfig, State,
 };
 
+mod cmd;
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_checked();
+    let done = |r: Result<()>| r.map(|()| 0);
     let r = match cli.command {
-        None => train(cli.train),
-        Some(Command::Train(a)) => train(a),
-        Some(Command::Sample(a)) => sample(a),
-        Some(Command::Info) => info(),
-        Some(Command::Bench(a)) => bench(a),
-        Some(Command::Eval(a)) => eval(a),
-        Some(Command::Tune(a)) => tune(a),
+        None => cmd::train::train(cli.train),
+        Some(Command::Train(a)) => cmd::train::train(a),
+        Some(Command::Sample(a)) => done(sample(a)),
+        Some(Command::Info) => done(info()),
+        Some(Command::Bench(a)) => done(bench(a)),
+        Some(Command::Eval(a)) => done(eval(a)),
+        Some(Command::Tune(a)) => done(tune(a)),
+        Some(Command::Forecast(a)) => done(forecast(a)),
+        Some(Command::Export(a)) => done(export(a)),
     };
-    if let Err(e) = r {
-        eprintln!("error: {e}");
-        std::process::exit(1);
+    match r {
+        Ok(0) => {}
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
     }
+}
+
+fn forecast(_a: ForecastArgs) -> Result<()> {
+    Err(Error::Unsupported("forecast"))
+}
+
+fn export(_a: ExportArgs) -> Result<()> {
+    Err(Error::Unsupported("export"))
 }
 
 fn info() -> Result<()> {
@@ -401,257 +414,6 @@ fn eval(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn load_task(a: &TrainArgs) -> Result<Task> {
-    Ok(match a.task {
-        TaskArg::Text => {
-            let corpus = match &a.text {
-                None => DEFAULT_CORPUS.to_string(),
-                Some(p) => {
-                    let bytes = std::fs::read(p).map_err(|source| Error::Io {
-                        path: p.display().to_string(),
-                        source,
-                    })?;
-                    String::from_utf8(bytes).map_err(|e| {
-                        Error::BadText(format!(
-                            "{} is not UTF-8 (invalid byte at {})",
-                            p.display(),
-                            e.utf8_error().valid_up_to()
-                        ))
-                    })?
-                }
-            };
-            Task::Text(Text::new(&corpus)?)
-        }
-        TaskArg::Sine => Task::Sine(Sine::default()),
-        TaskArg::Adding => Task::Adding(Adding),
-    })
-}
-
-fn train(a: TrainArgs) -> Result<()> {
-    a.validate()?;
-    let task = load_task(&a)?;
-    let (i, o) = task.io();
-    let kind = match a.optimizer {
-        OptArg::Sgd => OptimizerKind::Sgd,
-        OptArg::Adam => OptimizerKind::Adam,
-        OptArg::Adagrad => OptimizerKind::Adagrad,
-    };
-    let mut tc = TrainConfig::new(OptimizerConfig::new(kind, a.lr), task.loss());
-    // 0 turns clipping off; NaN or negative values reach validate, which names them.
-    tc.clip_norm = (a.clip != 0.0).then_some(a.clip);
-    tc.stateful = task.stateful();
-    tc.validate()?;
-    let init: wgpu_rnn::Init = a.init.parse()?;
-    let mut config = RnnConfig::new(i, a.hidden, o)
-        .with_cell(a.cell.into())
-        .with_layers(a.layers)
-        .with_bidirectional(a.bidirectional)
-        .with_bias(!a.no_bias)
-        .with_activation(a.nonlinearity.map(Into::into).unwrap_or_default());
-    config.validate()?;
-    let mut seed = a.seed;
-    let resume = match &a.resume {
-        Some(p) => {
-            let ck = Checkpoint::load(p)?;
-            if ck.task != task.kind().name() {
-                return Err(Error::Checkpoint {
-                    path: p.display().to_string(),
-                    why: format!(
-                        "it was trained on task {:?}, not {:?}",
-                        ck.task,
-                        task.kind().name()
-                    ),
-                });
-            }
-            if let (Task::Text(t), Some(v)) = (&task, &ck.vocab) {
-                if &t.vocab != v {
-                    return Err(Error::Checkpoint {
-                        path: p.display().to_string(),
-                        why: "its vocabulary differs from this text's".into(),
-                    });
-                }
-            }
-            if (ck.config.input_size, ck.config.output_size) != (i, o) {
-                return Err(Error::Checkpoint {
-                    path: p.display().to_string(),
-                    why: "its input/output sizes do not fit this task".into(),
-                });
-            }
-            config = ck.config.clone();
-            seed = ck
-                .extra
-                .get("seed")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(seed);
-            Some(ck)
-        }
-        None => None,
-    };
-    let params = match &resume {
-        Some(ck) => ck.params.clone(),
-        None => config.init_params_with(init, seed)?,
-    };
-    let mut gpu = None;
-    let mut trainer: Box<dyn Train> = match a.device {
-        DeviceArg::Gpu => {
-            let g = Gpu::new()?;
-            eprintln!("adapter: {}", g.adapter());
-            let rnn = Rnn::from_params(&g, config.clone(), &params)?;
-            gpu = Some(g);
-            Box::new(Trainer::new(rnn, tc.clone())?)
-        }
-        DeviceArg::Cpu => {
-            eprintln!("device: CPU reference (f64)");
-            Box::new(CpuTrainer::new(config.clone(), &params, tc.clone())?)
-        }
-    };
-    if let Some(ck) = &resume {
-        if let Some((m, v)) = &ck.optim {
-            trainer.restore(m, v, ck.step, ck.carry.as_ref().map(|(b, s)| (*b, s)))?;
-        }
-    }
-    let start = trainer.steps();
-    let val = task.validation(seed, a.seq, a.batch)?;
-    let save = a
-        .save
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("wgpu-rnn-{}.safetensors", task.kind().name())));
-    eprintln!(
-        "task {}: {} I={i} H={} O={o} L={} D={} {:?}, T={} B={}, {:?} lr {}, steps {}..{}",
-        task.kind().name(),
-        config.cell.name(),
-        config.hidden_size,
-        config.num_layers,
-        config.directions(),
-        config.activation,
-        a.seq,
-        a.batch,
-        kind,
-        a.lr,
-        start,
-        a.steps
-    );
-
-    let tty = std::io::stderr().is_terminal();
-    let bar = indicatif::ProgressBar::new(a.steps.saturating_sub(start));
-    if tty {
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let mut losses = Vec::new();
-    let mut vals = Vec::new();
-    let t0 = Instant::now();
-    let mut tokens = 0u64;
-    for step in start..a.steps {
-        let (batch, reset) = task.batch(seed, step, a.seq, a.batch)?;
-        if reset {
-            trainer.reset_state();
-        }
-        let s = trainer.step(&batch)?;
-        tokens += (a.seq * a.batch) as u64;
-        losses.push((step + 1, s.loss));
-        let rate = tokens as f64 / t0.elapsed().as_secs_f64();
-        if s.skipped {
-            bar.println(format!(
-                "step {}: gradient norm {} is not finite; update skipped",
-                step + 1,
-                s.grad_norm
-            ));
-        }
-        let done = step + 1 == a.steps;
-        if (step + 1) % a.eval_every.max(1) == 0 || done {
-            let v = trainer.evaluate(&val)?;
-            vals.push((step + 1, v));
-            let line = format!(
-                "step {:>6}  loss {:.4}  val {}  {:.0} tokens/s",
-                step + 1,
-                s.loss,
-                describe(&task, v),
-                rate
-            );
-            if tty {
-                bar.println(line);
-            } else {
-                eprintln!("{line}");
-            }
-        }
-        bar.set_message(format!("loss {:.4} {:.0} tok/s", s.loss, rate));
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    let elapsed = t0.elapsed().as_secs_f64();
-    if tokens > 0 {
-        eprintln!(
-            "trained {} steps in {elapsed:.1} s: {:.0} tokens/s",
-            a.steps - start,
-            tokens as f64 / elapsed
-        );
-    }
-    if let Some(&(_, v)) = vals.last() {
-        println!("final validation: {}", describe(&task, v));
-    }
-
-    let params = trainer.params()?;
-    let (m, v) = trainer.optim_state()?;
-    let mut extra = std::collections::BTreeMap::new();
-    extra.insert("seed".to_string(), seed.to_string());
-    extra.insert("optimizer".to_string(), format!("{kind:?}"));
-    extra.insert("lr".to_string(), a.lr.to_string());
-    let ck = Checkpoint {
-        config: config.clone(),
-        task: task.kind().name().into(),
-        vocab: match &task {
-            Task::Text(t) => Some(t.vocab.clone()),
-            _ => None,
-        },
-        params: params.clone(),
-        optim: Some((m, v)),
-        step: trainer.steps(),
-        carry: trainer.carry()?,
-        extra,
-    };
-    ck.save(&save)?;
-    let svg = save.with_extension("svg");
-    write_svg(&svg, &losses, &vals).map_err(|source| Error::Io {
-        path: svg.display().to_string(),
-        source,
-    })?;
-    eprintln!("saved {} and {}", save.display(), svg.display());
-
-    if let Task::Text(t) = &task {
-        if a.sample_len > 0 {
-            let text = generate(
-                gpu.as_ref(),
-                &config,
-                &params,
-                t,
-                "",
-                a.sample_len,
-                0.8,
-                seed,
-            )?;
-            println!("--- sample ---\n{text}\n--------------");
-        }
-    }
-    Ok(())
-}
-
-fn describe(task: &Task, loss: f32) -> String {
-    match task {
-        Task::Text(_) => format!(
-            "{loss:.4} nats/char ({:.3} bits/char)",
-            loss / std::f32::consts::LN_2
-        ),
-        _ => format!("MSE {loss:.5}"),
-    }
-}
-
 fn sample(a: SampleArgs) -> Result<()> {
     let ck = Checkpoint::load(&a.model)?;
     let vocab = ck.vocab.clone().ok_or_else(|| Error::Checkpoint {
@@ -687,7 +449,7 @@ fn sample(a: SampleArgs) -> Result<()> {
 /// Feeds `prime`, then samples `len` characters one step at a time from
 /// softmax(y / temperature), seeded. On the GPU when one is given, else on the CPU reference.
 #[allow(clippy::too_many_arguments)]
-fn generate(
+pub(crate) fn generate(
     gpu: Option<&Gpu>,
     config: &RnnConfig,
     params: &wgpu_rnn::Params<Vec<f32>>,
@@ -765,7 +527,7 @@ fn generate(
 }
 
 /// A plain SVG line chart of the training loss (and validation points).
-fn write_svg(path: &Path, losses: &[(u64, f32)], vals: &[(u64, f32)]) -> std::io::Result<()> {
+pub(crate) fn write_svg(path: &Path, losses: &[(u64, f32)], vals: &[(u64, f32)]) -> std::io::Result<()> {
     let (w, h, pad) = (640.0, 360.0, 40.0);
     let all = losses.iter().chain(vals).filter(|p| p.1.is_finite());
     let (mut x0, mut x1, mut y0, mut y1) = (u64::MAX, 0u64, f32::INFINITY, f32::NEG_INFINITY);

@@ -1,0 +1,589 @@
+//! `wgpu-rnn train`: a run you cannot lose. The save path is checked before the first
+//! step; checkpoints are written atomically at the end, every `--save-every` steps, at
+//! each new best validation (`<name>.best.safetensors`), and when SIGINT or SIGTERM
+//! stops the run at the end of its current step; every step is appended to the metrics
+//! log as it finishes; `--resume` continues the run, its log and its picture.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::ValueEnum;
+use wgpu_rnn::checkpoint::Checkpoint;
+use wgpu_rnn::cli::{flag, CellArg, DeviceArg, OptArg, ScheduleArg, TaskArg, TrainArgs};
+use wgpu_rnn::tasks::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
+use wgpu_rnn::{
+    CpuTrainer, Error, Gpu, OptimizerConfig, OptimizerKind, Result, Rnn, RnnConfig, Train,
+    TrainConfig, Trainer,
+};
+
+/// The hyperparameters a checkpoint records (metadata `train.<id>`) and a resumed run
+/// takes unless the flag is typed again.
+const INHERITED: [&str; 15] = [
+    "lr",
+    "lr_schedule",
+    "warmup",
+    "min_lr",
+    "lr_step_size",
+    "lr_gamma",
+    "optimizer",
+    "momentum",
+    "weight_decay",
+    "clip",
+    "batch",
+    "seq",
+    "eval_every",
+    "seed",
+    "steps",
+];
+
+fn value_name<T: ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
+/// The train flag `id`'s value as text (the form `INHERITED` values are saved in).
+fn arg_text(a: &TrainArgs, id: &str) -> String {
+    match id {
+        "lr" => a.lr.to_string(),
+        "lr_schedule" => value_name(&a.lr_schedule),
+        "warmup" => a.warmup.to_string(),
+        "min_lr" => a.min_lr.to_string(),
+        "lr_step_size" => a.lr_step_size.to_string(),
+        "lr_gamma" => a.lr_gamma.to_string(),
+        "optimizer" => value_name(&a.optimizer),
+        "momentum" => a.momentum.to_string(),
+        "weight_decay" => a.weight_decay.to_string(),
+        "clip" => a.clip.to_string(),
+        "batch" => a.batch.to_string(),
+        "seq" => a.seq.to_string(),
+        "eval_every" => a.eval_every.to_string(),
+        "seed" => a.seed.to_string(),
+        "steps" => a.steps.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Sets flag `id` from its saved text.
+fn set_arg(a: &mut TrainArgs, id: &str, v: &str) -> std::result::Result<(), String> {
+    fn num<T: std::str::FromStr>(v: &str) -> std::result::Result<T, String> {
+        v.parse().map_err(|_| format!("{v:?} is not a number"))
+    }
+    fn choice<T: ValueEnum>(v: &str) -> std::result::Result<T, String> {
+        T::from_str(v, true)
+    }
+    match id {
+        "lr" => a.lr = num(v)?,
+        "lr_schedule" => a.lr_schedule = choice(v)?,
+        "warmup" => a.warmup = num(v)?,
+        "min_lr" => a.min_lr = num(v)?,
+        "lr_step_size" => a.lr_step_size = num(v)?,
+        "lr_gamma" => a.lr_gamma = num(v)?,
+        "optimizer" => a.optimizer = choice(v)?,
+        "momentum" => a.momentum = num(v)?,
+        "weight_decay" => a.weight_decay = num(v)?,
+        "clip" => a.clip = num(v)?,
+        "batch" => a.batch = num(v)?,
+        "seq" => a.seq = num(v)?,
+        "eval_every" => a.eval_every = num(v)?,
+        "seed" => a.seed = num(v)?,
+        "steps" => a.steps = num(v)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn conflict(what: &str, typed: impl std::fmt::Display, saved: impl std::fmt::Display) -> Error {
+    Error::IncompatibleArgs(format!(
+        "{what} {typed} conflicts with the resumed checkpoint's {saved}; leave it out (a \
+         resumed run keeps its task, sizes and cell) or start a new run with --save"
+    ))
+}
+
+/// Takes task, sizes, cell and (unless typed) hyperparameters from the checkpoint, and
+/// refuses typed flags that contradict it.
+fn adopt(a: &mut TrainArgs, ck: &Checkpoint, path: &Path) -> Result<TaskArg> {
+    let bad = |why: String| Error::Checkpoint {
+        path: path.display().to_string(),
+        why,
+    };
+    let task = TaskArg::from_str(&ck.task, true)
+        .map_err(|_| bad(format!("its task {:?} is not one this CLI trains", ck.task)))?;
+    if a.typed("task") && a.task != task {
+        return Err(conflict("--task", a.task.name(), format!("task {}", ck.task)));
+    }
+    a.task = task;
+    let c = &ck.config;
+    let cell: wgpu_rnn::CellKind = a.cell.into();
+    for (id, typed, saved, differs) in [
+        ("hidden", a.hidden.to_string(), c.hidden_size.to_string(), a.hidden != c.hidden_size),
+        ("layers", a.layers.to_string(), c.num_layers.to_string(), a.layers != c.num_layers),
+        ("cell", cell.name().to_string(), c.cell.name().to_string(), cell != c.cell),
+        (
+            "nonlinearity",
+            a.nonlinearity
+                .map(|n| wgpu_rnn::Activation::from(n).name())
+                .unwrap_or("")
+                .to_string(),
+            c.activation.name().to_string(),
+            a.nonlinearity.map(wgpu_rnn::Activation::from) != Some(c.activation),
+        ),
+        ("no_bias", "".into(), format!("bias={}", c.bias), c.bias),
+        (
+            "bidirectional",
+            "".into(),
+            format!("directions={}", c.directions()),
+            !c.bidirectional,
+        ),
+    ] {
+        if a.typed(id) && differs {
+            return Err(conflict(&flag(id), typed, format!("{} {saved}", flag(id))));
+        }
+    }
+    if a.typed("init") {
+        return Err(Error::IncompatibleArgs(
+            "--init with --resume: the resumed run's weights come from the checkpoint".into(),
+        ));
+    }
+    for id in INHERITED {
+        let Some(v) = ck.extra.get(&format!("train.{id}")) else {
+            continue;
+        };
+        if id == "steps" {
+            continue;
+        }
+        if a.typed(id) {
+            if matches!(id, "optimizer" | "seed") && &arg_text(a, id) != v {
+                return Err(conflict(&flag(id), arg_text(a, id), format!("{} {v}", flag(id))));
+            }
+        } else {
+            set_arg(a, id, v).map_err(|e| bad(format!("its train.{id}: {e}")))?;
+        }
+    }
+    // Checkpoints from before train.seed was recorded kept it as "seed".
+    if let (false, Some(s)) = (a.typed("seed"), ck.extra.get("seed")) {
+        a.seed = s.parse().map_err(|_| bad(format!("its seed {s:?} is not a number")))?;
+    }
+    if a.steps <= ck.step {
+        return Err(Error::IncompatibleArgs(format!(
+            "--steps {} is not beyond the checkpoint's step {}: --steps is the total to reach \
+             (to train {} more: --steps {})",
+            a.steps,
+            ck.step,
+            a.steps.max(1),
+            ck.step + a.steps.max(1)
+        )));
+    }
+    Ok(task)
+}
+
+fn load_task(a: &TrainArgs, task: TaskArg) -> Result<Task> {
+    Ok(match task {
+        TaskArg::Text => {
+            let corpus = match &a.text {
+                None => DEFAULT_CORPUS.to_string(),
+                Some(p) => {
+                    let bytes = std::fs::read(p).map_err(|source| Error::Io {
+                        path: p.display().to_string(),
+                        source,
+                    })?;
+                    String::from_utf8(bytes).map_err(|e| {
+                        Error::BadText(format!(
+                            "{} is not UTF-8 (invalid byte at {})",
+                            p.display(),
+                            e.utf8_error().valid_up_to()
+                        ))
+                    })?
+                }
+            };
+            Task::Text(Text::new(&corpus)?)
+        }
+        TaskArg::Sine => Task::Sine(Sine::default()),
+        TaskArg::Adding => Task::Adding(Adding),
+        TaskArg::Series => return Err(Error::Unsupported("the series task")),
+    })
+}
+
+/// Refuses a save path whose folder is missing or not writable, before any training.
+pub fn check_writable(save: &Path) -> Result<()> {
+    let io = |source| Error::Io {
+        path: save.display().to_string(),
+        source,
+    };
+    if save.is_dir() {
+        return Err(Error::IncompatibleArgs(format!(
+            "--save {} is a folder; give a file name such as {}",
+            save.display(),
+            save.join("model.safetensors").display()
+        )));
+    }
+    let dir = match save.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::IncompatibleArgs(format!(
+            "the folder of --save {} does not exist; create it first (mkdir -p {})",
+            save.display(),
+            dir.display()
+        )));
+    }
+    let probe = dir.join(format!(".wgpu-rnn-write-test-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(io)?;
+    std::fs::remove_file(&probe).map_err(io)?;
+    Ok(())
+}
+
+/// `run.safetensors` → `run.best.safetensors`.
+pub fn best_path(save: &Path) -> PathBuf {
+    let stem = save.file_stem().unwrap_or_default().to_string_lossy();
+    let ext = save
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    save.with_file_name(format!("{stem}.best{ext}"))
+}
+
+/// SIGINT and SIGTERM set the signal number here (a second one ends the process at once).
+fn watch_signals() -> Arc<AtomicUsize> {
+    let caught = Arc::new(AtomicUsize::new(0));
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for sig in [SIGINT, SIGTERM] {
+            // Registered first, so it sees the flag the earlier signal set.
+            let _ = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, stop.clone());
+            let _ = signal_hook::flag::register(sig, stop.clone());
+            let _ = signal_hook::flag::register_usize(sig, caught.clone(), sig as usize);
+        }
+    }
+    caught
+}
+
+fn signal_name(sig: usize) -> &'static str {
+    match sig {
+        2 => "SIGINT",
+        15 => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+struct Run<'a> {
+    a: &'a TrainArgs,
+    task: &'a Task,
+    config: &'a RnnConfig,
+    save: PathBuf,
+    /// The best validation loss so far (carried across resumes in `train.best_validation`).
+    best: f32,
+}
+
+impl Run<'_> {
+    fn checkpoint(&self, trainer: &dyn Train) -> Result<Checkpoint> {
+        let mut extra = BTreeMap::new();
+        for id in INHERITED {
+            extra.insert(format!("train.{id}"), arg_text(self.a, id));
+        }
+        if self.best.is_finite() {
+            extra.insert("train.best_validation".into(), self.best.to_string());
+        }
+        let (m, v) = trainer.optim_state()?;
+        Ok(Checkpoint {
+            config: self.config.clone(),
+            task: self.task.kind().name().into(),
+            vocab: match self.task {
+                Task::Text(t) => Some(t.vocab.clone()),
+                _ => None,
+            },
+            params: trainer.params()?,
+            optim: Some((m, v)),
+            step: trainer.steps(),
+            carry: trainer.carry()?,
+            extra,
+        })
+    }
+
+    /// The checkpoint at `path`, and the picture and metrics log beside the main one.
+    fn save(&self, trainer: &dyn Train, path: &Path, history: &History) -> Result<()> {
+        self.checkpoint(trainer)?.save(path)?;
+        history.draw(&self.save, self.task)
+    }
+}
+
+/// The loss curves of the run (continued from the log after a resume).
+#[derive(Default)]
+struct History {
+    losses: Vec<(u64, f32)>,
+    vals: Vec<(u64, f32)>,
+}
+
+impl History {
+    fn draw(&self, save: &Path, task: &Task) -> Result<()> {
+        let svg = save.with_extension("svg");
+        crate::write_svg(&svg, &self.losses, &self.vals).map_err(|source| Error::Io {
+            path: svg.display().to_string(),
+            source,
+        })?;
+        let _ = task;
+        Ok(())
+    }
+}
+
+pub fn describe(task: &Task, loss: f32) -> String {
+    match task {
+        Task::Text(_) => format!(
+            "{loss:.4} nats/char ({:.3} bits/char)",
+            loss / std::f32::consts::LN_2
+        ),
+        _ => format!("MSE {loss:.5}"),
+    }
+}
+
+/// Runs `wgpu-rnn train`; the process's exit code (0, or 130/143 after SIGINT/SIGTERM).
+pub fn train(mut a: TrainArgs) -> Result<i32> {
+    a.validate()?;
+    let resume = match a.resume.clone() {
+        Some(p) => {
+            let ck = Checkpoint::load(&p)?;
+            Some((p, ck))
+        }
+        None => None,
+    };
+    let task_arg = match &resume {
+        Some((p, ck)) => adopt(&mut a, ck, p)?,
+        None => a.task,
+    };
+    a.check_flags(task_arg)?;
+    a.validate()?;
+    let task = load_task(&a, task_arg)?;
+    let (i, o) = task.io();
+    let kind = match a.optimizer {
+        OptArg::Sgd => OptimizerKind::Sgd,
+        OptArg::Adam => OptimizerKind::Adam,
+        OptArg::Adagrad => OptimizerKind::Adagrad,
+    };
+    let mut opt = OptimizerConfig::new(kind, a.lr);
+    opt.weight_decay = a.weight_decay;
+    if kind == OptimizerKind::Sgd {
+        opt.momentum = a.momentum;
+    }
+    let mut tc = TrainConfig::new(opt, task.loss());
+    // 0 turns clipping off; NaN or negative values reach validate, which names them.
+    tc.clip_norm = (a.clip != 0.0).then_some(a.clip);
+    tc.stateful = task.stateful();
+    tc.validate()?;
+    let config = match &resume {
+        Some((p, ck)) => {
+            if let (Task::Text(t), Some(v)) = (&task, &ck.vocab) {
+                if &t.vocab != v {
+                    return Err(Error::Checkpoint {
+                        path: p.display().to_string(),
+                        why: "its vocabulary differs from this text's; resume with the \
+                              --text it was trained on"
+                            .into(),
+                    });
+                }
+            }
+            if (ck.config.input_size, ck.config.output_size) != (i, o) {
+                return Err(Error::Checkpoint {
+                    path: p.display().to_string(),
+                    why: "its input/output sizes do not fit this task's data".into(),
+                });
+            }
+            ck.config.clone()
+        }
+        None => {
+            let c = RnnConfig::new(i, a.hidden, o)
+                .with_cell(a.cell.into())
+                .with_layers(a.layers)
+                .with_bidirectional(a.bidirectional)
+                .with_bias(!a.no_bias)
+                .with_activation(a.nonlinearity.map(Into::into).unwrap_or_default());
+            c.validate()?;
+            c
+        }
+    };
+    let save = a
+        .save
+        .clone()
+        .or_else(|| resume.as_ref().map(|(p, _)| p.clone()))
+        .unwrap_or_else(|| PathBuf::from(format!("wgpu-rnn-{}.safetensors", task.kind().name())));
+    check_writable(&save)?;
+    let seed = a.seed;
+    let params = match &resume {
+        Some((_, ck)) => ck.params.clone(),
+        None => config.init_params_with(a.init.parse()?, seed)?,
+    };
+    let mut gpu = None;
+    let mut trainer: Box<dyn Train> = match a.device {
+        DeviceArg::Gpu => {
+            let g = Gpu::new()?;
+            eprintln!("adapter: {}", g.adapter());
+            let rnn = Rnn::from_params(&g, config.clone(), &params)?;
+            gpu = Some(g);
+            Box::new(Trainer::new(rnn, tc.clone())?)
+        }
+        DeviceArg::Cpu => {
+            eprintln!("device: CPU reference (f64)");
+            Box::new(CpuTrainer::new(config.clone(), &params, tc.clone())?)
+        }
+    };
+    if let Some((_, ck)) = &resume {
+        if let Some((m, v)) = &ck.optim {
+            trainer.restore(m, v, ck.step, ck.carry.as_ref().map(|(b, s)| (*b, s)))?;
+        }
+    }
+    let start = trainer.steps();
+    let val = task.validation(seed, a.seq, a.batch)?;
+    eprintln!(
+        "task {}: {} I={i} H={} O={o} L={} D={} {:?}, T={} B={}, {:?} lr {}, steps {}..{}",
+        task.kind().name(),
+        config.cell.name(),
+        config.hidden_size,
+        config.num_layers,
+        config.directions(),
+        config.activation,
+        a.seq,
+        a.batch,
+        kind,
+        a.lr,
+        start,
+        a.steps
+    );
+    let mut run = Run {
+        a: &a,
+        task: &task,
+        config: &config,
+        save: save.clone(),
+        best: resume
+            .as_ref()
+            .and_then(|(_, ck)| ck.extra.get("train.best_validation"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f32::INFINITY),
+    };
+    let mut history = History::default();
+    let best = best_path(&save);
+    let signals = watch_signals();
+
+    let tty = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::new(a.steps.saturating_sub(start));
+    if tty {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let say = |line: String| {
+        if tty {
+            bar.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+    };
+    let t0 = Instant::now();
+    let mut tokens = 0u64;
+    let mut stopped = 0usize;
+    for step in start..a.steps {
+        let (batch, reset) = task.batch(seed, step, a.seq, a.batch)?;
+        if reset {
+            trainer.reset_state();
+        }
+        let s = trainer.step(&batch)?;
+        tokens += (a.seq * a.batch) as u64;
+        history.losses.push((step + 1, s.loss));
+        let rate = tokens as f64 / t0.elapsed().as_secs_f64();
+        if s.skipped {
+            say(format!(
+                "step {}: gradient norm {} is not finite; update skipped",
+                step + 1,
+                s.grad_norm
+            ));
+        }
+        stopped = signals.load(Ordering::SeqCst);
+        let done = step + 1 == a.steps;
+        if (step + 1) % a.eval_every == 0 || done || stopped != 0 {
+            let v = trainer.evaluate(&val)?;
+            history.vals.push((step + 1, v));
+            let mut line = format!(
+                "step {:>6}  loss {:.4}  val {}  {:.0} tokens/s",
+                step + 1,
+                s.loss,
+                describe(&task, v),
+                rate
+            );
+            if a.keep_best && v < run.best {
+                run.best = v;
+                run.save(trainer.as_ref(), &best, &history)?;
+                line.push_str("  (best so far)");
+            }
+            say(line);
+        }
+        if a.save_every > 0 && (step + 1) % a.save_every == 0 && !done && stopped == 0 {
+            run.save(trainer.as_ref(), &save, &history)?;
+        }
+        bar.set_message(format!("loss {:.4} {:.0} tok/s", s.loss, rate));
+        bar.inc(1);
+        if stopped != 0 {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let elapsed = t0.elapsed().as_secs_f64();
+    if tokens > 0 {
+        eprintln!(
+            "trained {} steps in {elapsed:.1} s: {:.0} tokens/s",
+            trainer.steps() - start,
+            tokens as f64 / elapsed
+        );
+    }
+    if let Some(&(_, v)) = history.vals.last() {
+        println!("final validation: {}", describe(&task, v));
+    }
+    run.save(trainer.as_ref(), &save, &history)?;
+    let svg = save.with_extension("svg");
+    eprintln!("saved {} and {}", save.display(), svg.display());
+    if a.keep_best && run.best.is_finite() && best.exists() {
+        eprintln!(
+            "best validation {} kept in {}",
+            describe(&task, run.best),
+            best.display()
+        );
+    }
+    if stopped != 0 {
+        eprintln!(
+            "stopped by {} after step {}; resume with --resume {}",
+            signal_name(stopped),
+            trainer.steps(),
+            save.display()
+        );
+        return Ok(128 + stopped as i32);
+    }
+
+    if let Task::Text(t) = &task {
+        if a.sample_len > 0 {
+            let params = trainer.params()?;
+            let text = crate::generate(
+                gpu.as_ref(),
+                &config,
+                &params,
+                t,
+                "",
+                a.sample_len,
+                0.8,
+                seed,
+            )?;
+            println!("--- sample ---\n{text}\n--------------");
+        }
+    }
+    let _ = CellArg::Rnn;
+    let _ = ScheduleArg::Constant;
+    Ok(0)
+}
