@@ -1,0 +1,224 @@
+//! Runs you cannot lose, through the CLI: the save folder is checked before training,
+//! flags a run does not use are errors, Ctrl-C / SIGTERM save and exit 130 / 143,
+//! `--save-every` and `--keep-best` keep checkpoints, `--resume` continues the run.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use wgpu_rnn::checkpoint::Checkpoint;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wgpu-rnn");
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wgpu-rnn-runs-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// (exit code, stdout, stderr); a panic is a failure.
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run wgpu-rnn");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        err,
+    )
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let (code, _, err) = run(args);
+    assert_ne!(code, 0, "{args:?} should fail");
+    assert!(err.contains(needle), "{args:?}: expected {needle:?} in: {err}");
+}
+
+/// Starts a long sine run; returns the child and its stderr lines as they come.
+fn spawn(args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wgpu-rnn");
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits (up to two minutes) for a stderr line containing `needle`; returns the lines.
+fn wait_for(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            let hit = line.contains(needle);
+            seen.push(line);
+            if hit {
+                return seen;
+            }
+        }
+    }
+    panic!("no line with {needle:?} within 2 minutes; saw: {seen:#?}");
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
+
+#[test]
+fn flags_a_run_does_not_use_are_errors() {
+    let d = dir("flags");
+    let csv = d.join("x.csv");
+    std::fs::write(&csv, "a\n1\n").unwrap();
+    let save = s(&d.join("m.safetensors"));
+    let sv = save.as_str();
+    for (args, needle) in [
+        (vec!["--task", "sine", "--text", "x.txt"], "--text is for --task text"),
+        (vec!["--task", "adding", "--sample-len", "5"], "--sample-len is for --task text"),
+        (vec!["--task", "text", "--csv", "x.csv"], "--csv is for --task series"),
+        (vec!["--task", "sine", "--target", "a"], "--target is for --task series"),
+        (vec!["--task", "sine", "--inputs", "a"], "--inputs is for --task series"),
+        (vec!["--task", "sine", "--warmup", "5"], "--warmup is for --lr-schedule cosine"),
+        (vec!["--task", "sine", "--min-lr", "0"], "--min-lr is for --lr-schedule cosine"),
+        (vec!["--task", "sine", "--lr-gamma", "0.5"], "--lr-gamma is for --lr-schedule step"),
+        (vec!["--task", "sine", "--lr-step-size", "9"], "--lr-step-size is for --lr-schedule step"),
+        (vec!["--task", "sine", "--momentum", "0.5"], "--momentum is for --optimizer sgd"),
+        (vec!["--task", "sine", "--bidirectional"], "--bidirectional with task sine"),
+        (vec!["--task", "sine", "--cell", "lstm", "--nonlinearity", "relu"], "--nonlinearity"),
+        (vec!["--task", "series"], "--task series needs --csv"),
+    ] {
+        let mut a = vec!["train", "--steps", "1", "--save", sv];
+        a.extend(args);
+        fails_with(&a, needle);
+    }
+    // Flags before the subcommand would otherwise be dropped.
+    fails_with(&["--steps", "3", "train"], "cannot be used with");
+    assert!(!Path::new(sv).exists(), "nothing trained, nothing saved");
+}
+
+#[test]
+fn the_save_folder_is_checked_before_training() {
+    let d = dir("save");
+    fails_with(
+        &["train", "--task", "sine", "--steps", "1", "--save", "/no/such/folder/m.safetensors"],
+        "does not exist",
+    );
+    fails_with(
+        &["train", "--task", "sine", "--steps", "1", "--save", &s(&d)],
+        "is a folder",
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let ro = d.join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        // root writes anywhere: only meaningful for other users.
+        if std::fs::File::create(ro.join("probe")).is_err() {
+            let (code, _, err) = run(&[
+                "train", "--task", "sine", "--steps", "1", "--save",
+                &s(&ro.join("m.safetensors")),
+            ]);
+            assert_ne!(code, 0);
+            assert!(!err.contains("step "), "trained before failing: {err}");
+        }
+    }
+}
+
+/// Ctrl-C stops at the end of the step, saves a loadable checkpoint (and the best one),
+/// says where, and exits 130; the run then resumes from it.
+#[cfg(unix)]
+#[test]
+fn sigint_saves_and_resume_continues() {
+    let d = dir("sigint");
+    let save = d.join("run.safetensors");
+    let (child, rx) = spawn(&[
+        "train", "--task", "sine", "--hidden", "8", "--seq", "16", "--batch", "8",
+        "--steps", "1000000", "--eval-every", "10", "--save", &s(&save),
+    ]);
+    wait_for(&rx, "step     20");
+    signal(&child, "-INT");
+    let mut child = child;
+    let status = child.wait().unwrap();
+    let lines: Vec<String> = rx.try_iter().collect();
+    assert_eq!(status.code(), Some(130), "{lines:#?}");
+    let said = lines.join("\n");
+    assert!(said.contains("stopped by SIGINT"), "{said}");
+    assert!(said.contains(&s(&save)), "{said}");
+    let ck = Checkpoint::load(&save).unwrap();
+    assert!(ck.step >= 20, "saved at step {}", ck.step);
+    assert!(d.join("run.svg").exists());
+    let best = Checkpoint::load(&d.join("run.best.safetensors")).unwrap();
+    assert!(best.step <= ck.step);
+
+    // Resume: the task and sizes come from the checkpoint; contradicting ones are errors.
+    let r = s(&save);
+    fails_with(&["train", "--resume", &r, "--hidden", "9"], "conflicts with");
+    fails_with(&["train", "--resume", &r, "--task", "adding"], "conflicts with");
+    fails_with(&["train", "--resume", &r, "--cell", "gru"], "conflicts with");
+    fails_with(&["train", "--resume", &r, "--init", "xavier"], "--init with --resume");
+    fails_with(
+        &["train", "--resume", &r, "--steps", &ck.step.to_string()],
+        "not beyond the checkpoint's step",
+    );
+    let target = (ck.step + 5).to_string();
+    let (code, _, err) = run(&["train", "--resume", &r, "--steps", &target]);
+    assert_eq!(code, 0, "{err}");
+    let after = Checkpoint::load(&save).unwrap();
+    assert_eq!(after.step, ck.step + 5, "saved back to the resumed file");
+    assert_eq!(after.config, ck.config);
+}
+
+/// SIGTERM does the same with exit code 143.
+#[cfg(unix)]
+#[test]
+fn sigterm_saves_and_exits_143() {
+    let d = dir("sigterm");
+    let save = d.join("run.safetensors");
+    let (mut child, rx) = spawn(&[
+        "train", "--task", "adding", "--hidden", "8", "--seq", "10", "--batch", "8",
+        "--steps", "1000000", "--eval-every", "5", "--save", &s(&save),
+    ]);
+    wait_for(&rx, "step      5");
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert!(Checkpoint::load(&save).unwrap().step >= 5);
+}
+
+/// --save-every leaves a checkpoint of a whole number of intervals when the process is
+/// killed outright (no chance to save at exit).
+#[cfg(unix)]
+#[test]
+fn save_every_survives_a_hard_kill() {
+    let d = dir("every");
+    let save = d.join("run.safetensors");
+    let (mut child, rx) = spawn(&[
+        "train", "--task", "sine", "--hidden", "8", "--seq", "16", "--batch", "8",
+        "--steps", "1000000", "--eval-every", "10", "--save-every", "10", "--save",
+        &s(&save),
+    ]);
+    wait_for(&rx, "step     30");
+    signal(&child, "-KILL");
+    let _ = child.wait();
+    let ck = Checkpoint::load(&save).unwrap();
+    assert!(ck.step >= 20 && ck.step % 10 == 0, "step {}", ck.step);
+}
