@@ -265,7 +265,7 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 300)]
     pub len: usize,
     /// Softmax temperature; 0 takes the most likely character every step (greedy).
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     pub temperature: f32,
     /// Text fed to the model before sampling.
     #[arg(long, default_value = "")]
@@ -324,9 +324,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3.0)]
     pub budget: f64,
     /// Skip the CPU reference where one training step would exceed this many GFLOP
-    /// (it is a plain single-threaded f64 loop); 0 measures every shape.
-    #[arg(long, default_value_t = 2.0)]
-    pub cpu_max_gflop: f64,
+    /// (it is a plain single-threaded f64 loop; default 2); 0 measures every shape.
+    #[arg(long)]
+    pub cpu_max_gflop: Option<f64>,
     /// Also print the GPU time of each part of a training step (timestamp queries).
     #[arg(long)]
     pub profile: bool,

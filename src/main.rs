@@ -173,6 +173,25 @@ fn bench(a: BenchArgs) -> Result<()> {
         budget: budget("--budget", a.budget)?,
         ..Default::default()
     };
+    // Nothing typed is dropped: the GPU-only and CPU-only flags need their device.
+    let unused = |flag: &str, devices: &str| {
+        Err(Error::IncompatibleArgs(format!(
+            "{flag} measures the {devices}, which --devices {} leaves out",
+            if devices == "GPU" { "cpu" } else { "gpu" }
+        )))
+    };
+    if a.devices == BenchDevices::Cpu {
+        if a.profile {
+            return unused("--profile", "GPU");
+        }
+        if !matmul.is_empty() {
+            return unused("--matmul", "GPU");
+        }
+    }
+    if a.devices == BenchDevices::Gpu && a.cpu_max_gflop.is_some() {
+        return unused("--cpu-max-gflop", "CPU reference");
+    }
+    let cpu_max_gflop = a.cpu_max_gflop.unwrap_or(2.0);
     let gpu = match a.devices {
         BenchDevices::Cpu => None,
         _ => Some(Gpu::new()?),
@@ -259,13 +278,13 @@ fn bench(a: BenchArgs) -> Result<()> {
         }
         if a.devices != BenchDevices::Gpu {
             let gflop = shape.train_flops() / 1e9;
-            if a.cpu_max_gflop > 0.0 && gflop > a.cpu_max_gflop {
+            if cpu_max_gflop > 0.0 && gflop > cpu_max_gflop {
                 if !a.json {
                     println!(
                         "{:<20} cpu  skipped: a training step is {gflop:.1} GFLOP \
                          (> --cpu-max-gflop {})",
                         shape.to_string(),
-                        a.cpu_max_gflop
+                        cpu_max_gflop
                     );
                 }
             } else {
@@ -423,11 +442,11 @@ fn sample(a: SampleArgs) -> Result<()> {
             ck.task
         ),
     })?;
-    if !(a.temperature.is_finite() && a.temperature > 0.0) {
+    if !(a.temperature.is_finite() && a.temperature >= 0.0) {
         return Err(Error::BadHyperparameter {
-            what: "temperature",
+            what: "--temperature",
             value: a.temperature,
-            expected: "finite and > 0",
+            expected: "finite and >= 0 (0: always the most likely character)",
         });
     }
     let text = Text::from_vocab(vocab);
@@ -447,7 +466,8 @@ fn sample(a: SampleArgs) -> Result<()> {
 }
 
 /// Feeds `prime`, then samples `len` characters one step at a time from
-/// softmax(y / temperature), seeded. On the GPU when one is given, else on the CPU reference.
+/// softmax(y / temperature), seeded; temperature 0 takes the most likely character (the
+/// first of equals). On the GPU when one is given, else on the CPU reference.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn generate(
     gpu: Option<&Gpu>,
@@ -505,21 +525,26 @@ pub(crate) fn generate(
     }
     for _ in 0..len {
         let logits = step(current, &mut state)?;
-        let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let w: Vec<f32> = logits
-            .iter()
-            .map(|l| ((l - m) / temperature).exp())
-            .collect();
-        let total: f32 = w.iter().sum();
-        let mut u = rng.random_range(0.0..total.max(f32::MIN_POSITIVE));
-        let mut next = w.len() - 1;
-        for (k, wk) in w.iter().enumerate() {
-            if u < *wk {
-                next = k;
-                break;
+        let next = if temperature == 0.0 {
+            greedy(&logits)
+        } else {
+            let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let w: Vec<f32> = logits
+                .iter()
+                .map(|l| ((l - m) / temperature).exp())
+                .collect();
+            let total: f32 = w.iter().sum();
+            let mut u = rng.random_range(0.0..total.max(f32::MIN_POSITIVE));
+            let mut next = w.len() - 1;
+            for (k, wk) in w.iter().enumerate() {
+                if u < *wk {
+                    next = k;
+                    break;
+                }
+                u -= wk;
             }
-            u -= wk;
-        }
+            next
+        };
         current = next as u32;
         out.push(text.vocab[next]);
     }
@@ -527,6 +552,17 @@ pub(crate) fn generate(
 }
 
 /// A plain SVG line chart of the training loss (and validation points).
+/// The index of the largest logit (the first of equals; NaN never wins).
+fn greedy(logits: &[f32]) -> usize {
+    let mut best = 0;
+    for (k, &l) in logits.iter().enumerate() {
+        if l > logits[best] || logits[best].is_nan() {
+            best = k;
+        }
+    }
+    best
+}
+
 pub(crate) fn write_svg(path: &Path, losses: &[(u64, f32)], vals: &[(u64, f32)]) -> std::io::Result<()> {
     let (w, h, pad) = (640.0, 360.0, 40.0);
     let all = losses.iter().chain(vals).filter(|p| p.1.is_finite());

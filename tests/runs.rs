@@ -222,3 +222,34 @@ fn save_every_survives_a_hard_kill() {
     let ck = Checkpoint::load(&save).unwrap();
     assert!(ck.step >= 20 && ck.step % 10 == 0, "step {}", ck.step);
 }
+
+/// `sample --temperature 0` is greedy (the same text whatever the seed); a negative
+/// temperature is an error.
+#[test]
+fn temperature_zero_is_greedy() {
+    let d = dir("greedy");
+    let model = s(&d.join("text.safetensors"));
+    let (code, _, err) = run(&[
+        "train", "--steps", "3", "--hidden", "8", "--seq", "8", "--batch", "4",
+        "--sample-len", "0", "--save", &model,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let sample = |seed: &str, t: &str| {
+        let (code, out, err) = run(&[
+            "sample", "--model", &model, "--len", "40", "--temperature", t, "--seed", seed,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    assert_eq!(sample("1", "0"), sample("2", "0"));
+    assert_ne!(sample("1", "1.5"), sample("2", "1.5"), "seeds differ when sampling");
+    fails_with(&["sample", "--model", &model, "--temperature", "-1"], "--temperature");
+}
+
+/// bench refuses flags for a device it is told to leave out.
+#[test]
+fn bench_refuses_flags_for_devices_left_out() {
+    fails_with(&["bench", "--devices", "cpu", "--profile"], "--profile");
+    fails_with(&["bench", "--devices", "cpu", "--matmul", "64"], "--matmul");
+    fails_with(&["bench", "--devices", "gpu", "--cpu-max-gflop", "1"], "--cpu-max-gflop");
+}
