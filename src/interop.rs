@@ -6,10 +6,11 @@
 //! (`rnn.` or any other, found from `weight_ih_l0`), and the head as `head.weight` (O, D·H)
 //! and `head.bias` (O). The cell is inferred from the shapes: G = rows / columns of
 //! `weight_hh_l0` (1 Elman, 4 LSTM, 3 GRU). Layers, directions, sizes and whether the model
-//! has biases (PyTorch's `bias=False` has none) are inferred too; the Elman nonlinearity
-//! comes from the metadata key `nonlinearity` when present. Both biases are kept as they
-//! are: an export loads into PyTorch with `load_state_dict(strict=True)` and round-trips
-//! exactly.
+//! has biases (PyTorch's `bias=False` has none) are inferred too. The Elman nonlinearity
+//! is not in a state_dict: it comes from the metadata key `nonlinearity` or the caller, and
+//! an nn.RNN file with neither is an error rather than a guess. Both biases are kept as
+//! they are: an export loads into PyTorch with `load_state_dict(strict=True)`
+//! and round-trips exactly.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -187,7 +188,8 @@ pub struct TorchModel {
 
 /// Loads an `nn.RNN` / `nn.LSTM` / `nn.GRU` state_dict (+ `head.weight`, `head.bias`) from
 /// a safetensors file. `nonlinearity` is the Elman cell's when the file's metadata names
-/// none (tanh if neither says); it must agree with the metadata and the cell.
+/// none; an nn.RNN file needs one of the two (its tensors are the same for tanh and relu).
+/// It must agree with the metadata and the cell.
 pub fn load_torch(path: &Path, nonlinearity: Option<Activation>) -> Result<TorchModel> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
@@ -227,7 +229,17 @@ fn activation_of(
                 b.name()
             ))
         }
-        (a, b) => a.or(b).unwrap_or_default(),
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) if cell == CellKind::Rnn => {
+            return Err(
+                "this nn.RNN state_dict does not say its nonlinearity (tanh and relu \
+                        models have the same tensors): pass it (--nonlinearity tanh|relu in \
+                        the CLI) or write it into the file's metadata as nonlinearity = \
+                        \"tanh\" or \"relu\""
+                    .into(),
+            )
+        }
+        (None, None) => Activation::Tanh,
     };
     if cell != CellKind::Rnn && activation != Activation::Tanh {
         return Err(format!(
