@@ -9,7 +9,7 @@
 //! has biases (PyTorch's `bias=False` has none) are inferred too. The Elman nonlinearity
 //! is not in a state_dict: it comes from the metadata key `nonlinearity` or the caller, and
 //! an nn.RNN file with neither is an error rather than a guess. Both biases are kept as
-//! they are: an export loads into PyTorch with `load_state_dict(strict=True)`
+//! they are: an [`export_torch`] file loads into PyTorch with `load_state_dict(strict=True)`
 //! and round-trips exactly.
 
 use std::collections::HashMap;
@@ -130,6 +130,19 @@ pub fn write_safetensors_file(
     meta: HashMap<String, String>,
 ) -> Result<()> {
     write_safetensors(path, tensors, meta, |why| model_err(path, why))
+}
+
+/// The name of the recurrent submodule in an export: `M.rnn`, next to `M.head`.
+pub const RNN_PREFIX: &str = "rnn.";
+
+/// Writes the model alone as the `state_dict()` of a PyTorch module with submodules `rnn`
+/// (nn.RNN / nn.LSTM / nn.GRU, batch_first=False) and `head` (nn.Linear(D·H, O)): keys
+/// `rnn.weight_ih_l0`, ..., `head.weight`, `head.bias` in PyTorch's shapes, F32, and the
+/// config ([`config_metadata`]: cell, nonlinearity, sizes, layers, direction, bias) in the
+/// metadata, so that `load_state_dict(strict=True)` takes it. Written crash-safely (a
+/// temporary file renamed over `path`): an existing `path` is replaced whole or not at all.
+pub fn export_torch(config: &RnnConfig, params: &Params<Vec<f32>>, path: &Path) -> Result<()> {
+    save_torch(path, config, params, RNN_PREFIX)
 }
 
 /// Saves a model as a PyTorch state_dict (the recurrent layers' names under `prefix`) plus
