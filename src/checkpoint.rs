@@ -16,7 +16,7 @@ use crate::interop::{self, config_metadata, read_f32, torch_entries};
 use crate::model::{Activation, CellKind, Params, RnnConfig, State, MAX_LAYERS};
 
 const FORMAT: &str = "wgpu-rnn/1";
-const PREFIX: &str = "rnn.";
+const PREFIX: &str = interop::RNN_PREFIX;
 
 /// Everything needed to sample from a model or resume training it.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +76,12 @@ impl Checkpoint {
             meta.insert("vocab".into(), codes.join(","));
         }
         interop::write_safetensors(path, &tensors, meta, |why| err(path, why))
+    }
+
+    /// Writes the model alone for PyTorch ([`interop::export_torch`]): no optimizer or
+    /// carried state, no task metadata.
+    pub fn export_torch(&self, path: &Path) -> Result<()> {
+        interop::export_torch(&self.config, &self.params, path)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
@@ -261,4 +267,34 @@ impl Checkpoint {
             carry,
         })
     }
+}
+
+/// Exports the model of the checkpoint at `checkpoint` to `output` for PyTorch
+/// ([`Checkpoint::export_torch`]). Refuses when `output` is that checkpoint, by another
+/// name too (a symlink, a hard link, `./`): the export would replace it with the bare model.
+pub fn export_torch(checkpoint: &Path, output: &Path) -> Result<()> {
+    if same_file(checkpoint, output) {
+        return Err(err(
+            checkpoint,
+            format!(
+                "the export's output {} is this checkpoint; exporting over it would replace \
+                 it with the bare model (no optimizer state, task or vocabulary): choose \
+                 another output file",
+                output.display()
+            ),
+        ));
+    }
+    Checkpoint::load(checkpoint)?.export_torch(output)
+}
+
+/// Whether two paths name one existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return x.dev() == y.dev() && x.ino() == y.ino();
+        }
+    }
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }

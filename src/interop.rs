@@ -6,10 +6,11 @@
 //! (`rnn.` or any other, found from `weight_ih_l0`), and the head as `head.weight` (O, D·H)
 //! and `head.bias` (O). The cell is inferred from the shapes: G = rows / columns of
 //! `weight_hh_l0` (1 Elman, 4 LSTM, 3 GRU). Layers, directions, sizes and whether the model
-//! has biases (PyTorch's `bias=False` has none) are inferred too; the Elman nonlinearity
-//! comes from the metadata key `nonlinearity` when present. Both biases are kept as they
-//! are: an export loads into PyTorch with `load_state_dict(strict=True)` and round-trips
-//! exactly.
+//! has biases (PyTorch's `bias=False` has none) are inferred too. The Elman nonlinearity
+//! is not in a state_dict: it comes from the metadata key `nonlinearity` or the caller, and
+//! an nn.RNN file with neither is an error rather than a guess. Both biases are kept as
+//! they are: an [`export_torch`] file loads into PyTorch with `load_state_dict(strict=True)`
+//! and round-trips exactly.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -131,6 +132,19 @@ pub fn write_safetensors_file(
     write_safetensors(path, tensors, meta, |why| model_err(path, why))
 }
 
+/// The name of the recurrent submodule in an export: `M.rnn`, next to `M.head`.
+pub const RNN_PREFIX: &str = "rnn.";
+
+/// Writes the model alone as the `state_dict()` of a PyTorch module with submodules `rnn`
+/// (nn.RNN / nn.LSTM / nn.GRU, batch_first=False) and `head` (nn.Linear(D·H, O)): keys
+/// `rnn.weight_ih_l0`, ..., `head.weight`, `head.bias` in PyTorch's shapes, F32, and the
+/// config ([`config_metadata`]: cell, nonlinearity, sizes, layers, direction, bias) in the
+/// metadata, so that `load_state_dict(strict=True)` takes it. Written crash-safely (a
+/// temporary file renamed over `path`): an existing `path` is replaced whole or not at all.
+pub fn export_torch(config: &RnnConfig, params: &Params<Vec<f32>>, path: &Path) -> Result<()> {
+    save_torch(path, config, params, RNN_PREFIX)
+}
+
 /// Saves a model as a PyTorch state_dict (the recurrent layers' names under `prefix`) plus
 /// `head.*`, with the config in the metadata.
 pub fn save_torch(
@@ -187,7 +201,8 @@ pub struct TorchModel {
 
 /// Loads an `nn.RNN` / `nn.LSTM` / `nn.GRU` state_dict (+ `head.weight`, `head.bias`) from
 /// a safetensors file. `nonlinearity` is the Elman cell's when the file's metadata names
-/// none (tanh if neither says); it must agree with the metadata and the cell.
+/// none; an nn.RNN file needs one of the two (its tensors are the same for tanh and relu).
+/// It must agree with the metadata and the cell.
 pub fn load_torch(path: &Path, nonlinearity: Option<Activation>) -> Result<TorchModel> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
@@ -227,7 +242,17 @@ fn activation_of(
                 b.name()
             ))
         }
-        (a, b) => a.or(b).unwrap_or_default(),
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) if cell == CellKind::Rnn => {
+            return Err(
+                "this nn.RNN state_dict does not say its nonlinearity (tanh and relu \
+                        models have the same tensors): pass it (--nonlinearity tanh|relu in \
+                        the CLI) or write it into the file's metadata as nonlinearity = \
+                        \"tanh\" or \"relu\""
+                    .into(),
+            )
+        }
+        (None, None) => Activation::Tanh,
     };
     if cell != CellKind::Rnn && activation != Activation::Tanh {
         return Err(format!(

@@ -182,15 +182,24 @@ fn export_then_import_is_exact_and_uses_pytorch_names() {
                 "{tag}"
             );
         }
-        // Without metadata, the cell still comes from the shapes, and the caller's
-        // nonlinearity (else tanh) applies, for nn.RNN only.
+        // Without metadata, the cell still comes from the shapes. An nn.RNN's tensors do
+        // not tell tanh from relu, so it needs the caller's nonlinearity; LSTM and GRU
+        // have none to choose.
         let plain = {
             let t = contents(&bytes);
             file(&borrowed(&t), Dtype::F32, &[])
         };
-        let m = parse_torch(&plain, None).unwrap();
-        assert_eq!(m.config.cell, cfg.cell, "{tag}");
-        assert_eq!(m.config.activation, Activation::Tanh, "{tag}");
+        let m = if cfg.cell == CellKind::Rnn {
+            let e = parse_torch(&plain, None).unwrap_err();
+            assert!(
+                e.contains("nonlinearity") && e.contains("--nonlinearity"),
+                "{tag}: {e}"
+            );
+            parse_torch(&plain, Some(cfg.activation)).unwrap()
+        } else {
+            parse_torch(&plain, None).unwrap()
+        };
+        assert_eq!(m.config, cfg, "{tag}");
         assert_eq!(m.params, params, "{tag}");
         let relu = parse_torch(&plain, Some(Activation::Relu));
         if cfg.cell == CellKind::Rnn {
@@ -258,7 +267,8 @@ fn gate_counts_other_than_one_three_or_four_are_errors() {
             ("weight_hh_l0", vec![g * h, h], ramp(g * h * h, 2.0)),
             ("head.weight", vec![o, h], ramp(o * h, 3.0)),
         ];
-        let m = parse_torch(&file(&t, Dtype::F32, &[]), None).unwrap();
+        let nonlinearity = (cell == CellKind::Rnn).then_some(Activation::Tanh);
+        let m = parse_torch(&file(&t, Dtype::F32, &[]), nonlinearity).unwrap();
         assert_eq!(
             m.config,
             RnnConfig::new(i, h, o).with_cell(cell).with_bias(false)
@@ -278,12 +288,14 @@ fn bad_files_name_the_tensor_and_shapes() {
             .collect();
         file(&t, Dtype::F32, &[])
     };
-    let e = parse_torch(&without("weight_hh_l0_reverse"), None).unwrap_err();
+    // An nn.RNN without metadata: the nonlinearity comes from the caller.
+    let relu = Some(Activation::Relu);
+    let e = parse_torch(&without("weight_hh_l0_reverse"), relu).unwrap_err();
     assert!(
         e.contains("weight_hh_l0_reverse") && e.contains("missing"),
         "{e}"
     );
-    let e = parse_torch(&without("head.weight"), None).unwrap_err();
+    let e = parse_torch(&without("head.weight"), relu).unwrap_err();
     assert!(e.contains("head.weight"), "{e}");
     // A reshaped tensor: same values, wrong shape.
     let t: Vec<(&str, Vec<usize>, Vec<f64>)> = all
@@ -297,9 +309,9 @@ fn bad_files_name_the_tensor_and_shapes() {
             (n.as_str(), s, v.clone())
         })
         .collect();
-    let e = parse_torch(&file(&t, Dtype::F32, &[]), None).unwrap_err();
+    let e = parse_torch(&file(&t, Dtype::F32, &[]), relu).unwrap_err();
     assert!(e.contains("weight_ih_l0") && e.contains("[2, 6]"), "{e}");
-    let e = parse_torch(&good, None)
+    let e = parse_torch(&good, relu)
         .map(|_| ())
         .and(parse_torch(b"garbage", None).map(|_| ()))
         .unwrap_err();
