@@ -183,6 +183,17 @@ pub enum Error {
          holds a run's numbers), please report this with the values that were plotted"
     )]
     Plot { path: String, why: String },
+
+    /// A metrics log (JSON Lines) with a line that is not a metrics record.
+    #[error(
+        "metrics log {path}, line {line}: {why}; fix or delete that line, or delete the \
+         file to start a new history"
+    )]
+    MetricsLog {
+        path: String,
+        line: usize,
+        why: String,
+    },
 }
 
 /// The kind of error wgpu reported.

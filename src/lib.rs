@@ -9,6 +9,7 @@ pub mod cpu;
 mod error;
 pub mod gpu;
 pub mod interop;
+pub mod metrics;
 pub mod model;
 pub mod plot;
 pub mod shapes;
