@@ -176,6 +176,24 @@ pub enum Error {
     /// Reading a buffer back from the GPU failed (device lost, or mapping refused).
     #[error("reading a tensor back from the GPU failed: {0}")]
     Readback(String),
+
+    /// The plotting library could not draw a picture.
+    #[error(
+        "drawing the plot {path} failed: {why}; the data are unaffected (the metrics log \
+         holds a run's numbers), please report this with the values that were plotted"
+    )]
+    Plot { path: String, why: String },
+
+    /// A metrics log (JSON Lines) with a line that is not a metrics record.
+    #[error(
+        "metrics log {path}, line {line}: {why}; fix or delete that line, or delete the \
+         file to start a new history"
+    )]
+    MetricsLog {
+        path: String,
+        line: usize,
+        why: String,
+    },
 }
 
 /// The kind of error wgpu reported.

@@ -81,6 +81,13 @@ pub(crate) fn write_safetensors(
         })
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| err(e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` crash-safely: into a fresh temporary file next to it, synced,
+/// then renamed over `path`, so a crash leaves either the old file or the new one whole and
+/// no temporary file behind on any error this process sees.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     // A temporary name of our own next to the target (same file system, so the rename is
     // atomic): process id and a counter, so concurrent saves never share one.
     static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -94,7 +101,7 @@ pub(crate) fn write_safetensors(
             .write(true)
             .create_new(true)
             .open(&tmp)?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         f.sync_all()
     };
     if let Err(source) = write() {
