@@ -84,12 +84,9 @@ impl Checkpoint {
     /// stopped, schedule included. A checkpoint without optimizer state restores nothing.
     pub fn restore_into<T: Train + ?Sized>(&self, trainer: &mut T) -> Result<()> {
         match &self.optim {
-            Some((m, v)) => trainer.restore(
-                m,
-                v,
-                self.step,
-                self.carry.as_ref().map(|(b, s)| (*b, s)),
-            ),
+            Some((m, v)) => {
+                trainer.restore(m, v, self.step, self.carry.as_ref().map(|(b, s)| (*b, s)))
+            }
             None => Ok(()),
         }
     }

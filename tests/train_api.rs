@@ -57,7 +57,10 @@ const STEP: LrSchedule = LrSchedule::Step {
 /// lr of the k-th update (k = 1, 2, ...), worked out by hand: s = k − 1 updates taken.
 fn expected_lr(schedule: LrSchedule, k: u64) -> f32 {
     let by_hand_cosine = [
-        0.0, 0.025, 0.05, 0.075, // warmup: 0.1·s/4
+        0.0,
+        0.025,
+        0.05,
+        0.075, // warmup: 0.1·s/4
         0.1,   // s = 4: top of the cosine
         0.1 - 0.09 * (1.0 - (std::f64::consts::PI / 8.0).cos()) / 2.0,
         0.01 + 0.09 * (1.0 + (std::f64::consts::PI / 4.0).cos()) / 2.0,
@@ -89,14 +92,35 @@ fn lr_close(got: f32, want: f32) -> bool {
 fn schedules_match_their_formulas_at_warmup_boundaries_and_past_the_end() {
     for s in [0u64, 1, 3, 4, 5, 8, 11, 12, 13, 40] {
         let got = COSINE.lr_at(0.1, s);
-        assert!(lr_close(got, expected_lr(COSINE, s + 1)), "cosine s={s}: {got}");
+        assert!(
+            lr_close(got, expected_lr(COSINE, s + 1)),
+            "cosine s={s}: {got}"
+        );
     }
     assert_eq!(COSINE.lr_at(0.1, 0), 0.0, "warmup starts from 0");
-    assert!(lr_close(COSINE.lr_at(0.1, 4), 0.1), "warmup ends at the base lr");
+    assert!(
+        lr_close(COSINE.lr_at(0.1, 4), 0.1),
+        "warmup ends at the base lr"
+    );
     assert_eq!(COSINE.lr_at(0.1, 12), 0.01);
-    assert_eq!(COSINE.lr_at(0.1, 1000), 0.01, "held at min_lr after total_steps");
-    for (s, want) in [(0u64, 0.1f32), (2, 0.1), (3, 0.05), (5, 0.05), (6, 0.025), (9, 0.0125)] {
-        assert!(lr_close(STEP.lr_at(0.1, s), want), "step s={s}: {}", STEP.lr_at(0.1, s));
+    assert_eq!(
+        COSINE.lr_at(0.1, 1000),
+        0.01,
+        "held at min_lr after total_steps"
+    );
+    for (s, want) in [
+        (0u64, 0.1f32),
+        (2, 0.1),
+        (3, 0.05),
+        (5, 0.05),
+        (6, 0.025),
+        (9, 0.0125),
+    ] {
+        assert!(
+            lr_close(STEP.lr_at(0.1, s), want),
+            "step s={s}: {}",
+            STEP.lr_at(0.1, s)
+        );
     }
     assert_eq!(LrSchedule::Constant.lr_at(0.1, 99), 0.1);
     assert_eq!(LrSchedule::default(), LrSchedule::Constant);
@@ -166,7 +190,8 @@ fn trainers_follow_the_schedule_across_a_save_and_restore() {
         )
         .with_schedule(schedule);
         tc.stateful = true;
-        let trainers: [(&str, Box<dyn Fn() -> Box<dyn Train> + '_>); 2] = [
+        type Make<'a> = Box<dyn Fn() -> Box<dyn Train> + 'a>;
+        let trainers: [(&str, Make); 2] = [
             ("gpu", Box::new(|| Box::new(gpu_trainer(&params, &tc)))),
             (
                 "cpu",
@@ -190,7 +215,10 @@ fn trainers_follow_the_schedule_across_a_save_and_restore() {
             for k in 1..=5u64 {
                 first.step(&mse_batch(k)).unwrap();
             }
-            let path = tmp(&format!("resume-{device}-{}.safetensors", schedule_name(schedule)));
+            let path = tmp(&format!(
+                "resume-{device}-{}.safetensors",
+                schedule_name(schedule)
+            ));
             Checkpoint::from_trainer(first.as_ref(), "sine", None)
                 .unwrap()
                 .save(&path)
@@ -221,7 +249,10 @@ fn trainers_follow_the_schedule_across_a_save_and_restore() {
             for (x, y) in a.tensors().iter().zip(b.tensors()) {
                 if device == "gpu" {
                     // f32 state saved and restored as is: the same arithmetic.
-                    assert_eq!(*x, y, "{tag}: resumed run differs from the uninterrupted one");
+                    assert_eq!(
+                        *x, y,
+                        "{tag}: resumed run differs from the uninterrupted one"
+                    );
                 } else {
                     // The reference keeps f64 and the file f32.
                     common::assert_close(&tag, x, &common::widen(y), 1e-5, 1e-4);
@@ -356,13 +387,19 @@ fn weight_decay_matches_one_hand_computed_pytorch_step() {
                 })
             })
             .fold(0.0, f64::max);
-        assert!(moved > 1e-3, "{kind:?}: weight decay changes nothing ({moved})");
+        assert!(
+            moved > 1e-3,
+            "{kind:?}: weight decay changes nothing ({moved})"
+        );
 
         let mut gt = gpu_trainer(&params, &tc);
         let mut ct = CpuTrainer::new(cfg(), &params, tc).unwrap();
         for (device, t) in [("gpu", &mut gt as &mut dyn Train), ("cpu", &mut ct)] {
             let s = t.step(&batch).unwrap();
-            assert!(s.grad_norm as f64 > clip as f64, "{device} {kind:?}: no clipping");
+            assert!(
+                s.grad_norm as f64 > clip as f64,
+                "{device} {kind:?}: no clipping"
+            );
             let got = t.params().unwrap();
             for (k, (a, b)) in got.tensors().iter().zip(&want).enumerate() {
                 common::assert_close(&format!("{device} {kind:?} tensor {k}"), a, b, 2e-6, 1e-5);
@@ -398,7 +435,10 @@ fn gpu_trains_like_the_reference_with_weight_decay_and_a_schedule() {
             let mut g = gpu_trainer(&params, &tc);
             let mut c = CpuTrainer::new(cfg(), &params, tc).unwrap();
             for k in 0..8 {
-                let (sg, sc) = (g.step(&mse_batch(k)).unwrap(), c.step(&mse_batch(k)).unwrap());
+                let (sg, sc) = (
+                    g.step(&mse_batch(k)).unwrap(),
+                    c.step(&mse_batch(k)).unwrap(),
+                );
                 assert_eq!(sg.lr, sc.lr);
                 assert!((sg.loss - sc.loss).abs() <= 1e-5 + 1e-4 * sc.loss.abs());
             }
@@ -417,7 +457,10 @@ fn optimizer_defaults_are_pytorchs() {
     assert_eq!((sgd.momentum, sgd.weight_decay), (0.0, 0.0));
     for kind in [OptimizerKind::Adam, OptimizerKind::AdamW] {
         let a = OptimizerConfig::new(kind, 0.1);
-        assert_eq!((a.beta1, a.beta2, a.eps, a.weight_decay), (0.9, 0.999, 1e-8, 0.0));
+        assert_eq!(
+            (a.beta1, a.beta2, a.eps, a.weight_decay),
+            (0.9, 0.999, 1e-8, 0.0)
+        );
     }
     let a = OptimizerConfig::new(OptimizerKind::Adagrad, 0.1);
     assert_eq!((a.eps, a.weight_decay), (1e-10, 0.0));
@@ -457,11 +500,26 @@ fn batch_new_fills_weights_and_rejects_wrong_lengths() {
     let cases: Vec<(&str, wgpu_rnn::Result<Batch>)> = vec![
         ("T = 0", Batch::new(0, 3, vec![], Targets::Classes(vec![]))),
         ("B = 0", Batch::new(2, 0, vec![], Targets::Classes(vec![]))),
-        ("x not a multiple of T·B", Batch::new(2, 3, vec![0.0; 25], Targets::Classes(vec![0; 6]))),
-        ("empty x", Batch::new(2, 3, vec![], Targets::Classes(vec![0; 6]))),
-        ("classes short", Batch::new(2, 3, x(), Targets::Classes(vec![0; 5]))),
-        ("classes long", Batch::new(2, 3, x(), Targets::Classes(vec![0; 12]))),
-        ("values not a multiple", Batch::new(2, 3, x(), Targets::Values(vec![0.0; 7]))),
+        (
+            "x not a multiple of T·B",
+            Batch::new(2, 3, vec![0.0; 25], Targets::Classes(vec![0; 6])),
+        ),
+        (
+            "empty x",
+            Batch::new(2, 3, vec![], Targets::Classes(vec![0; 6])),
+        ),
+        (
+            "classes short",
+            Batch::new(2, 3, x(), Targets::Classes(vec![0; 5])),
+        ),
+        (
+            "classes long",
+            Batch::new(2, 3, x(), Targets::Classes(vec![0; 12])),
+        ),
+        (
+            "values not a multiple",
+            Batch::new(2, 3, x(), Targets::Values(vec![0.0; 7])),
+        ),
     ];
     for (what, r) in cases {
         assert!(
@@ -480,14 +538,23 @@ fn batch_new_fills_weights_and_rejects_wrong_lengths() {
 #[test]
 fn into_rnn_gives_the_trained_models_forward() {
     let params = cfg().init_params(5);
-    let tc = TrainConfig::new(OptimizerConfig::new(OptimizerKind::Adam, 0.05), LossKind::Mse);
+    let tc = TrainConfig::new(
+        OptimizerConfig::new(OptimizerKind::Adam, 0.05),
+        LossKind::Mse,
+    );
     let mut t = gpu_trainer(&params, &tc);
     for k in 0..4 {
         t.step(&mse_batch(k)).unwrap();
     }
     let x = uniform(77, T * B * I, 1.0);
     let xt = gpu().tensor(&[T, B, I], &x).unwrap();
-    let via_mut = t.rnn_mut().forward(&xt, None).unwrap().y.download().unwrap();
+    let via_mut = t
+        .rnn_mut()
+        .forward(&xt, None)
+        .unwrap()
+        .y
+        .download()
+        .unwrap();
     let trained = t.params().unwrap();
     assert_ne!(trained, params, "training changed nothing");
     let mut rnn = t.into_rnn();
@@ -602,9 +669,19 @@ fn bench_json_lines_parse_with_their_fields() {
     assert_eq!(pv["profile"], true);
     assert_eq!(pv["shape"], serde_json::json!([2, 5, 3, 6, 2]));
     assert_eq!(pv["gpu_ms"]["recurrence"], 0.1235);
-    assert!(p.find("recurrence") < p.find("loss"), "parts keep their order: {p}");
+    assert!(
+        p.find("recurrence") < p.find("loss"),
+        "parts keep their order: {p}"
+    );
 
-    let m = bench::matmul_json(gpu(), &MatmulRow { n: 16, ms: 0.5, reps: 3 });
+    let m = bench::matmul_json(
+        gpu(),
+        &MatmulRow {
+            n: 16,
+            ms: 0.5,
+            reps: 3,
+        },
+    );
     assert!(m.starts_with("{\"matmul\": 16, "), "{m}");
     let mv: serde_json::Value = serde_json::from_str(&m).unwrap();
     assert_eq!(mv["adapter"], gpu().adapter().to_string());

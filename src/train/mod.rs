@@ -311,7 +311,7 @@ impl Batch {
             why: "it overflows usize",
         })?;
         let per_position = |what, got: usize, name: &'static str| {
-            if got == 0 || got % tb != 0 {
+            if got == 0 || !got.is_multiple_of(tb) {
                 return Err(Error::Shape {
                     what,
                     expected: format!("T·B·{name} = {t}·{b}·{name} values, {name} ≥ 1"),
@@ -322,7 +322,9 @@ impl Batch {
         };
         per_position("batch x", x.len(), "I")?;
         match &targets {
-            Targets::Classes(c) => crate::shapes::check_len("batch class targets", &[t, b], c.len())?,
+            Targets::Classes(c) => {
+                crate::shapes::check_len("batch class targets", &[t, b], c.len())?
+            }
             Targets::Values(v) => per_position("batch value targets", v.len(), "O")?,
         }
         Ok(Batch {
