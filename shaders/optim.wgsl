@@ -2,13 +2,16 @@
 // The global gradient norm is sqrt of the sum of norm_parts[0..parts) (fixed order);
 // norm_parts[parts] is the step's loss. A non-finite norm or loss skips the update
 // entirely, so one exploding step cannot poison the parameters.
-// OPT: 0 SGD with momentum, 1 Adam (decoupled weight decay: AdamW), 2 Adagrad.
+// OPT: 0 SGD (with momentum if > 0), 1 Adam, 2 Adagrad, 3 AdamW: torch.optim's rules.
+// Weight decay comes after clipping: added to the gradient (L2) for SGD, Adam and
+// Adagrad, decoupled (w *= 1 − lr·wd, before the step) for AdamW.
 
 struct Update {
     n: u32, parts: u32, _pad0: u32, _pad1: u32,
 }
 
-// Written once per training step (hyperparameters and Adam's bias corrections).
+// Written before each training step's submit: the scheduled lr, the hyperparameters and
+// Adam's bias corrections.
 struct Hyper {
     lr: f32, beta1: f32, beta2: f32, eps: f32,
     momentum: f32, weight_decay: f32, clip_norm: f32, clip_value: f32,
@@ -52,14 +55,20 @@ fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         g = clamp(g, -h.clip_value, h.clip_value);
     }
     var w = param[i];
+    if (OPT != 3u) {
+        g += h.weight_decay * w;
+    }
     switch OPT {
-        case 1u: {
+        case 1u, 3u: {
             let mi = h.beta1 * m[i] + (1.0 - h.beta1) * g;
             let vi = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
             m[i] = mi;
             v[i] = vi;
             let step = (mi / h.bias_correction1) / (sqrt(vi / h.bias_correction2) + h.eps);
-            w -= h.lr * (step + h.weight_decay * w);
+            if (OPT == 3u) {
+                w *= 1.0 - h.lr * h.weight_decay;
+            }
+            w -= h.lr * step;
         }
         case 2u: {
             let vi = v[i] + g * g;
@@ -67,7 +76,6 @@ fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             w -= h.lr * g / (sqrt(vi) + h.eps);
         }
         default: {
-            g += h.weight_decay * w;
             if (h.momentum > 0.0) {
                 let mi = h.momentum * m[i] + g;
                 m[i] = mi;

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::gpu::{
@@ -218,56 +219,153 @@ impl BenchRow {
         self.shape.forward_flops() / (self.forward_ms / 1e3) / 1e9
     }
 
-    /// One JSON object (the keys `benches/pytorch_baseline.py --json` also prints).
+    /// One JSON object (the keys `benches/pytorch_baseline.py --json` also prints),
+    /// rates to 0.1, milliseconds to 1e-4, GFLOP/s to 1e-3; None as null.
     pub fn to_json(&self) -> String {
         let s = self.shape;
-        let peak = self
-            .peak_device_bytes
-            .map_or("null".to_string(), |b| b.to_string());
-        format!(
-            "{{\"shape\": [{}, {}, {}, {}, {}], \"cell\": \"{}\", \"device\": \"{}\", \"adapter\": {}, \
-             \"path\": {}, \"forward_tokens_per_s\": {:.1}, \"train_tokens_per_s\": {:.1}, \
-             \"forward_ms\": {:.4}, \"train_ms\": {:.4}, \"forward_gflops\": {:.3}, \
-             \"train_gflops\": {:.3}, \"dispatches_per_step\": {}, \"submits_per_step\": {}, \
-             \"host_record_us\": {}, \"peak_device_bytes\": {}, \"reps\": {}}}",
-            s.b,
-            s.t,
-            s.i,
-            s.h,
-            s.o,
-            s.cell.name(),
-            self.device,
-            json_string(&self.adapter),
-            json_string(&self.path),
-            self.forward_tokens_per_s(),
-            self.train_tokens_per_s(),
-            self.forward_ms,
-            self.train_ms,
-            self.forward_gflops(),
-            self.train_gflops(),
-            self.dispatches_per_step,
-            self.submits_per_step,
-            self.host_record_us
-                .map_or("null".to_string(), |us| format!("{us:.1}")),
-            peak,
-            self.reps,
-        )
+        to_json_line(&BenchJson {
+            shape: [s.b, s.t, s.i, s.h, s.o],
+            cell: s.cell.name(),
+            device: self.device,
+            adapter: &self.adapter,
+            path: &self.path,
+            forward_tokens_per_s: round(self.forward_tokens_per_s(), 1),
+            train_tokens_per_s: round(self.train_tokens_per_s(), 1),
+            forward_ms: round(self.forward_ms, 4),
+            train_ms: round(self.train_ms, 4),
+            forward_gflops: round(self.forward_gflops(), 3),
+            train_gflops: round(self.train_gflops(), 3),
+            dispatches_per_step: self.dispatches_per_step,
+            submits_per_step: self.submits_per_step,
+            host_record_us: self.host_record_us.map(|us| round(us, 1)),
+            peak_device_bytes: self.peak_device_bytes,
+            reps: self.reps,
+        })
     }
+}
+
+/// The fields of [`BenchRow::to_json`], in its order.
+#[derive(Serialize)]
+struct BenchJson<'a> {
+    shape: [usize; 5],
+    cell: &'a str,
+    device: &'a str,
+    adapter: &'a str,
+    path: &'a str,
+    forward_tokens_per_s: f64,
+    train_tokens_per_s: f64,
+    forward_ms: f64,
+    train_ms: f64,
+    forward_gflops: f64,
+    train_gflops: f64,
+    dispatches_per_step: usize,
+    submits_per_step: usize,
+    host_record_us: Option<f64>,
+    peak_device_bytes: Option<u64>,
+    reps: usize,
+}
+
+/// `x` rounded to `digits` decimals (the precision the JSON lines print).
+fn round(x: f64, digits: i32) -> f64 {
+    let k = 10f64.powi(digits);
+    (x * k).round() / k
+}
+
+/// serde_json's output with the separators of Python's `json.dumps` (", " and ": "), so
+/// the bench's lines read like the PyTorch baseline's.
+struct PythonStyle;
+
+impl serde_json::ser::Formatter for PythonStyle {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.begin_array_value(writer, first)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(b": ")
+    }
+}
+
+/// `value` as one line of JSON, with Python's `json.dumps` separators. Non-finite
+/// floats become null.
+pub fn to_json_line<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonStyle);
+    // Writing plain data into a Vec cannot fail.
+    if value.serialize(&mut ser).is_err() {
+        return "null".into();
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
 }
 
 /// A JSON string literal.
 pub fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+    to_json_line(s)
+}
+
+/// The `bench --profile --json` line: `{"profile": true, "shape": [B, T, I, H, O],
+/// "gpu_ms": {part: ms, ...}}`, parts in the order given, milliseconds to 1e-4.
+pub fn profile_json(shape: Shape, parts: &[(&str, f64)]) -> String {
+    struct Parts<'a>(&'a [(&'a str, f64)]);
+    impl Serialize for Parts<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(Some(self.0.len()))?;
+            for (k, ms) in self.0 {
+                map.serialize_entry(k, &round(*ms, 4))?;
+            }
+            map.end()
         }
     }
-    out.push('"');
-    out
+    #[derive(Serialize)]
+    struct Profile<'a> {
+        profile: bool,
+        shape: [usize; 5],
+        gpu_ms: Parts<'a>,
+    }
+    to_json_line(&Profile {
+        profile: true,
+        shape: [shape.b, shape.t, shape.i, shape.h, shape.o],
+        gpu_ms: Parts(parts),
+    })
+}
+
+/// The `bench --matmul --json` line: `{"matmul": n, "adapter": ..., "gemm": ..., "ms": ...,
+/// "gflops": ...}`, milliseconds to 1e-4 and GFLOP/s to 1e-3.
+pub fn matmul_json(gpu: &Gpu, row: &MatmulRow) -> String {
+    #[derive(Serialize)]
+    struct Matmul {
+        matmul: usize,
+        adapter: String,
+        gemm: String,
+        ms: f64,
+        gflops: f64,
+    }
+    to_json_line(&Matmul {
+        matmul: row.n,
+        adapter: gpu.adapter().to_string(),
+        gemm: gpu.gemm().to_string(),
+        ms: round(row.ms, 4),
+        gflops: round(row.gflops(), 3),
+    })
 }
 
 fn uniform(n: usize, seed: u64) -> Vec<f32> {
@@ -289,7 +387,7 @@ pub fn batch(shape: Shape) -> Result<Batch> {
 }
 
 /// The training setup every measurement uses, like the PyTorch baseline: MSE and plain
-/// SGD (lr 1e-3), no clipping.
+/// SGD (lr 1e-3, momentum 0), no clipping.
 pub fn train_config() -> TrainConfig {
     let mut cfg = TrainConfig::new(
         OptimizerConfig::new(OptimizerKind::Sgd, 1e-3),

@@ -14,6 +14,7 @@ use safetensors::SafeTensors;
 use crate::error::{Error, Result};
 use crate::interop::{self, config_metadata, read_f32, torch_entries};
 use crate::model::{Activation, CellKind, Params, RnnConfig, State, MAX_LAYERS};
+use crate::train::Train;
 
 const FORMAT: &str = "wgpu-rnn/1";
 const PREFIX: &str = interop::RNN_PREFIX;
@@ -45,6 +46,51 @@ fn err(path: &Path, why: impl Into<String>) -> Error {
 }
 
 impl Checkpoint {
+    /// Everything a trainer holds: its model config, parameters, optimizer moments, step
+    /// and carried state, for task `task` (and its vocabulary, for text). `extra` records
+    /// the optimizer (`optimizer`, `lr`, `momentum`, `weight_decay`, `lr_schedule`);
+    /// add more (a seed) to it before saving.
+    pub fn from_trainer<T: Train + ?Sized>(
+        trainer: &T,
+        task: &str,
+        vocab: Option<Vec<char>>,
+    ) -> Result<Checkpoint> {
+        let train = trainer.train_config();
+        let o = &train.optimizer;
+        let extra = [
+            ("optimizer", format!("{:?}", o.kind)),
+            ("lr", o.lr.to_string()),
+            ("momentum", o.momentum.to_string()),
+            ("weight_decay", o.weight_decay.to_string()),
+            ("lr_schedule", format!("{:?}", train.schedule)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Ok(Checkpoint {
+            config: trainer.rnn_config().clone(),
+            task: task.to_string(),
+            vocab,
+            params: trainer.params()?,
+            optim: Some(trainer.optim_state()?),
+            step: trainer.steps(),
+            carry: trainer.carry()?,
+            extra,
+        })
+    }
+
+    /// Puts the optimizer moments, step and carried state back into `trainer` (built
+    /// from this checkpoint's config and parameters) so that training resumes where it
+    /// stopped, schedule included. A checkpoint without optimizer state restores nothing.
+    pub fn restore_into<T: Train + ?Sized>(&self, trainer: &mut T) -> Result<()> {
+        match &self.optim {
+            Some((m, v)) => {
+                trainer.restore(m, v, self.step, self.carry.as_ref().map(|(b, s)| (*b, s)))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Writes to `path.tmp`, syncs it, then renames over `path`: a crash while saving
     /// leaves the previous file intact.
     pub fn save(&self, path: &Path) -> Result<()> {

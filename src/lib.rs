@@ -23,8 +23,8 @@ pub use model::{
     Rnn, RnnConfig, State,
 };
 pub use train::{
-    Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, StepStats, Targets, Train,
-    TrainConfig, Trainer,
+    Batch, CpuTrainer, LossKind, LrSchedule, OptimizerConfig, OptimizerKind, StepStats, Targets,
+    Train, TrainConfig, Trainer,
 };
 
 /// The README's examples compile and run as doc tests.

@@ -85,6 +85,10 @@ fn compare_on(
     let params = cfg.init_params(3);
     let mut opt = OptimizerConfig::new(kind, lr);
     opt.weight_decay = 0.01;
+    // The SGD comparisons cover the momentum buffer (the default is PyTorch's 0).
+    if kind == OptimizerKind::Sgd {
+        opt.momentum = 0.9;
+    }
     let mut train = TrainConfig::new(opt, loss);
     train.clip_norm = clip_norm;
     train.clip_value = clip_value;

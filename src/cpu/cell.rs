@@ -1,6 +1,6 @@
 //! The cells' pointwise math, one unit at a time, in f64: the reference for the WGSL pair
 //! in shaders/cell.wgsl. A unit j of a step sees its G gate pre-activations split as
-//! p[g] = (W_ih x + b_ih)[g·H + j] and r[g] = (W_hh h_prev + b_hh)[g·H + j].
+//! `p[g] = (W_ih x + b_ih)[g·H + j]` and `r[g] = (W_hh h_prev + b_hh)[g·H + j]`.
 
 use crate::model::{Activation, CellKind};
 

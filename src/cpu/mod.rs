@@ -418,7 +418,7 @@ pub fn backward(
     })
 }
 
-/// Softmax cross-entropy over rows of y (rows, cols): returns (Σ_r s·w_r·(lse_r − y_r[c_r]),
+/// Softmax cross-entropy over rows of y (rows, cols): returns (`Σ_r s·w_r·(lse_r − y_r[c_r])`,
 /// dL/dy) with s the normaliser (1 / Σ w for a mean).
 pub fn softmax_xent(y: &[f64], cols: usize, classes: &[u32], w: &[f64], s: f64) -> (f64, Vec<f64>) {
     let mut loss = 0.0;

@@ -21,7 +21,8 @@ impl OptimState {
 }
 
 /// Clips gradients (global norm as PyTorch's `clip_grad_norm_`, then value) and applies
-/// the `step`-th update (1-based). Returns the global norm before clipping; a non-finite
+/// the `step`-th update (1-based) at the learning rate the schedule gives it, with weight
+/// decay as [`OptimizerKind`] says (after clipping, as inside `optimizer.step()`). Returns the global norm before clipping; a non-finite
 /// norm leaves everything unchanged.
 pub fn clip_and_update(
     p: &mut Params<Vec<f64>>,
@@ -40,7 +41,8 @@ pub fn clip_and_update(
         return norm;
     }
     let o = &cfg.optimizer;
-    let (lr, b1, b2, eps) = (o.lr as f64, o.beta1 as f64, o.beta2 as f64, o.eps as f64);
+    let lr = cfg.lr_for_step(step) as f64;
+    let (b1, b2, eps) = (o.beta1 as f64, o.beta2 as f64, o.eps as f64);
     let (mu, wd) = (o.momentum as f64, o.weight_decay as f64);
     let scale = match cfg.clip_norm {
         Some(c) => (c as f64 / (norm + 1e-6)).min(1.0),
@@ -57,20 +59,25 @@ pub fn clip_and_update(
             if let Some(c) = cfg.clip_value {
                 gi = gi.clamp(-(c as f64), c as f64);
             }
+            if o.kind != OptimizerKind::AdamW {
+                gi += wd * w[i];
+            }
             match o.kind {
                 OptimizerKind::Sgd => {
-                    gi += wd * w[i];
                     if mu > 0.0 {
                         m[i] = mu * m[i] + gi;
                         gi = m[i];
                     }
                     w[i] -= lr * gi;
                 }
-                OptimizerKind::Adam => {
+                OptimizerKind::Adam | OptimizerKind::AdamW => {
                     m[i] = b1 * m[i] + (1.0 - b1) * gi;
                     v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
                     let step = (m[i] / bc1) / ((v[i] / bc2).sqrt() + eps);
-                    w[i] -= lr * (step + wd * w[i]);
+                    if o.kind == OptimizerKind::AdamW {
+                        w[i] *= 1.0 - lr * wd;
+                    }
+                    w[i] -= lr * step;
                 }
                 OptimizerKind::Adagrad => {
                     v[i] += gi * gi;
@@ -82,6 +89,7 @@ pub fn clip_and_update(
     norm
 }
 
+/// Trains on the CPU reference in f64, with the same rules as [`super::Trainer`].
 pub struct CpuTrainer {
     config: RnnConfig,
     train: TrainConfig,
@@ -160,6 +168,7 @@ impl Train for CpuTrainer {
             grad_norm: norm as f32,
             skipped: !(norm.is_finite() && loss.is_finite()),
             step: self.step,
+            lr: self.train.lr_for_step(self.step),
         })
     }
 
@@ -177,6 +186,14 @@ impl Train for CpuTrainer {
 
     fn steps(&self) -> u64 {
         self.step
+    }
+
+    fn rnn_config(&self) -> &RnnConfig {
+        &self.config
+    }
+
+    fn train_config(&self) -> &TrainConfig {
+        &self.train
     }
 
     fn optim_state(&self) -> Result<super::Moments> {

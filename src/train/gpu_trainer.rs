@@ -35,6 +35,51 @@ struct StepWorkspace {
 }
 
 /// Trains an [`Rnn`] on the GPU.
+///
+/// A few steps of Adam with a cosine schedule on a toy regression, a checkpoint that
+/// reloads, and the trained model's predictions:
+///
+/// ```
+/// use wgpu_rnn::checkpoint::Checkpoint;
+/// use wgpu_rnn::{Batch, Gpu, LossKind, LrSchedule, OptimizerConfig, OptimizerKind, Rnn,
+///     RnnConfig, Targets, Train, TrainConfig, Trainer};
+///
+/// # fn main() -> wgpu_rnn::Result<()> {
+/// let gpu = Gpu::new()?;
+/// let (t, b) = (6, 2);
+/// let rnn = Rnn::new(&gpu, RnnConfig::new(1, 8, 1), 0)?;
+/// let train = TrainConfig::new(OptimizerConfig::new(OptimizerKind::Adam, 0.01), LossKind::Mse)
+///     .with_schedule(LrSchedule::Cosine { warmup_steps: 2, total_steps: 20, min_lr: 1e-3 });
+/// let mut trainer = Trainer::new(rnn, train.clone())?;
+///
+/// // Predict the input one step late: y_t = x_(t-1). x and y are (T, B, 1), time-major.
+/// let x: Vec<f32> = (0..t * b).map(|k| (k as f32 * 0.7).sin()).collect();
+/// let y: Vec<f32> = (0..t * b).map(|k| if k < b { 0.0 } else { x[k - b] }).collect();
+/// let batch = Batch::new(t, b, x.clone(), Targets::Values(y))?;
+/// for _ in 0..5 {
+///     let stats = trainer.step(&batch)?;
+///     assert!(!stats.skipped && stats.lr <= 0.01);
+/// }
+///
+/// let path = std::env::temp_dir().join("wgpu-rnn-doc-example.safetensors");
+/// let mut ck = Checkpoint::from_trainer(&trainer, "sine", None)?;
+/// ck.extra.insert("seed".into(), "0".into());
+/// ck.save(&path)?;
+///
+/// // Resume elsewhere: the model from the file, the optimizer and the schedule's step too.
+/// let ck = Checkpoint::load(&path)?;
+/// let mut resumed = Trainer::new(Rnn::from_params(&gpu, ck.config.clone(), &ck.params)?, train)?;
+/// ck.restore_into(&mut resumed)?;
+/// assert_eq!(resumed.steps(), 5);
+///
+/// // Inference with the trained model itself, no rebuild.
+/// let mut rnn = trainer.into_rnn();
+/// let out = rnn.forward(&gpu.tensor(&[t, b, 1], &x)?, None)?;
+/// assert_eq!(out.y.download()?.len(), t * b);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok(())
+/// # }
+/// ```
 pub struct Trainer {
     rnn: Rnn,
     config: TrainConfig,
@@ -81,6 +126,7 @@ impl Trainer {
             OptimizerKind::Sgd => 0,
             OptimizerKind::Adam => 1,
             OptimizerKind::Adagrad => 2,
+            OptimizerKind::AdamW => 3,
         };
         // The parameters share one buffer (more only past the binding limit), and their
         // gradients and moments likewise: one dispatch for the norm's chunks and one for
@@ -143,8 +189,22 @@ impl Trainer {
         self.last_host_us
     }
 
+    /// The model being trained, with the parameters of the last step.
     pub fn rnn(&self) -> &Rnn {
         &self.rnn
+    }
+
+    /// The model being trained, e.g. to run a forward between steps or set its parameters
+    /// (the trainer keeps using its buffers).
+    pub fn rnn_mut(&mut self) -> &mut Rnn {
+        &mut self.rnn
+    }
+
+    /// The trained model, for inference without copying the parameters to the host; the
+    /// optimizer state and carried state are dropped (save them first with
+    /// [`crate::checkpoint::Checkpoint::from_trainer`] to resume later).
+    pub fn into_rnn(self) -> Rnn {
+        self.rnn
     }
 
     pub fn config(&self) -> &TrainConfig {
@@ -351,6 +411,7 @@ impl Trainer {
             grad_norm: norm,
             skipped: !(norm.is_finite() && loss.is_finite()),
             step: self.step,
+            lr: hyper.lr,
         })
     }
 }
@@ -379,6 +440,14 @@ impl Train for Trainer {
 
     fn steps(&self) -> u64 {
         self.step
+    }
+
+    fn rnn_config(&self) -> &crate::model::RnnConfig {
+        self.rnn.config()
+    }
+
+    fn train_config(&self) -> &TrainConfig {
+        &self.config
     }
 
     fn optim_state(&self) -> Result<super::Moments> {

@@ -19,56 +19,192 @@ pub enum LossKind {
     Mse,
 }
 
+/// Which update rule; each is `torch.optim`'s with the same name (dampening 0, no
+/// nesterov, amsgrad or maximize; Adagrad's `lr_decay` 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OptimizerKind {
-    /// SGD with optional momentum (PyTorch's form: m = μ m + g; w -= lr m).
+    /// `torch.optim.SGD`: g += wd·w; with momentum μ > 0, m = μ m + g and g = m; w -= lr g.
     Sgd,
-    /// Adam with bias correction; weight decay, if any, is decoupled (AdamW).
+    /// `torch.optim.Adam`, with bias correction; weight decay is L2 (g += wd·w before the
+    /// moments).
     Adam,
-    /// Adagrad (the classic min-char-rnn choice).
+    /// `torch.optim.AdamW`: Adam whose weight decay is decoupled, w -= lr·wd·w, outside the
+    /// moments.
+    AdamW,
+    /// `torch.optim.Adagrad` (the classic min-char-rnn choice): g += wd·w; v += g²;
+    /// w -= lr g / (√v + eps).
     Adagrad,
 }
 
-/// Optimizer hyperparameters; fields not used by the chosen kind are ignored.
+/// Optimizer hyperparameters; fields not used by the chosen kind are ignored. The
+/// defaults of [`OptimizerConfig::new`] are `torch.optim`'s.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct OptimizerConfig {
     pub kind: OptimizerKind,
+    /// The base learning rate (`lr`); a [`LrSchedule`] scales it per step.
     pub lr: f32,
+    /// SGD's `momentum`; default 0 (plain SGD).
     pub momentum: f32,
+    /// Adam's and AdamW's `betas[0]`; default 0.9.
     pub beta1: f32,
+    /// Adam's and AdamW's `betas[1]`; default 0.999.
     pub beta2: f32,
+    /// `eps`: 1e-8 for Adam and AdamW, 1e-10 for Adagrad (unused by SGD).
     pub eps: f32,
+    /// `weight_decay`: L2 (added to the clipped gradient) for SGD, Adam and Adagrad,
+    /// decoupled for AdamW; default 0 (PyTorch's AdamW defaults to 0.01, set it for that).
     pub weight_decay: f32,
 }
 
 impl OptimizerConfig {
+    /// `kind` at learning rate `lr` with PyTorch's defaults for the rest (see the
+    /// fields). Adagrad's accumulator starts at 0 (`initial_accumulator_value=0`).
     pub fn new(kind: OptimizerKind, lr: f32) -> Self {
         OptimizerConfig {
             kind,
             lr,
-            momentum: if kind == OptimizerKind::Sgd { 0.9 } else { 0.0 },
+            momentum: 0.0,
             beta1: 0.9,
             beta2: 0.999,
-            eps: 1e-8,
+            eps: if kind == OptimizerKind::Adagrad {
+                1e-10
+            } else {
+                1e-8
+            },
             weight_decay: 0.0,
+        }
+    }
+
+    /// The same with SGD momentum `momentum`.
+    pub fn with_momentum(mut self, momentum: f32) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
+    /// The same with weight decay `weight_decay` (see [`OptimizerConfig::weight_decay`]).
+    pub fn with_weight_decay(mut self, weight_decay: f32) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+}
+
+/// How the learning rate changes over training, as a factor of the base lr by the number
+/// of updates already taken, s (0 for the first: PyTorch's `last_epoch` when
+/// `scheduler.step()` follows each `optimizer.step()`). Trainers apply it from their step
+/// counter, so a restored run continues it exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub enum LrSchedule {
+    /// lr at every step.
+    #[default]
+    Constant,
+    /// Linear warmup from 0, then a half cosine down to `min_lr`, as transformers'
+    /// `get_cosine_with_min_lr_schedule_with_warmup`: lr·s/warmup for s < warmup; then
+    /// min_lr + (lr − min_lr)·(1 + cos(π·p))/2 with p = (s − warmup)/(total − warmup),
+    /// held at min_lr from s = total on. The first update (s = 0) of a warmup has lr 0.
+    Cosine {
+        warmup_steps: u64,
+        total_steps: u64,
+        min_lr: f32,
+    },
+    /// `torch.optim.lr_scheduler.StepLR`: lr·gamma^⌊s / step_size⌋.
+    Step { step_size: u64, gamma: f32 },
+}
+
+impl LrSchedule {
+    /// The learning rate of the update that follows `taken` updates, for base rate `lr`.
+    pub fn lr_at(&self, lr: f32, taken: u64) -> f32 {
+        let (base, s) = (lr as f64, taken as f64);
+        let v = match *self {
+            LrSchedule::Constant => base,
+            LrSchedule::Cosine {
+                warmup_steps,
+                total_steps,
+                min_lr,
+            } => {
+                if taken < warmup_steps {
+                    base * s / warmup_steps as f64
+                } else {
+                    let span = total_steps.saturating_sub(warmup_steps).max(1) as f64;
+                    let p = ((s - warmup_steps as f64) / span).min(1.0);
+                    let min = min_lr as f64;
+                    min + (base - min) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+                }
+            }
+            LrSchedule::Step { step_size, gamma } => {
+                let k = taken / step_size.max(1);
+                base * (gamma as f64).powi(k.min(i32::MAX as u64) as i32)
+            }
+        };
+        v as f32
+    }
+
+    /// Rejects schedules that cannot work with base rate `lr`: a cosine whose total is not
+    /// past its warmup or whose min_lr is not in 0..=lr, a step of size 0 or a gamma that
+    /// is not finite and > 0.
+    pub fn validate(&self, lr: f32) -> Result<()> {
+        let bad = |what, value: f32, expected| {
+            Err(Error::BadHyperparameter {
+                what,
+                value,
+                expected,
+            })
+        };
+        match *self {
+            LrSchedule::Constant => Ok(()),
+            LrSchedule::Cosine {
+                warmup_steps,
+                total_steps,
+                min_lr,
+            } => {
+                if total_steps <= warmup_steps {
+                    return bad(
+                        "cosine schedule total_steps",
+                        total_steps as f32,
+                        "greater than warmup_steps",
+                    );
+                }
+                if !(min_lr >= 0.0 && min_lr <= lr) {
+                    return bad(
+                        "cosine schedule min_lr",
+                        min_lr,
+                        "finite, ≥ 0 and at most the learning rate",
+                    );
+                }
+                Ok(())
+            }
+            LrSchedule::Step { step_size, gamma } => {
+                if step_size == 0 {
+                    return bad("step schedule step_size", 0.0, "at least 1");
+                }
+                if !(gamma.is_finite() && gamma > 0.0) {
+                    return bad("step schedule gamma", gamma, "finite and > 0");
+                }
+                Ok(())
+            }
         }
     }
 }
 
-/// How to train: optimizer, loss, clipping, and whether the hidden state carries over
-/// from one batch to the next (stateful truncated BPTT).
+/// How to train: optimizer, learning-rate schedule, loss, clipping, and whether the
+/// hidden state carries over from one batch to the next (stateful truncated BPTT).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct TrainConfig {
     pub optimizer: OptimizerConfig,
+    /// Default [`LrSchedule::Constant`].
+    pub schedule: LrSchedule,
     pub loss: LossKind,
     /// Rescale gradients by min(1, this / (norm + 1e-6)), norm the global L2 norm of all
-    /// of them (PyTorch's clip_grad_norm_).
+    /// of them (PyTorch's clip_grad_norm_, applied to the gradients before the
+    /// optimizer adds weight decay). Default Some(5.0).
     pub clip_norm: Option<f32>,
-    /// Clamp each gradient element to ±this (after norm clipping).
+    /// Clamp each gradient element to ±this (after norm clipping). Default None.
     pub clip_value: Option<f32>,
     /// Carry h_T of one batch into h_0 of the next (no gradient crosses the boundary).
+    /// Default false.
     pub stateful: bool,
 }
 
@@ -76,6 +212,7 @@ impl TrainConfig {
     pub fn new(optimizer: OptimizerConfig, loss: LossKind) -> Self {
         TrainConfig {
             optimizer,
+            schedule: LrSchedule::Constant,
             loss,
             clip_norm: Some(5.0),
             clip_value: None,
@@ -83,7 +220,19 @@ impl TrainConfig {
         }
     }
 
-    /// Rejects non-finite or negative hyperparameters.
+    /// The same with learning-rate schedule `schedule`.
+    pub fn with_schedule(mut self, schedule: LrSchedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// The learning rate of the `step`-th update (1-based), from the schedule.
+    pub fn lr_for_step(&self, step: u64) -> f32 {
+        self.schedule
+            .lr_at(self.optimizer.lr, step.saturating_sub(1))
+    }
+
+    /// Rejects non-finite or negative hyperparameters and impossible schedules.
     pub fn validate(&self) -> Result<()> {
         let o = &self.optimizer;
         let fields = [
@@ -122,7 +271,7 @@ impl TrainConfig {
                 });
             }
         }
-        Ok(())
+        self.schedule.validate(o.lr)
     }
 }
 
@@ -148,6 +297,52 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// A batch of T·B positions, every one of weight 1: `x` (T, B, I) and `targets`,
+    /// (T, B) classes or (T, B, O) values. Checks that T and B are positive and that the
+    /// lengths are whole multiples of T·B (T·B for classes); the sizes I and O are checked
+    /// against the model when the batch is used.
+    pub fn new(t: usize, b: usize, x: Vec<f32>, targets: Targets) -> Result<Batch> {
+        crate::shapes::nonzero("batch T", t)?;
+        crate::shapes::nonzero("batch B", b)?;
+        let tb = t.checked_mul(b).ok_or(Error::TooLarge {
+            what: "batch T·B",
+            value: u64::MAX,
+            limit: usize::MAX as u64,
+            why: "it overflows usize",
+        })?;
+        let per_position = |what, got: usize, name: &'static str| {
+            if got == 0 || !got.is_multiple_of(tb) {
+                return Err(Error::Shape {
+                    what,
+                    expected: format!("T·B·{name} = {t}·{b}·{name} values, {name} ≥ 1"),
+                    got: vec![got],
+                });
+            }
+            Ok(())
+        };
+        per_position("batch x", x.len(), "I")?;
+        match &targets {
+            Targets::Classes(c) => {
+                crate::shapes::check_len("batch class targets", &[t, b], c.len())?
+            }
+            Targets::Values(v) => per_position("batch value targets", v.len(), "O")?,
+        }
+        Ok(Batch {
+            t,
+            b,
+            x,
+            targets,
+            weights: vec![1.0; tb],
+        })
+    }
+
+    /// The same with per-position weights (T, B) instead of ones; checks their length.
+    pub fn with_weights(mut self, weights: Vec<f32>) -> Result<Batch> {
+        crate::shapes::check_len("batch weights", &[self.t, self.b], weights.len())?;
+        self.weights = weights;
+        Ok(self)
+    }
+
     /// Checks every length against the model and loss; returns the loss normaliser.
     pub(crate) fn check(&self, cfg: &RnnConfig, loss: LossKind) -> Result<f32> {
         let (t, b) = cfg.check_input(&[self.t, self.b, cfg.input_size])?;
@@ -197,6 +392,8 @@ pub struct StepStats {
     pub skipped: bool,
     /// Which step this was (1 for the first; skipped steps count).
     pub step: u64,
+    /// The learning rate the schedule gave this step (also when it was skipped).
+    pub lr: f32,
 }
 
 /// Optimizer moments: (m, v), each shaped like the parameters.
@@ -214,6 +411,10 @@ pub trait Train {
     fn reset_state(&mut self);
     /// Steps taken so far.
     fn steps(&self) -> u64;
+    /// The model trained.
+    fn rnn_config(&self) -> &RnnConfig;
+    /// How it is trained.
+    fn train_config(&self) -> &TrainConfig;
     /// Optimizer moments (m, v).
     fn optim_state(&self) -> Result<Moments>;
     /// The carried state as (B, state (L·D, B, H) each), if any.
@@ -228,8 +429,9 @@ pub trait Train {
     ) -> Result<()>;
 }
 
-/// The per-step scalars of the optimizer: hyperparameters and Adam's bias corrections.
-/// Mirrors `struct Hyper` in shaders/optim.wgsl.
+/// The per-step scalars of the optimizer: the scheduled learning rate, hyperparameters and
+/// Adam's bias corrections, written before each step's submit. Mirrors `struct Hyper` in
+/// shaders/optim.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct Hyper {
@@ -246,13 +448,15 @@ pub(crate) struct Hyper {
     pub _pad: [f32; 2],
 }
 
+const _: () = assert!(std::mem::size_of::<Hyper>() == 48);
+
 impl Hyper {
     /// Values for the `step`-th update (1-based).
     pub fn new(cfg: &TrainConfig, step: u64) -> Self {
         let o = &cfg.optimizer;
         let n = step.min(i32::MAX as u64) as i32;
         Hyper {
-            lr: o.lr,
+            lr: cfg.lr_for_step(step),
             beta1: o.beta1,
             beta2: o.beta2,
             eps: o.eps,
