@@ -1,7 +1,5 @@
 //! `wgpu-rnn`: train, sample from, evaluate and inspect recurrent networks on the GPU.
 
-use std::path::Path;
-
 use rand::{Rng, SeedableRng};
 use wgpu_rnn::checkpoint::Checkpoint;
 use wgpu_rnn::cli::{
@@ -43,8 +41,14 @@ fn forecast(_a: ForecastArgs) -> Result<()> {
     Err(Error::Unsupported("forecast"))
 }
 
-fn export(_a: ExportArgs) -> Result<()> {
-    Err(Error::Unsupported("export"))
+fn export(a: ExportArgs) -> Result<()> {
+    wgpu_rnn::checkpoint::export_torch(&a.model, &a.output)?;
+    eprintln!(
+        "wrote {}: the model tensors as PyTorch names them (rnn., head.), loadable with \
+         load_state_dict(strict=True)",
+        a.output.display()
+    );
+    Ok(())
 }
 
 fn info() -> Result<()> {
@@ -255,15 +259,9 @@ fn bench(a: BenchArgs) -> Result<()> {
                 let parts = bench::profile_gpu(gpu, shape)?;
                 let total: f64 = parts.iter().map(|p| p.1).sum();
                 if a.json {
-                    let fields: Vec<String> = parts
-                        .iter()
-                        .map(|(k, ms)| format!("{}: {ms:.4}", bench::json_string(k)))
-                        .collect();
-                    println!(
-                        "{{\"profile\": true, \"shape\": [{}], \"gpu_ms\": {{{}}}}}",
-                        shape.to_string().replace(',', ", "),
-                        fields.join(", ")
-                    );
+                    let parts: Vec<(&str, f64)> =
+                        parts.iter().map(|(k, ms)| (k.as_ref(), *ms)).collect();
+                    println!("{}", bench::profile_json(shape, &parts));
                 } else {
                     let parts: Vec<String> = parts
                         .iter()
@@ -296,13 +294,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         for n in matmul {
             let r = bench::bench_matmul(gpu, n, &opts)?;
             if a.json {
-                println!(
-                    "{{\"matmul\": {n}, \"adapter\": {}, \"gemm\": \"{}\", \"ms\": {:.4}, \"gflops\": {:.3}}}",
-                    bench::json_string(&gpu.adapter().to_string()),
-                    gpu.gemm(),
-                    r.ms,
-                    r.gflops()
-                );
+                println!("{}", bench::matmul_json(gpu, &r));
             } else {
                 println!(
                     "matmul {n}x{n}x{n}: {:.2} ms, {:.2} GFLOP/s (gemm {}, median of {})",
@@ -551,7 +543,8 @@ pub(crate) fn generate(
     Ok(out)
 }
 
-/// A plain SVG line chart of the training loss (and validation points).
+
+
 /// The index of the largest logit (the first of equals; NaN never wins).
 fn greedy(logits: &[f32]) -> usize {
     let mut best = 0;
@@ -561,46 +554,4 @@ fn greedy(logits: &[f32]) -> usize {
         }
     }
     best
-}
-
-pub(crate) fn write_svg(path: &Path, losses: &[(u64, f32)], vals: &[(u64, f32)]) -> std::io::Result<()> {
-    let (w, h, pad) = (640.0, 360.0, 40.0);
-    let all = losses.iter().chain(vals).filter(|p| p.1.is_finite());
-    let (mut x0, mut x1, mut y0, mut y1) = (u64::MAX, 0u64, f32::INFINITY, f32::NEG_INFINITY);
-    for &(s, l) in all {
-        x0 = x0.min(s);
-        x1 = x1.max(s);
-        y0 = y0.min(l);
-        y1 = y1.max(l);
-    }
-    if x0 > x1 {
-        (x0, x1, y0, y1) = (0, 1, 0.0, 1.0);
-    }
-    let sx = |s: u64| pad + (s - x0) as f64 / ((x1 - x0).max(1)) as f64 * (w - 2.0 * pad);
-    let sy = |l: f32| h - pad - ((l - y0) / (y1 - y0).max(1e-9)) as f64 * (h - 2.0 * pad);
-    let line = |pts: &[(u64, f32)]| {
-        pts.iter()
-            .filter(|p| p.1.is_finite())
-            .map(|&(s, l)| format!("{:.1},{:.1}", sx(s), sy(l)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let svg = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{pad}" y="20">loss (blue: training, red: validation), steps {x0}..{x1}, range {y0:.4}..{y1:.4}</text>
-<polyline fill="none" stroke="#1f77b4" stroke-width="1" points="{}"/>
-<polyline fill="none" stroke="#d62728" stroke-width="2" points="{}"/>
-<line x1="{pad}" y1="{}" x2="{}" y2="{}" stroke="black"/>
-<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{}" stroke="black"/>
-</svg>
-"##,
-        line(losses),
-        line(vals),
-        h - pad,
-        w - pad,
-        h - pad,
-        h - pad
-    );
-    std::fs::write(path, svg)
 }

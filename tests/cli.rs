@@ -79,7 +79,7 @@ fn short_run_trains_saves_and_samples() {
     assert!(model.exists() && model.with_extension("svg").exists());
 
     // A sine checkpoint cannot resume a text run, nor be sampled as text.
-    fails_with(&["--resume", &m, "--steps", "1"], "task");
+    fails_with(&["--resume", &m, "--task", "text"], "task");
     fails_with(&["sample", "--model", &m], "only text models");
 
     let text_model = temp("text.safetensors");

@@ -166,6 +166,8 @@ fn sigint_saves_and_resume_continues() {
     assert!(said.contains(&s(&save)), "{said}");
     let ck = Checkpoint::load(&save).unwrap();
     assert!(ck.step >= 20, "saved at step {}", ck.step);
+    let log = wgpu_rnn::metrics::read(&d.join("run.metrics.jsonl")).unwrap();
+    assert_eq!(log.len() as u64, ck.step, "a log line per step taken");
     assert!(d.join("run.svg").exists());
     let best = Checkpoint::load(&d.join("run.best.safetensors")).unwrap();
     assert!(best.step <= ck.step);
@@ -186,6 +188,14 @@ fn sigint_saves_and_resume_continues() {
     let after = Checkpoint::load(&save).unwrap();
     assert_eq!(after.step, ck.step + 5, "saved back to the resumed file");
     assert_eq!(after.config, ck.config);
+    // The metrics log holds every step once, in order, across the interruption.
+    let log = wgpu_rnn::metrics::read(&d.join("run.metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = log.iter().map(|r| r.step).collect();
+    assert_eq!(steps, (1..=after.step).collect::<Vec<_>>());
+    assert!(log.iter().all(|r| r.loss.is_finite() && r.learning_rate > 0.0));
+    assert!(log.last().unwrap().validation.is_some(), "the last step is validated");
+    let svg = std::fs::read_to_string(d.join("run.svg")).unwrap();
+    assert!(svg.contains("validation") && svg.contains("step"), "{svg}");
 }
 
 /// SIGTERM does the same with exit code 143.

@@ -13,11 +13,12 @@ use std::time::Instant;
 
 use clap::ValueEnum;
 use wgpu_rnn::checkpoint::Checkpoint;
-use wgpu_rnn::cli::{flag, CellArg, DeviceArg, OptArg, ScheduleArg, TaskArg, TrainArgs};
+use wgpu_rnn::cli::{flag, DeviceArg, OptArg, ScheduleArg, TaskArg, TrainArgs};
 use wgpu_rnn::tasks::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
+use wgpu_rnn::metrics::{self, MetricsLog, MetricsRecord};
 use wgpu_rnn::{
-    CpuTrainer, Error, Gpu, OptimizerConfig, OptimizerKind, Result, Rnn, RnnConfig, Train,
-    TrainConfig, Trainer,
+    plot, CpuTrainer, Error, Gpu, LrSchedule, OptimizerConfig, OptimizerKind, Result, Rnn,
+    RnnConfig, Train, TrainConfig, Trainer,
 };
 
 /// The hyperparameters a checkpoint records (metadata `train.<id>`) and a resumed run
@@ -153,9 +154,6 @@ fn adopt(a: &mut TrainArgs, ck: &Checkpoint, path: &Path) -> Result<TaskArg> {
         let Some(v) = ck.extra.get(&format!("train.{id}")) else {
             continue;
         };
-        if id == "steps" {
-            continue;
-        }
         if a.typed(id) {
             if matches!(id, "optimizer" | "seed") && &arg_text(a, id) != v {
                 return Err(conflict(&flag(id), arg_text(a, id), format!("{} {v}", flag(id))));
@@ -167,6 +165,12 @@ fn adopt(a: &mut TrainArgs, ck: &Checkpoint, path: &Path) -> Result<TaskArg> {
     // Checkpoints from before train.seed was recorded kept it as "seed".
     if let (false, Some(s)) = (a.typed("seed"), ck.extra.get("seed")) {
         a.seed = s.parse().map_err(|_| bad(format!("its seed {s:?} is not a number")))?;
+    }
+    if a.steps <= ck.step && !a.typed("steps") {
+        return Err(Error::IncompatibleArgs(format!(
+            "the resumed run already reached its --steps {}; give a larger --steps to go on",
+            a.steps
+        )));
     }
     if a.steps <= ck.step {
         return Err(Error::IncompatibleArgs(format!(
@@ -307,29 +311,24 @@ impl Run<'_> {
         })
     }
 
-    /// The checkpoint at `path`, and the picture and metrics log beside the main one.
-    fn save(&self, trainer: &dyn Train, path: &Path, history: &History) -> Result<()> {
+    /// The checkpoint at `path`, then the loss picture beside the main one, drawn from the
+    /// whole metrics log (earlier runs' steps too, after a resume).
+    fn save(&self, trainer: &dyn Train, path: &Path, log: &MetricsLog) -> Result<()> {
         self.checkpoint(trainer)?.save(path)?;
-        history.draw(&self.save, self.task)
-    }
-}
-
-/// The loss curves of the run (continued from the log after a resume).
-#[derive(Default)]
-struct History {
-    losses: Vec<(u64, f32)>,
-    vals: Vec<(u64, f32)>,
-}
-
-impl History {
-    fn draw(&self, save: &Path, task: &Task) -> Result<()> {
-        let svg = save.with_extension("svg");
-        crate::write_svg(&svg, &self.losses, &self.vals).map_err(|source| Error::Io {
-            path: svg.display().to_string(),
-            source,
-        })?;
-        let _ = task;
-        Ok(())
+        log.sync()?;
+        let (train, val) = metrics::loss_curves(&log.records()?);
+        let (title, unit) = match self.task {
+            Task::Text(_) => ("character-level text", "loss (nats/char)"),
+            Task::Sine(_) => ("sine forecasting", "MSE"),
+            Task::Adding(_) => ("adding problem", "MSE"),
+        };
+        plot::loss_plot(
+            &plot::loss_plot_path(&self.save),
+            &format!("{title}: {} H={}", self.config.cell.name(), self.config.hidden_size),
+            unit,
+            &train,
+            &val,
+        )
     }
 }
 
@@ -371,7 +370,19 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
     if kind == OptimizerKind::Sgd {
         opt.momentum = a.momentum;
     }
-    let mut tc = TrainConfig::new(opt, task.loss());
+    let schedule = match a.lr_schedule {
+        ScheduleArg::Constant => LrSchedule::Constant,
+        ScheduleArg::Cosine => LrSchedule::Cosine {
+            warmup_steps: a.warmup,
+            total_steps: a.steps,
+            min_lr: a.min_lr,
+        },
+        ScheduleArg::Step => LrSchedule::Step {
+            step_size: a.lr_step_size,
+            gamma: a.lr_gamma,
+        },
+    };
+    let mut tc = TrainConfig::new(opt, task.loss()).with_schedule(schedule);
     // 0 turns clipping off; NaN or negative values reach validate, which names them.
     tc.clip_norm = (a.clip != 0.0).then_some(a.clip);
     tc.stateful = task.stateful();
@@ -465,7 +476,12 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(f32::INFINITY),
     };
-    let mut history = History::default();
+    let log_path = metrics::log_path(&save);
+    let mut log = match &resume {
+        Some((_, ck)) => MetricsLog::resume(&log_path, ck.step)?,
+        None => MetricsLog::create(&log_path)?,
+    };
+    let mut last_val = f32::NAN;
     let best = best_path(&save);
     let signals = watch_signals();
 
@@ -498,7 +514,6 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
         }
         let s = trainer.step(&batch)?;
         tokens += (a.seq * a.batch) as u64;
-        history.losses.push((step + 1, s.loss));
         let rate = tokens as f64 / t0.elapsed().as_secs_f64();
         if s.skipped {
             say(format!(
@@ -509,9 +524,23 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
         }
         stopped = signals.load(Ordering::SeqCst);
         let done = step + 1 == a.steps;
-        if (step + 1) % a.eval_every == 0 || done || stopped != 0 {
-            let v = trainer.evaluate(&val)?;
-            history.vals.push((step + 1, v));
+        let validate = (step + 1) % a.eval_every == 0 || done || stopped != 0;
+        let v = if validate {
+            Some(trainer.evaluate(&val)?)
+        } else {
+            None
+        };
+        log.append(&MetricsRecord {
+            step: step + 1,
+            loss: s.loss,
+            validation: v,
+            tokens_per_s: rate,
+            learning_rate: s.lr,
+            grad_norm: s.grad_norm,
+            skipped: s.skipped,
+        })?;
+        if let Some(v) = v {
+            last_val = v;
             let mut line = format!(
                 "step {:>6}  loss {:.4}  val {}  {:.0} tokens/s",
                 step + 1,
@@ -521,13 +550,13 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
             );
             if a.keep_best && v < run.best {
                 run.best = v;
-                run.save(trainer.as_ref(), &best, &history)?;
+                run.save(trainer.as_ref(), &best, &log)?;
                 line.push_str("  (best so far)");
             }
             say(line);
         }
         if a.save_every > 0 && (step + 1) % a.save_every == 0 && !done && stopped == 0 {
-            run.save(trainer.as_ref(), &save, &history)?;
+            run.save(trainer.as_ref(), &save, &log)?;
         }
         bar.set_message(format!("loss {:.4} {:.0} tok/s", s.loss, rate));
         bar.inc(1);
@@ -544,12 +573,16 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
             tokens as f64 / elapsed
         );
     }
-    if let Some(&(_, v)) = history.vals.last() {
-        println!("final validation: {}", describe(&task, v));
+    if last_val.is_finite() {
+        println!("final validation: {}", describe(&task, last_val));
     }
-    run.save(trainer.as_ref(), &save, &history)?;
-    let svg = save.with_extension("svg");
-    eprintln!("saved {} and {}", save.display(), svg.display());
+    run.save(trainer.as_ref(), &save, &log)?;
+    eprintln!(
+        "saved {}, {} and {}",
+        save.display(),
+        plot::loss_plot_path(&save).display(),
+        log_path.display()
+    );
     if a.keep_best && run.best.is_finite() && best.exists() {
         eprintln!(
             "best validation {} kept in {}",
@@ -583,7 +616,5 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
             println!("--- sample ---\n{text}\n--------------");
         }
     }
-    let _ = CellArg::Rnn;
-    let _ = ScheduleArg::Constant;
     Ok(0)
 }
