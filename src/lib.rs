@@ -10,6 +10,7 @@ mod error;
 pub mod gpu;
 pub mod interop;
 pub mod model;
+pub mod series;
 pub mod shapes;
 pub mod tasks;
 pub mod train;

@@ -1,4 +1,5 @@
-//! Built-in tasks: character-level text, sine forecasting, and the adding problem.
+//! Built-in tasks: character-level text, sine forecasting, the adding problem, and
+//! next-step forecasting of a CSV series ([`crate::series`]).
 //! Every batch is a pure function of (seed, step), so a resumed run sees the same data as
 //! an uninterrupted one.
 
@@ -6,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
+pub use crate::series::Series;
 use crate::train::{Batch, LossKind, Targets};
 
 /// The default text corpus: this project's own README and sources, embedded at build time.
@@ -23,6 +25,7 @@ pub enum TaskKind {
     Text,
     Sine,
     Adding,
+    Series,
 }
 
 impl TaskKind {
@@ -31,6 +34,7 @@ impl TaskKind {
             TaskKind::Text => "text",
             TaskKind::Sine => "sine",
             TaskKind::Adding => "adding",
+            TaskKind::Series => "series",
         }
     }
 
@@ -39,6 +43,7 @@ impl TaskKind {
             "text" => Ok(TaskKind::Text),
             "sine" => Ok(TaskKind::Sine),
             "adding" => Ok(TaskKind::Adding),
+            "series" => Ok(TaskKind::Series),
             _ => Err(Error::BadTask(s.to_string())),
         }
     }
@@ -50,6 +55,7 @@ pub enum Task {
     Text(Text),
     Sine(Sine),
     Adding(Adding),
+    Series(Series),
 }
 
 impl Task {
@@ -58,6 +64,7 @@ impl Task {
             Task::Text(_) => TaskKind::Text,
             Task::Sine(_) => TaskKind::Sine,
             Task::Adding(_) => TaskKind::Adding,
+            Task::Series(_) => TaskKind::Series,
         }
     }
 
@@ -67,6 +74,7 @@ impl Task {
             Task::Text(t) => (t.vocab.len(), t.vocab.len()),
             Task::Sine(_) => (1, 1),
             Task::Adding(_) => (2, 1),
+            Task::Series(s) => (s.input_size(), 1),
         }
     }
 
@@ -89,16 +97,19 @@ impl Task {
             Task::Text(x) => x.batch(step, t, b),
             Task::Sine(x) => Ok((x.batch(&mut rng(seed, step), t, b, false), true)),
             Task::Adding(x) => Ok((x.batch(&mut rng(seed, step), t, b), true)),
+            Task::Series(x) => Ok((x.batch(&mut rng(seed, step), t, b)?, true)),
         }
     }
 
-    /// A fixed validation batch.
+    /// A fixed validation batch. Text and series tasks use their held-out parts whole,
+    /// whatever `b` (and for series at most `t` steps; see [`Series`]).
     pub fn validation(&self, seed: u64, t: usize, b: usize) -> Result<Batch> {
         let mut r = rng(seed ^ 0x5eed_0fa1, u64::MAX);
         match self {
             Task::Text(x) => x.validation(),
             Task::Sine(x) => Ok(x.batch(&mut r, t, b, true)),
             Task::Adding(x) => Ok(x.batch(&mut r, t, b.max(256))),
+            Task::Series(x) => x.validation(t),
         }
     }
 }
@@ -302,5 +313,35 @@ impl Adding {
             targets: Targets::Values(y),
             weights: w,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_task_has_its_name_sizes_loss_and_batches() {
+        let mut csv = String::from("day,load,temp\n");
+        for r in 0..50 {
+            csv += &format!("d{r},{},{}\n", r * 2, 20 - r);
+        }
+        let inputs = ["load".to_string(), "temp".to_string()];
+        let data =
+            crate::series::SeriesData::from_csv_str(&csv, "t.csv", None, Some(&inputs)).unwrap();
+        let task = Task::Series(Series::new(&data).unwrap());
+        assert_eq!(task.kind(), TaskKind::Series);
+        assert_eq!(TaskKind::parse("series").unwrap(), TaskKind::Series);
+        assert_eq!(task.kind().name(), "series");
+        assert_eq!(task.io(), (2, 1));
+        assert_eq!(task.loss(), LossKind::Mse);
+        assert!(!task.stateful());
+        let (b, reset) = task.batch(5, 3, 8, 4).unwrap();
+        assert!(reset);
+        assert_eq!(b, task.batch(5, 3, 8, 4).unwrap().0, "a function of (seed, step)");
+        assert_ne!(b, task.batch(5, 4, 8, 4).unwrap().0);
+        assert_eq!(b.x.len(), 8 * 4 * 2);
+        let v = task.validation(5, 8, 4).unwrap();
+        assert_eq!(v.weights.iter().sum::<f32>(), 5.0, "the last 5 of 50 rows");
     }
 }
