@@ -39,6 +39,15 @@ fn bad(why: impl Into<String>) -> Error {
     Error::BadSeries(why.into())
 }
 
+/// `"a", "b"`: column names for messages.
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The used columns of a CSV file, in original units.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesData {
@@ -131,7 +140,9 @@ impl SeriesData {
             ));
         }
         for c in 0..header.len() {
-            if let Some(d) = (c + 1..header.len()).find(|&d| !header[c].is_empty() && header[d] == header[c]) {
+            if let Some(d) =
+                (c + 1..header.len()).find(|&d| !header[c].is_empty() && header[d] == header[c])
+            {
                 return Err(fail(format!(
                     "the header names column {} and column {} both {:?}; rename one so that \
                      columns can be told apart",
@@ -398,9 +409,9 @@ impl Normalization {
                 "{}: the model reads columns [{}] and predicts {:?}, but the data was loaded \
                  with inputs [{}] and target {:?}; load it with the model's columns",
                 data.source,
-                self.input_names().join(", "),
+                quoted(&self.input_names()),
                 self.target.name,
-                data.inputs.join(", "),
+                quoted(&data.inputs),
                 data.target
             )));
         }
@@ -495,7 +506,8 @@ impl Series {
             let start = r.random_range(0..=self.split - 1 - t);
             for s in 0..t {
                 let k = s * b + row;
-                x[k * i..(k + 1) * i].copy_from_slice(&self.x[(start + s) * i..(start + s + 1) * i]);
+                x[k * i..(k + 1) * i]
+                    .copy_from_slice(&self.x[(start + s) * i..(start + s + 1) * i]);
                 y[k] = self.y[start + s + 1];
             }
         }
@@ -548,7 +560,7 @@ impl Series {
 enum Runner<'a> {
     Gpu {
         gpu: &'a Gpu,
-        rnn: Rnn,
+        rnn: Box<Rnn>,
         state: Option<State<GpuTensor>>,
     },
     Cpu {
@@ -604,7 +616,7 @@ pub fn forecast(
              feeds each prediction back as the next input, which needs the target as the \
              only input (the future values of the others are unknown); train with the target \
              alone as input",
-            norm.input_names().join(", "),
+            quoted(&norm.input_names()),
             norm.target.name
         )));
     }
@@ -629,7 +641,7 @@ pub fn forecast(
     let mut runner = match gpu {
         Some(g) => Runner::Gpu {
             gpu: g,
-            rnn: Rnn::from_params(g, config.clone(), params)?,
+            rnn: Box::new(Rnn::from_params(g, config.clone(), params)?),
             state: None,
         },
         None => {
@@ -656,7 +668,10 @@ pub fn forecast(
         next = runner.run(&[next])?[0];
         out.push(next);
     }
-    Ok(out.into_iter().map(|z| norm.target.denormalize(z)).collect())
+    Ok(out
+        .into_iter()
+        .map(|z| norm.target.denormalize(z))
+        .collect())
 }
 
 /// Writes forecasts as CSV: a `step,forecast` header, then steps 1..=N with their values.
@@ -750,10 +765,16 @@ mod tests {
     #[test]
     fn a_non_numeric_or_non_finite_cell_in_a_used_column_is_an_error() {
         let m = message(load("t,v\n0,1\n1,abc\n", None, None));
-        assert!(m.contains("line 3") && m.contains("\"abc\" is not a number"), "{m}");
+        assert!(
+            m.contains("line 3") && m.contains("\"abc\" is not a number"),
+            "{m}"
+        );
         for bad in ["nan", "inf", "-Infinity", "NaN"] {
             let m = message(load(&format!("t,v\n0,1\n1,2\n2,{bad}\n"), None, None));
-            assert!(m.contains("line 4") && m.contains("not a finite number"), "{bad}: {m}");
+            assert!(
+                m.contains("line 4") && m.contains("not a finite number"),
+                "{bad}: {m}"
+            );
         }
     }
 
@@ -774,9 +795,15 @@ mod tests {
         let m = message(load("", None, None));
         assert!(m.contains("empty"), "{m}");
         let m = message(load("a,b\n", None, None));
-        assert!(m.contains("no data rows") && m.contains(&MIN_ROWS.to_string()), "{m}");
+        assert!(
+            m.contains("no data rows") && m.contains(&MIN_ROWS.to_string()),
+            "{m}"
+        );
         let m = message(load("a,b,a\n1,2,3\n", None, None));
-        assert!(m.contains("column 1 and column 3") && m.contains("\"a\""), "{m}");
+        assert!(
+            m.contains("column 1 and column 3") && m.contains("\"a\""),
+            "{m}"
+        );
         let m = message(load("a,b\n1,2\n3\n", None, None));
         assert!(m.contains("test.csv") && m.contains("field"), "{m}");
         let m = message(load("a,b\nx,y\n", None, None));
@@ -792,7 +819,8 @@ mod tests {
         let d = load(&table(MIN_ROWS - 1), None, None).unwrap();
         let e = Series::new(&d).unwrap_err().to_string();
         assert!(
-            e.contains(&format!("{} rows", MIN_ROWS - 1)) && e.contains(&format!("at least {MIN_ROWS}")),
+            e.contains(&format!("{} rows", MIN_ROWS - 1))
+                && e.contains(&format!("at least {MIN_ROWS}")),
             "{e}"
         );
         Series::new(&load(&table(MIN_ROWS), None, None).unwrap()).unwrap();
@@ -811,7 +839,7 @@ mod tests {
         assert!((n.target.mean - 44.5).abs() < 1e-12, "{n:?}");
         let std = ((90.0f64 * 90.0 - 1.0) / 12.0).sqrt();
         assert!((n.target.std - std).abs() < 1e-9, "{n:?}");
-        assert_eq!(n.inputs, [n.target.clone()]);
+        assert_eq!(n.inputs, std::slice::from_ref(&n.target));
         let z = n.target.normalize(7.0);
         assert!((n.target.denormalize(z) - 7.0).abs() < 1e-12);
     }
@@ -830,7 +858,9 @@ mod tests {
         n.store(&mut extra);
         assert!(extra[NORMALIZATION_KEY].contains("\"mean\""));
         assert_eq!(Normalization::from_extra(&extra).unwrap(), n);
-        let e = Normalization::from_extra(&BTreeMap::new()).unwrap_err().to_string();
+        let e = Normalization::from_extra(&BTreeMap::new())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(NORMALIZATION_KEY), "{e}");
         let bad = n.to_json().replacen("\"std\":", "\"std\":-", 1);
         let e = Normalization::from_json(&bad).unwrap_err().to_string();
@@ -859,7 +889,9 @@ mod tests {
     fn training_windows_have_their_shape_and_target_at_s_is_input_at_s_plus_1() {
         let (series, row) = indexed(200, true);
         let (t, b) = (12, 7);
-        let batch = series.batch(&mut ChaCha8Rng::seed_from_u64(1), t, b).unwrap();
+        let batch = series
+            .batch(&mut ChaCha8Rng::seed_from_u64(1), t, b)
+            .unwrap();
         assert_eq!((batch.t, batch.b), (t, b));
         assert_eq!(batch.x.len(), t * b * 2);
         assert_eq!(batch.weights, vec![1.0; t * b]);
@@ -881,7 +913,10 @@ mod tests {
                 // The other input column holds 1000 − row, normalized by its own scale.
                 let a = series.normalization().inputs[0].denormalize(batch.x[k * 2] as f64);
                 assert!((a - (1000 - start - s) as f64).abs() < 1e-3);
-                assert!(start + s + 1 < series.split(), "targets stay in the training part");
+                assert!(
+                    start + s + 1 < series.split(),
+                    "targets stay in the training part"
+                );
             }
         }
         assert!(starts.len() > 1, "random starts: {starts:?}");
@@ -891,9 +926,14 @@ mod tests {
     fn training_windows_are_a_function_of_the_seed_and_cover_the_training_part() {
         let (series, row) = indexed(40, false);
         let t = 35; // split 36: starts 0 only
-        let b1 = series.batch(&mut ChaCha8Rng::seed_from_u64(3), t, 2).unwrap();
+        let b1 = series
+            .batch(&mut ChaCha8Rng::seed_from_u64(3), t, 2)
+            .unwrap();
         assert_eq!(row(b1.x[0]), 0);
-        let e = series.batch(&mut ChaCha8Rng::seed_from_u64(3), 36, 2).unwrap_err().to_string();
+        let e = series
+            .batch(&mut ChaCha8Rng::seed_from_u64(3), 36, 2)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--seq 35"), "{e}");
     }
 
@@ -909,7 +949,11 @@ mod tests {
             let mut seen = Vec::new();
             for (k, (&w, &target)) in v.weights.iter().zip(y).enumerate() {
                 if w > 0.0 {
-                    assert_eq!(row(v.x[k]) + 1, row(target), "t {t}: input is the row before");
+                    assert_eq!(
+                        row(v.x[k]) + 1,
+                        row(target),
+                        "t {t}: input is the row before"
+                    );
                     seen.push(row(target));
                 }
             }

@@ -253,8 +253,7 @@ impl Text {
     fn validation(&self) -> Result<Batch> {
         if self.val.is_empty() {
             return Err(Error::BadText(
-                "this task holds no validation text (it was built from a vocabulary alone)"
-                    .into(),
+                "this task holds no validation text (it was built from a vocabulary alone)".into(),
             ));
         }
         let b = self.held_out.len();
@@ -422,8 +421,14 @@ mod tests {
                 .collect();
             let targets: Vec<u32> = (0..v.t).map(|s| y[s * v.b + r]).collect();
             let chunk_chars: Vec<char> = chunk.chars().collect();
-            assert_eq!(decode(&t, &inputs), chunk_chars[..v.t].iter().collect::<String>());
-            assert_eq!(decode(&t, &targets), chunk_chars[1..].iter().collect::<String>());
+            assert_eq!(
+                decode(&t, &inputs),
+                chunk_chars[..v.t].iter().collect::<String>()
+            );
+            assert_eq!(
+                decode(&t, &targets),
+                chunk_chars[1..].iter().collect::<String>()
+            );
         }
     }
 
@@ -431,7 +436,10 @@ mod tests {
     fn text_split_is_deterministic_and_short_texts_still_hold_out_a_tenth() {
         let a = Text::new(DEFAULT_CORPUS).unwrap();
         let b = Text::new(DEFAULT_CORPUS).unwrap();
-        assert_eq!((&a.train, &a.val, a.held_out()), (&b.train, &b.val, b.held_out()));
+        assert_eq!(
+            (&a.train, &a.val, a.held_out()),
+            (&b.train, &b.val, b.held_out())
+        );
         // 200 characters (the least accepted): 20 chunks of 10.
         let short: String = "0123456789".repeat(20);
         let t = Text::new(&short).unwrap();
@@ -459,7 +467,11 @@ mod tests {
         assert!(!task.stateful());
         let (b, reset) = task.batch(5, 3, 8, 4).unwrap();
         assert!(reset);
-        assert_eq!(b, task.batch(5, 3, 8, 4).unwrap().0, "a function of (seed, step)");
+        assert_eq!(
+            b,
+            task.batch(5, 3, 8, 4).unwrap().0,
+            "a function of (seed, step)"
+        );
         assert_ne!(b, task.batch(5, 4, 8, 4).unwrap().0);
         assert_eq!(b.x.len(), 8 * 4 * 2);
         let v = task.validation(5, 8, 4).unwrap();
