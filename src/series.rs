@@ -116,14 +116,13 @@ impl SeriesData {
 
     /// [`SeriesData::from_csv`] on any reader; `source` names it in messages.
     pub fn from_reader(
-        reader: impl Read,
+        mut reader: impl Read,
         source: &str,
         target: Option<&str>,
         inputs: Option<&[String]>,
     ) -> Result<Self> {
         let fail = |why: String| bad(format!("{source}: {why}"));
         let mut bytes = Vec::new();
-        let mut reader = reader;
         reader.read_to_end(&mut bytes).map_err(|e| Error::Io {
             path: source.to_string(),
             source: e,
