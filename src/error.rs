@@ -99,7 +99,7 @@ pub enum Error {
     LossMismatch,
 
     /// An unknown task name.
-    #[error("unknown task {0:?}; the tasks are text, sine and adding")]
+    #[error("unknown task {0:?}; the tasks are text, sine, adding and series")]
     BadTask(String),
 
     /// A text that cannot be trained on.
@@ -194,6 +194,11 @@ pub enum Error {
         line: usize,
         why: String,
     },
+
+    /// A CSV time series (or a series model's normalization) that cannot be used; the
+    /// message names the file, line and column where there is one.
+    #[error("unusable time series: {0}")]
+    BadSeries(String),
 }
 
 /// The kind of error wgpu reported.

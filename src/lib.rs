@@ -12,6 +12,7 @@ pub mod interop;
 pub mod metrics;
 pub mod model;
 pub mod plot;
+pub mod series;
 pub mod shapes;
 pub mod tasks;
 pub mod train;

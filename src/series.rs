@@ -1,0 +1,965 @@
+//! Time series from CSV files: loading, per-column normalization, the training task's
+//! windows, and autoregressive forecasts.
+//!
+//! Rows are time steps in file order. The first [`training_rows`] (90 %) of them are the
+//! training part, the rest the validation part. At step s a model reads the normalized
+//! input columns of row s and is trained to predict the normalized target column of row
+//! s + 1. Normalization (mean and standard deviation per column) is fitted on the training
+//! part only, and travels with a model in its checkpoint's `extra` map under
+//! [`NORMALIZATION_KEY`] as JSON.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, GpuTensor};
+use crate::model::{Params, Rnn, RnnConfig, State};
+use crate::train::{Batch, Targets};
+
+/// Fewest rows a series needs for training: 18 training rows and 2 validation rows.
+pub const MIN_ROWS: usize = 20;
+
+/// The checkpoint `extra` key under which a series model keeps its [`Normalization`].
+pub const NORMALIZATION_KEY: &str = "series.normalization";
+
+/// Rows the GPU runs at once while warming the state up on a long history.
+const WARMUP_ROWS: usize = 256;
+
+/// Rows in the training part of a series of `rows` rows: the first 90 % (rounded down).
+pub fn training_rows(rows: usize) -> usize {
+    rows * 9 / 10
+}
+
+fn bad(why: impl Into<String>) -> Error {
+    Error::BadSeries(why.into())
+}
+
+/// `"a", "b"`: column names for messages.
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The used columns of a CSV file, in original units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesData {
+    source: String,
+    inputs: Vec<String>,
+    target: String,
+    /// (rows, inputs), row-major.
+    x: Vec<f64>,
+    /// One target value per row.
+    y: Vec<f64>,
+}
+
+/// A header cell's name for messages: quoted, or `column N` (1-based) when empty.
+fn column_label(header: &csv::StringRecord, c: usize) -> String {
+    match &header[c] {
+        "" => format!("column {}", c + 1),
+        name => format!("{name:?}"),
+    }
+}
+
+/// The 1-based line of the file on which the record read from byte `at` starts: the
+/// reader's positions start at the blank lines it skips before a record, and its line
+/// count leaves them out. A line ends at "\n", "\r\n" or a lone "\r".
+fn line_of(bytes: &[u8], at: u64) -> u64 {
+    let mut at = (at as usize).min(bytes.len());
+    while matches!(bytes.get(at), Some(b'\n' | b'\r')) {
+        at += 1;
+    }
+    let before = &bytes[..at];
+    let breaks = before
+        .iter()
+        .enumerate()
+        .filter(|&(k, &c)| c == b'\n' || (c == b'\r' && bytes.get(k + 1) != Some(&b'\n')))
+        .count();
+    1 + breaks as u64
+}
+
+fn parse_finite(cell: &str) -> Option<f64> {
+    cell.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+impl SeriesData {
+    /// Reads a CSV file: a header row naming the columns, then one row per time step.
+    ///
+    /// A column is numeric when at least one of its cells is a finite number; other columns
+    /// (dates, labels) are ignored unless named, which is an error. `target` defaults to
+    /// the last numeric column, `inputs` to the target alone. Every cell of a used column
+    /// must be a finite number.
+    pub fn from_csv(path: &Path, target: Option<&str>, inputs: Option<&[String]>) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_reader(file, &path.display().to_string(), target, inputs)
+    }
+
+    /// [`SeriesData::from_csv`] on CSV text; `source` names it in messages.
+    pub fn from_csv_str(
+        text: &str,
+        source: &str,
+        target: Option<&str>,
+        inputs: Option<&[String]>,
+    ) -> Result<Self> {
+        Self::from_reader(text.as_bytes(), source, target, inputs)
+    }
+
+    /// [`SeriesData::from_csv`] on any reader; `source` names it in messages.
+    pub fn from_reader(
+        mut reader: impl Read,
+        source: &str,
+        target: Option<&str>,
+        inputs: Option<&[String]>,
+    ) -> Result<Self> {
+        let fail = |why: String| bad(format!("{source}: {why}"));
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).map_err(|e| Error::Io {
+            path: source.to_string(),
+            source: e,
+        })?;
+        let mut rdr = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(bytes.as_slice());
+        let header = rdr.headers().map_err(|e| fail(e.to_string()))?.clone();
+        if header.iter().all(str::is_empty) {
+            return Err(fail(
+                "the file is empty; expected a header row naming the columns, then one row \
+                 of numbers per time step"
+                    .into(),
+            ));
+        }
+        for c in 0..header.len() {
+            if let Some(d) =
+                (c + 1..header.len()).find(|&d| !header[c].is_empty() && header[d] == header[c])
+            {
+                return Err(fail(format!(
+                    "the header names column {} and column {} both {:?}; rename one so that \
+                     columns can be told apart",
+                    c + 1,
+                    d + 1,
+                    &header[c]
+                )));
+            }
+        }
+        let mut rows = Vec::new();
+        for record in rdr.records() {
+            let record = record.map_err(|e| fail(e.to_string()))?;
+            let line = record.position().map_or(0, |p| line_of(&bytes, p.byte()));
+            rows.push((line, record));
+        }
+        if rows.is_empty() {
+            return Err(fail(format!(
+                "the file has a header row but no data rows; a series needs at least \
+                 {MIN_ROWS} rows, one per time step"
+            )));
+        }
+        let numeric: Vec<bool> = (0..header.len())
+            .map(|c| rows.iter().any(|(_, r)| parse_finite(&r[c]).is_some()))
+            .collect();
+        let available = || {
+            (0..header.len())
+                .map(|c| {
+                    let kind = if numeric[c] { "" } else { " (not numeric)" };
+                    format!("{}{kind}", column_label(&header, c))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let find = |name: &str, role: &str| -> Result<usize> {
+            let c = (0..header.len())
+                .find(|&c| !name.is_empty() && header[c] == *name)
+                .ok_or_else(|| {
+                    fail(format!(
+                        "no column named {name:?} (given as {role}); the columns are {}",
+                        available()
+                    ))
+                })?;
+            if !numeric[c] {
+                let (line, r) = &rows[0];
+                return Err(fail(format!(
+                    "column {name:?} (given as {role}) is not numeric: line {line} holds {:?} \
+                     and no row holds a number; choose a numeric column among {}",
+                    &r[c],
+                    available()
+                )));
+            }
+            Ok(c)
+        };
+        let target_col = match target {
+            Some(name) => find(name, "the target")?,
+            None => numeric.iter().rposition(|&n| n).ok_or_else(|| {
+                fail(format!(
+                    "no column holds numbers; a series needs at least one numeric column \
+                     (the columns are {})",
+                    available()
+                ))
+            })?,
+        };
+        let input_cols: Vec<usize> = match inputs {
+            None => vec![target_col],
+            Some([]) => return Err(fail("the list of input columns is empty; name at least one column, or leave the inputs unset to use the target alone".into())),
+            Some(names) => {
+                let mut cols = Vec::with_capacity(names.len());
+                for name in names {
+                    let c = find(name, "an input")?;
+                    if cols.contains(&c) {
+                        return Err(fail(format!("column {name:?} is listed twice as an input")));
+                    }
+                    cols.push(c);
+                }
+                cols
+            }
+        };
+        let value = |line: u64, r: &csv::StringRecord, c: usize| -> Result<f64> {
+            let cell = &r[c];
+            let column = column_label(&header, c);
+            if cell.is_empty() {
+                return Err(fail(format!(
+                    "line {line}, column {column}: the cell is empty; fill in the missing value \
+                     or remove the row"
+                )));
+            }
+            match cell.parse::<f64>() {
+                Ok(v) if v.is_finite() => Ok(v),
+                Ok(_) => Err(fail(format!(
+                    "line {line}, column {column}: {cell:?} is not a finite number; replace it \
+                     with a measured value or remove the row"
+                ))),
+                Err(_) => Err(fail(format!(
+                    "line {line}, column {column}: {cell:?} is not a number"
+                ))),
+            }
+        };
+        let mut x = Vec::with_capacity(rows.len() * input_cols.len());
+        let mut y = Vec::with_capacity(rows.len());
+        for (line, r) in &rows {
+            for &c in &input_cols {
+                x.push(value(*line, r, c)?);
+            }
+            y.push(value(*line, r, target_col)?);
+        }
+        let name = |c: usize| match &header[c] {
+            "" => format!("column {}", c + 1),
+            n => n.to_string(),
+        };
+        Ok(SeriesData {
+            source: source.to_string(),
+            inputs: input_cols.into_iter().map(name).collect(),
+            target: name(target_col),
+            x,
+            y,
+        })
+    }
+
+    /// Time steps (data rows).
+    pub fn rows(&self) -> usize {
+        self.y.len()
+    }
+
+    /// The input columns' names, in the order the model reads them.
+    pub fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+
+    /// The target column's name.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The input values of row `r`, original units.
+    pub fn input_row(&self, r: usize) -> &[f64] {
+        let i = self.inputs.len();
+        &self.x[r * i..(r + 1) * i]
+    }
+
+    /// The target column, original units, one value per row.
+    pub fn target_values(&self) -> &[f64] {
+        &self.y
+    }
+
+    /// What the data was read from (for messages).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+/// Mean and standard deviation of one column: z = (v − mean) / std.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnScale {
+    pub name: String,
+    pub mean: f64,
+    pub std: f64,
+}
+
+impl ColumnScale {
+    /// Population statistics of `values`. A column constant over them (std below 1e-9 of
+    /// its magnitude) gets std 1, so that it is centred but never divided by ~0.
+    pub fn fit(name: &str, values: impl Iterator<Item = f64> + Clone) -> Self {
+        let n = values.clone().count().max(1) as f64;
+        let mean = values.clone().sum::<f64>() / n;
+        let var = values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+        let std = var.sqrt();
+        ColumnScale {
+            name: name.to_string(),
+            mean,
+            std: if std > 1e-9 * mean.abs().max(1.0) {
+                std
+            } else {
+                1.0
+            },
+        }
+    }
+
+    pub fn normalize(&self, v: f64) -> f64 {
+        (v - self.mean) / self.std
+    }
+
+    pub fn denormalize(&self, z: f64) -> f64 {
+        z * self.std + self.mean
+    }
+}
+
+/// Per-column normalization of a series model: its input columns, in order, and its
+/// target column, each with the statistics of the training part it was fitted on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    pub inputs: Vec<ColumnScale>,
+    pub target: ColumnScale,
+    /// Training rows the statistics came from.
+    pub fitted_rows: usize,
+}
+
+impl Normalization {
+    /// Fits every used column on the training part of `data` (its first
+    /// [`training_rows`] rows); the validation rows play no part.
+    pub fn fit(data: &SeriesData) -> Self {
+        let n = training_rows(data.rows()).max(1);
+        let inputs = (0..data.inputs.len())
+            .map(|k| ColumnScale::fit(&data.inputs[k], (0..n).map(|r| data.input_row(r)[k])))
+            .collect();
+        Normalization {
+            inputs,
+            target: ColumnScale::fit(&data.target, data.y[..n].iter().copied()),
+            fitted_rows: n,
+        }
+    }
+
+    pub fn input_names(&self) -> Vec<String> {
+        self.inputs.iter().map(|c| c.name.clone()).collect()
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("plain numbers and strings serialize")
+    }
+
+    /// Parses [`Normalization::to_json`]'s output and checks that it can be used.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let n: Normalization = serde_json::from_str(json).map_err(|e| {
+            bad(format!(
+                "the stored normalization is not valid ({e}); retrain the model with the \
+                 series task"
+            ))
+        })?;
+        if n.inputs.is_empty() {
+            return Err(bad("the stored normalization lists no input columns"));
+        }
+        for c in n.inputs.iter().chain([&n.target]) {
+            if !(c.mean.is_finite() && c.std.is_finite() && c.std > 0.0) {
+                return Err(bad(format!(
+                    "the stored normalization of column {:?} has mean {} and std {}; expected \
+                     finite values and std > 0",
+                    c.name, c.mean, c.std
+                )));
+            }
+        }
+        Ok(n)
+    }
+
+    /// Stores this as JSON under [`NORMALIZATION_KEY`] in a checkpoint's `extra` map.
+    pub fn store(&self, extra: &mut BTreeMap<String, String>) {
+        extra.insert(NORMALIZATION_KEY.to_string(), self.to_json());
+    }
+
+    /// Reads what [`Normalization::store`] wrote.
+    pub fn from_extra(extra: &BTreeMap<String, String>) -> Result<Self> {
+        let json = extra.get(NORMALIZATION_KEY).ok_or_else(|| {
+            bad(format!(
+                "the model has no '{NORMALIZATION_KEY}' entry; it was not trained on a CSV \
+                 series (train with the series task)"
+            ))
+        })?;
+        Self::from_json(json)
+    }
+
+    /// Errs unless `data` has this normalization's input and target columns, in order.
+    pub fn check_columns(&self, data: &SeriesData) -> Result<()> {
+        if data.inputs != self.input_names() || data.target != self.target.name {
+            return Err(bad(format!(
+                "{}: the model reads columns [{}] and predicts {:?}, but the data was loaded \
+                 with inputs [{}] and target {:?}; load it with the model's columns",
+                data.source,
+                quoted(&self.input_names()),
+                self.target.name,
+                quoted(&data.inputs),
+                data.target
+            )));
+        }
+        Ok(())
+    }
+
+    fn normalized_inputs(&self, data: &SeriesData) -> Vec<f32> {
+        let i = self.inputs.len();
+        data.x
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| self.inputs[k % i].normalize(v) as f32)
+            .collect()
+    }
+}
+
+/// Next-step forecasting of a CSV series: inputs at step s are the normalized input
+/// columns of row s, the target is the normalized target of row s + 1.
+#[derive(Debug, Clone)]
+pub struct Series {
+    norm: Normalization,
+    /// (rows, I) normalized inputs.
+    x: Vec<f32>,
+    /// Normalized target, one per row.
+    y: Vec<f32>,
+    split: usize,
+}
+
+impl Series {
+    /// The task on `data`, normalization fitted on its training part.
+    pub fn new(data: &SeriesData) -> Result<Self> {
+        Self::with_normalization(data, Normalization::fit(data))
+    }
+
+    /// The task on `data` with a given normalization (e.g. a checkpoint's, to resume).
+    pub fn with_normalization(data: &SeriesData, norm: Normalization) -> Result<Self> {
+        if data.rows() < MIN_ROWS {
+            return Err(bad(format!(
+                "{}: {} rows; training needs at least {MIN_ROWS} (90 % for training windows, \
+                 10 % for validation)",
+                data.source,
+                data.rows()
+            )));
+        }
+        norm.check_columns(data)?;
+        Ok(Series {
+            x: norm.normalized_inputs(data),
+            y: data
+                .y
+                .iter()
+                .map(|&v| norm.target.normalize(v) as f32)
+                .collect(),
+            split: training_rows(data.rows()),
+            norm,
+        })
+    }
+
+    pub fn normalization(&self) -> &Normalization {
+        &self.norm
+    }
+
+    /// Input columns (the model's input size).
+    pub fn input_size(&self) -> usize {
+        self.norm.inputs.len()
+    }
+
+    pub fn rows(&self) -> usize {
+        self.y.len()
+    }
+
+    /// Rows in the training part; rows `split..rows` are the validation part.
+    pub fn split(&self) -> usize {
+        self.split
+    }
+
+    /// B windows of T + 1 rows at uniform random starts within the training part: inputs
+    /// rows start..start+T, targets rows start+1..=start+T.
+    pub(crate) fn batch(&self, r: &mut ChaCha8Rng, t: usize, b: usize) -> Result<Batch> {
+        if self.split < t + 1 {
+            return Err(bad(format!(
+                "the training part has {} rows, too few for windows of T + 1 = {} rows; use \
+                 --seq {} or less, or a longer series",
+                self.split,
+                t + 1,
+                self.split - 1
+            )));
+        }
+        let i = self.input_size();
+        let mut x = vec![0.0; t * b * i];
+        let mut y = vec![0.0; t * b];
+        for row in 0..b {
+            let start = r.random_range(0..=self.split - 1 - t);
+            for s in 0..t {
+                let k = s * b + row;
+                x[k * i..(k + 1) * i]
+                    .copy_from_slice(&self.x[(start + s) * i..(start + s + 1) * i]);
+                y[k] = self.y[start + s + 1];
+            }
+        }
+        Ok(Batch {
+            t,
+            b,
+            x,
+            targets: Targets::Values(y),
+            weights: vec![1.0; t * b],
+        })
+    }
+
+    /// Every validation row as a target exactly once, in windows of T' = min(T, V) steps
+    /// (V validation rows) from h_0 = 0, like the training windows: window k, step s
+    /// predicts row split + k·T' + s from row split + k·T' + s − 1 (so the first window
+    /// starts at the last training row, which is only read, never a target). Steps past
+    /// the last row are padding with weight 0.
+    pub(crate) fn validation(&self, t: usize) -> Result<Batch> {
+        let n = self.rows();
+        let v = n - self.split;
+        let t = t.min(v).max(1);
+        let b = v.div_ceil(t);
+        let i = self.input_size();
+        let mut x = vec![0.0; t * b * i];
+        let mut y = vec![0.0; t * b];
+        let mut w = vec![0.0; t * b];
+        for row in 0..b {
+            for s in 0..t {
+                let at = self.split + row * t + s;
+                if at >= n {
+                    continue;
+                }
+                let k = s * b + row;
+                x[k * i..(k + 1) * i].copy_from_slice(&self.x[(at - 1) * i..at * i]);
+                y[k] = self.y[at];
+                w[k] = 1.0;
+            }
+        }
+        Ok(Batch {
+            t,
+            b,
+            x,
+            targets: Targets::Values(y),
+            weights: w,
+        })
+    }
+}
+
+/// A model run one row (batch of 1) at a time, its state carried from call to call.
+enum Runner<'a> {
+    Gpu {
+        gpu: &'a Gpu,
+        rnn: Box<Rnn>,
+        state: Option<State<GpuTensor>>,
+    },
+    Cpu {
+        config: &'a RnnConfig,
+        params: Params<Vec<f64>>,
+        state: Option<State<Vec<f64>>>,
+    },
+}
+
+impl Runner<'_> {
+    /// Runs x (T, 1, 1) on from the carried state; returns y (T).
+    fn run(&mut self, x: &[f64]) -> Result<Vec<f64>> {
+        let shape = [x.len(), 1, 1];
+        match self {
+            Runner::Gpu { gpu, rnn, state } => {
+                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                let out = rnn.forward(&gpu.tensor(&shape, &x32)?, state.as_ref())?;
+                *state = Some(out.state);
+                Ok(out.y.download()?.into_iter().map(f64::from).collect())
+            }
+            Runner::Cpu {
+                config,
+                params,
+                state,
+            } => {
+                let f = crate::cpu::forward(config, params, x, &shape, state.as_ref(), None)?;
+                *state = Some(f.state);
+                Ok(f.y)
+            }
+        }
+    }
+}
+
+/// Forecasts `horizon` steps past the end of `history`: warms the state up from h_0 = 0 on
+/// every row of `history` (normalized with `norm`), then feeds each prediction back as the
+/// next input. Returns the forecasts in the target's original units. On the GPU when
+/// `gpu` is given, else on the CPU reference.
+///
+/// The model must read the target column alone (its other inputs' future values are
+/// unknown) and run forwards in time only; `history` must be loaded with the model's
+/// columns (see [`Normalization::check_columns`]).
+pub fn forecast(
+    gpu: Option<&Gpu>,
+    config: &RnnConfig,
+    params: &Params<Vec<f32>>,
+    norm: &Normalization,
+    history: &SeriesData,
+    horizon: usize,
+) -> Result<Vec<f64>> {
+    if norm.input_names() != [norm.target.name.clone()] {
+        return Err(bad(format!(
+            "the model reads columns [{}] to predict {:?}; forecasting several steps ahead \
+             feeds each prediction back as the next input, which needs the target as the \
+             only input (the future values of the others are unknown); train with the target \
+             alone as input",
+            quoted(&norm.input_names()),
+            norm.target.name
+        )));
+    }
+    if config.input_size != 1 || config.output_size != 1 {
+        return Err(bad(format!(
+            "the model has {} inputs and {} outputs; a series forecast needs 1 and 1",
+            config.input_size, config.output_size
+        )));
+    }
+    if config.bidirectional {
+        return Err(bad(
+            "the model is bidirectional: its reverse direction reads the future, which a \
+             forecast does not have; train a forward-only model",
+        ));
+    }
+    if horizon == 0 {
+        return Err(Error::ZeroSize {
+            what: "forecast horizon",
+        });
+    }
+    norm.check_columns(history)?;
+    let mut runner = match gpu {
+        Some(g) => Runner::Gpu {
+            gpu: g,
+            rnn: Box::new(Rnn::from_params(g, config.clone(), params)?),
+            state: None,
+        },
+        None => {
+            config.validate()?;
+            Runner::Cpu {
+                config,
+                params: params.to_f64(),
+                state: None,
+            }
+        }
+    };
+    let z: Vec<f64> = history
+        .y
+        .iter()
+        .map(|&v| norm.target.normalize(v))
+        .collect();
+    let mut next = 0.0;
+    for chunk in z.chunks(WARMUP_ROWS) {
+        next = *runner.run(chunk)?.last().expect("chunks are not empty");
+    }
+    let mut out = Vec::with_capacity(horizon);
+    out.push(next);
+    while out.len() < horizon {
+        next = runner.run(&[next])?[0];
+        out.push(next);
+    }
+    Ok(out
+        .into_iter()
+        .map(|z| norm.target.denormalize(z))
+        .collect())
+}
+
+/// Writes forecasts as CSV: a `step,forecast` header, then steps 1..=N with their values.
+pub fn write_forecast(writer: impl Write, forecasts: &[f64]) -> std::io::Result<()> {
+    let mut w = csv::Writer::from_writer(writer);
+    w.write_record(["step", "forecast"])?;
+    for (k, v) in forecasts.iter().enumerate() {
+        w.write_record([(k + 1).to_string(), v.to_string()])?;
+    }
+    w.flush()
+}
+
+/// [`write_forecast`] to a file.
+pub fn save_forecast(path: &Path, forecasts: &[f64]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(io)?;
+    write_forecast(std::io::BufWriter::new(file), forecasts).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn load(text: &str, target: Option<&str>, inputs: Option<&[&str]>) -> Result<SeriesData> {
+        let inputs: Option<Vec<String>> = inputs.map(|v| v.iter().map(|s| s.to_string()).collect());
+        SeriesData::from_csv_str(text, "test.csv", target, inputs.as_deref())
+    }
+
+    fn message(r: Result<SeriesData>) -> String {
+        match r {
+            Ok(d) => panic!("expected an error, loaded {d:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// `n` rows: a date, a label, then a = row, b = 100 + 2·row.
+    fn table(n: usize) -> String {
+        let mut s = String::from("date,label,a,b\n");
+        for r in 0..n {
+            s += &format!("2024-01-{:02},x{r},{r},{}\n", r % 28 + 1, 100 + 2 * r);
+        }
+        s
+    }
+
+    #[test]
+    fn target_defaults_to_last_numeric_column_and_inputs_to_the_target() {
+        let d = load(&table(5), None, None).unwrap();
+        assert_eq!(d.target(), "b");
+        assert_eq!(d.inputs(), ["b"]);
+        assert_eq!(d.rows(), 5);
+        assert_eq!(d.target_values(), [100.0, 102.0, 104.0, 106.0, 108.0]);
+        assert_eq!(d.input_row(3), [106.0]);
+    }
+
+    #[test]
+    fn named_target_and_inputs_are_read_in_the_order_given() {
+        let d = load(&table(4), Some("a"), Some(&["b", "a"])).unwrap();
+        assert_eq!(d.target(), "a");
+        assert_eq!(d.inputs(), ["b", "a"]);
+        assert_eq!(d.input_row(2), [104.0, 2.0]);
+        assert_eq!(d.target_values(), [0.0, 1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn a_date_column_named_as_input_is_not_numeric_with_line_and_column() {
+        let m = message(load(&table(4), None, Some(&["date"])));
+        assert!(m.contains("\"date\"") && m.contains("not numeric"), "{m}");
+        assert!(m.contains("line 2") && m.contains("2024-01-01"), "{m}");
+        let m = message(load(&table(4), Some("label"), None));
+        assert!(m.contains("\"label\"") && m.contains("not numeric"), "{m}");
+    }
+
+    #[test]
+    fn a_missing_cell_names_its_file_line_and_column() {
+        // A blank line is skipped by the reader but still counts as a line of the file.
+        let text = "t,v\n0,1.5\n\n1,\n2,3\n";
+        let m = message(load(text, None, None));
+        assert!(m.contains("test.csv") && m.contains("line 4"), "{m}");
+        assert!(m.contains("column \"v\"") && m.contains("empty"), "{m}");
+        let m = message(load("t,v\r\n0,1\r\n\r\n\r\n1,\r\n", None, None));
+        assert!(m.contains("line 5"), "CRLF: {m}");
+        // The same hole in an unused column does not matter.
+        let d = load("t,v\n0,1.5\n,2\n", None, None).unwrap();
+        assert_eq!(d.target_values(), [1.5, 2.0]);
+    }
+
+    #[test]
+    fn a_non_numeric_or_non_finite_cell_in_a_used_column_is_an_error() {
+        let m = message(load("t,v\n0,1\n1,abc\n", None, None));
+        assert!(
+            m.contains("line 3") && m.contains("\"abc\" is not a number"),
+            "{m}"
+        );
+        for bad in ["nan", "inf", "-Infinity", "NaN"] {
+            let m = message(load(&format!("t,v\n0,1\n1,2\n2,{bad}\n"), None, None));
+            assert!(
+                m.contains("line 4") && m.contains("not a finite number"),
+                "{bad}: {m}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_column_lists_the_available_ones() {
+        let m = message(load(&table(3), Some("price"), None));
+        assert!(m.contains("no column named \"price\""), "{m}");
+        assert!(
+            m.contains("\"date\" (not numeric)") && m.contains("\"a\"") && m.contains("\"b\""),
+            "{m}"
+        );
+        let m = message(load(&table(3), None, Some(&["a", "zz"])));
+        assert!(m.contains("\"zz\"") && m.contains("an input"), "{m}");
+    }
+
+    #[test]
+    fn empty_header_only_duplicate_and_ragged_files_are_errors() {
+        let m = message(load("", None, None));
+        assert!(m.contains("empty"), "{m}");
+        let m = message(load("a,b\n", None, None));
+        assert!(
+            m.contains("no data rows") && m.contains(&MIN_ROWS.to_string()),
+            "{m}"
+        );
+        let m = message(load("a,b,a\n1,2,3\n", None, None));
+        assert!(
+            m.contains("column 1 and column 3") && m.contains("\"a\""),
+            "{m}"
+        );
+        let m = message(load("a,b\n1,2\n3\n", None, None));
+        assert!(m.contains("test.csv") && m.contains("field"), "{m}");
+        let m = message(load("a,b\nx,y\n", None, None));
+        assert!(m.contains("no column holds numbers"), "{m}");
+        let m = message(load(&table(3), None, Some(&[])));
+        assert!(m.contains("empty"), "{m}");
+        let m = message(load(&table(3), None, Some(&["a", "a"])));
+        assert!(m.contains("twice"), "{m}");
+    }
+
+    #[test]
+    fn too_few_rows_says_how_many_are_needed() {
+        let d = load(&table(MIN_ROWS - 1), None, None).unwrap();
+        let e = Series::new(&d).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{} rows", MIN_ROWS - 1))
+                && e.contains(&format!("at least {MIN_ROWS}")),
+            "{e}"
+        );
+        Series::new(&load(&table(MIN_ROWS), None, None).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn normalization_is_fitted_on_the_training_part_only() {
+        // 90 training rows 0..90, then 10 validation rows far away.
+        let mut s = String::from("v\n");
+        for r in 0..100 {
+            s += &format!("{}\n", if r < 90 { r as f64 } else { 1e6 });
+        }
+        let d = load(&s, None, None).unwrap();
+        let n = Normalization::fit(&d);
+        assert_eq!(n.fitted_rows, 90);
+        assert!((n.target.mean - 44.5).abs() < 1e-12, "{n:?}");
+        let std = ((90.0f64 * 90.0 - 1.0) / 12.0).sqrt();
+        assert!((n.target.std - std).abs() < 1e-9, "{n:?}");
+        assert_eq!(n.inputs, std::slice::from_ref(&n.target));
+        let z = n.target.normalize(7.0);
+        assert!((n.target.denormalize(z) - 7.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_constant_training_column_is_centred_not_divided_by_zero() {
+        let c = ColumnScale::fit("k", [5.0; 10].into_iter());
+        assert_eq!((c.mean, c.std), (5.0, 1.0));
+    }
+
+    #[test]
+    fn normalization_round_trips_through_json_and_the_extra_map() {
+        let n = Normalization::fit(&load(&table(30), Some("b"), Some(&["a", "b"])).unwrap());
+        assert_eq!(Normalization::from_json(&n.to_json()).unwrap(), n);
+        let mut extra = BTreeMap::new();
+        n.store(&mut extra);
+        assert!(extra[NORMALIZATION_KEY].contains("\"mean\""));
+        assert_eq!(Normalization::from_extra(&extra).unwrap(), n);
+        let e = Normalization::from_extra(&BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(NORMALIZATION_KEY), "{e}");
+        let bad = n.to_json().replacen("\"std\":", "\"std\":-", 1);
+        let e = Normalization::from_json(&bad).unwrap_err().to_string();
+        assert!(e.contains("std"), "{e}");
+        assert!(Normalization::from_json("{").is_err());
+    }
+
+    /// A series whose target is its row index, so every normalized value names its row.
+    fn indexed(n: usize, extra_input: bool) -> (Series, impl Fn(f32) -> usize) {
+        let mut s = String::from("a,v\n");
+        for r in 0..n {
+            s += &format!("{},{r}\n", 1000 - r);
+        }
+        let inputs: &[&str] = if extra_input { &["a", "v"] } else { &["v"] };
+        let series = Series::new(&load(&s, Some("v"), Some(inputs)).unwrap()).unwrap();
+        let scale = series.normalization().target.clone();
+        let row = move |z: f32| {
+            let r = scale.denormalize(z as f64);
+            assert!((r - r.round()).abs() < 1e-3, "{z} is no row");
+            r.round() as usize
+        };
+        (series, row)
+    }
+
+    #[test]
+    fn training_windows_have_their_shape_and_target_at_s_is_input_at_s_plus_1() {
+        let (series, row) = indexed(200, true);
+        let (t, b) = (12, 7);
+        let batch = series
+            .batch(&mut ChaCha8Rng::seed_from_u64(1), t, b)
+            .unwrap();
+        assert_eq!((batch.t, batch.b), (t, b));
+        assert_eq!(batch.x.len(), t * b * 2);
+        assert_eq!(batch.weights, vec![1.0; t * b]);
+        let Targets::Values(y) = &batch.targets else {
+            panic!("series targets are values")
+        };
+        assert_eq!(y.len(), t * b);
+        let mut starts = std::collections::BTreeSet::new();
+        for r in 0..b {
+            let start = row(batch.x[r * 2 + 1]);
+            starts.insert(start);
+            for s in 0..t {
+                let k = s * b + r;
+                assert_eq!(row(batch.x[k * 2 + 1]), start + s);
+                assert_eq!(row(y[k]), start + s + 1, "target is the next row");
+                if s + 1 < t {
+                    assert_eq!(y[k], batch.x[(k + b) * 2 + 1], "target at s = input at s+1");
+                }
+                // The other input column holds 1000 − row, normalized by its own scale.
+                let a = series.normalization().inputs[0].denormalize(batch.x[k * 2] as f64);
+                assert!((a - (1000 - start - s) as f64).abs() < 1e-3);
+                assert!(
+                    start + s + 1 < series.split(),
+                    "targets stay in the training part"
+                );
+            }
+        }
+        assert!(starts.len() > 1, "random starts: {starts:?}");
+    }
+
+    #[test]
+    fn training_windows_are_a_function_of_the_seed_and_cover_the_training_part() {
+        let (series, row) = indexed(40, false);
+        let t = 35; // split 36: starts 0 only
+        let b1 = series
+            .batch(&mut ChaCha8Rng::seed_from_u64(3), t, 2)
+            .unwrap();
+        assert_eq!(row(b1.x[0]), 0);
+        let e = series
+            .batch(&mut ChaCha8Rng::seed_from_u64(3), 36, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--seq 35"), "{e}");
+    }
+
+    #[test]
+    fn validation_targets_are_the_last_tenth_each_exactly_once() {
+        let (series, row) = indexed(200, false);
+        assert_eq!(series.split(), 180);
+        for t in [7, 20, 50] {
+            let v = series.validation(t).unwrap();
+            let Targets::Values(y) = &v.targets else {
+                panic!()
+            };
+            let mut seen = Vec::new();
+            for (k, (&w, &target)) in v.weights.iter().zip(y).enumerate() {
+                if w > 0.0 {
+                    assert_eq!(
+                        row(v.x[k]) + 1,
+                        row(target),
+                        "t {t}: input is the row before"
+                    );
+                    seen.push(row(target));
+                }
+            }
+            seen.sort();
+            assert_eq!(seen, (180..200).collect::<Vec<_>>(), "t {t}");
+            assert_eq!(v.t, t.min(20), "shorter T when the validation part is");
+            assert_eq!(v.b, 20usize.div_ceil(v.t));
+        }
+    }
+}
