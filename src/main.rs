@@ -37,8 +37,52 @@ fn main() {
     }
 }
 
-fn forecast(_a: ForecastArgs) -> Result<()> {
-    Err(Error::Unsupported("forecast"))
+/// `wgpu-rnn forecast`: warms a series model up on every row of the CSV file, then
+/// forecasts `--horizon` steps, feeding each forecast back; writes the CSV and a plot.
+fn forecast(a: ForecastArgs) -> Result<()> {
+    use wgpu_rnn::series::{self, Normalization, SeriesData};
+    let ck = Checkpoint::load(&a.model)?;
+    if ck.task != "series" {
+        return Err(Error::Checkpoint {
+            path: a.model.display().to_string(),
+            why: format!(
+                "it is a {:?} model; forecast runs series models (train --task series --csv FILE)",
+                ck.task
+            ),
+        });
+    }
+    if a.horizon == 0 {
+        return Err(Error::ZeroSize { what: "--horizon" });
+    }
+    let norm = Normalization::from_extra(&ck.extra)?;
+    let data = SeriesData::from_csv(&a.csv, Some(&norm.target.name), Some(&norm.input_names()))?;
+    let gpu = match a.device {
+        DeviceArg::Gpu => Some(Gpu::new()?),
+        DeviceArg::Cpu => None,
+    };
+    let f = series::forecast(gpu.as_ref(), &ck.config, &ck.params, &norm, &data, a.horizon)?;
+    let out = a.output.clone().unwrap_or_else(|| {
+        let stem = a.model.file_stem().unwrap_or_default().to_string_lossy();
+        a.model.with_file_name(format!("{stem}.forecast.csv"))
+    });
+    series::save_forecast(&out, &f)?;
+    let svg = out.with_extension("svg");
+    wgpu_rnn::plot::forecast_plot(
+        &svg,
+        &format!("{} forecast, {} steps", norm.target.name, a.horizon),
+        &norm.target.name,
+        data.target_values(),
+        &f,
+    )?;
+    eprintln!(
+        "forecast {} steps of {} after {} rows: wrote {} and {}",
+        a.horizon,
+        norm.target.name,
+        data.rows(),
+        out.display(),
+        svg.display()
+    );
+    Ok(())
 }
 
 fn export(a: ExportArgs) -> Result<()> {

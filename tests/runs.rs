@@ -263,3 +263,66 @@ fn bench_refuses_flags_for_devices_left_out() {
     fails_with(&["bench", "--devices", "cpu", "--matmul", "64"], "--matmul");
     fails_with(&["bench", "--devices", "gpu", "--cpu-max-gflop", "1"], "--cpu-max-gflop");
 }
+
+/// A seasonal CSV series trained and forecast through the CLI: the forecast (in the
+/// original units) beats repeating the last value; the CSV and the picture are written;
+/// malformed files are refused with the line and column.
+#[test]
+fn csv_series_trains_and_forecasts() {
+    let d = dir("series");
+    let period = 24.0;
+    let value = |i: usize| 20.0 + 5.0 * (2.0 * std::f64::consts::PI * i as f64 / period).sin();
+    let mut text = String::from("date,load,temp\n");
+    for i in 0..600 {
+        // A deterministic wobble stands in for noise.
+        let wobble = 0.2 * ((i * 7919) % 13) as f64 / 13.0;
+        text.push_str(&format!("day{i},{},{}\n", i % 5, value(i) + wobble));
+    }
+    let csv = d.join("series.csv");
+    std::fs::write(&csv, &text).unwrap();
+    let model = d.join("m.safetensors");
+    let (code, out, err) = run(&[
+        "train", "--task", "series", "--csv", &s(&csv), "--hidden", "24", "--seq", "48",
+        "--batch", "16", "--steps", "250", "--eval-every", "50", "--save", &s(&model),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("final validation: MSE"), "{out}");
+    let horizon = 24;
+    let fc = d.join("f.csv");
+    let (code, _, err) = run(&[
+        "forecast", "--model", &s(&model), "--csv", &s(&csv), "--horizon", "24", "--output",
+        &s(&fc),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let written = std::fs::read_to_string(&fc).unwrap();
+    let mut lines = written.lines();
+    assert_eq!(lines.next(), Some("step,forecast"));
+    let f: Vec<f64> = lines
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(f.len(), horizon);
+    let last = value(599);
+    let (mut model_err, mut naive_err) = (0.0, 0.0);
+    for (k, y) in f.iter().enumerate() {
+        let truth = value(600 + k);
+        model_err += (y - truth).abs();
+        naive_err += (last - truth).abs();
+    }
+    assert!(
+        model_err < 0.5 * naive_err,
+        "forecast error {model_err:.2} vs repeating the last value {naive_err:.2}"
+    );
+    assert!(fc.with_extension("svg").exists());
+
+    let bad = d.join("bad.csv");
+    std::fs::write(&bad, "a,b\n1,2\n3,\n").unwrap();
+    fails_with(&["train", "--task", "series", "--csv", &s(&bad), "--steps", "1"], "line 3");
+    fails_with(
+        &["train", "--task", "series", "--csv", &s(&csv), "--target", "nope", "--steps", "1"],
+        "nope",
+    );
+    fails_with(
+        &["forecast", "--model", &s(&model), "--csv", &s(&csv), "--horizon", "0"],
+        "--horizon",
+    );
+}

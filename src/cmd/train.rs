@@ -16,6 +16,7 @@ use wgpu_rnn::checkpoint::Checkpoint;
 use wgpu_rnn::cli::{flag, DeviceArg, OptArg, ScheduleArg, TaskArg, TrainArgs};
 use wgpu_rnn::tasks::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
 use wgpu_rnn::metrics::{self, MetricsLog, MetricsRecord};
+use wgpu_rnn::series::{Normalization, Series, SeriesData, NORMALIZATION_KEY};
 use wgpu_rnn::{
     plot, CpuTrainer, Error, Gpu, LrSchedule, OptimizerConfig, OptimizerKind, Result, Rnn,
     RnnConfig, Train, TrainConfig, Trainer,
@@ -185,7 +186,15 @@ fn adopt(a: &mut TrainArgs, ck: &Checkpoint, path: &Path) -> Result<TaskArg> {
     Ok(task)
 }
 
-fn load_task(a: &TrainArgs, task: TaskArg) -> Result<Task> {
+/// Checkpoint metadata: the CSV file a series model was trained on.
+const CSV_KEY: &str = "series.csv";
+
+/// The task's data; `resume` is the resumed checkpoint's metadata.
+fn load_task(
+    a: &TrainArgs,
+    task: TaskArg,
+    resume: Option<&BTreeMap<String, String>>,
+) -> Result<Task> {
     Ok(match task {
         TaskArg::Text => {
             let corpus = match &a.text {
@@ -208,7 +217,36 @@ fn load_task(a: &TrainArgs, task: TaskArg) -> Result<Task> {
         }
         TaskArg::Sine => Task::Sine(Sine::default()),
         TaskArg::Adding => Task::Adding(Adding),
-        TaskArg::Series => return Err(Error::Unsupported("the series task")),
+        TaskArg::Series => {
+            let inputs: Option<Vec<String>> = a
+                .inputs
+                .as_ref()
+                .map(|s| s.split(',').map(|c| c.trim().to_string()).collect());
+            match resume.map(Normalization::from_extra).transpose()? {
+                // A resumed run keeps its columns and scaling; its file unless --csv.
+                Some(norm) => {
+                    let csv = match &a.csv {
+                        Some(p) => p.clone(),
+                        None => PathBuf::from(resume.and_then(|e| e.get(CSV_KEY)).ok_or_else(
+                            || Error::IncompatibleArgs("give --csv: the checkpoint names no file".into()),
+                        )?),
+                    };
+                    let data = SeriesData::from_csv(
+                        &csv,
+                        Some(&norm.target.name),
+                        Some(&norm.input_names()),
+                    )?;
+                    Task::Series(Series::with_normalization(&data, norm)?)
+                }
+                None => {
+                    let csv = a.csv.as_ref().ok_or_else(|| {
+                        Error::IncompatibleArgs("--task series needs --csv FILE".into())
+                    })?;
+                    let data = SeriesData::from_csv(csv, a.target.as_deref(), inputs.as_deref())?;
+                    Task::Series(Series::new(&data)?)
+                }
+            }
+        }
     })
 }
 
@@ -284,6 +322,8 @@ struct Run<'a> {
     save: PathBuf,
     /// The best validation loss so far (carried across resumes in `train.best_validation`).
     best: f32,
+    /// The series task's CSV file.
+    csv: Option<PathBuf>,
 }
 
 impl Run<'_> {
@@ -294,6 +334,12 @@ impl Run<'_> {
         }
         if self.best.is_finite() {
             extra.insert("train.best_validation".into(), self.best.to_string());
+        }
+        if let Task::Series(series) = self.task {
+            series.normalization().store(&mut extra);
+            if let Some(csv) = &self.csv {
+                extra.insert(CSV_KEY.into(), csv.display().to_string());
+            }
         }
         let (m, v) = trainer.optim_state()?;
         Ok(Checkpoint {
@@ -319,6 +365,7 @@ impl Run<'_> {
         let (train, val) = metrics::loss_curves(&log.records()?);
         let (title, unit) = match self.task {
             Task::Text(_) => ("character-level text", "loss (nats/char)"),
+            Task::Series(_) => ("series forecasting", "MSE (normalized units)"),
             Task::Sine(_) => ("sine forecasting", "MSE"),
             Task::Adding(_) => ("adding problem", "MSE"),
         };
@@ -358,7 +405,18 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
     };
     a.check_flags(task_arg)?;
     a.validate()?;
-    let task = load_task(&a, task_arg)?;
+    if let Some((_, ck)) = &resume {
+        for id in ["target", "inputs"] {
+            if a.typed(id) {
+                return Err(Error::IncompatibleArgs(format!(
+                    "{} with --resume: the resumed model keeps the columns it was trained on ({})",
+                    flag(id),
+                    ck.extra.get(NORMALIZATION_KEY).map_or("", String::as_str)
+                )));
+            }
+        }
+    }
+    let task = load_task(&a, task_arg, resume.as_ref().map(|(_, ck)| &ck.extra))?;
     let (i, o) = task.io();
     let kind = match a.optimizer {
         OptArg::Sgd => OptimizerKind::Sgd,
@@ -475,6 +533,11 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
             .and_then(|(_, ck)| ck.extra.get("train.best_validation"))
             .and_then(|v| v.parse().ok())
             .unwrap_or(f32::INFINITY),
+        csv: a.csv.clone().or_else(|| {
+            resume
+                .as_ref()
+                .and_then(|(_, ck)| ck.extra.get(CSV_KEY).map(PathBuf::from))
+        }),
     };
     let log_path = metrics::log_path(&save);
     let mut log = match &resume {
