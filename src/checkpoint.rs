@@ -91,8 +91,8 @@ impl Checkpoint {
         }
     }
 
-    /// Writes to `path.tmp`, syncs it, then renames over `path`: a crash while saving
-    /// leaves the previous file intact.
+    /// Writes to a temporary file beside `path` (`<path>.tmp-<pid>-<n>`), syncs it, then
+    /// renames it over `path`: a crash while saving leaves the previous file intact.
     pub fn save(&self, path: &Path) -> Result<()> {
         let c = &self.config;
         self.params.check(c)?;

@@ -173,7 +173,7 @@ pub struct TrainArgs {
     /// Seed for initialisation, data and sampling.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Checkpoint path (default: wgpu-rnn-<task>.safetensors, or the --resume file); the
+    /// Checkpoint path (default: `wgpu-rnn-TASK.safetensors`, or the --resume file); the
     /// loss picture (.svg) and the metrics log (.metrics.jsonl) go next to it.
     #[arg(long)]
     pub save: Option<PathBuf>,
@@ -183,7 +183,7 @@ pub struct TrainArgs {
     /// Also save the checkpoint every N steps (0: only at the end).
     #[arg(long, default_value_t = 0)]
     pub save_every: u64,
-    /// Keep the best-validation checkpoint as <name>.best.safetensors (true or false).
+    /// Keep the best-validation checkpoint as `NAME.best.safetensors` (true or false).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub keep_best: bool,
     /// gpu, or cpu for the reference implementation.
@@ -247,8 +247,8 @@ pub struct EvalArgs {
     /// Where to write y (T, B, O), h_n and, for LSTM, c_n (L·D, B, H).
     #[arg(long)]
     pub output: PathBuf,
-    /// An nn.RNN file's nonlinearity where its metadata names none (default tanh); an
-    /// error if it contradicts the file.
+    /// The Elman nonlinearity of an nn.RNN file whose metadata names none (required then:
+    /// tanh and relu models have the same tensors); an error if it contradicts the file.
     #[arg(long, value_enum)]
     pub nonlinearity: Option<NonlinearityArg>,
     /// gpu, or cpu for the reference implementation.
@@ -287,7 +287,7 @@ pub struct ForecastArgs {
     #[arg(long)]
     pub horizon: usize,
     /// Where to write the forecast CSV (step, forecast in the target's units); the plot
-    /// goes next to it as .svg. Default: <model>.forecast.csv.
+    /// goes next to it as .svg. Default: `MODEL.forecast.csv` beside the model.
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// gpu, or cpu for the reference implementation.
