@@ -433,13 +433,27 @@ fn train_flags_for_gated_cells() {
 /// each exits 0, or non-zero with an error message, never a panic.
 #[test]
 fn fuzzed_command_lines_never_panic() {
-    use clap::Parser;
     use rand::{Rng, SeedableRng};
     use wgpu_rnn::cli::{Cli, Command};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
-    let subcommands = ["", "train", "sample", "info", "bench", "eval", "nonsense"];
+    let subcommands = [
+        "", "train", "sample", "info", "bench", "eval", "forecast", "export", "nonsense",
+    ];
     let flags: &[(&str, &[&str])] = &[
-        ("--task", &["text", "sine", "adding", "x", ""]),
+        ("--task", &["text", "sine", "adding", "series", "x", ""]),
+        ("--csv", &["/no/such.csv", "Cargo.toml", ""]),
+        ("--target", &["a", ""]),
+        ("--inputs", &["a,b", ",", ""]),
+        ("--horizon", &["0", "3", "-1"]),
+        ("--lr-schedule", &["constant", "cosine", "step", "linear"]),
+        ("--warmup", &["0", "5", "-1"]),
+        ("--min-lr", &["0", "1", "NaN"]),
+        ("--lr-step-size", &["0", "1"]),
+        ("--lr-gamma", &["0", "0.5", "2"]),
+        ("--momentum", &["0", "0.9", "1", "-1"]),
+        ("--weight-decay", &["0", "0.01", "-1", "inf"]),
+        ("--save-every", &["0", "1"]),
+        ("--keep-best", &["true", "false", "maybe"]),
         (
             "--steps",
             &["0", "1", "2", "-1", "1e3", "99999999999999999999"],
@@ -504,7 +518,7 @@ fn fuzzed_command_lines_never_panic() {
     let mut runnable = Vec::new();
     for _ in 0..10_000 {
         let argv = argv_of(&mut rng);
-        match Cli::try_parse_from(&argv) {
+        match Cli::parse_from_checked(&argv) {
             Err(_) => refused += 1,
             Ok(cli) => {
                 parsed += 1;
@@ -514,7 +528,7 @@ fn fuzzed_command_lines_never_panic() {
                     _ => None,
                 };
                 if let Some(a) = train {
-                    match a.validate() {
+                    match a.validate().and_then(|()| a.check_flags(a.task)) {
                         Ok(()) => {
                             checked_ok += 1;
                             let tiny = a.steps <= 2 && a.hidden <= 8 && a.batch <= 4 && a.seq <= 8;
@@ -557,8 +571,6 @@ fn fuzzed_command_lines_never_panic() {
                 "2",
                 "--seq",
                 "4",
-                "--sample-len",
-                "5",
             ]
             .map(String::from),
         );
