@@ -2,6 +2,7 @@
 //! through wgpu compute shaders, with a plain CPU reference ([`cpu`]) that checks every
 //! result.
 
+pub mod audio;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
