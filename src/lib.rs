@@ -15,6 +15,7 @@ pub mod model;
 pub mod plot;
 pub mod series;
 pub mod shapes;
+pub mod speech;
 pub mod tasks;
 pub mod train;
 
