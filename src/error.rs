@@ -199,6 +199,25 @@ pub enum Error {
     /// message names the file, line and column where there is one.
     #[error("unusable time series: {0}")]
     BadSeries(String),
+
+    /// An audio file that cannot be read or used; the message names the file and says how
+    /// to convert it.
+    #[error("audio file {path}: {why}")]
+    Audio { path: String, why: String },
+
+    /// A speech manifest (CSV `path,transcript`) with a bad line, or an utterance in it
+    /// that cannot be trained on.
+    #[error("speech manifest {path}, line {line}: {why}")]
+    Manifest {
+        path: String,
+        line: u64,
+        why: String,
+    },
+
+    /// Speech data that cannot be used as a whole (a vocabulary, feature statistics or
+    /// feature settings that do not fit, or an empty split).
+    #[error("unusable speech data: {0}")]
+    BadSpeech(String),
 }
 
 /// The kind of error wgpu reported.

@@ -2,6 +2,7 @@
 //! through wgpu compute shaders, with a plain CPU reference ([`cpu`]) that checks every
 //! result.
 
+pub mod audio;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod model;
 pub mod plot;
 pub mod series;
 pub mod shapes;
+pub mod speech;
 pub mod tasks;
 pub mod train;
 

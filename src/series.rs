@@ -71,7 +71,7 @@ fn column_label(header: &csv::StringRecord, c: usize) -> String {
 /// The 1-based line of the file on which the record read from byte `at` starts: the
 /// reader's positions start at the blank lines it skips before a record, and its line
 /// count leaves them out. A line ends at "\n", "\r\n" or a lone "\r".
-fn line_of(bytes: &[u8], at: u64) -> u64 {
+pub(crate) fn line_of(bytes: &[u8], at: u64) -> u64 {
     let mut at = (at as usize).min(bytes.len());
     while matches!(bytes.get(at), Some(b'\n' | b'\r')) {
         at += 1;
