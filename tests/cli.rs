@@ -563,14 +563,7 @@ fn fuzzed_command_lines_never_panic() {
         }
         argv.extend(
             [
-                "--steps",
-                "2",
-                "--hidden",
-                "8",
-                "--batch",
-                "2",
-                "--seq",
-                "4",
+                "--steps", "2", "--hidden", "8", "--batch", "2", "--seq", "4",
             ]
             .map(String::from),
         );

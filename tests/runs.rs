@@ -36,7 +36,10 @@ fn run(args: &[&str]) -> (i32, String, String) {
 fn fails_with(args: &[&str], needle: &str) {
     let (code, _, err) = run(args);
     assert_ne!(code, 0, "{args:?} should fail");
-    assert!(err.contains(needle), "{args:?}: expected {needle:?} in: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in: {err}"
+    );
 }
 
 /// Starts a long sine run; returns the child and its stderr lines as they come.
@@ -92,18 +95,54 @@ fn flags_a_run_does_not_use_are_errors() {
     let save = s(&d.join("m.safetensors"));
     let sv = save.as_str();
     for (args, needle) in [
-        (vec!["--task", "sine", "--text", "x.txt"], "--text is for --task text"),
-        (vec!["--task", "adding", "--sample-len", "5"], "--sample-len is for --task text"),
-        (vec!["--task", "text", "--csv", "x.csv"], "--csv is for --task series"),
-        (vec!["--task", "sine", "--target", "a"], "--target is for --task series"),
-        (vec!["--task", "sine", "--inputs", "a"], "--inputs is for --task series"),
-        (vec!["--task", "sine", "--warmup", "5"], "--warmup is for --lr-schedule cosine"),
-        (vec!["--task", "sine", "--min-lr", "0"], "--min-lr is for --lr-schedule cosine"),
-        (vec!["--task", "sine", "--lr-gamma", "0.5"], "--lr-gamma is for --lr-schedule step"),
-        (vec!["--task", "sine", "--lr-step-size", "9"], "--lr-step-size is for --lr-schedule step"),
-        (vec!["--task", "sine", "--momentum", "0.5"], "--momentum is for --optimizer sgd"),
-        (vec!["--task", "sine", "--bidirectional"], "--bidirectional with task sine"),
-        (vec!["--task", "sine", "--cell", "lstm", "--nonlinearity", "relu"], "--nonlinearity"),
+        (
+            vec!["--task", "sine", "--text", "x.txt"],
+            "--text is for --task text",
+        ),
+        (
+            vec!["--task", "adding", "--sample-len", "5"],
+            "--sample-len is for --task text",
+        ),
+        (
+            vec!["--task", "text", "--csv", "x.csv"],
+            "--csv is for --task series",
+        ),
+        (
+            vec!["--task", "sine", "--target", "a"],
+            "--target is for --task series",
+        ),
+        (
+            vec!["--task", "sine", "--inputs", "a"],
+            "--inputs is for --task series",
+        ),
+        (
+            vec!["--task", "sine", "--warmup", "5"],
+            "--warmup is for --lr-schedule cosine",
+        ),
+        (
+            vec!["--task", "sine", "--min-lr", "0"],
+            "--min-lr is for --lr-schedule cosine",
+        ),
+        (
+            vec!["--task", "sine", "--lr-gamma", "0.5"],
+            "--lr-gamma is for --lr-schedule step",
+        ),
+        (
+            vec!["--task", "sine", "--lr-step-size", "9"],
+            "--lr-step-size is for --lr-schedule step",
+        ),
+        (
+            vec!["--task", "sine", "--momentum", "0.5"],
+            "--momentum is for --optimizer sgd",
+        ),
+        (
+            vec!["--task", "sine", "--bidirectional"],
+            "--bidirectional with task sine",
+        ),
+        (
+            vec!["--task", "sine", "--cell", "lstm", "--nonlinearity", "relu"],
+            "--nonlinearity",
+        ),
         (vec!["--task", "series"], "--task series needs --csv"),
     ] {
         let mut a = vec!["train", "--steps", "1", "--save", sv];
@@ -119,7 +158,15 @@ fn flags_a_run_does_not_use_are_errors() {
 fn the_save_folder_is_checked_before_training() {
     let d = dir("save");
     fails_with(
-        &["train", "--task", "sine", "--steps", "1", "--save", "/no/such/folder/m.safetensors"],
+        &[
+            "train",
+            "--task",
+            "sine",
+            "--steps",
+            "1",
+            "--save",
+            "/no/such/folder/m.safetensors",
+        ],
         "does not exist",
     );
     fails_with(
@@ -135,7 +182,12 @@ fn the_save_folder_is_checked_before_training() {
         // root writes anywhere: only meaningful for other users.
         if std::fs::File::create(ro.join("probe")).is_err() {
             let (code, _, err) = run(&[
-                "train", "--task", "sine", "--steps", "1", "--save",
+                "train",
+                "--task",
+                "sine",
+                "--steps",
+                "1",
+                "--save",
                 &s(&ro.join("m.safetensors")),
             ]);
             assert_ne!(code, 0);
@@ -152,8 +204,21 @@ fn sigint_saves_and_resume_continues() {
     let d = dir("sigint");
     let save = d.join("run.safetensors");
     let (child, rx) = spawn(&[
-        "train", "--task", "sine", "--hidden", "8", "--seq", "16", "--batch", "8",
-        "--steps", "1000000", "--eval-every", "10", "--save", &s(&save),
+        "train",
+        "--task",
+        "sine",
+        "--hidden",
+        "8",
+        "--seq",
+        "16",
+        "--batch",
+        "8",
+        "--steps",
+        "1000000",
+        "--eval-every",
+        "10",
+        "--save",
+        &s(&save),
     ]);
     wait_for(&rx, "step     20");
     signal(&child, "-INT");
@@ -174,10 +239,22 @@ fn sigint_saves_and_resume_continues() {
 
     // Resume: the task and sizes come from the checkpoint; contradicting ones are errors.
     let r = s(&save);
-    fails_with(&["train", "--resume", &r, "--hidden", "9"], "conflicts with");
-    fails_with(&["train", "--resume", &r, "--task", "adding"], "conflicts with");
-    fails_with(&["train", "--resume", &r, "--cell", "gru"], "conflicts with");
-    fails_with(&["train", "--resume", &r, "--init", "xavier"], "--init with --resume");
+    fails_with(
+        &["train", "--resume", &r, "--hidden", "9"],
+        "conflicts with",
+    );
+    fails_with(
+        &["train", "--resume", &r, "--task", "adding"],
+        "conflicts with",
+    );
+    fails_with(
+        &["train", "--resume", &r, "--cell", "gru"],
+        "conflicts with",
+    );
+    fails_with(
+        &["train", "--resume", &r, "--init", "xavier"],
+        "--init with --resume",
+    );
     fails_with(
         &["train", "--resume", &r, "--steps", &ck.step.to_string()],
         "not beyond the checkpoint's step",
@@ -192,8 +269,13 @@ fn sigint_saves_and_resume_continues() {
     let log = wgpu_rnn::metrics::read(&d.join("run.metrics.jsonl")).unwrap();
     let steps: Vec<u64> = log.iter().map(|r| r.step).collect();
     assert_eq!(steps, (1..=after.step).collect::<Vec<_>>());
-    assert!(log.iter().all(|r| r.loss.is_finite() && r.learning_rate > 0.0));
-    assert!(log.last().unwrap().validation.is_some(), "the last step is validated");
+    assert!(log
+        .iter()
+        .all(|r| r.loss.is_finite() && r.learning_rate > 0.0));
+    assert!(
+        log.last().unwrap().validation.is_some(),
+        "the last step is validated"
+    );
     let svg = std::fs::read_to_string(d.join("run.svg")).unwrap();
     assert!(svg.contains("validation") && svg.contains("step"), "{svg}");
 }
@@ -205,8 +287,21 @@ fn sigterm_saves_and_exits_143() {
     let d = dir("sigterm");
     let save = d.join("run.safetensors");
     let (mut child, rx) = spawn(&[
-        "train", "--task", "adding", "--hidden", "8", "--seq", "10", "--batch", "8",
-        "--steps", "1000000", "--eval-every", "5", "--save", &s(&save),
+        "train",
+        "--task",
+        "adding",
+        "--hidden",
+        "8",
+        "--seq",
+        "10",
+        "--batch",
+        "8",
+        "--steps",
+        "1000000",
+        "--eval-every",
+        "5",
+        "--save",
+        &s(&save),
     ]);
     wait_for(&rx, "step      5");
     signal(&child, "-TERM");
@@ -222,8 +317,22 @@ fn save_every_survives_a_hard_kill() {
     let d = dir("every");
     let save = d.join("run.safetensors");
     let (mut child, rx) = spawn(&[
-        "train", "--task", "sine", "--hidden", "8", "--seq", "16", "--batch", "8",
-        "--steps", "1000000", "--eval-every", "10", "--save-every", "10", "--save",
+        "train",
+        "--task",
+        "sine",
+        "--hidden",
+        "8",
+        "--seq",
+        "16",
+        "--batch",
+        "8",
+        "--steps",
+        "1000000",
+        "--eval-every",
+        "10",
+        "--save-every",
+        "10",
+        "--save",
         &s(&save),
     ]);
     wait_for(&rx, "step     30");
@@ -240,20 +349,46 @@ fn temperature_zero_is_greedy() {
     let d = dir("greedy");
     let model = s(&d.join("text.safetensors"));
     let (code, _, err) = run(&[
-        "train", "--steps", "3", "--hidden", "8", "--seq", "8", "--batch", "4",
-        "--sample-len", "0", "--save", &model,
+        "train",
+        "--steps",
+        "3",
+        "--hidden",
+        "8",
+        "--seq",
+        "8",
+        "--batch",
+        "4",
+        "--sample-len",
+        "0",
+        "--save",
+        &model,
     ]);
     assert_eq!(code, 0, "{err}");
     let sample = |seed: &str, t: &str| {
         let (code, out, err) = run(&[
-            "sample", "--model", &model, "--len", "40", "--temperature", t, "--seed", seed,
+            "sample",
+            "--model",
+            &model,
+            "--len",
+            "40",
+            "--temperature",
+            t,
+            "--seed",
+            seed,
         ]);
         assert_eq!(code, 0, "{err}");
         out
     };
     assert_eq!(sample("1", "0"), sample("2", "0"));
-    assert_ne!(sample("1", "1.5"), sample("2", "1.5"), "seeds differ when sampling");
-    fails_with(&["sample", "--model", &model, "--temperature", "-1"], "--temperature");
+    assert_ne!(
+        sample("1", "1.5"),
+        sample("2", "1.5"),
+        "seeds differ when sampling"
+    );
+    fails_with(
+        &["sample", "--model", &model, "--temperature", "-1"],
+        "--temperature",
+    );
 }
 
 /// bench refuses flags for a device it is told to leave out.
@@ -261,7 +396,10 @@ fn temperature_zero_is_greedy() {
 fn bench_refuses_flags_for_devices_left_out() {
     fails_with(&["bench", "--devices", "cpu", "--profile"], "--profile");
     fails_with(&["bench", "--devices", "cpu", "--matmul", "64"], "--matmul");
-    fails_with(&["bench", "--devices", "gpu", "--cpu-max-gflop", "1"], "--cpu-max-gflop");
+    fails_with(
+        &["bench", "--devices", "gpu", "--cpu-max-gflop", "1"],
+        "--cpu-max-gflop",
+    );
 }
 
 /// A seasonal CSV series trained and forecast through the CLI: the forecast (in the
@@ -282,15 +420,37 @@ fn csv_series_trains_and_forecasts() {
     std::fs::write(&csv, &text).unwrap();
     let model = d.join("m.safetensors");
     let (code, out, err) = run(&[
-        "train", "--task", "series", "--csv", &s(&csv), "--hidden", "24", "--seq", "48",
-        "--batch", "16", "--steps", "250", "--eval-every", "50", "--save", &s(&model),
+        "train",
+        "--task",
+        "series",
+        "--csv",
+        &s(&csv),
+        "--hidden",
+        "24",
+        "--seq",
+        "48",
+        "--batch",
+        "16",
+        "--steps",
+        "250",
+        "--eval-every",
+        "50",
+        "--save",
+        &s(&model),
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("final validation: MSE"), "{out}");
     let horizon = 24;
     let fc = d.join("f.csv");
     let (code, _, err) = run(&[
-        "forecast", "--model", &s(&model), "--csv", &s(&csv), "--horizon", "24", "--output",
+        "forecast",
+        "--model",
+        &s(&model),
+        "--csv",
+        &s(&csv),
+        "--horizon",
+        "24",
+        "--output",
         &s(&fc),
     ]);
     assert_eq!(code, 0, "{err}");
@@ -316,13 +476,42 @@ fn csv_series_trains_and_forecasts() {
 
     let bad = d.join("bad.csv");
     std::fs::write(&bad, "a,b\n1,2\n3,\n").unwrap();
-    fails_with(&["train", "--task", "series", "--csv", &s(&bad), "--steps", "1"], "line 3");
     fails_with(
-        &["train", "--task", "series", "--csv", &s(&csv), "--target", "nope", "--steps", "1"],
+        &[
+            "train",
+            "--task",
+            "series",
+            "--csv",
+            &s(&bad),
+            "--steps",
+            "1",
+        ],
+        "line 3",
+    );
+    fails_with(
+        &[
+            "train",
+            "--task",
+            "series",
+            "--csv",
+            &s(&csv),
+            "--target",
+            "nope",
+            "--steps",
+            "1",
+        ],
         "nope",
     );
     fails_with(
-        &["forecast", "--model", &s(&model), "--csv", &s(&csv), "--horizon", "0"],
+        &[
+            "forecast",
+            "--model",
+            &s(&model),
+            "--csv",
+            &s(&csv),
+            "--horizon",
+            "0",
+        ],
         "--horizon",
     );
 }

@@ -14,9 +14,9 @@ use std::time::Instant;
 use clap::ValueEnum;
 use wgpu_rnn::checkpoint::Checkpoint;
 use wgpu_rnn::cli::{flag, DeviceArg, OptArg, ScheduleArg, TaskArg, TrainArgs};
-use wgpu_rnn::tasks::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
 use wgpu_rnn::metrics::{self, MetricsLog, MetricsRecord};
 use wgpu_rnn::series::{Normalization, Series, SeriesData, NORMALIZATION_KEY};
+use wgpu_rnn::tasks::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
 use wgpu_rnn::{
     plot, CpuTrainer, Error, Gpu, LrSchedule, OptimizerConfig, OptimizerKind, Result, Rnn,
     RnnConfig, Train, TrainConfig, Trainer,
@@ -116,15 +116,34 @@ fn adopt(a: &mut TrainArgs, ck: &Checkpoint, path: &Path) -> Result<TaskArg> {
     let task = TaskArg::from_str(&ck.task, true)
         .map_err(|_| bad(format!("its task {:?} is not one this CLI trains", ck.task)))?;
     if a.typed("task") && a.task != task {
-        return Err(conflict("--task", a.task.name(), format!("task {}", ck.task)));
+        return Err(conflict(
+            "--task",
+            a.task.name(),
+            format!("task {}", ck.task),
+        ));
     }
     a.task = task;
     let c = &ck.config;
     let cell: wgpu_rnn::CellKind = a.cell.into();
     for (id, typed, saved, differs) in [
-        ("hidden", a.hidden.to_string(), c.hidden_size.to_string(), a.hidden != c.hidden_size),
-        ("layers", a.layers.to_string(), c.num_layers.to_string(), a.layers != c.num_layers),
-        ("cell", cell.name().to_string(), c.cell.name().to_string(), cell != c.cell),
+        (
+            "hidden",
+            a.hidden.to_string(),
+            c.hidden_size.to_string(),
+            a.hidden != c.hidden_size,
+        ),
+        (
+            "layers",
+            a.layers.to_string(),
+            c.num_layers.to_string(),
+            a.layers != c.num_layers,
+        ),
+        (
+            "cell",
+            cell.name().to_string(),
+            c.cell.name().to_string(),
+            cell != c.cell,
+        ),
         (
             "nonlinearity",
             a.nonlinearity
@@ -157,7 +176,11 @@ fn adopt(a: &mut TrainArgs, ck: &Checkpoint, path: &Path) -> Result<TaskArg> {
         };
         if a.typed(id) {
             if matches!(id, "optimizer" | "seed") && &arg_text(a, id) != v {
-                return Err(conflict(&flag(id), arg_text(a, id), format!("{} {v}", flag(id))));
+                return Err(conflict(
+                    &flag(id),
+                    arg_text(a, id),
+                    format!("{} {v}", flag(id)),
+                ));
             }
         } else {
             set_arg(a, id, v).map_err(|e| bad(format!("its train.{id}: {e}")))?;
@@ -165,7 +188,9 @@ fn adopt(a: &mut TrainArgs, ck: &Checkpoint, path: &Path) -> Result<TaskArg> {
     }
     // Checkpoints from before train.seed was recorded kept it as "seed".
     if let (false, Some(s)) = (a.typed("seed"), ck.extra.get("seed")) {
-        a.seed = s.parse().map_err(|_| bad(format!("its seed {s:?} is not a number")))?;
+        a.seed = s
+            .parse()
+            .map_err(|_| bad(format!("its seed {s:?} is not a number")))?;
     }
     if a.steps <= ck.step && !a.typed("steps") {
         return Err(Error::IncompatibleArgs(format!(
@@ -227,9 +252,13 @@ fn load_task(
                 Some(norm) => {
                     let csv = match &a.csv {
                         Some(p) => p.clone(),
-                        None => PathBuf::from(resume.and_then(|e| e.get(CSV_KEY)).ok_or_else(
-                            || Error::IncompatibleArgs("give --csv: the checkpoint names no file".into()),
-                        )?),
+                        None => {
+                            PathBuf::from(resume.and_then(|e| e.get(CSV_KEY)).ok_or_else(|| {
+                                Error::IncompatibleArgs(
+                                    "give --csv: the checkpoint names no file".into(),
+                                )
+                            })?)
+                        }
                     };
                     let data = SeriesData::from_csv(
                         &csv,
@@ -371,7 +400,11 @@ impl Run<'_> {
         };
         plot::loss_plot(
             &plot::loss_plot_path(&self.save),
-            &format!("{title}: {} H={}", self.config.cell.name(), self.config.hidden_size),
+            &format!(
+                "{title}: {} H={}",
+                self.config.cell.name(),
+                self.config.hidden_size
+            ),
             unit,
             &train,
             &val,
