@@ -1,0 +1,304 @@
+//! CTC: the f64 reference against finite differences and PyTorch's `nn.CTCLoss`
+//! (fixtures made by tests/fixtures/make_fixtures.py), the GPU kernel against the
+//! reference, decoding, and training with `LossKind::Ctc` on the GPU against the CPU.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wgpu_rnn::ctc::{self, CtcOptions, Labels, Reduction};
+
+/// Per-element tolerance against PyTorch and between the GPU (f32) and the reference.
+const TOL: f64 = 1e-4;
+
+struct CtcFixture {
+    name: String,
+    meta: HashMap<String, String>,
+    tensors: HashMap<String, (Vec<usize>, Vec<f64>)>,
+}
+
+impl CtcFixture {
+    fn load(name: &str) -> CtcFixture {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(format!("{name}.safetensors"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let meta = header.metadata().clone().unwrap_or_default();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let tensors = st
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| {
+                let data: Vec<f64> = match v.dtype() {
+                    safetensors::Dtype::F32 => v
+                        .data()
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                        .collect(),
+                    safetensors::Dtype::F64 => v
+                        .data()
+                        .chunks_exact(8)
+                        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                        .collect(),
+                    d => panic!("{name}: {k} is {d:?}"),
+                };
+                (k, (v.shape().to_vec(), data))
+            })
+            .collect();
+        CtcFixture {
+            name: name.into(),
+            meta,
+            tensors,
+        }
+    }
+
+    fn get(&self, k: &str) -> &[f64] {
+        &self.tensors[k].1
+    }
+
+    fn usizes(&self, k: &str) -> Vec<usize> {
+        self.get(k).iter().map(|&v| v as usize).collect()
+    }
+
+    fn shape(&self) -> [usize; 3] {
+        self.tensors["logits"].0.clone().try_into().unwrap()
+    }
+
+    fn labels(&self) -> Labels {
+        Labels {
+            labels: self.get("labels").iter().map(|&v| v as u32).collect(),
+            lengths: self.usizes("target_lengths"),
+        }
+    }
+
+    fn opts(&self) -> CtcOptions {
+        CtcOptions {
+            blank: self.meta["blank"].parse().unwrap(),
+            reduction: match self.meta["reduction"].as_str() {
+                "mean" => Reduction::Mean,
+                "sum" => Reduction::Sum,
+                "none" => Reduction::None,
+                r => panic!("{}: reduction {r}", self.name),
+            },
+            zero_infinity: self.meta["zero_infinity"] == "true",
+        }
+    }
+}
+
+const FIXTURES: [&str; 6] = [
+    "ctc_mean_repeats",
+    "ctc_sum_min_len",
+    "ctc_none_blank_last",
+    "ctc_impossible_zero_inf",
+    "ctc_impossible_inf",
+    "ctc_blank2_varlen",
+];
+
+/// |got − want| ≤ TOL·max(1, |want|) everywhere; NaN and ±∞ must match exactly.
+fn assert_matches(what: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let ok = if w.is_finite() {
+            (g - w).abs() <= TOL * w.abs().max(1.0)
+        } else {
+            (w.is_nan() && g.is_nan()) || g == w
+        };
+        assert!(ok, "{what}[{i}]: got {g}, want {w}");
+    }
+}
+
+#[test]
+fn reference_matches_pytorch_ctc_loss() {
+    for name in FIXTURES {
+        let f = CtcFixture::load(name);
+        let opts = f.opts();
+        let out = ctc::ctc_loss(
+            f.get("logits"),
+            f.shape(),
+            &f.usizes("input_lengths"),
+            &f.labels(),
+            &opts,
+        )
+        .unwrap();
+        let losses = if opts.reduction == Reduction::None {
+            out.rows.clone()
+        } else {
+            vec![out.loss]
+        };
+        assert_matches(&format!("{name} loss"), &losses, f.get("loss"));
+        assert_matches(&format!("{name} grad"), &out.grad, f.get("grad"));
+    }
+}
+
+fn random_case(
+    seed: u64,
+    t: usize,
+    c: usize,
+    rows: &[(usize, Vec<u32>)],
+) -> (Vec<f64>, [usize; 3], Vec<usize>, Labels) {
+    let b = rows.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let logits = (0..t * b * c)
+        .map(|_| rng.random_range(-2.0..2.0))
+        .collect();
+    let lengths = rows.iter().map(|r| r.0).collect();
+    let targets: Vec<Vec<u32>> = rows.iter().map(|r| r.1.clone()).collect();
+    (logits, [t, b, c], lengths, Labels::from_rows(&targets))
+}
+
+#[test]
+fn reference_gradient_matches_finite_differences() {
+    let rows = [
+        (7, vec![1, 2, 2, 3]),
+        (4, vec![3]),
+        (5, vec![2, 2, 2]), // exactly the minimum, 3 + 2 repeats
+        (6, vec![]),
+    ];
+    let (logits, shape, lengths, labels) = random_case(7, 7, 4, &rows);
+    for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+        let opts = CtcOptions {
+            reduction,
+            ..Default::default()
+        };
+        let out = ctc::ctc_loss(&logits, shape, &lengths, &labels, &opts).unwrap();
+        let h = 1e-6;
+        for i in 0..logits.len() {
+            let mut x = logits.clone();
+            x[i] += h;
+            let up = ctc::ctc_loss(&x, shape, &lengths, &labels, &opts)
+                .unwrap()
+                .loss;
+            x[i] -= 2.0 * h;
+            let down = ctc::ctc_loss(&x, shape, &lengths, &labels, &opts)
+                .unwrap()
+                .loss;
+            let fd = (up - down) / (2.0 * h);
+            assert!(
+                (fd - out.grad[i]).abs() < 1e-7 + 1e-6 * fd.abs(),
+                "{reduction:?} element {i}: analytic {} vs finite difference {fd}",
+                out.grad[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn reference_rejects_bad_targets() {
+    let ok = Labels::from_rows(&[[1u32, 2], [3, 3]]);
+    let logits = vec![0.0; 4 * 2 * 4];
+    let opts = CtcOptions::default();
+    let run = |l: &Labels, lengths: &[usize], o: &CtcOptions| {
+        ctc::ctc_loss(&logits, [4, 2, 4], lengths, l, o)
+    };
+    assert!(run(&ok, &[4, 4], &opts).is_ok());
+    let blank_inside = Labels::from_rows(&[vec![1u32, 0], vec![3]]);
+    let too_big = Labels::from_rows(&[vec![1u32], vec![4]]);
+    let short = Labels {
+        labels: vec![1, 2],
+        lengths: vec![1, 2],
+    };
+    let cases: [(&str, wgpu_rnn::Result<_>); 6] = [
+        ("a blank in a target", run(&blank_inside, &[4, 4], &opts)),
+        ("a label ≥ C", run(&too_big, &[4, 4], &opts)),
+        ("lengths that do not add up", run(&short, &[4, 4], &opts)),
+        ("an input length > T", run(&ok, &[5, 4], &opts)),
+        ("an input length 0", run(&ok, &[0, 4], &opts)),
+        (
+            "a blank ≥ C",
+            run(&ok, &[4, 4], &CtcOptions { blank: 4, ..opts }),
+        ),
+    ];
+    for (what, r) in cases {
+        let e = r.expect_err(what);
+        eprintln!("{what}: {e}");
+    }
+}
+
+#[test]
+fn greedy_and_beam_search_differ_where_the_best_path_is_not_the_best_labelling() {
+    // Two steps of p(blank) = 0.6, p(a) = 0.4: the best path is "blank blank" (0.36), but
+    // "a" has three paths (aa, a-, -a) worth 0.16 + 0.24 + 0.24 = 0.64.
+    let p = [0.6f32, 0.4];
+    let logp: Vec<f32> = p.iter().chain(&p).map(|v| v.ln()).collect();
+    assert_eq!(
+        ctc::greedy_decode(&logp, [2, 1, 2], None, 0).unwrap(),
+        vec![Vec::<u32>::new()]
+    );
+    assert_eq!(
+        ctc::beam_search(&logp, [2, 1, 2], None, 0, 4).unwrap(),
+        vec![vec![1]]
+    );
+    // A beam of 1 is the greedy labelling here.
+    assert_eq!(
+        ctc::beam_search(&logp, [2, 1, 2], None, 0, 1).unwrap(),
+        vec![Vec::<u32>::new()]
+    );
+}
+
+#[test]
+fn decoders_collapse_repeats_drop_blanks_and_stop_at_each_rows_length() {
+    // T = 5, B = 2, C = 3 (blank 2). Row 0 argmaxes: 0 0 2 0 1 → [0, 0, 1];
+    // row 1: 1 1 1 0 0 but length 3 → [1].
+    let argmax = [[0, 1], [0, 1], [2, 1], [0, 0], [1, 0]];
+    let mut scores = vec![0.0f32; 5 * 2 * 3];
+    for (t, row) in argmax.iter().enumerate() {
+        for (b, &k) in row.iter().enumerate() {
+            scores[(t * 2 + b) * 3 + k] = 5.0;
+        }
+    }
+    let lengths = [5, 3];
+    let greedy = ctc::greedy_decode(&scores, [5, 2, 3], Some(&lengths), 2).unwrap();
+    assert_eq!(greedy, vec![vec![0, 0, 1], vec![1]]);
+    // Peaked posteriors: the beam agrees with the best path.
+    let beam = ctc::beam_search(&scores, [5, 2, 3], Some(&lengths), 2, 8).unwrap();
+    assert_eq!(beam, greedy);
+}
+
+#[test]
+fn beam_search_finds_the_most_probable_labelling_by_enumeration() {
+    // T = 4, C = 3: every labelling's probability by summing over all 3^4 paths.
+    let (t, c) = (4usize, 3usize);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let logits: Vec<f32> = (0..t * c).map(|_| rng.random_range(-1.5..1.5)).collect();
+    let lp: Vec<f64> = logits
+        .chunks(c)
+        .flat_map(|r| {
+            let z: f64 = r.iter().map(|&v| (v as f64).exp()).sum();
+            r.iter()
+                .map(move |&v| v as f64 - z.ln())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut prob: HashMap<Vec<u32>, f64> = HashMap::new();
+    for code in 0..c.pow(t as u32) {
+        let path: Vec<usize> = (0..t).map(|i| code / c.pow(i as u32) % c).collect();
+        let mut label = Vec::new();
+        let mut prev = None;
+        for &k in &path {
+            if k != 0 && prev != Some(k) {
+                label.push(k as u32);
+            }
+            prev = Some(k);
+        }
+        let p: f64 = path
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| lp[i * c + k])
+            .sum::<f64>()
+            .exp();
+        *prob.entry(label).or_default() += p;
+    }
+    let best = prob
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0
+        .clone();
+    // A beam wide enough to hold every prefix is exact.
+    let beam = ctc::beam_search(&logits, [t, 1, c], None, 0, 100).unwrap();
+    assert_eq!(beam[0], best, "{prob:?}");
+}
