@@ -302,3 +302,144 @@ fn beam_search_finds_the_most_probable_labelling_by_enumeration() {
     let beam = ctc::beam_search(&logits, [t, 1, c], None, 0, 100).unwrap();
     assert_eq!(beam[0], best, "{prob:?}");
 }
+
+/// The GPU's loss, rows and gradient against the reference's (f64), as [`assert_matches`].
+fn gpu_vs_reference(
+    what: &str,
+    logits: &[f64],
+    shape: [usize; 3],
+    lengths: &[usize],
+    labels: &Labels,
+    opts: &CtcOptions,
+) -> ctc::CtcLoss<f32> {
+    let gpu = common::gpu();
+    let x32: Vec<f32> = logits.iter().map(|&v| v as f32).collect();
+    let want = ctc::ctc_loss(&common::widen(&x32), shape, lengths, labels, opts).unwrap();
+    let y = gpu.tensor(&shape, &x32).unwrap();
+    let got = wgpu_rnn::gpu::ctc_loss(gpu, &y, lengths, labels, opts).unwrap();
+    let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    assert_matches(&format!("{what} loss"), &[got.loss as f64], &[want.loss]);
+    assert_matches(&format!("{what} rows"), &widen(&got.rows), &want.rows);
+    assert_matches(&format!("{what} grad"), &widen(&got.grad), &want.grad);
+    got
+}
+
+#[test]
+fn gpu_matches_pytorch_ctc_loss() {
+    for name in FIXTURES {
+        let f = CtcFixture::load(name);
+        let opts = f.opts();
+        let got = gpu_vs_reference(
+            name,
+            f.get("logits"),
+            f.shape(),
+            &f.usizes("input_lengths"),
+            &f.labels(),
+            &opts,
+        );
+        let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+        let losses = if opts.reduction == Reduction::None {
+            widen(&got.rows)
+        } else {
+            vec![got.loss as f64]
+        };
+        assert_matches(&format!("{name} GPU loss"), &losses, f.get("loss"));
+        assert_matches(
+            &format!("{name} GPU grad"),
+            &widen(&got.grad),
+            f.get("grad"),
+        );
+    }
+}
+
+#[test]
+fn gpu_matches_reference_on_repeats_length_one_minimum_inputs_and_impossible_rows() {
+    let rows = [
+        (12, vec![1, 1, 2, 3, 3, 3]), // repeats
+        (9, vec![4]),                 // target length 1
+        (8, vec![2, 2, 5, 5, 5]),     // input exactly at its minimum, 5 + 3
+        (3, vec![1, 1, 1]),           // impossible: needs 5
+        (12, vec![]),                 // empty target
+        (1, vec![3]),                 // one step
+    ];
+    let (logits, shape, lengths, labels) = random_case(21, 12, 6, &rows);
+    for (reduction, zero_infinity) in [
+        (Reduction::Mean, true),
+        (Reduction::Sum, true),
+        (Reduction::None, true),
+        (Reduction::Sum, false),
+    ] {
+        let opts = CtcOptions {
+            blank: 0,
+            reduction,
+            zero_infinity,
+        };
+        let got = gpu_vs_reference(
+            &format!("{reduction:?} zero_infinity {zero_infinity}"),
+            &logits,
+            shape,
+            &lengths,
+            &labels,
+            &opts,
+        );
+        if !zero_infinity {
+            assert_eq!(got.rows[3], f32::INFINITY);
+            assert!(got.loss.is_infinite());
+        }
+    }
+}
+
+#[test]
+fn gpu_matches_reference_with_long_targets_many_classes_and_a_blank_in_the_middle() {
+    // 2U+1 = 601 states: more than one state per invocation of the 256-wide workgroup;
+    // C = 300 > 256 classes likewise.
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let (t, c, blank) = (700usize, 300usize, 150u32);
+    let mut label = || loop {
+        let k = rng.random_range(0..c as u32);
+        if k != blank {
+            return k;
+        }
+    };
+    let long: Vec<u32> = (0..300).map(|_| label()).collect();
+    let short: Vec<u32> = (0..40).map(|_| label()).collect();
+    let rows = [(700, long), (333, short)];
+    let (logits, shape, lengths, labels) = random_case(6, t, c, &rows);
+    let opts = CtcOptions {
+        blank,
+        ..Default::default()
+    };
+    gpu_vs_reference("long", &logits, shape, &lengths, &labels, &opts);
+}
+
+#[test]
+fn gpu_ctc_is_bitwise_deterministic_and_rejects_what_it_cannot_take() {
+    let gpu = common::gpu();
+    let rows = [(9, vec![1, 2, 2]), (6, vec![3])];
+    let (logits, shape, lengths, labels) = random_case(3, 9, 4, &rows);
+    let x: Vec<f32> = logits.iter().map(|&v| v as f32).collect();
+    let y = gpu.tensor(&shape, &x).unwrap();
+    let opts = CtcOptions::default();
+    let a = wgpu_rnn::gpu::ctc_loss(gpu, &y, &lengths, &labels, &opts).unwrap();
+    let b = wgpu_rnn::gpu::ctc_loss(gpu, &y, &lengths, &labels, &opts).unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a.grad), bits(&b.grad));
+    assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+
+    let too_long = Labels::from_rows(&[vec![1u32; 1024], vec![2]]);
+    let y = gpu.tensor(&[2100, 2, 4], &vec![0.0; 2100 * 2 * 4]).unwrap();
+    let e = wgpu_rnn::gpu::ctc_loss(gpu, &y, &[2100, 5], &too_long, &opts).unwrap_err();
+    assert!(
+        matches!(e, wgpu_rnn::Error::CtcTarget { row: 0, .. }),
+        "{e}"
+    );
+    let blank_inside = Labels::from_rows(&[vec![1u32, 0], vec![2]]);
+    let y = gpu.tensor(&shape, &x).unwrap();
+    let e = wgpu_rnn::gpu::ctc_loss(gpu, &y, &lengths, &blank_inside, &opts).unwrap_err();
+    assert!(
+        matches!(e, wgpu_rnn::Error::CtcTarget { row: 0, .. }),
+        "{e}"
+    );
+    let e = wgpu_rnn::gpu::ctc_loss(gpu, &y, &[10, 6], &labels, &opts).unwrap_err();
+    assert!(matches!(e, wgpu_rnn::Error::BadLength { .. }), "{e}");
+}

@@ -13,7 +13,8 @@ use crate::error::Result;
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const CELL: &str = include_str!("../../shaders/cell.wgsl");
 const RECURRENCE: &str = include_str!("../../shaders/recurrence.wgsl");
-const RECURRENCE_FORWARD_COMMON: &str = include_str!("../../shaders/recurrence_forward_common.wgsl");
+const RECURRENCE_FORWARD_COMMON: &str =
+    include_str!("../../shaders/recurrence_forward_common.wgsl");
 const FIRST_UNIFORM: &str = include_str!("../../shaders/first_uniform.wgsl");
 const FIRST_IMMEDIATE: &str = include_str!("../../shaders/first_immediate.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
@@ -137,7 +138,13 @@ pub(crate) const MASK_ROWS: KernelDef = KernelDef {
 pub(crate) const RECURRENCE_FORWARD: KernelDef = KernelDef {
     entry: "recurrence_forward",
     source: include_str!("../../shaders/recurrence_forward.wgsl"),
-    prelude: &[COMMON, CELL, RECURRENCE, FIRST_UNIFORM, RECURRENCE_FORWARD_COMMON],
+    prelude: &[
+        COMMON,
+        CELL,
+        RECURRENCE,
+        FIRST_UNIFORM,
+        RECURRENCE_FORWARD_COMMON,
+    ],
     bindings: &[Read, Read, Read, ReadWrite, ReadWrite, Read],
     uniform_size: size::<SeqUniform>(),
     requires: wgpu::Features::empty(),
@@ -161,7 +168,13 @@ pub(crate) const RECURRENCE_BACKWARD: KernelDef = KernelDef {
 /// [`RECURRENCE_FORWARD`] taking its first iteration from an immediate, so that the
 /// stepwise path changes only that between steps.
 pub(crate) const RECURRENCE_FORWARD_IMMEDIATE: KernelDef = KernelDef {
-    prelude: &[COMMON, CELL, RECURRENCE, FIRST_IMMEDIATE, RECURRENCE_FORWARD_COMMON],
+    prelude: &[
+        COMMON,
+        CELL,
+        RECURRENCE,
+        FIRST_IMMEDIATE,
+        RECURRENCE_FORWARD_COMMON,
+    ],
     requires: wgpu::Features::IMMEDIATES,
     immediate_size: 4,
     ..RECURRENCE_FORWARD
@@ -179,7 +192,13 @@ pub(crate) const RECURRENCE_FORWARD_SUBGROUP: KernelDef = KernelDef {
 
 /// [`RECURRENCE_FORWARD_SUBGROUP`] taking its first iteration from an immediate.
 pub(crate) const RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE: KernelDef = KernelDef {
-    prelude: &[COMMON, CELL, RECURRENCE, FIRST_IMMEDIATE, RECURRENCE_FORWARD_COMMON],
+    prelude: &[
+        COMMON,
+        CELL,
+        RECURRENCE,
+        FIRST_IMMEDIATE,
+        RECURRENCE_FORWARD_COMMON,
+    ],
     requires: wgpu::Features::SUBGROUP.union(wgpu::Features::IMMEDIATES),
     immediate_size: 4,
     ..RECURRENCE_FORWARD_SUBGROUP
@@ -210,6 +229,18 @@ pub(crate) const MSE: KernelDef = KernelDef {
     ..SOFTMAX_XENT
 };
 
+/// CTC loss, one workgroup per batch row (shaders/ctc.wgsl): y, labels, rows, dy,
+/// row_loss, work.
+pub(crate) const CTC: KernelDef = KernelDef {
+    entry: "ctc",
+    source: include_str!("../../shaders/ctc.wgsl"),
+    prelude: &[],
+    bindings: &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
+    uniform_size: size::<CtcUniform>(),
+    requires: wgpu::Features::empty(),
+    immediate_size: 0,
+};
+
 /// Clip and optimizer update of one tensor (shaders/optim.wgsl): param, grad, m, v,
 /// norm_parts, hyper.
 pub(crate) const UPDATE: KernelDef = KernelDef {
@@ -223,7 +254,7 @@ pub(crate) const UPDATE: KernelDef = KernelDef {
 };
 
 /// Every kernel, for the device check and for compiling them all up front.
-pub(crate) const ALL: [&KernelDef; 16] = [
+pub(crate) const ALL: [&KernelDef; 17] = [
     &GEMM,
     &GEMM_TILED,
     &GEMM_SPLIT_SUM,
@@ -239,6 +270,7 @@ pub(crate) const ALL: [&KernelDef; 16] = [
     &RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE,
     &SOFTMAX_XENT,
     &MSE,
+    &CTC,
     &UPDATE,
 ];
 
@@ -315,6 +347,20 @@ pub(crate) struct RowsUniform {
     pub cols: u32,
     pub _pad0: u32,
     pub _pad1: u32,
+}
+
+/// Mirrors `struct Ctc` in shaders/ctc.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct CtcUniform {
+    pub t: u32,
+    pub b: u32,
+    pub c: u32,
+    pub u_cap: u32,
+    pub blank: u32,
+    pub zero_infinity: u32,
+    pub inf_bits: u32,
+    pub nan_bits: u32,
 }
 
 /// Mirrors `struct Update` in shaders/optim.wgsl.

@@ -1,5 +1,6 @@
 //! The device: adapter choice, the context that owns device and queue, kernels, tensors.
 
+mod ctc;
 #[cfg(test)]
 mod gemm_tests;
 mod kernels;
@@ -9,6 +10,8 @@ mod profiler;
 mod tensor;
 mod tuning;
 
+pub use ctc::ctc_loss;
+pub(crate) use ctc::CtcBuffers;
 pub(crate) use tensor::check_fits;
 
 use std::sync::Arc;
@@ -16,8 +19,7 @@ use std::sync::Arc;
 pub(crate) use kernels::{
     Kernel, RowsUniform, SeqUniform, UpdateUniform, MSE, RECURRENCE_BACKWARD,
     RECURRENCE_BACKWARD_IMMEDIATE, RECURRENCE_FORWARD, RECURRENCE_FORWARD_IMMEDIATE,
-    RECURRENCE_FORWARD_SUBGROUP, RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE, SOFTMAX_XENT,
-    UPDATE,
+    RECURRENCE_FORWARD_SUBGROUP, RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE, SOFTMAX_XENT, UPDATE,
 };
 pub(crate) use memory::MemTicket;
 pub use memory::MemoryUse;
