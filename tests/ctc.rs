@@ -443,3 +443,110 @@ fn gpu_ctc_is_bitwise_deterministic_and_rejects_what_it_cannot_take() {
     let e = wgpu_rnn::gpu::ctc_loss(gpu, &y, &[10, 6], &labels, &opts).unwrap_err();
     assert!(matches!(e, wgpu_rnn::Error::BadLength { .. }), "{e}");
 }
+
+/// A bidirectional 2-layer LSTM over C = 6 outputs (blank 0), B = 4 rows of lengths 9, 5,
+/// 7 and 3 (T = 9), label sequences with repeats and one of length 1.
+fn ctc_batch(seed: u64) -> wgpu_rnn::Batch {
+    let (t, b, i) = (9, 4, 3);
+    let x = common::uniform(seed, t * b * i, 1.0);
+    let labels = Labels::from_rows(&[vec![1u32, 2, 2, 3], vec![4, 4], vec![5, 1, 3], vec![2]]);
+    wgpu_rnn::Batch::new(t, b, x, wgpu_rnn::Targets::Labels(labels))
+        .unwrap()
+        .with_lengths(vec![9, 5, 7, 3])
+        .unwrap()
+}
+
+#[test]
+fn gpu_trainer_matches_cpu_trainer_with_ctc_on_a_bidirectional_lstm_with_lengths() {
+    use wgpu_rnn::{
+        CellKind, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Train,
+        TrainConfig, Trainer,
+    };
+    let cfg = RnnConfig::new(3, 8, 6)
+        .with_cell(CellKind::Lstm)
+        .with_layers(2)
+        .with_bidirectional(true);
+    let params = cfg.init_params(4);
+    let loss = LossKind::Ctc {
+        blank: 0,
+        zero_infinity: true,
+    };
+    let tc = TrainConfig::new(OptimizerConfig::new(OptimizerKind::Adam, 0.02), loss);
+    let gpu = common::gpu();
+    let mut g = Trainer::new(
+        Rnn::from_params(gpu, cfg.clone(), &params).unwrap(),
+        tc.clone(),
+    )
+    .unwrap();
+    let mut c = CpuTrainer::new(cfg, &params, tc).unwrap();
+    let eval = ctc_batch(99);
+    let (ge, ce) = (g.evaluate(&eval).unwrap(), c.evaluate(&eval).unwrap());
+    assert!(
+        (ge - ce).abs() <= 1e-4 * ce.abs().max(1.0),
+        "evaluate: GPU {ge}, CPU {ce}"
+    );
+    let mut first = None;
+    for step in 0..4 {
+        let batch = ctc_batch(step);
+        let (gs, cs) = (g.step(&batch).unwrap(), c.step(&batch).unwrap());
+        assert!(!gs.skipped && !cs.skipped, "step {step}");
+        assert!(
+            (gs.loss - cs.loss).abs() <= 1e-4 * cs.loss.abs().max(1.0),
+            "step {step} loss: GPU {}, CPU {}",
+            gs.loss,
+            cs.loss
+        );
+        assert!(
+            (gs.grad_norm - cs.grad_norm).abs() <= 1e-4 * cs.grad_norm.abs().max(1.0),
+            "step {step} grad norm: GPU {}, CPU {}",
+            gs.grad_norm,
+            cs.grad_norm
+        );
+        first.get_or_insert(cs.loss);
+    }
+    let (gp, cp) = (g.params().unwrap(), c.params().unwrap());
+    for (k, (a, b)) in gp.tensors().into_iter().zip(cp.tensors()).enumerate() {
+        common::assert_close(&format!("parameter {k}"), a, &common::widen(b), 1e-4, 1e-3);
+    }
+    // Training the same batch lowers its loss.
+    let batch = ctc_batch(0);
+    let before = g.evaluate(&batch).unwrap();
+    for _ in 0..20 {
+        g.step(&batch).unwrap();
+    }
+    let after = g.evaluate(&batch).unwrap();
+    assert!(after < before, "loss {before} → {after}");
+}
+
+#[test]
+fn trainers_reject_mismatched_ctc_batches() {
+    use wgpu_rnn::{
+        CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, RnnConfig, Targets, Train,
+        TrainConfig,
+    };
+    let cfg = RnnConfig::new(3, 4, 6);
+    let ctc = LossKind::Ctc {
+        blank: 0,
+        zero_infinity: false,
+    };
+    let tc = TrainConfig::new(OptimizerConfig::new(OptimizerKind::Sgd, 0.1), ctc);
+    let mut c = CpuTrainer::new(cfg.clone(), &cfg.init_params(0), tc).unwrap();
+    let classes = wgpu_rnn::Batch::new(2, 1, vec![0.0; 6], Targets::Classes(vec![1, 2])).unwrap();
+    assert!(matches!(
+        c.step(&classes),
+        Err(wgpu_rnn::Error::LossMismatch)
+    ));
+    let weighted = ctc_batch(1).with_weights(vec![0.5; 36]).unwrap();
+    assert!(c.step(&weighted).is_err());
+    let bad_label = wgpu_rnn::Batch::new(
+        2,
+        1,
+        vec![0.0; 6],
+        Targets::Labels(Labels::from_rows(&[[6u32]])),
+    )
+    .unwrap();
+    assert!(matches!(
+        c.step(&bad_label),
+        Err(wgpu_rnn::Error::CtcTarget { .. })
+    ));
+}

@@ -11,7 +11,7 @@ mod tensor;
 mod tuning;
 
 pub use ctc::ctc_loss;
-pub(crate) use ctc::CtcBuffers;
+pub(crate) use ctc::{check_gpu_limits as check_ctc_limits, CtcBuffers};
 pub(crate) use tensor::check_fits;
 
 use std::sync::Arc;
