@@ -288,6 +288,7 @@ fn ten_thousand_random_cases_never_panic_and_valid_ones_match_the_reference() {
                 LossKind::CrossEntropy => {
                     Targets::Classes((0..n).map(|_| rng.random_range(0..=o as u32)).collect())
                 }
+                LossKind::Ctc { .. } => unreachable!("only MSE and cross-entropy are drawn"),
             };
             let batch = Batch {
                 t,
