@@ -383,6 +383,7 @@ pub fn batch(shape: Shape) -> Result<Batch> {
         x: uniform(t * b * i, 1),
         targets: Targets::Values(uniform(t * b * o, 2)),
         weights: vec![1.0; t * b],
+        lengths: None,
     })
 }
 

@@ -95,7 +95,7 @@ pub enum Error {
     BadTarget { class: u32, classes: usize },
 
     /// Class targets with MSE, or value targets with cross-entropy.
-    #[error("the batch's targets do not fit the loss: cross-entropy takes class indices, MSE takes values")]
+    #[error("the batch's targets do not fit the loss: cross-entropy takes class indices, MSE takes values, CTC takes label sequences (Targets::Labels) and per-row lengths (Batch::with_lengths)")]
     LossMismatch,
 
     /// An unknown task name.
@@ -105,6 +105,11 @@ pub enum Error {
     /// A text that cannot be trained on.
     #[error("unusable text: {0}")]
     BadText(String),
+
+    /// A CTC target that cannot be used (a blank or out-of-range label, a target too long
+    /// for the GPU kernel).
+    #[error("row {row}'s CTC target: {why}")]
+    CtcTarget { row: usize, why: String },
 
     /// A per-row sequence length outside 1..=T.
     #[error("row {row} has length {length}; lengths must be in 1..={steps} (T)")]

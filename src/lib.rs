@@ -7,6 +7,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod cpu;
+pub mod ctc;
 mod error;
 pub mod gpu;
 pub mod interop;

@@ -516,6 +516,7 @@ impl Series {
             x,
             targets: Targets::Values(y),
             weights: vec![1.0; t * b],
+            lengths: None,
         })
     }
 
@@ -551,6 +552,7 @@ impl Series {
             x,
             targets: Targets::Values(y),
             weights: w,
+            lengths: None,
         })
     }
 }

@@ -244,6 +244,7 @@ impl Text {
             x: self.one_hot(&inputs),
             targets: Targets::Classes(targets),
             weights: vec![1.0; t * b],
+            lengths: None,
         };
         Ok((batch, chunk == 0))
     }
@@ -272,6 +273,7 @@ impl Text {
             x: self.one_hot(&inputs),
             targets: Targets::Classes(targets),
             weights: vec![1.0; t * b],
+            lengths: None,
         })
     }
 }
@@ -317,6 +319,7 @@ impl Sine {
             x,
             targets: Targets::Values(y),
             weights: vec![1.0; t * b],
+            lengths: None,
         }
     }
 }
@@ -360,6 +363,7 @@ impl Adding {
             x,
             targets: Targets::Values(y),
             weights: w,
+            lengths: None,
         }
     }
 }

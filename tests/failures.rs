@@ -69,6 +69,7 @@ fn mse_batch(t: usize, b: usize, i: usize, o: usize, seed: u64) -> Batch {
         x: uniform(seed, t * b * i, 1.0),
         targets: Targets::Values(uniform(seed + 1, t * b * o, 1.0)),
         weights: vec![1.0; t * b],
+        lengths: None,
     }
 }
 

@@ -288,6 +288,7 @@ fn ten_thousand_random_cases_never_panic_and_valid_ones_match_the_reference() {
                 LossKind::CrossEntropy => {
                     Targets::Classes((0..n).map(|_| rng.random_range(0..=o as u32)).collect())
                 }
+                LossKind::Ctc { .. } => unreachable!("only MSE and cross-entropy are drawn"),
             };
             let batch = Batch {
                 t,
@@ -295,6 +296,7 @@ fn ten_thousand_random_cases_never_panic_and_valid_ones_match_the_reference() {
                 x: x_vals.clone(),
                 targets,
                 weights: values(&mut rng, n, wild).iter().map(|v| v.abs()).collect(),
+                lengths: None,
             };
             let mut opt = OptimizerConfig::new(OptimizerKind::Adam, 0.01);
             opt.lr = if wild { -1.0 } else { 0.01 };

@@ -108,6 +108,7 @@ fn load(name: &str) -> Run {
                     let (_, c) = f64s(&st, "classes");
                     Targets::Classes(c[k * t * b..][..t * b].iter().map(|&v| v as u32).collect())
                 }
+                LossKind::Ctc { .. } => unreachable!("no CTC training fixtures"),
             };
             Batch {
                 t,
@@ -118,6 +119,7 @@ fn load(name: &str) -> Run {
                     .collect(),
                 targets,
                 weights: vec![1.0; t * b],
+                lengths: None,
             }
         })
         .collect();

@@ -210,6 +210,18 @@ pub(crate) const MSE: KernelDef = KernelDef {
     ..SOFTMAX_XENT
 };
 
+/// CTC loss, one workgroup per batch row (shaders/ctc.wgsl): y, labels, rows, dy,
+/// row_loss, work.
+pub(crate) const CTC: KernelDef = KernelDef {
+    entry: "ctc",
+    source: include_str!("../../shaders/ctc.wgsl"),
+    prelude: &[],
+    bindings: &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
+    uniform_size: size::<CtcUniform>(),
+    requires: wgpu::Features::empty(),
+    immediate_size: 0,
+};
+
 /// Clip and optimizer update of one tensor (shaders/optim.wgsl): param, grad, m, v,
 /// norm_parts, hyper.
 pub(crate) const UPDATE: KernelDef = KernelDef {
@@ -223,7 +235,7 @@ pub(crate) const UPDATE: KernelDef = KernelDef {
 };
 
 /// Every kernel, for the device check and for compiling them all up front.
-pub(crate) const ALL: [&KernelDef; 16] = [
+pub(crate) const ALL: [&KernelDef; 17] = [
     &GEMM,
     &GEMM_TILED,
     &GEMM_SPLIT_SUM,
@@ -239,6 +251,7 @@ pub(crate) const ALL: [&KernelDef; 16] = [
     &RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE,
     &SOFTMAX_XENT,
     &MSE,
+    &CTC,
     &UPDATE,
 ];
 
@@ -315,6 +328,20 @@ pub(crate) struct RowsUniform {
     pub cols: u32,
     pub _pad0: u32,
     pub _pad1: u32,
+}
+
+/// Mirrors `struct Ctc` in shaders/ctc.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct CtcUniform {
+    pub t: u32,
+    pub b: u32,
+    pub c: u32,
+    pub u_cap: u32,
+    pub blank: u32,
+    pub zero_infinity: u32,
+    pub inf_bits: u32,
+    pub nan_bits: u32,
 }
 
 /// Mirrors `struct Update` in shaders/optim.wgsl.

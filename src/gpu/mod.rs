@@ -1,5 +1,6 @@
 //! The device: adapter choice, the context that owns device and queue, kernels, tensors.
 
+mod ctc;
 #[cfg(test)]
 mod gemm_tests;
 mod kernels;
@@ -9,6 +10,8 @@ mod profiler;
 mod tensor;
 mod tuning;
 
+pub use ctc::ctc_loss;
+pub(crate) use ctc::{check_gpu_limits as check_ctc_limits, CtcBuffers};
 pub(crate) use tensor::check_fits;
 
 use std::sync::Arc;

@@ -123,14 +123,21 @@ impl CpuTrainer {
         let scale = batch.check(&self.config, self.train.loss)? as f64;
         let x: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
         let shape = [batch.t, batch.b, self.config.input_size];
-        let fwd = cpu::forward(&self.config, &self.params, &x, &shape, init, None)?;
+        let lengths = batch.lengths.as_deref();
+        let fwd = cpu::forward(&self.config, &self.params, &x, &shape, init, lengths)?;
         let w: Vec<f64> = batch.weights.iter().map(|&v| v as f64).collect();
         let o = self.config.output_size;
         let (loss, dy) = match (&batch.targets, self.train.loss) {
             (Targets::Classes(c), LossKind::CrossEntropy) => {
                 cpu::softmax_xent(&fwd.y, o, c, &w, scale)
             }
-            (Targets::Values(v), _) => {
+            (Targets::Labels(l), LossKind::Ctc { .. }) => {
+                let opts = self.train.loss.ctc_options().expect("a CTC loss");
+                let shape = [batch.t, batch.b, o];
+                let out = crate::ctc::ctc_loss(&fwd.y, shape, &batch.input_lengths(), l, &opts)?;
+                (out.loss, out.grad)
+            }
+            (Targets::Values(v), LossKind::Mse) => {
                 let v: Vec<f64> = v.iter().map(|&x| x as f64).collect();
                 cpu::mse(&fwd.y, o, &v, &w, scale)
             }

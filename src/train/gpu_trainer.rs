@@ -4,8 +4,8 @@
 use super::{Batch, Hyper, LossKind, OptimizerKind, StepStats, Targets, Train, TrainConfig};
 use crate::error::Result;
 use crate::gpu::{
-    record_plans, to_u32, Gpu, GpuTensor, Kernel, MemTicket, Plan, PlanBuilder, Profiler,
-    RowsUniform, UpdateUniform, MSE, SOFTMAX_XENT, UPDATE, WG,
+    record_plans, to_u32, CtcBuffers, Gpu, GpuTensor, Kernel, MemTicket, Plan, PlanBuilder,
+    Profiler, RowsUniform, UpdateUniform, MSE, SOFTMAX_XENT, UPDATE, WG,
 };
 use crate::model::{packed, CallStats, Params, Rnn, State};
 
@@ -26,12 +26,34 @@ struct StepWorkspace {
     b: usize,
     /// The model workspace's y buffer this was built against (rebuilt if it changes).
     y: wgpu::Buffer,
-    targets: GpuTensor,
-    weights: GpuTensor,
-    scale: GpuTensor,
-    /// Bound by the loss plan; kept here as the owner.
-    _row_loss: GpuTensor,
+    inputs: LossInputs,
     loss: Plan,
+}
+
+/// What the loss plan reads besides y.
+enum LossInputs {
+    /// Cross-entropy and MSE (shaders/loss.wgsl).
+    Rows {
+        targets: GpuTensor,
+        weights: GpuTensor,
+        scale: GpuTensor,
+        /// Bound by the loss plan; kept here as the owner.
+        _row_loss: GpuTensor,
+    },
+    /// CTC (shaders/ctc.wgsl), for targets of up to its `u_cap` labels.
+    Ctc(CtcBuffers),
+}
+
+impl StepWorkspace {
+    /// Whether a batch of (T, B) whose longest target has `max_u` labels fits.
+    fn fits(&self, t: usize, b: usize, max_u: usize) -> bool {
+        self.t == t
+            && self.b == b
+            && match &self.inputs {
+                LossInputs::Rows { .. } => true,
+                LossInputs::Ctc(c) => max_u <= c.u_cap,
+            }
+    }
 }
 
 /// Trains an [`Rnn`] on the GPU.
@@ -214,34 +236,67 @@ impl Trainer {
     /// Uploads the batch and returns (model workspace index, step workspace index).
     fn prepare(&mut self, batch: &Batch) -> Result<(usize, usize)> {
         let scale = batch.check(self.rnn.config(), self.config.loss)?;
-        let (wi, si) = self.workspaces_for(batch.t, batch.b)?;
+        let max_u = match &batch.targets {
+            Targets::Labels(l) => {
+                crate::gpu::check_ctc_limits(self.rnn.config().output_size, l)?;
+                l.max_len()
+            }
+            _ => 0,
+        };
+        let (wi, si) = self.workspaces_for(batch.t, batch.b, batch.lengths.as_deref(), max_u)?;
         let sw = &self.workspaces[si];
         self.rnn.ws(wi).x.write(&batch.x)?;
-        match &batch.targets {
-            Targets::Classes(c) => {
-                let c: Vec<f32> = c.iter().map(|&k| k as f32).collect();
-                sw.targets.write_prefix(&c)?;
+        match (&sw.inputs, &batch.targets) {
+            (LossInputs::Ctc(bufs), Targets::Labels(l)) => {
+                let opts = self.config.loss.ctc_options().expect("a CTC loss");
+                let o = self.rnn.config().output_size;
+                bufs.write(o, &batch.input_lengths(), l, &opts)?;
             }
-            Targets::Values(v) => sw.targets.write_prefix(v)?,
+            (
+                LossInputs::Rows {
+                    targets,
+                    weights,
+                    scale: s,
+                    ..
+                },
+                t,
+            ) => {
+                match t {
+                    Targets::Classes(c) => {
+                        let c: Vec<f32> = c.iter().map(|&k| k as f32).collect();
+                        targets.write_prefix(&c)?;
+                    }
+                    Targets::Values(v) => targets.write_prefix(v)?,
+                    Targets::Labels(_) => return Err(crate::Error::LossMismatch),
+                }
+                weights.write(&batch.weights)?;
+                s.write(&[scale])?;
+            }
+            _ => return Err(crate::Error::LossMismatch),
         }
-        sw.weights.write(&batch.weights)?;
-        sw.scale.write(&[scale])?;
         Ok((wi, si))
     }
 
-    /// (model workspace index, step workspace index) for (T, B), built on first use.
-    fn workspaces_for(&mut self, t: usize, b: usize) -> Result<(usize, usize)> {
-        let wi = self.rnn.prepare(t, b, None)?;
+    /// (model workspace index, step workspace index) for (T, B), per-row `lengths` and
+    /// CTC targets of up to `max_u` labels, built on first use.
+    fn workspaces_for(
+        &mut self,
+        t: usize,
+        b: usize,
+        lengths: Option<&[usize]>,
+        max_u: usize,
+    ) -> Result<(usize, usize)> {
+        let wi = self.rnn.prepare(t, b, lengths)?;
         let y = self.rnn.ws(wi).y.buffer().clone();
         let si = match self
             .workspaces
             .iter()
-            .position(|s| s.t == t && s.b == b && s.y == y)
+            .position(|s| s.fits(t, b, max_u) && s.y == y)
         {
             Some(i) => i,
             None => {
-                let s = self.build_step_workspace(wi)?;
-                self.workspaces.retain(|w| !(w.t == t && w.b == b));
+                let s = self.build_step_workspace(wi, max_u)?;
+                self.workspaces.retain(|w| !(w.t == t && w.b == b && w.y == y));
                 self.workspaces.push(s);
                 self.workspaces.len() - 1
             }
@@ -249,11 +304,30 @@ impl Trainer {
         Ok((wi, si))
     }
 
-    fn build_step_workspace(&self, wi: usize) -> Result<StepWorkspace> {
+    fn build_step_workspace(&self, wi: usize, max_u: usize) -> Result<StepWorkspace> {
         let gpu = self.rnn.gpu();
         let ws = self.rnn.ws(wi);
         let (t, b) = (ws.t, ws.b);
         let o = self.rnn.config().output_size;
+        if let Some(opts) = self.config.loss.ctc_options() {
+            let bufs = CtcBuffers::new(gpu, t, b, max_u)?;
+            let mut plan = PlanBuilder::new(gpu);
+            plan.section("loss");
+            bufs.record(&mut plan, ws.y.buffer(), ws.dy.buffer(), o, &opts)?;
+            plan.col_sum(
+                b,
+                1,
+                (bufs.row_loss.buffer(), 0),
+                (self.stats.buffer(), self.parts),
+            )?;
+            return Ok(StepWorkspace {
+                t,
+                b,
+                y: ws.y.buffer().clone(),
+                inputs: LossInputs::Ctc(bufs),
+                loss: plan.finish()?,
+            });
+        }
         let targets = GpuTensor::empty(gpu, &[t, b, o], "targets")?;
         let weights = GpuTensor::empty(gpu, &[t, b], "weights")?;
         let scale = GpuTensor::empty(gpu, &[1], "loss scale")?;
@@ -261,6 +335,7 @@ impl Trainer {
         let def = match self.config.loss {
             LossKind::CrossEntropy => &SOFTMAX_XENT,
             LossKind::Mse => &MSE,
+            LossKind::Ctc { .. } => unreachable!("CTC returned above"),
         };
         let mut plan = PlanBuilder::new(gpu);
         let buffers = [
@@ -291,10 +366,12 @@ impl Trainer {
             t,
             b,
             y: ws.y.buffer().clone(),
-            targets,
-            weights,
-            scale,
-            _row_loss: row_loss,
+            inputs: LossInputs::Rows {
+                targets,
+                weights,
+                scale,
+                _row_loss: row_loss,
+            },
             loss: plan.finish()?,
         })
     }
@@ -337,7 +414,7 @@ impl Trainer {
     /// its own, and returns the GPU milliseconds of each part of the step. Needs an
     /// adapter with timestamp queries; the extra passes make the step slower than usual.
     pub fn profile_step(&mut self, batch: &Batch) -> Result<Vec<(&'static str, f64)>> {
-        let (wi, si) = self.workspaces_for(batch.t, batch.b)?;
+        let (wi, si) = self.prepare(batch)?;
         let ws = self.rnn.ws(wi);
         let dispatches = ws.forward.dispatches()
             + self.workspaces[si].loss.dispatches()

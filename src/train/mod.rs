@@ -17,6 +17,29 @@ pub enum LossKind {
     CrossEntropy,
     /// Mean squared error; targets are values (T, B, O).
     Mse,
+    /// Connectionist temporal classification over the O outputs (one of them the blank),
+    /// as PyTorch's `nn.CTCLoss(blank, reduction='mean', zero_infinity)` on
+    /// `log_softmax(y, 2)`: targets are label sequences ([`Targets::Labels`]); each row
+    /// reads its first [`Batch::lengths`] steps (all T without them); the batch weights
+    /// must be ones. See [`crate::ctc`].
+    Ctc { blank: u32, zero_infinity: bool },
+}
+
+impl LossKind {
+    /// The options of the CTC loss this is, if it is one (reduction mean).
+    pub fn ctc_options(self) -> Option<crate::ctc::CtcOptions> {
+        match self {
+            LossKind::Ctc {
+                blank,
+                zero_infinity,
+            } => Some(crate::ctc::CtcOptions {
+                blank,
+                reduction: crate::ctc::Reduction::Mean,
+                zero_infinity,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Which update rule; each is `torch.optim`'s with the same name (dampening 0, no
@@ -282,9 +305,12 @@ pub enum Targets {
     Classes(Vec<u32>),
     /// (T, B, O) values, for MSE.
     Values(Vec<f32>),
+    /// One label sequence per row, for CTC.
+    Labels(crate::ctc::Labels),
 }
 
-/// One batch: inputs, targets and per-(t, b) weights (0 masks a position out).
+/// One batch: inputs, targets, per-(t, b) weights (0 masks a position out) and optional
+/// per-row lengths.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub t: usize,
@@ -292,15 +318,20 @@ pub struct Batch {
     /// (T, B, I)
     pub x: Vec<f32>,
     pub targets: Targets,
-    /// (T, B); the loss is Σ w·loss / Σ w (also divided by O for MSE).
+    /// (T, B); the loss is Σ w·loss / Σ w (also divided by O for MSE). Ones for CTC.
     pub weights: Vec<f32>,
+    /// Steps of each row (B), each in 1..=T, for a right-padded batch: the model runs as
+    /// [`crate::Rnn::forward_with_lengths`] (a reverse direction starts at the row's own
+    /// end; y is 0 past it) and CTC reads only those steps. None: every row has T.
+    pub lengths: Option<Vec<usize>>,
 }
 
 impl Batch {
-    /// A batch of T·B positions, every one of weight 1: `x` (T, B, I) and `targets`,
-    /// (T, B) classes or (T, B, O) values. Checks that T and B are positive and that the
-    /// lengths are whole multiples of T·B (T·B for classes); the sizes I and O are checked
-    /// against the model when the batch is used.
+    /// A batch of T·B positions, every one of weight 1, no per-row lengths: `x` (T, B, I)
+    /// and `targets`, (T, B) classes, (T, B, O) values or B label sequences. Checks that T
+    /// and B are positive and that the lengths are whole multiples of T·B (T·B for
+    /// classes; B sequences whose lengths add up for labels); the sizes I and O are
+    /// checked against the model when the batch is used.
     pub fn new(t: usize, b: usize, x: Vec<f32>, targets: Targets) -> Result<Batch> {
         crate::shapes::nonzero("batch T", t)?;
         crate::shapes::nonzero("batch B", b)?;
@@ -326,6 +357,7 @@ impl Batch {
                 crate::shapes::check_len("batch class targets", &[t, b], c.len())?
             }
             Targets::Values(v) => per_position("batch value targets", v.len(), "O")?,
+            Targets::Labels(l) => check_labels(l, b)?,
         }
         Ok(Batch {
             t,
@@ -333,7 +365,15 @@ impl Batch {
             x,
             targets,
             weights: vec![1.0; tb],
+            lengths: None,
         })
+    }
+
+    /// The same with per-row lengths (B), each in 1..=T.
+    pub fn with_lengths(mut self, lengths: Vec<usize>) -> Result<Batch> {
+        crate::shapes::check_lengths(&lengths, self.t, self.b)?;
+        self.lengths = Some(lengths);
+        Ok(self)
     }
 
     /// The same with per-position weights (T, B) instead of ones; checks their length.
@@ -349,7 +389,26 @@ impl Batch {
         let len = |what, got: usize, shape: Vec<usize>| crate::shapes::check_len(what, &shape, got);
         len("batch x", self.x.len(), vec![t, b, cfg.input_size])?;
         len("batch weights", self.weights.len(), vec![t, b])?;
+        if let Some(l) = &self.lengths {
+            crate::shapes::check_lengths(l, t, b)?;
+        }
         match (&self.targets, loss) {
+            (Targets::Labels(l), LossKind::Ctc { blank, .. }) => {
+                crate::ctc::check(
+                    [t, b, cfg.output_size],
+                    &self.input_lengths(),
+                    l,
+                    blank,
+                )?;
+                if self.weights.iter().any(|&w| w != 1.0) {
+                    return Err(Error::BadHyperparameter {
+                        what: "batch weights with CTC",
+                        value: self.weights.iter().copied().find(|&w| w != 1.0).unwrap_or(0.0),
+                        expected: "all 1 (CTC's mean weighs each row by 1 / its target length)",
+                    });
+                }
+                return Ok(1.0);
+            }
             (Targets::Classes(c), LossKind::CrossEntropy) => {
                 len("batch class targets", c.len(), vec![t, b])?;
                 if let Some(&bad) = c.iter().find(|&&k| k as usize >= cfg.output_size) {
@@ -373,11 +432,25 @@ impl Batch {
             });
         }
         let per = match loss {
-            LossKind::CrossEntropy => total,
             LossKind::Mse => total * cfg.output_size as f32,
+            _ => total,
         };
         Ok(if per > 0.0 { 1.0 / per } else { 0.0 })
     }
+}
+
+impl Batch {
+    /// Each row's steps: [`Batch::lengths`], or T for every row.
+    pub fn input_lengths(&self) -> Vec<usize> {
+        self.lengths.clone().unwrap_or_else(|| vec![self.t; self.b])
+    }
+}
+
+/// B label sequences whose lengths add up to the labels given.
+fn check_labels(l: &crate::ctc::Labels, b: usize) -> Result<()> {
+    crate::shapes::check_len("batch CTC target lengths", &[b], l.lengths.len())?;
+    let total: usize = l.lengths.iter().sum();
+    crate::shapes::check_len("batch CTC target labels", &[total], l.labels.len())
 }
 
 /// What one training step reports.

@@ -1,0 +1,203 @@
+//! The CTC loss on the GPU (shaders/ctc.wgsl): the per-batch buffers, the dispatch that
+//! fills dL/dlogits and the row losses, and [`ctc_loss`] for a standalone call. The
+//! reference and the options are in [`crate::ctc`].
+
+use super::kernels::{CtcUniform, CTC};
+use super::{record_plans, to_u32, Gpu, GpuTensor, Kernel, PlanBuilder};
+use crate::ctc::{check, CtcLoss, CtcOptions, Labels, Reduction, MAX_GPU_TARGET_LEN};
+use crate::error::{Error, Result};
+
+/// Invocations per workgroup (one workgroup per batch row).
+const CTC_WG: u32 = 256;
+
+/// Row counts and indices reach the kernel as f32, exact up to 2^24.
+const F32_EXACT: usize = 1 << 24;
+
+/// Buffers of the CTC loss for (T, B) and targets of up to `u_cap` labels.
+pub(crate) struct CtcBuffers {
+    pub t: usize,
+    pub b: usize,
+    pub u_cap: usize,
+    /// (B, u_cap) labels, row b's first.
+    labels: GpuTensor,
+    /// (B, 4): input length, target length, scale, unused.
+    rows: GpuTensor,
+    /// (B) scale·(−log p) per row.
+    pub row_loss: GpuTensor,
+    /// Per row: T log-sum-exps, then (T, 2·u_cap + 1) log α (then log αβ).
+    work: GpuTensor,
+}
+
+impl CtcBuffers {
+    /// Room for targets of `max_u` labels, rounded up so that nearby lengths share it.
+    pub fn new(gpu: &Gpu, t: usize, b: usize, max_u: usize) -> Result<Self> {
+        let u_cap = max_u.max(1).next_multiple_of(8).min(MAX_GPU_TARGET_LEN);
+        if t >= F32_EXACT {
+            return Err(Error::TooLarge {
+                what: "CTC sequence length T",
+                value: t as u64,
+                limit: F32_EXACT as u64 - 1,
+                why: "lengths reach the GPU as f32, exact up to 2^24",
+            });
+        }
+        let per_row = t * (2 * u_cap + 2);
+        Ok(CtcBuffers {
+            t,
+            b,
+            u_cap,
+            labels: GpuTensor::empty(gpu, &[b, u_cap], "CTC labels")?,
+            rows: GpuTensor::empty(gpu, &[b, 4], "CTC row lengths")?,
+            row_loss: GpuTensor::empty(gpu, &[b], "CTC row losses")?,
+            work: GpuTensor::empty(gpu, &[b, per_row], "CTC forward-backward workspace")?,
+        })
+    }
+
+    /// Checks (see [`check`]) and uploads the lengths, targets and per-row scales.
+    pub fn write(
+        &self,
+        c: usize,
+        input_lengths: &[usize],
+        targets: &Labels,
+        opts: &CtcOptions,
+    ) -> Result<()> {
+        check([self.t, self.b, c], input_lengths, targets, opts.blank)?;
+        check_gpu_limits(c, targets)?;
+        let mut labels = vec![0.0f32; self.b * self.u_cap];
+        let mut rows = vec![0.0f32; self.b * 4];
+        for r in 0..self.b {
+            let target = targets.row(r);
+            if target.len() > self.u_cap {
+                return Err(Error::CtcTarget {
+                    row: r,
+                    why: format!(
+                        "{} labels, more than the {} these buffers were made for",
+                        target.len(),
+                        self.u_cap
+                    ),
+                });
+            }
+            for (dst, &k) in labels[r * self.u_cap..].iter_mut().zip(target) {
+                *dst = k as f32;
+            }
+            rows[r * 4] = input_lengths[r] as f32;
+            rows[r * 4 + 1] = target.len() as f32;
+            rows[r * 4 + 2] = opts.row_scale(target.len(), self.b) as f32;
+        }
+        self.labels.write(&labels)?;
+        self.rows.write(&rows)
+    }
+
+    /// Adds the loss dispatch: reads logits `y` (T, B, C), writes `dy` (T, B, C) and
+    /// [`CtcBuffers::row_loss`].
+    pub fn record(
+        &self,
+        plan: &mut PlanBuilder,
+        y: &wgpu::Buffer,
+        dy: &wgpu::Buffer,
+        c: usize,
+        opts: &CtcOptions,
+    ) -> Result<()> {
+        let u = CtcUniform {
+            t: to_u32("CTC T", self.t)?,
+            b: to_u32("CTC B", self.b)?,
+            c: to_u32("CTC classes", c)?,
+            u_cap: to_u32("CTC target capacity", self.u_cap)?,
+            blank: opts.blank,
+            zero_infinity: opts.zero_infinity as u32,
+            inf_bits: f32::INFINITY.to_bits(),
+            nan_bits: f32::NAN.to_bits(),
+        };
+        let buffers = [
+            y,
+            self.labels.buffer(),
+            self.rows.buffer(),
+            dy,
+            self.row_loss.buffer(),
+            self.work.buffer(),
+        ];
+        let groups = plan.groups(self.b, 1)?;
+        let kernel = Kernel::new(&CTC).with("WG", CTC_WG);
+        plan.push(kernel, bytemuck::bytes_of(&u), &buffers.map(Some), groups)
+    }
+}
+
+/// Rejects what the kernel cannot take: targets over [`MAX_GPU_TARGET_LEN`] labels, C or
+/// the label count past 2^24 (they travel as f32).
+pub(crate) fn check_gpu_limits(c: usize, targets: &Labels) -> Result<()> {
+    if c >= F32_EXACT {
+        return Err(Error::TooLarge {
+            what: "CTC classes C",
+            value: c as u64,
+            limit: F32_EXACT as u64 - 1,
+            why: "labels reach the GPU as f32, exact up to 2^24",
+        });
+    }
+    match targets.lengths.iter().position(|&u| u > MAX_GPU_TARGET_LEN) {
+        Some(row) => Err(Error::CtcTarget {
+            row,
+            why: format!(
+                "{} labels; the GPU kernel takes at most {MAX_GPU_TARGET_LEN} (2U+1 states of \
+                 log α and log β in 16 KiB of workgroup memory): split the utterance",
+                targets.lengths[row]
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The CTC loss of `logits` (T, B, C) on the GPU, as [`crate::ctc::ctc_loss`] (in f32):
+/// the reduced loss, the per-row losses and dloss/dlogits (T, B, C).
+pub fn ctc_loss(
+    gpu: &Gpu,
+    logits: &GpuTensor,
+    input_lengths: &[usize],
+    targets: &Labels,
+    opts: &CtcOptions,
+) -> Result<CtcLoss<f32>> {
+    let &[t, b, c] = logits.shape() else {
+        return Err(Error::Shape {
+            what: "CTC logits",
+            expected: "(T, B, C)".into(),
+            got: logits.shape().to_vec(),
+        });
+    };
+    if !gpu.same_device(logits.gpu()) {
+        return Err(Error::WrongDevice("the CTC logits"));
+    }
+    if logits.offset() != 0 {
+        return Err(Error::IncompatibleArgs(
+            "CTC logits must start their buffer (offset 0)".into(),
+        ));
+    }
+    check([t, b, c], input_lengths, targets, opts.blank)?;
+    check_gpu_limits(c, targets)?;
+    let bufs = CtcBuffers::new(gpu, t, b, targets.max_len())?;
+    bufs.write(c, input_lengths, targets, opts)?;
+    let grad = GpuTensor::empty(gpu, &[t, b, c], "CTC gradient")?;
+    let mut plan = PlanBuilder::new(gpu);
+    plan.section("ctc loss");
+    bufs.record(&mut plan, logits.buffer(), grad.buffer(), c, opts)?;
+    let plan = plan.finish()?;
+    let mut enc = gpu
+        .device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("ctc loss"),
+        });
+    record_plans(&mut enc, &[&plan], None)?;
+    gpu.submit("ctc loss", enc)?;
+    let scaled = bufs.row_loss.download()?;
+    let loss = scaled.iter().sum();
+    let rows = scaled
+        .iter()
+        .zip(&targets.lengths)
+        .map(|(&l, &u)| match opts.reduction {
+            Reduction::Mean => (l as f64 / opts.row_scale(u, b)) as f32,
+            Reduction::Sum | Reduction::None => l,
+        })
+        .collect();
+    Ok(CtcLoss {
+        loss,
+        rows,
+        grad: grad.download()?,
+    })
+}
