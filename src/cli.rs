@@ -40,6 +40,8 @@ pub enum Command {
     Tune(TuneArgs),
     /// Forecast a series model's next steps after warming it up on a CSV file's rows.
     Forecast(ForecastArgs),
+    /// Transcribe WAV files with a speech model: one line per file, in order.
+    Transcribe(TranscribeArgs),
     /// Write a checkpoint's model tensors alone, as PyTorch's state_dict of
     /// rnn (nn.RNN/nn.LSTM/nn.GRU) + head (nn.Linear), for load_state_dict(strict=True).
     Export(ExportArgs),
@@ -55,6 +57,8 @@ pub enum TaskArg {
     Adding,
     /// Next-step forecasting of a CSV file's column (--csv FILE).
     Series,
+    /// Speech recognition with CTC from WAV files (--manifest FILE).
+    Speech,
 }
 
 impl TaskArg {
@@ -64,6 +68,7 @@ impl TaskArg {
             TaskArg::Sine => "sine",
             TaskArg::Adding => "adding",
             TaskArg::Series => "series",
+            TaskArg::Speech => "speech",
         }
     }
 }
@@ -129,6 +134,14 @@ pub struct TrainArgs {
     /// The series task's input columns, comma separated (default: the target alone).
     #[arg(long)]
     pub inputs: Option<String>,
+    /// The speech task's utterances: a CSV file with a header row and columns
+    /// path,transcript (WAV paths relative to the file's folder).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// The speech task's held-out utterances, in the same form (default: every 10th
+    /// utterance of --manifest).
+    #[arg(long)]
+    pub validation_manifest: Option<PathBuf>,
     /// Train until this many steps in all (with --resume: beyond the checkpoint's step).
     #[arg(long, default_value_t = 1500)]
     pub steps: u64,
@@ -198,8 +211,8 @@ pub struct TrainArgs {
     /// Stacked layers L.
     #[arg(long, default_value_t = 1)]
     pub layers: usize,
-    /// Also run every layer backwards in time (the adding task only: the others predict
-    /// the next step, which a reverse direction would see).
+    /// Also run every layer backwards in time (the adding and speech tasks only: the
+    /// others predict the next step, which a reverse direction would see).
     #[arg(long)]
     pub bidirectional: bool,
     /// The recurrent cell.
@@ -293,6 +306,22 @@ pub struct ForecastArgs {
     /// gpu, or cpu for the reference implementation.
     #[arg(long, value_enum, default_value = "gpu")]
     pub device: DeviceArg,
+}
+
+#[derive(Args)]
+pub struct TranscribeArgs {
+    /// A speech model's checkpoint (`train --task speech`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Prefix beam search with this many prefixes (default: greedy best path).
+    #[arg(long)]
+    pub beam: Option<usize>,
+    /// gpu, or cpu for the reference implementation.
+    #[arg(long, value_enum, default_value = "gpu")]
+    pub device: DeviceArg,
+    /// WAV files (mono or stereo, 16-bit or float, any rate: resampled to 16 kHz).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -426,6 +455,16 @@ impl TrainArgs {
             &format!("is for --task series, not {}", task.name()),
         )?;
         only(
+            &["manifest", "validation_manifest"],
+            task == TaskArg::Speech,
+            &format!("is for --task speech, not {}", task.name()),
+        )?;
+        only(
+            &["seq"],
+            task != TaskArg::Speech,
+            "is not used by --task speech: a batch's length is its longest utterance's",
+        )?;
+        only(
             &["warmup", "min_lr"],
             self.lr_schedule == ScheduleArg::Cosine,
             "is for --lr-schedule cosine",
@@ -440,6 +479,11 @@ impl TrainArgs {
             self.optimizer == OptArg::Sgd,
             "is for --optimizer sgd",
         )?;
+        if task == TaskArg::Speech && self.manifest.is_none() && self.resume.is_none() {
+            return Err(Error::IncompatibleArgs(
+                "--task speech needs --manifest FILE (a CSV file: path,transcript)".into(),
+            ));
+        }
         if task == TaskArg::Series && self.csv.is_none() && self.resume.is_none() {
             return Err(Error::IncompatibleArgs(
                 "--task series needs --csv FILE (a header row, numeric columns)".into(),
@@ -449,14 +493,14 @@ impl TrainArgs {
     }
 
     /// Everything about the arguments that can be checked before loading data: sizes,
-    /// the init scheme, and that a bidirectional model is only asked of the adding task.
+    /// the init scheme, and that a bidirectional model is only asked of the adding and speech tasks.
     pub fn validate(&self) -> Result<()> {
         check_sizes(self)?;
         self.init.parse::<crate::model::Init>()?;
-        if self.bidirectional && !matches!(self.task, TaskArg::Adding) {
+        if self.bidirectional && !matches!(self.task, TaskArg::Adding | TaskArg::Speech) {
             return Err(Error::IncompatibleArgs(format!(
                 "--bidirectional with task {}: a reverse direction would see the steps it is \
-                 asked to predict; use it with --task adding",
+                 asked to predict; use it with --task adding or speech",
                 self.task.name()
             )));
         }

@@ -4,7 +4,7 @@ use rand::{Rng, SeedableRng};
 use wgpu_rnn::checkpoint::Checkpoint;
 use wgpu_rnn::cli::{
     BenchArgs, BenchDevices, Cli, Command, DeviceArg, EvalArgs, ExportArgs, ForecastArgs,
-    SampleArgs, TuneArgs,
+    SampleArgs, TranscribeArgs, TuneArgs,
 };
 use wgpu_rnn::tasks::Text;
 use wgpu_rnn::{
@@ -26,6 +26,7 @@ fn main() {
         Some(Command::Tune(a)) => done(tune(a)),
         Some(Command::Forecast(a)) => done(forecast(a)),
         Some(Command::Export(a)) => done(export(a)),
+        Some(Command::Transcribe(a)) => done(transcribe(a)),
     };
     match r {
         Ok(0) => {}
@@ -82,6 +83,63 @@ fn forecast(a: ForecastArgs) -> Result<()> {
         out.display(),
         svg.display()
     );
+    Ok(())
+}
+
+/// `wgpu-rnn transcribe`: the files' log-mel features as the model was trained on them,
+/// one batch, decoded greedily or with a prefix beam search; a line per file, in order.
+fn transcribe(a: TranscribeArgs) -> Result<()> {
+    use wgpu_rnn::speech::{self, Example, FrontEnd};
+    let ck = Checkpoint::load(&a.model)?;
+    if ck.task != "speech" {
+        return Err(Error::Checkpoint {
+            path: a.model.display().to_string(),
+            why: format!(
+                "it is a {:?} model; transcribe runs speech models (train --task speech)",
+                ck.task
+            ),
+        });
+    }
+    if a.beam == Some(0) {
+        return Err(Error::ZeroSize { what: "--beam" });
+    }
+    let front = FrontEnd::from_extra(&ck.extra)?;
+    let examples = a
+        .files
+        .iter()
+        .map(|p| {
+            let features = front.features(p)?;
+            if features.frames() == 0 {
+                return Err(Error::BadSpeech(format!(
+                    "{} is shorter than one 25 ms window; nothing to transcribe",
+                    p.display()
+                )));
+            }
+            Ok(Example {
+                path: p.clone(),
+                transcript: String::new(),
+                labels: Vec::new(),
+                features,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rows: Vec<usize> = (0..examples.len()).collect();
+    let batch = speech::collate(&examples, &rows)?;
+    let gpu = match a.device {
+        DeviceArg::Gpu => Some(Gpu::new()?),
+        DeviceArg::Cpu => None,
+    };
+    let heard = speech::transcribe(
+        gpu.as_ref(),
+        &ck.config,
+        &ck.params,
+        &front.vocabulary,
+        &batch,
+        a.beam,
+    )?;
+    for line in heard {
+        println!("{line}");
+    }
     Ok(())
 }
 

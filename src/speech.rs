@@ -28,6 +28,7 @@ use crate::audio::{
     MEL_CONFIG_KEY,
 };
 use crate::error::{Error, Result};
+use crate::train::Batch;
 
 /// CTC's blank label.
 pub const BLANK: u32 = 0;
@@ -813,4 +814,153 @@ mod tests {
         }
         assert!(collate(&examples, &[]).is_err());
     }
+}
+
+/// Frames of a training batch are rounded up to a multiple of this (zero rows past each
+/// row's length), so that bucketed batches come in few shapes and the GPU trainer keeps
+/// reusing its buffers instead of building new ones for every length.
+pub const FRAME_QUANTUM: usize = 64;
+
+/// Speech recognition as a training task: CTC over characters (blank 0) from log-mel
+/// frames, length-bucketed batches of a fixed size, a new shuffle of the buckets each
+/// epoch, and the held-out utterances as one validation batch.
+#[derive(Debug, Clone)]
+pub struct SpeechTask {
+    pub corpus: SpeechCorpus,
+    buckets: Buckets,
+}
+
+impl SpeechTask {
+    /// Training uses PyTorch's `nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)`:
+    /// an utterance too short for its transcript adds nothing instead of an infinite loss
+    /// (loading already refuses those, so this is a safety net).
+    pub const LOSS: crate::train::LossKind = crate::train::LossKind::Ctc {
+        blank: BLANK,
+        zero_infinity: true,
+    };
+
+    /// Batches of `batch_size` utterances of similar length from `corpus.train`.
+    pub fn new(corpus: SpeechCorpus, batch_size: usize) -> Result<Self> {
+        let buckets = Buckets::for_examples(&corpus.train, batch_size)?;
+        Ok(SpeechTask { corpus, buckets })
+    }
+
+    /// (feature bands, classes including the blank).
+    pub fn io(&self) -> (usize, usize) {
+        (
+            self.corpus.front_end.mel.config().bands,
+            self.corpus.front_end.vocabulary.classes(),
+        )
+    }
+
+    /// Training batches per epoch.
+    pub fn batches_per_epoch(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// The training batch of `step` (0-based): epoch step / batches, in that epoch's order.
+    pub fn batch(&self, seed: u64, step: u64) -> Result<Batch> {
+        let n = self.buckets.len().max(1) as u64;
+        let order = self.buckets.epoch(seed, step / n);
+        let rows = order[(step % n) as usize];
+        to_batch(collate(&self.corpus.train, rows)?, FRAME_QUANTUM)
+    }
+
+    /// Every held-out utterance, in one batch (padded to the longest).
+    pub fn validation(&self) -> Result<Batch> {
+        to_batch(self.validation_batch()?, 1)
+    }
+
+    /// The held-out utterances collated (for decoding them: CER and WER).
+    pub fn validation_batch(&self) -> Result<SpeechBatch> {
+        let rows: Vec<usize> = (0..self.corpus.valid.len()).collect();
+        collate(&self.corpus.valid, &rows)
+    }
+}
+
+/// A collated batch as a CTC training batch, its frames padded to a multiple of `quantum`.
+pub fn to_batch(s: SpeechBatch, quantum: usize) -> Result<Batch> {
+    let t = s.t.div_ceil(quantum.max(1)) * quantum.max(1);
+    let mut x = s.x;
+    x.resize(t * s.b * s.bands, 0.0);
+    let labels = crate::ctc::Labels {
+        labels: s.labels,
+        lengths: s.label_lengths,
+    };
+    Batch::new(t, s.b, x, crate::train::Targets::Labels(labels))?.with_lengths(s.input_lengths)
+}
+
+/// The model's output y (T, B, C) for a collated batch: on the GPU when one is given, else
+/// on the CPU reference.
+pub fn logits(
+    gpu: Option<&crate::Gpu>,
+    config: &crate::RnnConfig,
+    params: &crate::Params<Vec<f32>>,
+    batch: &SpeechBatch,
+) -> Result<Vec<f32>> {
+    let shape = [batch.t, batch.b, batch.bands];
+    match gpu {
+        Some(g) => {
+            let mut rnn = crate::Rnn::from_params(g, config.clone(), params)?;
+            let x = g.tensor(&shape, &batch.x)?;
+            rnn.forward_with_lengths(&x, None, &batch.input_lengths)?
+                .y
+                .download()
+        }
+        None => {
+            let x: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
+            let f = crate::cpu::forward(
+                config,
+                &params.to_f64(),
+                &x,
+                &shape,
+                None,
+                Some(&batch.input_lengths),
+            )?;
+            Ok(f.y.iter().map(|&v| v as f32).collect())
+        }
+    }
+}
+
+/// Transcripts of a collated batch: greedy best path, or a prefix beam search of `beam`
+/// prefixes.
+pub fn transcribe(
+    gpu: Option<&crate::Gpu>,
+    config: &crate::RnnConfig,
+    params: &crate::Params<Vec<f32>>,
+    vocabulary: &Vocabulary,
+    batch: &SpeechBatch,
+    beam: Option<usize>,
+) -> Result<Vec<String>> {
+    let y = logits(gpu, config, params, batch)?;
+    let shape = [batch.t, batch.b, config.output_size];
+    let lengths = Some(&batch.input_lengths[..]);
+    let labels = match beam {
+        Some(k) => crate::ctc::beam_search(&y, shape, lengths, BLANK, k)?,
+        None => crate::ctc::greedy_decode(&y, shape, lengths, BLANK)?,
+    };
+    Ok(labels.iter().map(|l| vocabulary.decode(l)).collect())
+}
+
+/// Character and word error rates of greedy transcripts of `examples` against their
+/// transcripts.
+pub fn error_rates(
+    gpu: Option<&crate::Gpu>,
+    config: &crate::RnnConfig,
+    params: &crate::Params<Vec<f32>>,
+    vocabulary: &Vocabulary,
+    examples: &[Example],
+) -> Result<(ErrorRate, ErrorRate)> {
+    let rows: Vec<usize> = (0..examples.len()).collect();
+    let batch = collate(examples, &rows)?;
+    let heard = transcribe(gpu, config, params, vocabulary, &batch, None)?;
+    let pairs: Vec<(&str, &str)> = examples
+        .iter()
+        .map(|e| e.transcript.as_str())
+        .zip(heard.iter().map(String::as_str))
+        .collect();
+    Ok((
+        character_error_rate(pairs.iter().copied()),
+        word_error_rate(pairs.iter().copied()),
+    ))
 }

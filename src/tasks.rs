@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 pub use crate::series::Series;
+pub use crate::speech::SpeechTask;
 use crate::train::{Batch, LossKind, Targets};
 
 /// The default text corpus: this project's own README and sources, embedded at build time.
@@ -26,6 +27,7 @@ pub enum TaskKind {
     Sine,
     Adding,
     Series,
+    Speech,
 }
 
 impl TaskKind {
@@ -35,6 +37,7 @@ impl TaskKind {
             TaskKind::Sine => "sine",
             TaskKind::Adding => "adding",
             TaskKind::Series => "series",
+            TaskKind::Speech => "speech",
         }
     }
 
@@ -44,6 +47,7 @@ impl TaskKind {
             "sine" => Ok(TaskKind::Sine),
             "adding" => Ok(TaskKind::Adding),
             "series" => Ok(TaskKind::Series),
+            "speech" => Ok(TaskKind::Speech),
             _ => Err(Error::BadTask(s.to_string())),
         }
     }
@@ -56,6 +60,7 @@ pub enum Task {
     Sine(Sine),
     Adding(Adding),
     Series(Series),
+    Speech(Box<SpeechTask>),
 }
 
 impl Task {
@@ -65,6 +70,7 @@ impl Task {
             Task::Sine(_) => TaskKind::Sine,
             Task::Adding(_) => TaskKind::Adding,
             Task::Series(_) => TaskKind::Series,
+            Task::Speech(_) => TaskKind::Speech,
         }
     }
 
@@ -75,12 +81,14 @@ impl Task {
             Task::Sine(_) => (1, 1),
             Task::Adding(_) => (2, 1),
             Task::Series(s) => (s.input_size(), 1),
+            Task::Speech(s) => s.io(),
         }
     }
 
     pub fn loss(&self) -> LossKind {
         match self {
             Task::Text(_) => LossKind::CrossEntropy,
+            Task::Speech(_) => SpeechTask::LOSS,
             _ => LossKind::Mse,
         }
     }
@@ -98,6 +106,7 @@ impl Task {
             Task::Sine(x) => Ok((x.batch(&mut rng(seed, step), t, b, false), true)),
             Task::Adding(x) => Ok((x.batch(&mut rng(seed, step), t, b), true)),
             Task::Series(x) => Ok((x.batch(&mut rng(seed, step), t, b)?, true)),
+            Task::Speech(x) => Ok((x.batch(seed, step)?, true)),
         }
     }
 
@@ -110,6 +119,7 @@ impl Task {
             Task::Sine(x) => Ok(x.batch(&mut r, t, b, true)),
             Task::Adding(x) => Ok(x.batch(&mut r, t, b.max(256))),
             Task::Series(x) => x.validation(t),
+            Task::Speech(x) => x.validation(),
         }
     }
 }

@@ -16,6 +16,7 @@ use wgpu_rnn::checkpoint::Checkpoint;
 use wgpu_rnn::cli::{flag, DeviceArg, OptArg, ScheduleArg, TaskArg, TrainArgs};
 use wgpu_rnn::metrics::{self, MetricsLog, MetricsRecord};
 use wgpu_rnn::series::{Normalization, Series, SeriesData, NORMALIZATION_KEY};
+use wgpu_rnn::speech::{self, SpeechConfig, SpeechCorpus, SpeechTask};
 use wgpu_rnn::tasks::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
 use wgpu_rnn::{
     plot, CpuTrainer, Error, Gpu, LrSchedule, OptimizerConfig, OptimizerKind, Result, Rnn,
@@ -213,6 +214,9 @@ fn adopt(a: &mut TrainArgs, ck: &Checkpoint, path: &Path) -> Result<TaskArg> {
 
 /// Checkpoint metadata: the CSV file a series model was trained on.
 const CSV_KEY: &str = "series.csv";
+/// Checkpoint metadata: a speech model's manifests.
+const MANIFEST_KEY: &str = "speech.manifest";
+const VALIDATION_MANIFEST_KEY: &str = "speech.validation_manifest";
 
 /// The task's data; `resume` is the resumed checkpoint's metadata.
 fn load_task(
@@ -242,6 +246,36 @@ fn load_task(
         }
         TaskArg::Sine => Task::Sine(Sine::default()),
         TaskArg::Adding => Task::Adding(Adding),
+        TaskArg::Speech => {
+            let saved = |key: &str| resume.and_then(|e| e.get(key)).map(PathBuf::from);
+            let manifest = a.manifest.clone().or_else(|| saved(MANIFEST_KEY)).ok_or_else(|| {
+                Error::IncompatibleArgs("give --manifest: the checkpoint names no file".into())
+            })?;
+            let valid = a
+                .validation_manifest
+                .clone()
+                .or_else(|| saved(VALIDATION_MANIFEST_KEY));
+            eprintln!("loading {} (log-mel features)...", manifest.display());
+            let corpus = SpeechCorpus::load(&manifest, valid.as_deref(), &SpeechConfig::default())?;
+            if let Some(extra) = resume {
+                let saved = extra.get(speech::VOCABULARY_KEY);
+                let now = corpus.front_end.vocabulary.to_json();
+                if saved != Some(&now) {
+                    return Err(Error::IncompatibleArgs(format!(
+                        "the resumed model's characters ({}) differ from this manifest's ({now}); \
+                         resume with the manifest it was trained on",
+                        saved.map_or("none", String::as_str)
+                    )));
+                }
+            }
+            eprintln!(
+                "speech: {} training and {} held-out utterances, {} characters + blank",
+                corpus.train.len(),
+                corpus.valid.len(),
+                corpus.front_end.vocabulary.chars().len()
+            );
+            Task::Speech(Box::new(SpeechTask::new(corpus, a.batch)?))
+        }
         TaskArg::Series => {
             let inputs: Option<Vec<String>> = a
                 .inputs
@@ -353,6 +387,8 @@ struct Run<'a> {
     best: f32,
     /// The series task's CSV file.
     csv: Option<PathBuf>,
+    /// The resumed checkpoint's metadata (empty for a new run).
+    resumed: BTreeMap<String, String>,
 }
 
 impl Run<'_> {
@@ -363,6 +399,22 @@ impl Run<'_> {
         }
         if self.best.is_finite() {
             extra.insert("train.best_validation".into(), self.best.to_string());
+        }
+        if let Task::Speech(speech) = self.task {
+            extra.extend(speech.corpus.extra());
+            for (key, path) in [
+                (MANIFEST_KEY, &self.a.manifest),
+                (VALIDATION_MANIFEST_KEY, &self.a.validation_manifest),
+            ] {
+                if let Some(p) = path {
+                    extra.insert(key.into(), p.display().to_string());
+                }
+            }
+            for key in [MANIFEST_KEY, VALIDATION_MANIFEST_KEY] {
+                if let (false, Some(v)) = (extra.contains_key(key), self.resumed.get(key)) {
+                    extra.insert(key.into(), v.clone());
+                }
+            }
         }
         if let Task::Series(series) = self.task {
             series.normalization().store(&mut extra);
@@ -395,6 +447,7 @@ impl Run<'_> {
         let (title, unit) = match self.task {
             Task::Text(_) => ("character-level text", "loss (nats/char)"),
             Task::Series(_) => ("series forecasting", "MSE (normalized units)"),
+            Task::Speech(_) => ("speech recognition", "CTC loss (nats per character)"),
             Task::Sine(_) => ("sine forecasting", "MSE"),
             Task::Adding(_) => ("adding problem", "MSE"),
         };
@@ -418,6 +471,7 @@ pub fn describe(task: &Task, loss: f32) -> String {
             "{loss:.4} nats/char ({:.3} bits/char)",
             loss / std::f32::consts::LN_2
         ),
+        Task::Speech(_) => format!("CTC {loss:.4}"),
         _ => format!("MSE {loss:.5}"),
     }
 }
@@ -541,15 +595,18 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
     }
     let start = trainer.steps();
     let val = task.validation(seed, a.seq, a.batch)?;
+    let t_text = match &task {
+        Task::Speech(_) => "the batch's longest".to_string(),
+        _ => a.seq.to_string(),
+    };
     eprintln!(
-        "task {}: {} I={i} H={} O={o} L={} D={} {:?}, T={} B={}, {:?} lr {}, steps {}..{}",
+        "task {}: {} I={i} H={} O={o} L={} D={} {:?}, T={t_text} B={}, {:?} lr {}, steps {}..{}",
         task.kind().name(),
         config.cell.name(),
         config.hidden_size,
         config.num_layers,
         config.directions(),
         config.activation,
-        a.seq,
         a.batch,
         kind,
         a.lr,
@@ -566,6 +623,10 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
             .and_then(|(_, ck)| ck.extra.get("train.best_validation"))
             .and_then(|v| v.parse().ok())
             .unwrap_or(f32::INFINITY),
+        resumed: resume
+            .as_ref()
+            .map(|(_, ck)| ck.extra.clone())
+            .unwrap_or_default(),
         csv: a.csv.clone().or_else(|| {
             resume
                 .as_ref()
@@ -609,7 +670,7 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
             trainer.reset_state();
         }
         let s = trainer.step(&batch)?;
-        tokens += (a.seq * a.batch) as u64;
+        tokens += (batch.t * batch.b) as u64;
         let rate = tokens as f64 / t0.elapsed().as_secs_f64();
         if s.skipped {
             say(format!(
@@ -644,6 +705,20 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
                 describe(&task, v),
                 rate
             );
+            if let Task::Speech(sp) = &task {
+                let (cer, wer) = speech::error_rates(
+                    gpu.as_ref(),
+                    &config,
+                    &trainer.params()?,
+                    &sp.corpus.front_end.vocabulary,
+                    &sp.corpus.valid,
+                )?;
+                line.push_str(&format!(
+                    "  CER {:.1} %  WER {:.1} %",
+                    100.0 * cer.rate(),
+                    100.0 * wer.rate()
+                ));
+            }
             if a.keep_best && v < run.best {
                 run.best = v;
                 run.save(trainer.as_ref(), &best, &log)?;

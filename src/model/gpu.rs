@@ -11,7 +11,7 @@ use crate::gpu::{record_plans, Gpu, GpuTensor, Profiler};
 use crate::shapes::{check_lengths, check_shape};
 
 /// How many (T, B) shapes keep their buffers and plans alive at once.
-const MAX_WORKSPACES: usize = 4;
+const MAX_WORKSPACES: usize = 8;
 
 /// What `forward` returns. Fresh tensors: later calls do not overwrite them.
 #[derive(Debug, Clone)]
@@ -323,6 +323,11 @@ impl Rnn {
     /// The gradients' buffers, laid out like [`Rnn::params_flat`].
     pub(crate) fn grads_flat(&self) -> &[GpuTensor] {
         &self.grads_flat
+    }
+
+    /// How many (T, B) workspaces are cached.
+    pub(crate) fn workspace_count(&self) -> usize {
+        self.workspaces.len()
     }
 
     pub(crate) fn ws(&self, index: usize) -> &Workspace {

@@ -296,7 +296,13 @@ impl Trainer {
             Some(i) => i,
             None => {
                 let s = self.build_step_workspace(wi, max_u)?;
-                self.workspaces.retain(|w| !(w.t == t && w.b == b && w.y == y));
+                // Keep only step workspaces whose model workspace still exists (the model
+                // keeps a few, evicting the oldest): many batch shapes must not pile up.
+                let live: Vec<wgpu::Buffer> = (0..self.rnn.workspace_count())
+                    .map(|i| self.rnn.ws(i).y.buffer().clone())
+                    .collect();
+                self.workspaces
+                    .retain(|w| !(w.t == t && w.b == b && w.y == y) && live.contains(&w.y));
                 self.workspaces.push(s);
                 self.workspaces.len() - 1
             }
