@@ -72,4 +72,4 @@ mv "$out/train.csv.tmp" "$out/train.csv"
 
 echo "wrote $count utterances: $((count - valid_count)) in $out/train.csv, $valid_count held out in $out/valid.csv"
 echo "train on them with:"
-echo "  wgpu-rnn train --task speech --manifest $out/train.csv --validation-manifest $out/valid.csv --cell gru --bidirectional --hidden 128 --layers 2 --batch 16 --steps 3000 --save digits.ckpt"
+echo "  wgpu-rnn train --task speech --manifest $out/train.csv --validation-manifest $out/valid.csv --cell gru --bidirectional --hidden 96 --batch 16 --steps 1500 --eval-every 250 --save digits.safetensors"

@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Train a model (the default when no subcommand is given).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Generate text from a trained text model.
     Sample(SampleArgs),
     /// List the adapters found and the one chosen, with its limits.
@@ -437,10 +437,7 @@ impl TrainArgs {
     pub fn check_flags(&self, task: TaskArg) -> Result<()> {
         let only = |ids: &[&str], when: bool, why: &str| -> Result<()> {
             match ids.iter().find(|id| self.typed(id)) {
-                Some(id) if !when => Err(Error::IncompatibleArgs(format!(
-                    "{} {why}",
-                    flag(id)
-                ))),
+                Some(id) if !when => Err(Error::IncompatibleArgs(format!("{} {why}", flag(id)))),
                 _ => Ok(()),
             }
         };

@@ -7,9 +7,7 @@ use wgpu_rnn::cli::{
     SampleArgs, TranscribeArgs, TuneArgs,
 };
 use wgpu_rnn::tasks::Text;
-use wgpu_rnn::{
-    Error, Gpu, GpuOptions, Result, Rnn, RnnConfig, State,
-};
+use wgpu_rnn::{Error, Gpu, GpuOptions, Result, Rnn, RnnConfig, State};
 
 mod cmd;
 
@@ -18,7 +16,7 @@ fn main() {
     let done = |r: Result<()>| r.map(|()| 0);
     let r = match cli.command {
         None => cmd::train::train(cli.train),
-        Some(Command::Train(a)) => cmd::train::train(a),
+        Some(Command::Train(a)) => cmd::train::train(*a),
         Some(Command::Sample(a)) => done(sample(a)),
         Some(Command::Info) => done(info()),
         Some(Command::Bench(a)) => done(bench(a)),
@@ -61,7 +59,14 @@ fn forecast(a: ForecastArgs) -> Result<()> {
         DeviceArg::Gpu => Some(Gpu::new()?),
         DeviceArg::Cpu => None,
     };
-    let f = series::forecast(gpu.as_ref(), &ck.config, &ck.params, &norm, &data, a.horizon)?;
+    let f = series::forecast(
+        gpu.as_ref(),
+        &ck.config,
+        &ck.params,
+        &norm,
+        &data,
+        a.horizon,
+    )?;
     let out = a.output.clone().unwrap_or_else(|| {
         let stem = a.model.file_stem().unwrap_or_default().to_string_lossy();
         a.model.with_file_name(format!("{stem}.forecast.csv"))
@@ -362,7 +367,7 @@ fn bench(a: BenchArgs) -> Result<()> {
                 let total: f64 = parts.iter().map(|p| p.1).sum();
                 if a.json {
                     let parts: Vec<(&str, f64)> =
-                        parts.iter().map(|(k, ms)| (k.as_ref(), *ms)).collect();
+                        parts.iter().map(|(k, ms)| (*k, *ms)).collect();
                     println!("{}", bench::profile_json(shape, &parts));
                 } else {
                     let parts: Vec<String> = parts
@@ -644,8 +649,6 @@ pub(crate) fn generate(
     }
     Ok(out)
 }
-
-
 
 /// The index of the largest logit (the first of equals; NaN never wins).
 fn greedy(logits: &[f32]) -> usize {

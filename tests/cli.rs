@@ -524,7 +524,7 @@ fn fuzzed_command_lines_never_panic() {
                 parsed += 1;
                 let train = match cli.command {
                     None => Some(cli.train),
-                    Some(Command::Train(a)) => Some(a),
+                    Some(Command::Train(a)) => Some(*a),
                     _ => None,
                 };
                 if let Some(a) = train {

@@ -59,9 +59,24 @@ fn a_small_spoken_digits_corpus_trains_and_transcribes() {
     let s = |p: &Path| p.display().to_string();
     let model = dir.join("digits.safetensors");
     let (code, _, err) = run(&[
-        "train", "--task", "speech", "--manifest", &s(&dir.join("train.csv")), "--cell",
-        "gru", "--bidirectional", "--hidden", "48", "--batch", "8", "--steps", "200",
-        "--eval-every", "50", "--save", &s(&model),
+        "train",
+        "--task",
+        "speech",
+        "--manifest",
+        &s(&dir.join("train.csv")),
+        "--cell",
+        "gru",
+        "--bidirectional",
+        "--hidden",
+        "48",
+        "--batch",
+        "8",
+        "--steps",
+        "200",
+        "--eval-every",
+        "50",
+        "--save",
+        &s(&model),
     ]);
     assert_eq!(code, 0, "{err}");
     let c = cers(&err);
@@ -84,14 +99,21 @@ fn a_small_spoken_digits_corpus_trains_and_transcribes() {
         assert_eq!(code, 0, "{err}");
         assert_eq!(out.lines().count(), 2, "{out}");
         assert!(
-            out.chars().all(|ch| ch == '\n' || ch == ' ' || ch.is_ascii_lowercase()),
+            out.chars()
+                .all(|ch| ch == '\n' || ch == ' ' || ch.is_ascii_lowercase()),
             "only the corpus's characters: {out:?}"
         );
     }
 
     // Misuse: a flag speech does not use, a missing manifest, a non-speech model.
     let (code, _, err) = run(&[
-        "train", "--task", "speech", "--manifest", &s(&dir.join("train.csv")), "--seq", "9",
+        "train",
+        "--task",
+        "speech",
+        "--manifest",
+        &s(&dir.join("train.csv")),
+        "--seq",
+        "9",
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("--seq"), "{err}");

@@ -248,9 +248,13 @@ fn load_task(
         TaskArg::Adding => Task::Adding(Adding),
         TaskArg::Speech => {
             let saved = |key: &str| resume.and_then(|e| e.get(key)).map(PathBuf::from);
-            let manifest = a.manifest.clone().or_else(|| saved(MANIFEST_KEY)).ok_or_else(|| {
-                Error::IncompatibleArgs("give --manifest: the checkpoint names no file".into())
-            })?;
+            let manifest = a
+                .manifest
+                .clone()
+                .or_else(|| saved(MANIFEST_KEY))
+                .ok_or_else(|| {
+                    Error::IncompatibleArgs("give --manifest: the checkpoint names no file".into())
+                })?;
             let valid = a
                 .validation_manifest
                 .clone()
