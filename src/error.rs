@@ -182,6 +182,11 @@ pub enum Error {
     #[error("reading a tensor back from the GPU failed: {0}")]
     Readback(String),
 
+    /// Data-parallel training across ranks went wrong (batch too small to share, ranks
+    /// whose parameters diverged, a loss that cannot be split).
+    #[error("data-parallel training: {0}")]
+    Distributed(String),
+
     /// The plotting library could not draw a picture.
     #[error(
         "drawing the plot {path} failed: {why}; the data are unaffected (the metrics log \

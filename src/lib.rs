@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod cpu;
 pub mod ctc;
+pub mod dist;
 mod error;
 pub mod gpu;
 pub mod interop;
@@ -20,6 +21,7 @@ pub mod speech;
 pub mod tasks;
 pub mod train;
 
+pub use dist::{Communicator, SingleProcess};
 pub use error::{Error, GpuErrorKind, Result};
 pub use gpu::{AdapterSummary, GemmTuning, Gpu, GpuOptions, GpuTensor};
 pub use model::{

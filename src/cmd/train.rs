@@ -14,13 +14,14 @@ use std::time::Instant;
 use clap::ValueEnum;
 use wgpu_rnn::checkpoint::Checkpoint;
 use wgpu_rnn::cli::{flag, DeviceArg, OptArg, ScheduleArg, TaskArg, TrainArgs};
+use wgpu_rnn::dist::{Communicator, SingleProcess};
 use wgpu_rnn::metrics::{self, MetricsLog, MetricsRecord};
 use wgpu_rnn::series::{Normalization, Series, SeriesData, NORMALIZATION_KEY};
 use wgpu_rnn::speech::{self, SpeechConfig, SpeechCorpus, SpeechTask};
 use wgpu_rnn::tasks::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
 use wgpu_rnn::{
-    plot, CpuTrainer, Error, Gpu, LrSchedule, OptimizerConfig, OptimizerKind, Result, Rnn,
-    RnnConfig, Train, TrainConfig, Trainer,
+    plot, CpuTrainer, Error, Gpu, GpuOptions, LrSchedule, OptimizerConfig, OptimizerKind, Result,
+    Rnn, RnnConfig, Train, TrainConfig, Trainer,
 };
 
 /// The hyperparameters a checkpoint records (metadata `train.<id>`) and a resumed run
@@ -480,8 +481,74 @@ pub fn describe(task: &Task, loss: f32) -> String {
     }
 }
 
+/// Steps between the ranks' check that their parameters are bitwise equal.
+const REPLICA_CHECK_EVERY: u64 = 100;
+
+/// The ranks of this run: MPI's world where a launcher such as mpirun started the process
+/// (built with the feature `mpi`), else this process alone.
+fn communicator() -> Result<Arc<dyn Communicator>> {
+    #[cfg(feature = "mpi")]
+    {
+        let launched = [
+            "OMPI_COMM_WORLD_SIZE",
+            "PMI_SIZE",
+            "PMIX_RANK",
+            "MPI_LOCALNRANKS",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+        if launched {
+            return Ok(Arc::new(wgpu_rnn::dist::Mpi::init()?));
+        }
+    }
+    Ok(Arc::new(SingleProcess))
+}
+
+/// Rank r's adapter: the r-th (mod their number) of the adapters of the preferred backend
+/// (GPUs before CPU adapters), unless `WGPU_ADAPTER_NAME` chooses.
+fn gpu_for_rank(rank: usize) -> Result<Gpu> {
+    let opts = GpuOptions::from_env();
+    if opts.adapter_name.is_some() || rank == 0 {
+        return Gpu::with_options(&opts);
+    }
+    let all = Gpu::adapters(&opts);
+    let order = [
+        wgpu::Backend::Vulkan,
+        wgpu::Backend::Metal,
+        wgpu::Backend::Dx12,
+        wgpu::Backend::Gl,
+    ];
+    let Some(backend) = order
+        .into_iter()
+        .find(|b| all.iter().any(|a| a.backend == *b))
+    else {
+        return Gpu::with_options(&opts);
+    };
+    let mut found: Vec<_> = all.into_iter().filter(|a| a.backend == backend).collect();
+    if found.iter().any(|a| a.device_type != wgpu::DeviceType::Cpu) {
+        found.retain(|a| a.device_type != wgpu::DeviceType::Cpu);
+    }
+    match found.len() {
+        0 | 1 => Gpu::with_options(&opts),
+        n => Gpu::with_options(&opts.with_adapter_name(found[rank % n].name.clone())),
+    }
+}
+
 /// Runs `wgpu-rnn train`; the process's exit code (0, or 130/143 after SIGINT/SIGTERM).
-pub fn train(mut a: TrainArgs) -> Result<i32> {
+/// Under mpirun (feature `mpi`) every rank runs this; a rank's error ends the whole job.
+pub fn train(a: TrainArgs) -> Result<i32> {
+    let comm = communicator()?;
+    if comm.size() == 1 {
+        return train_ranks(a, comm);
+    }
+    match train_ranks(a, comm.clone()) {
+        Ok(code) => Ok(code),
+        Err(e) => comm.abort(&e.to_string(), 1),
+    }
+}
+
+fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
+    let root = comm.is_root();
     a.validate()?;
     let resume = match a.resume.clone() {
         Some(p) => {
@@ -572,7 +639,9 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
         .clone()
         .or_else(|| resume.as_ref().map(|(p, _)| p.clone()))
         .unwrap_or_else(|| PathBuf::from(format!("wgpu-rnn-{}.safetensors", task.kind().name())));
-    check_writable(&save)?;
+    if root {
+        check_writable(&save)?;
+    }
     let seed = a.seed;
     let params = match &resume {
         Some((_, ck)) => ck.params.clone(),
@@ -581,13 +650,30 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
     let mut gpu = None;
     let mut trainer: Box<dyn Train> = match a.device {
         DeviceArg::Gpu => {
-            let g = Gpu::new()?;
-            eprintln!("adapter: {}", g.adapter());
+            let g = gpu_for_rank(comm.rank())?;
+            if comm.size() > 1 {
+                eprintln!(
+                    "rank {} of {}: adapter {}",
+                    comm.rank(),
+                    comm.size(),
+                    g.adapter()
+                );
+            } else {
+                eprintln!("adapter: {}", g.adapter());
+            }
             let rnn = Rnn::from_params(&g, config.clone(), &params)?;
             gpu = Some(g);
-            Box::new(Trainer::new(rnn, tc.clone())?)
+            Box::new(
+                Trainer::new(rnn, tc.clone())?
+                    .with_communicator(comm.clone(), REPLICA_CHECK_EVERY)?,
+            )
         }
         DeviceArg::Cpu => {
+            if comm.size() > 1 {
+                return Err(Error::IncompatibleArgs(
+                    "--device cpu under mpirun: data-parallel training runs on GPUs".into(),
+                ));
+            }
             eprintln!("device: CPU reference (f64)");
             Box::new(CpuTrainer::new(config.clone(), &params, tc.clone())?)
         }
@@ -603,7 +689,8 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
         Task::Speech(_) => "the batch's longest".to_string(),
         _ => a.seq.to_string(),
     };
-    eprintln!(
+    if root {
+        eprintln!(
         "task {}: {} I={i} H={} O={o} L={} D={} {:?}, T={t_text} B={}, {:?} lr {}, steps {}..{}",
         task.kind().name(),
         config.cell.name(),
@@ -617,6 +704,7 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
         start,
         a.steps
     );
+    }
     let mut run = Run {
         a: &a,
         task: &task,
@@ -637,10 +725,19 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
                 .and_then(|(_, ck)| ck.extra.get(CSV_KEY).map(PathBuf::from))
         }),
     };
-    let log_path = metrics::log_path(&save);
+    // Rank 0 keeps the log, checkpoints and pictures; the other ranks log to scratch.
+    let log_path = if root {
+        metrics::log_path(&save)
+    } else {
+        std::env::temp_dir().join(format!(
+            "wgpu-rnn-rank{}-{}.metrics.jsonl",
+            comm.rank(),
+            std::process::id()
+        ))
+    };
     let mut log = match &resume {
-        Some((_, ck)) => MetricsLog::resume(&log_path, ck.step)?,
-        None => MetricsLog::create(&log_path)?,
+        Some((_, ck)) if root => MetricsLog::resume(&log_path, ck.step)?,
+        _ => MetricsLog::create(&log_path)?,
     };
     let mut last_val = f32::NAN;
     let best = best_path(&save);
@@ -659,7 +756,8 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let say = |line: String| {
-        if tty {
+        if !root {
+        } else if tty {
             bar.println(line);
         } else {
             eprintln!("{line}");
@@ -684,6 +782,10 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
             ));
         }
         stopped = signals.load(Ordering::SeqCst);
+        // Every rank stops after the same step, or the others would wait in a collective.
+        if comm.size() > 1 && !comm.all_agree(stopped == 0)? && stopped == 0 {
+            stopped = 15;
+        }
         let done = step + 1 == a.steps;
         let validate = (step + 1) % a.eval_every == 0 || done || stopped != 0;
         let v = if validate {
@@ -725,12 +827,14 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
             }
             if a.keep_best && v < run.best {
                 run.best = v;
-                run.save(trainer.as_ref(), &best, &log)?;
+                if root {
+                    run.save(trainer.as_ref(), &best, &log)?;
+                }
                 line.push_str("  (best so far)");
             }
             say(line);
         }
-        if a.save_every > 0 && (step + 1) % a.save_every == 0 && !done && stopped == 0 {
+        if root && a.save_every > 0 && (step + 1) % a.save_every == 0 && !done && stopped == 0 {
             run.save(trainer.as_ref(), &save, &log)?;
         }
         bar.set_message(format!("loss {:.4} {:.0} tok/s", s.loss, rate));
@@ -740,6 +844,15 @@ pub fn train(mut a: TrainArgs) -> Result<i32> {
         }
     }
     bar.finish_and_clear();
+    if !root {
+        drop(log);
+        std::fs::remove_file(&log_path).ok();
+        return Ok(if stopped != 0 {
+            128 + stopped as i32
+        } else {
+            0
+        });
+    }
     let elapsed = t0.elapsed().as_secs_f64();
     if tokens > 0 {
         eprintln!(

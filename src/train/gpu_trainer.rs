@@ -1,8 +1,12 @@
 //! Training on the GPU: forward, loss, backward, clip and update recorded into one
 //! command encoder and one submit; one small readback (loss and gradient norm) per step.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use super::{Batch, Hyper, LossKind, OptimizerKind, StepStats, Targets, Train, TrainConfig};
-use crate::error::Result;
+use crate::dist::Communicator;
+use crate::error::{Error, Result};
 use crate::gpu::{
     record_plans, to_u32, CtcBuffers, Gpu, GpuTensor, Kernel, MemTicket, Plan, PlanBuilder,
     Profiler, RowsUniform, UpdateUniform, MSE, SOFTMAX_XENT, UPDATE, WG,
@@ -18,6 +22,30 @@ fn stats_len(parts: usize) -> usize {
 /// (the update kernel adds them all up per element).
 fn norm_parts(params: usize) -> usize {
     params.div_ceil(1 << 14).clamp(1, 64)
+}
+
+/// Data-parallel training state: the ranks' communicator and what the last step spent.
+struct Dist {
+    comm: Arc<dyn Communicator>,
+    /// Steps between checks that every rank holds bitwise the same parameters (0: never).
+    check_every: u64,
+    /// Rank 0's parameters, moments and step have been broadcast (at the first step, so a
+    /// checkpoint restored after attaching is included).
+    synced: bool,
+    times: StepTimes,
+}
+
+/// Where the last data-parallel step's wall time went, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepTimes {
+    /// Batch upload, forward, loss and backward of this rank's rows, to the GPU going idle.
+    pub compute_ms: f64,
+    /// Reading the gradients (and the loss) back to the host.
+    pub readback_ms: f64,
+    /// The all-reduce (sum) across ranks, waiting for the slowest rank included.
+    pub all_reduce_ms: f64,
+    /// Writing the summed gradients back, the norm, clip and update, and the stats readback.
+    pub update_ms: f64,
 }
 
 /// Per-(T, B) buffers and plans of the trainer.
@@ -121,6 +149,8 @@ pub struct Trainer {
     last_host_us: f64,
     /// Gradient tensors (sum-of-squares slots before the loss in `stats`).
     parts: usize,
+    /// Set by [`Trainer::with_communicator`] with more than one rank.
+    dist: Option<Dist>,
 }
 
 impl Trainer {
@@ -196,7 +226,47 @@ impl Trainer {
             last: CallStats::default(),
             last_host_us: 0.0,
             parts,
+            dist: None,
         })
+    }
+
+    /// Trains data-parallel across `comm`'s ranks (nothing changes with one rank). Every
+    /// rank passes the same global batch to [`Train::step`] and trains on its share of
+    /// the rows ([`crate::dist::share`]) with the loss normalized by the whole batch's
+    /// weights; the gradients are summed across ranks and every rank applies the same
+    /// update. At the first step rank 0's parameters, optimizer moments and step count
+    /// are broadcast (the carried state of stateful training starts afresh), and every
+    /// `check_every` steps (0: never) the ranks check that their parameters are bitwise
+    /// equal. [`Train::evaluate`] runs the whole batch on each rank. CTC is not split.
+    pub fn with_communicator(
+        mut self,
+        comm: Arc<dyn Communicator>,
+        check_every: u64,
+    ) -> Result<Self> {
+        if comm.size() > 1 {
+            if self.config.loss.ctc_options().is_some() {
+                return Err(Error::Distributed(
+                    "CTC batches are not split across ranks yet; train CTC with one rank".into(),
+                ));
+            }
+            self.dist = Some(Dist {
+                comm,
+                check_every,
+                synced: false,
+                times: StepTimes::default(),
+            });
+        }
+        Ok(self)
+    }
+
+    /// The communicator of data-parallel training, if there is more than one rank.
+    pub fn communicator(&self) -> Option<&Arc<dyn Communicator>> {
+        self.dist.as_ref().map(|d| &d.comm)
+    }
+
+    /// Where the last data-parallel step's time went; None with one rank.
+    pub fn last_step_times(&self) -> Option<StepTimes> {
+        self.dist.as_ref().map(|d| d.times)
     }
 
     /// Dispatches and submits of the last training step.
@@ -234,8 +304,11 @@ impl Trainer {
     }
 
     /// Uploads the batch and returns (model workspace index, step workspace index).
-    fn prepare(&mut self, batch: &Batch) -> Result<(usize, usize)> {
-        let scale = batch.check(self.rnn.config(), self.config.loss)?;
+    /// `scale` replaces the batch's own loss normalizer (a rank's rows use the whole
+    /// batch's).
+    fn prepare(&mut self, batch: &Batch, scale: Option<f32>) -> Result<(usize, usize)> {
+        let own = batch.check(self.rnn.config(), self.config.loss)?;
+        let scale = scale.unwrap_or(own);
         let max_u = match &batch.targets {
             Targets::Labels(l) => {
                 crate::gpu::check_ctc_limits(self.rnn.config().output_size, l)?;
@@ -420,7 +493,7 @@ impl Trainer {
     /// its own, and returns the GPU milliseconds of each part of the step. Needs an
     /// adapter with timestamp queries; the extra passes make the step slower than usual.
     pub fn profile_step(&mut self, batch: &Batch) -> Result<Vec<(&'static str, f64)>> {
-        let (wi, si) = self.prepare(batch)?;
+        let (wi, si) = self.prepare(batch, None)?;
         let ws = self.rnn.ws(wi);
         let dispatches = ws.forward.dispatches()
             + self.workspaces[si].loss.dispatches()
@@ -436,7 +509,7 @@ impl Trainer {
         batch: &Batch,
         mut profiler: Option<&mut Profiler>,
     ) -> Result<StepStats> {
-        let (wi, si) = self.prepare(batch)?;
+        let (wi, si) = self.prepare(batch, None)?;
         let b = batch.b;
         if self
             .carry
@@ -499,13 +572,174 @@ impl Trainer {
     }
 }
 
+impl Trainer {
+    /// Rank 0's parameters, optimizer moments and step count, on every rank.
+    fn broadcast_state(&mut self, comm: &dyn Communicator) -> Result<()> {
+        let tensors = self
+            .rnn
+            .params_flat()
+            .iter()
+            .chain(self.m.tensors())
+            .chain(self.v.tensors());
+        for t in tensors {
+            let mut host = t.download()?;
+            comm.broadcast_f32(&mut host)?;
+            t.write(&host)?;
+        }
+        let mut step = self.step.to_le_bytes();
+        comm.broadcast_bytes(&mut step)?;
+        self.step = u64::from_le_bytes(step);
+        self.carry = None;
+        self.rnn.forget_forward();
+        Ok(())
+    }
+
+    /// Errors on every rank unless every rank holds bitwise rank 0's parameters.
+    fn check_replicas(&self, comm: &dyn Communicator) -> Result<()> {
+        let host: Vec<Vec<f32>> = self
+            .rnn
+            .params_flat()
+            .iter()
+            .map(GpuTensor::download)
+            .collect::<Result<_>>()?;
+        let hash = crate::dist::checksum(host.iter().map(Vec::as_slice));
+        if crate::dist::same_everywhere(comm, hash)? {
+            Ok(())
+        } else {
+            Err(Error::Distributed(format!(
+                "the ranks' parameters differ after step {} (rank {} holds hash {hash:016x}); \
+                 ranks must run the same build on adapters that compute alike",
+                self.step,
+                comm.rank()
+            )))
+        }
+    }
+
+    /// One data-parallel step: forward, loss and backward of this rank's rows in one
+    /// submit; the gradients and loss read back, summed across ranks and written back;
+    /// norm, clip and update in a second submit.
+    fn run_step_dist(&mut self, global: &Batch) -> Result<StepStats> {
+        let comm = match &self.dist {
+            Some(d) => d.comm.clone(),
+            None => unreachable!("a data-parallel step without a communicator"),
+        };
+        if !self.dist.as_ref().is_some_and(|d| d.synced) {
+            self.broadcast_state(comm.as_ref())?;
+            if let Some(d) = &mut self.dist {
+                d.synced = true;
+            }
+        }
+        let started = Instant::now();
+        let scale = global.check(self.rnn.config(), self.config.loss)?;
+        let batch = global.rows(crate::dist::share(global.b, comm.rank(), comm.size())?)?;
+        let (wi, si) = self.prepare(&batch, Some(scale))?;
+        let b = batch.b;
+        if self
+            .carry
+            .as_ref()
+            .is_none_or(|c| c.h.shape() != self.rnn.config().state_shape(b))
+        {
+            self.carry = None;
+        }
+        let init = if self.config.stateful {
+            self.carry.as_ref()
+        } else {
+            None
+        };
+        let mut enc = self.record_forward_loss(wi, si, init, None)?;
+        self.rnn.record_backward(wi, &mut enc, None, None)?;
+        let carry = match self.carry.take() {
+            Some(c) => c,
+            None => self.rnn.empty_state(b, "carried state")?,
+        };
+        self.rnn
+            .ws(wi)
+            .record_final_state(self.rnn.config(), &mut enc, &carry);
+        self.carry = Some(carry);
+        let ws = self.rnn.ws(wi);
+        let dispatches = ws.forward.dispatches()
+            + self.workspaces[si].loss.dispatches()
+            + ws.backward.dispatches()
+            + self.update.dispatches();
+        self.submit(enc)?;
+        let gpu = self.rnn.gpu().clone();
+        gpu.wait()?;
+        let computed = Instant::now();
+
+        let local = pollster::block_on(gpu.read_mapped(&self.readback.0))?;
+        let mut flat = Vec::new();
+        for g in self.rnn.grads_flat() {
+            flat.extend(g.download()?);
+        }
+        flat.push(local[self.parts]);
+        let read = Instant::now();
+
+        comm.all_reduce_sum(&mut flat)?;
+        let reduced = Instant::now();
+
+        let mut offset = 0;
+        for g in self.rnn.grads_flat() {
+            g.write(&flat[offset..offset + g.len()])?;
+            offset += g.len();
+        }
+        gpu.queue().write_buffer(
+            self.stats.buffer(),
+            (self.parts * 4) as u64,
+            bytemuck::bytes_of(&flat[offset]),
+        );
+        self.step += 1;
+        let hyper = Hyper::new(&self.config, self.step);
+        gpu.queue()
+            .write_buffer(&self.hyper.0, 0, bytemuck::bytes_of(&hyper));
+        let mut enc = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("train step update"),
+            });
+        record_plans(&mut enc, &[&self.update], None)?;
+        self.rnn.forget_forward();
+        self.submit(enc)?;
+        let stats = pollster::block_on(gpu.read_mapped(&self.readback.0))?;
+        let done = Instant::now();
+        self.last = CallStats {
+            dispatches,
+            submits: 2,
+        };
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+        if let Some(d) = &mut self.dist {
+            d.times = StepTimes {
+                compute_ms: ms(started, computed),
+                readback_ms: ms(computed, read),
+                all_reduce_ms: ms(read, reduced),
+                update_ms: ms(reduced, done),
+            };
+        }
+        let check_every = self.dist.as_ref().map_or(0, |d| d.check_every);
+        if check_every > 0 && self.step % check_every == 0 {
+            self.check_replicas(comm.as_ref())?;
+        }
+        let norm = stats[..self.parts].iter().sum::<f32>().sqrt();
+        let loss = stats[self.parts];
+        Ok(StepStats {
+            loss,
+            grad_norm: norm,
+            skipped: !(norm.is_finite() && loss.is_finite()),
+            step: self.step,
+            lr: hyper.lr,
+        })
+    }
+}
+
 impl Train for Trainer {
     fn step(&mut self, batch: &Batch) -> Result<StepStats> {
+        if self.dist.is_some() {
+            return self.run_step_dist(batch);
+        }
         self.run_step(batch, None)
     }
 
     fn evaluate(&mut self, batch: &Batch) -> Result<f32> {
-        let (wi, si) = self.prepare(batch)?;
+        let (wi, si) = self.prepare(batch, None)?;
         let enc = self.record_forward_loss(wi, si, None, None)?;
         self.rnn.forget_forward();
         self.submit(enc)?;

@@ -5,7 +5,7 @@ mod cpu_trainer;
 mod gpu_trainer;
 
 pub use cpu_trainer::{clip_and_update, CpuTrainer, OptimState};
-pub use gpu_trainer::Trainer;
+pub use gpu_trainer::{StepTimes, Trainer};
 
 use crate::error::{Error, Result};
 use crate::model::{Params, RnnConfig, State};
@@ -394,16 +394,16 @@ impl Batch {
         }
         match (&self.targets, loss) {
             (Targets::Labels(l), LossKind::Ctc { blank, .. }) => {
-                crate::ctc::check(
-                    [t, b, cfg.output_size],
-                    &self.input_lengths(),
-                    l,
-                    blank,
-                )?;
+                crate::ctc::check([t, b, cfg.output_size], &self.input_lengths(), l, blank)?;
                 if self.weights.iter().any(|&w| w != 1.0) {
                     return Err(Error::BadHyperparameter {
                         what: "batch weights with CTC",
-                        value: self.weights.iter().copied().find(|&w| w != 1.0).unwrap_or(0.0),
+                        value: self
+                            .weights
+                            .iter()
+                            .copied()
+                            .find(|&w| w != 1.0)
+                            .unwrap_or(0.0),
                         expected: "all 1 (CTC's mean weighs each row by 1 / its target length)",
                     });
                 }
@@ -440,6 +440,42 @@ impl Batch {
 }
 
 impl Batch {
+    /// The batch of rows `rows` only (time-major: each step's slice of those rows), for a
+    /// rank of data-parallel training. CTC label targets are not split.
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> Result<Batch> {
+        if rows.is_empty() || rows.end > self.b {
+            return Err(Error::Distributed(format!(
+                "rows {rows:?} of a batch of {} rows",
+                self.b
+            )));
+        }
+        fn take<T: Copy>(v: &[T], t: usize, b: usize, rows: &std::ops::Range<usize>) -> Vec<T> {
+            let per = v.len() / (t * b);
+            (0..t)
+                .flat_map(|s| &v[(s * b + rows.start) * per..(s * b + rows.end) * per])
+                .copied()
+                .collect()
+        }
+        let (t, b) = (self.t, self.b);
+        let targets = match &self.targets {
+            Targets::Classes(c) => Targets::Classes(take(c, t, b, &rows)),
+            Targets::Values(v) => Targets::Values(take(v, t, b, &rows)),
+            Targets::Labels(_) => {
+                return Err(Error::Distributed(
+                    "CTC batches are not split across ranks yet; train CTC with one rank".into(),
+                ))
+            }
+        };
+        Ok(Batch {
+            t,
+            b: rows.len(),
+            x: take(&self.x, t, b, &rows),
+            targets,
+            weights: take(&self.weights, t, b, &rows),
+            lengths: self.lengths.as_ref().map(|l| l[rows.clone()].to_vec()),
+        })
+    }
+
     /// Each row's steps: [`Batch::lengths`], or T for every row.
     pub fn input_lengths(&self) -> Vec<usize> {
         self.lengths.clone().unwrap_or_else(|| vec![self.t; self.b])

@@ -1,0 +1,331 @@
+//! Data-parallel training over MPI: `mpirun -np 2` runs this test binary's `rank_program`
+//! (selected by the environment), whose loss curves must match one process training on
+//! the whole batch, with bitwise equal parameters on both ranks and an exact resume.
+//! Needs `mpirun` (Debian: openmpi-bin) and `cargo test --features mpi --test mpi`.
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wgpu_rnn::checkpoint::Checkpoint;
+use wgpu_rnn::dist::{checksum, Communicator, Mpi, SingleProcess};
+use wgpu_rnn::{
+    Batch, CellKind, Gpu, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Targets, Train,
+    TrainConfig, Trainer,
+};
+
+/// The folder a rank program writes to; set only for the ranks mpirun starts.
+const OUT: &str = "WGPU_RNN_MPI_TEST_OUT";
+/// `train` (50 steps, a checkpoint after 25) or `resume` (steps 26..50 from it).
+const MODE: &str = "WGPU_RNN_MPI_TEST_MODE";
+const STEPS: u64 = 50;
+const HALF: u64 = 25;
+/// 5 rows over 2 ranks: shares of 2 and 3 rows, so the global normalizer matters.
+const T: usize = 7;
+const B: usize = 5;
+const I: usize = 3;
+const H: usize = 16;
+const O: usize = 4;
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    name: &'static str,
+    cell: CellKind,
+    loss: LossKind,
+}
+
+const CASES: [Case; 4] = [
+    Case {
+        name: "elman-mse",
+        cell: CellKind::Rnn,
+        loss: LossKind::Mse,
+    },
+    Case {
+        name: "elman-xent",
+        cell: CellKind::Rnn,
+        loss: LossKind::CrossEntropy,
+    },
+    Case {
+        name: "lstm-mse",
+        cell: CellKind::Lstm,
+        loss: LossKind::Mse,
+    },
+    Case {
+        name: "lstm-xent",
+        cell: CellKind::Lstm,
+        loss: LossKind::CrossEntropy,
+    },
+];
+
+/// The global batch of `step`, the same on every rank; weights are uneven and some 0.
+fn batch(case: Case, step: u64) -> Batch {
+    let mut rng = ChaCha8Rng::seed_from_u64(1000 + step);
+    let x: Vec<f32> = (0..T * B * I)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let targets = match case.loss {
+        LossKind::Mse => Targets::Values(
+            (0..T * B * O)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect(),
+        ),
+        _ => Targets::Classes((0..T * B).map(|_| rng.random_range(0..O as u32)).collect()),
+    };
+    let mut b = Batch::new(T, B, x, targets).unwrap();
+    b.weights = (0..T * B)
+        .map(|k| [0.0, 0.5, 1.0, 2.0][(k * 7 + step as usize) % 4])
+        .collect();
+    b
+}
+
+fn train_config(case: Case) -> TrainConfig {
+    let mut tc = TrainConfig::new(OptimizerConfig::new(OptimizerKind::Adam, 0.02), case.loss);
+    // Small enough that most steps clip: the norm must be the reduced gradient's.
+    tc.clip_norm = Some(0.3);
+    tc
+}
+
+fn rnn_config(case: Case) -> RnnConfig {
+    RnnConfig::new(I, H, O).with_cell(case.cell)
+}
+
+fn run(trainer: &mut Trainer, case: Case, steps: std::ops::Range<u64>) -> Vec<f32> {
+    steps
+        .map(|s| trainer.step(&batch(case, s)).unwrap().loss)
+        .collect()
+}
+
+fn param_hash(trainer: &Trainer) -> u64 {
+    let p = trainer.params().unwrap();
+    checksum(p.tensors().into_iter().map(Vec::as_slice))
+}
+
+fn write_json(path: &Path, losses: &[f32], hash: u64, times: [f64; 4]) {
+    let v = serde_json::json!({
+        "losses": losses.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
+        "hash": hash.to_string(),
+        "times_ms": times,
+    });
+    std::fs::write(path, v.to_string()).unwrap();
+}
+
+fn read_json(path: &Path) -> (Vec<f32>, String, Vec<f64>) {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e} (did the rank program run?)", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let losses = v["losses"].as_array().unwrap().iter();
+    (
+        losses
+            .map(|b| f32::from_bits(b.as_u64().unwrap() as u32))
+            .collect(),
+        v["hash"].as_str().unwrap().to_string(),
+        v["times_ms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_f64().unwrap())
+            .collect(),
+    )
+}
+
+/// What each rank runs under mpirun; returns at once in an ordinary `cargo test`.
+#[test]
+fn rank_program() {
+    let Some(out) = std::env::var_os(OUT).map(PathBuf::from) else {
+        return;
+    };
+    let resume = std::env::var(MODE).as_deref() == Ok("resume");
+    let comm: Arc<dyn Communicator> = Arc::new(Mpi::init().unwrap());
+    let r = comm.rank();
+    let gpu = Gpu::new().unwrap();
+    for case in CASES {
+        let ck_path = out.join(format!("{}.safetensors", case.name));
+        // Rank 1 starts from other parameters: rank 0's must reach it by broadcast.
+        let (rnn, first) = if resume {
+            let ck = Checkpoint::load(&ck_path).unwrap();
+            (
+                Rnn::from_params(&gpu, ck.config.clone(), &ck.params).unwrap(),
+                Some(ck),
+            )
+        } else {
+            (
+                Rnn::new(&gpu, rnn_config(case), 1 + 1000 * r as u64).unwrap(),
+                None,
+            )
+        };
+        let mut trainer = Trainer::new(rnn, train_config(case)).unwrap();
+        if let Some(ck) = &first {
+            ck.restore_into(&mut trainer).unwrap();
+        }
+        let mut trainer = trainer.with_communicator(comm.clone(), 10).unwrap();
+        let (from, losses) = if resume {
+            (HALF, run(&mut trainer, case, HALF..STEPS))
+        } else {
+            let mut l = run(&mut trainer, case, 0..HALF);
+            if comm.is_root() {
+                Checkpoint::from_trainer(&trainer, "test", None)
+                    .unwrap()
+                    .save(&ck_path)
+                    .unwrap();
+            }
+            assert!(comm.all_agree(true).unwrap());
+            l.extend(run(&mut trainer, case, HALF..STEPS));
+            (0, l)
+        };
+        let st = trainer.last_step_times().unwrap();
+        let times = [
+            st.compute_ms,
+            st.readback_ms,
+            st.all_reduce_ms,
+            st.update_ms,
+        ];
+        assert_eq!(trainer.steps(), STEPS, "{} from step {from}", case.name);
+        let tag = if resume { "resume" } else { "train" };
+        write_json(
+            &out.join(format!("{}.{tag}.rank{r}.json", case.name)),
+            &losses,
+            param_hash(&trainer),
+            times,
+        );
+    }
+}
+
+fn mpirun(out: &Path, mode: &str) {
+    let exe = std::env::current_exe().unwrap();
+    let status = Command::new("mpirun")
+        .args(["-np", "2", "--oversubscribe", "--allow-run-as-root"])
+        .args(["-x", OUT, "-x", MODE])
+        .arg(&exe)
+        .args(["--exact", "rank_program", "--nocapture", "--test-threads=1"])
+        .env(OUT, out)
+        .env(MODE, mode)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("running mpirun failed ({e}); install Open MPI (Debian: openmpi-bin)")
+        });
+    assert!(status.success(), "mpirun -np 2 ({mode}) failed: {status}");
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wgpu-rnn-mpi-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn two_ranks_match_one_process_and_resume_exactly() {
+    if std::env::var_os(OUT).is_some() {
+        return;
+    }
+    let out = out_dir("train");
+    mpirun(&out, "train");
+    mpirun(&out, "resume");
+    let gpu = common::gpu();
+    for case in CASES {
+        let rnn = Rnn::new(gpu, rnn_config(case), 1).unwrap();
+        let mut one = Trainer::new(rnn, train_config(case)).unwrap();
+        let single = run(&mut one, case, 0..STEPS);
+        let (l0, h0, t0) = read_json(&out.join(format!("{}.train.rank0.json", case.name)));
+        let (l1, h1, _) = read_json(&out.join(format!("{}.train.rank1.json", case.name)));
+        assert_eq!(h0, h1, "{}: the ranks' parameters differ", case.name);
+        assert_eq!(
+            l0.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
+            l1.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
+            "{}: the ranks report different (reduced) losses",
+            case.name
+        );
+        let mut worst = 0.0f64;
+        for (s, (&d, &o)) in l0.iter().zip(&single).enumerate() {
+            let rel = ((d - o) as f64).abs() / (o as f64).abs().max(1e-12);
+            worst = worst.max(rel);
+            assert!(
+                rel <= 1e-5,
+                "{} step {}: 2 ranks {d} vs 1 process {o}",
+                case.name,
+                s + 1
+            );
+        }
+        let (r0, rh0, _) = read_json(&out.join(format!("{}.resume.rank0.json", case.name)));
+        let (_, rh1, _) = read_json(&out.join(format!("{}.resume.rank1.json", case.name)));
+        assert_eq!(rh0, rh1, "{}: resumed ranks' parameters differ", case.name);
+        assert_eq!(
+            r0.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
+            l0[HALF as usize..]
+                .iter()
+                .map(|l| l.to_bits())
+                .collect::<Vec<_>>(),
+            "{}: a 2-rank resume from step {HALF} must repeat the 2-rank run exactly",
+            case.name
+        );
+        assert_eq!(
+            rh0, h0,
+            "{}: resumed parameters differ from the uninterrupted run",
+            case.name
+        );
+        eprintln!(
+            "{}: worst relative loss difference {worst:.2e}; last step (ms): compute {:.2} \
+             readback {:.2} all-reduce {:.2} update {:.2}",
+            case.name, t0[0], t0[1], t0[2], t0[3]
+        );
+    }
+    std::fs::remove_dir_all(&out).ok();
+}
+
+/// With one rank the communicator changes nothing: the same single-submit step, bitwise.
+#[test]
+fn a_single_process_communicator_changes_nothing() {
+    if std::env::var_os(OUT).is_some() {
+        return;
+    }
+    let gpu = common::gpu();
+    let case = CASES[3];
+    let bits =
+        |t: &mut Trainer| -> Vec<u32> { run(t, case, 0..10).iter().map(|l| l.to_bits()).collect() };
+    let mut plain = Trainer::new(
+        Rnn::new(gpu, rnn_config(case), 1).unwrap(),
+        train_config(case),
+    )
+    .unwrap();
+    let mut with = Trainer::new(
+        Rnn::new(gpu, rnn_config(case), 1).unwrap(),
+        train_config(case),
+    )
+    .unwrap()
+    .with_communicator(Arc::new(SingleProcess), 1)
+    .unwrap();
+    assert_eq!(bits(&mut plain), bits(&mut with));
+    assert_eq!(with.last_step_stats().submits, 1);
+    assert!(with.last_step_times().is_none());
+    assert_eq!(param_hash(&plain), param_hash(&with));
+}
+
+/// `mpirun -np 2 wgpu-rnn train`: rank 0 writes the checkpoint and the log, both exit 0.
+#[test]
+fn the_cli_trains_under_mpirun() {
+    if std::env::var_os(OUT).is_some() {
+        return;
+    }
+    let out = out_dir("cli");
+    let save = out.join("sine.safetensors");
+    let output = Command::new("mpirun")
+        .args(["-np", "2", "--oversubscribe", "--allow-run-as-root"])
+        .arg(env!("CARGO_BIN_EXE_wgpu-rnn"))
+        .args([
+            "train", "--task", "sine", "--steps", "6", "--hidden", "16", "--batch", "5",
+        ])
+        .arg("--save")
+        .arg(&save)
+        .output()
+        .expect("mpirun");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{err}");
+    assert!(err.contains("rank 1 of 2"), "{err}");
+    let ck = Checkpoint::load(&save).unwrap();
+    assert_eq!(ck.step, 6);
+    std::fs::remove_dir_all(&out).ok();
+}
