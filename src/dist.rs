@@ -217,6 +217,6 @@ mod tests {
         let mut b = a;
         b[2] = f32::from_bits(b[2].to_bits() ^ 1);
         assert_ne!(checksum([&a[..]]), checksum([&b[..]]));
-        assert_eq!(same_everywhere(&SingleProcess, 7).unwrap(), true);
+        assert!(same_everywhere(&SingleProcess, 7).unwrap());
     }
 }

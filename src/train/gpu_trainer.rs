@@ -715,7 +715,7 @@ impl Trainer {
             };
         }
         let check_every = self.dist.as_ref().map_or(0, |d| d.check_every);
-        if check_every > 0 && self.step % check_every == 0 {
+        if check_every > 0 && self.step.is_multiple_of(check_every) {
             self.check_replicas(comm.as_ref())?;
         }
         let norm = stats[..self.parts].iter().sum::<f32>().sqrt();
