@@ -764,6 +764,7 @@ fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
         }
     };
     let t0 = Instant::now();
+    let mut split = Vec::new();
     let mut tokens = 0u64;
     let mut stopped = 0usize;
     for step in start..a.steps {
@@ -772,6 +773,9 @@ fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
             trainer.reset_state();
         }
         let s = trainer.step(&batch)?;
+        if let Some(times) = trainer.step_times() {
+            split.push(times);
+        }
         tokens += (batch.t * batch.b) as u64;
         let rate = tokens as f64 / t0.elapsed().as_secs_f64();
         if s.skipped {
@@ -859,6 +863,23 @@ fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
             "trained {} steps in {elapsed:.1} s: {:.0} tokens/s",
             trainer.steps() - start,
             tokens as f64 / elapsed
+        );
+    }
+    if root && !split.is_empty() {
+        let median = |f: fn(&wgpu_rnn::train::StepTimes) -> f64| {
+            let mut v: Vec<f64> = split.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        eprintln!(
+            "data-parallel step over {} ranks, medians of {} steps: compute {:.2} ms, \
+             readback {:.2} ms, all-reduce {:.2} ms, upload and update {:.2} ms",
+            comm.size(),
+            split.len(),
+            median(|t| t.compute_ms),
+            median(|t| t.readback_ms),
+            median(|t| t.all_reduce_ms),
+            median(|t| t.update_ms)
         );
     }
     if last_val.is_finite() {

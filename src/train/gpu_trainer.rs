@@ -731,6 +731,10 @@ impl Trainer {
 }
 
 impl Train for Trainer {
+    fn step_times(&self) -> Option<StepTimes> {
+        self.last_step_times()
+    }
+
     fn step(&mut self, batch: &Batch) -> Result<StepStats> {
         if self.dist.is_some() {
             return self.run_step_dist(batch);

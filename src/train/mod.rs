@@ -512,6 +512,10 @@ pub type Moments = (Params<Vec<f32>>, Params<Vec<f32>>);
 pub trait Train {
     /// One step: forward, loss, backward, clip, update.
     fn step(&mut self, batch: &Batch) -> Result<StepStats>;
+    /// Where the last data-parallel step's time went (None: a single-process step).
+    fn step_times(&self) -> Option<StepTimes> {
+        None
+    }
     /// The mean loss on a batch, from h_0 = 0, without changing anything.
     fn evaluate(&mut self, batch: &Batch) -> Result<f32>;
     /// Current parameters.
