@@ -174,7 +174,13 @@ fn log_softmax(row: &[f64], out: &mut [f64]) {
 fn row_forward_backward(lp: &[f64], c: usize, target: &[u32], blank: u32) -> (f64, Vec<f64>) {
     let len = lp.len() / c;
     let s_len = 2 * target.len() + 1;
-    let ext = |s: usize| if s.is_multiple_of(2) { blank } else { target[s / 2] };
+    let ext = |s: usize| {
+        if s.is_multiple_of(2) {
+            blank
+        } else {
+            target[s / 2]
+        }
+    };
     // The skip from s − 2 to s (forward), i.e. from s to s − 2 backward.
     let skip = |s: usize| s >= 2 && ext(s) != blank && ext(s) != ext(s - 2);
     let neg = f64::NEG_INFINITY;

@@ -366,8 +366,7 @@ fn bench(a: BenchArgs) -> Result<()> {
                 let parts = bench::profile_gpu(gpu, shape)?;
                 let total: f64 = parts.iter().map(|p| p.1).sum();
                 if a.json {
-                    let parts: Vec<(&str, f64)> =
-                        parts.iter().map(|(k, ms)| (*k, *ms)).collect();
+                    let parts: Vec<(&str, f64)> = parts.iter().map(|(k, ms)| (*k, *ms)).collect();
                     println!("{}", bench::profile_json(shape, &parts));
                 } else {
                     let parts: Vec<String> = parts

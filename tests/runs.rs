@@ -339,7 +339,11 @@ fn save_every_survives_a_hard_kill() {
     signal(&child, "-KILL");
     let _ = child.wait();
     let ck = Checkpoint::load(&save).unwrap();
-    assert!(ck.step >= 20 && ck.step.is_multiple_of(10), "step {}", ck.step);
+    assert!(
+        ck.step >= 20 && ck.step.is_multiple_of(10),
+        "step {}",
+        ck.step
+    );
 }
 
 /// `sample --temperature 0` is greedy (the same text whatever the seed); a negative

@@ -13,7 +13,8 @@ use crate::error::Result;
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const CELL: &str = include_str!("../../shaders/cell.wgsl");
 const RECURRENCE: &str = include_str!("../../shaders/recurrence.wgsl");
-const RECURRENCE_FORWARD_COMMON: &str = include_str!("../../shaders/recurrence_forward_common.wgsl");
+const RECURRENCE_FORWARD_COMMON: &str =
+    include_str!("../../shaders/recurrence_forward_common.wgsl");
 const FIRST_UNIFORM: &str = include_str!("../../shaders/first_uniform.wgsl");
 const FIRST_IMMEDIATE: &str = include_str!("../../shaders/first_immediate.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
@@ -137,7 +138,13 @@ pub(crate) const MASK_ROWS: KernelDef = KernelDef {
 pub(crate) const RECURRENCE_FORWARD: KernelDef = KernelDef {
     entry: "recurrence_forward",
     source: include_str!("../../shaders/recurrence_forward.wgsl"),
-    prelude: &[COMMON, CELL, RECURRENCE, FIRST_UNIFORM, RECURRENCE_FORWARD_COMMON],
+    prelude: &[
+        COMMON,
+        CELL,
+        RECURRENCE,
+        FIRST_UNIFORM,
+        RECURRENCE_FORWARD_COMMON,
+    ],
     bindings: &[Read, Read, Read, ReadWrite, ReadWrite, Read],
     uniform_size: size::<SeqUniform>(),
     requires: wgpu::Features::empty(),
@@ -161,7 +168,13 @@ pub(crate) const RECURRENCE_BACKWARD: KernelDef = KernelDef {
 /// [`RECURRENCE_FORWARD`] taking its first iteration from an immediate, so that the
 /// stepwise path changes only that between steps.
 pub(crate) const RECURRENCE_FORWARD_IMMEDIATE: KernelDef = KernelDef {
-    prelude: &[COMMON, CELL, RECURRENCE, FIRST_IMMEDIATE, RECURRENCE_FORWARD_COMMON],
+    prelude: &[
+        COMMON,
+        CELL,
+        RECURRENCE,
+        FIRST_IMMEDIATE,
+        RECURRENCE_FORWARD_COMMON,
+    ],
     requires: wgpu::Features::IMMEDIATES,
     immediate_size: 4,
     ..RECURRENCE_FORWARD
@@ -179,7 +192,13 @@ pub(crate) const RECURRENCE_FORWARD_SUBGROUP: KernelDef = KernelDef {
 
 /// [`RECURRENCE_FORWARD_SUBGROUP`] taking its first iteration from an immediate.
 pub(crate) const RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE: KernelDef = KernelDef {
-    prelude: &[COMMON, CELL, RECURRENCE, FIRST_IMMEDIATE, RECURRENCE_FORWARD_COMMON],
+    prelude: &[
+        COMMON,
+        CELL,
+        RECURRENCE,
+        FIRST_IMMEDIATE,
+        RECURRENCE_FORWARD_COMMON,
+    ],
     requires: wgpu::Features::SUBGROUP.union(wgpu::Features::IMMEDIATES),
     immediate_size: 4,
     ..RECURRENCE_FORWARD_SUBGROUP
