@@ -504,6 +504,24 @@ impl Trainer {
         profiler.read(self.rnn.gpu())
     }
 
+    /// Drops a carried state that was carried for another batch size than `b` rows.
+    fn fit_carry(&mut self, b: usize) {
+        let shape = self.rnn.config().state_shape(b);
+        if self.carry.as_ref().is_none_or(|c| c.h.shape() != shape) {
+            self.carry = None;
+        }
+    }
+
+    /// The state a step starts from: the carried one for stateful training, else zeros
+    /// (None).
+    fn start_state(&self) -> Option<&State<GpuTensor>> {
+        if self.config.stateful {
+            self.carry.as_ref()
+        } else {
+            None
+        }
+    }
+
     fn run_step(
         &mut self,
         batch: &Batch,
@@ -511,18 +529,8 @@ impl Trainer {
     ) -> Result<StepStats> {
         let (wi, si) = self.prepare(batch, None)?;
         let b = batch.b;
-        if self
-            .carry
-            .as_ref()
-            .is_none_or(|c| c.h.shape() != self.rnn.config().state_shape(b))
-        {
-            self.carry = None;
-        }
-        let init = if self.config.stateful {
-            self.carry.as_ref()
-        } else {
-            None
-        };
+        self.fit_carry(b);
+        let init = self.start_state();
         let recording = std::time::Instant::now();
         let mut enc = self.record_forward_loss(wi, si, init, profiler.as_deref_mut())?;
         let ws = self.rnn.ws(wi);
@@ -634,18 +642,8 @@ impl Trainer {
         let batch = global.rows(crate::dist::share(global.b, comm.rank(), comm.size())?)?;
         let (wi, si) = self.prepare(&batch, Some(scale))?;
         let b = batch.b;
-        if self
-            .carry
-            .as_ref()
-            .is_none_or(|c| c.h.shape() != self.rnn.config().state_shape(b))
-        {
-            self.carry = None;
-        }
-        let init = if self.config.stateful {
-            self.carry.as_ref()
-        } else {
-            None
-        };
+        self.fit_carry(b);
+        let init = self.start_state();
         let mut enc = self.record_forward_loss(wi, si, init, None)?;
         self.rnn.record_backward(wi, &mut enc, None, None)?;
         let carry = match self.carry.take() {
