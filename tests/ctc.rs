@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -22,33 +21,10 @@ struct CtcFixture {
 
 impl CtcFixture {
     fn load(name: &str) -> CtcFixture {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(format!("{name}.safetensors"));
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let bytes = common::fixture_bytes(name);
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
         let meta = header.metadata().clone().unwrap_or_default();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let tensors = st
-            .tensors()
-            .into_iter()
-            .map(|(k, v)| {
-                let data: Vec<f64> = match v.dtype() {
-                    safetensors::Dtype::F32 => v
-                        .data()
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-                        .collect(),
-                    safetensors::Dtype::F64 => v
-                        .data()
-                        .chunks_exact(8)
-                        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-                        .collect(),
-                    d => panic!("{name}: {k} is {d:?}"),
-                };
-                (k, (v.shape().to_vec(), data))
-            })
-            .collect();
+        let tensors = common::tensors_f64(name, &bytes);
         CtcFixture {
             name: name.into(),
             meta,

@@ -8,9 +8,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use safetensors::SafeTensors;
 use wgpu_rnn::interop::{parse_torch, TorchModel};
 use wgpu_rnn::{cpu, CellKind, Rnn, State};
 
@@ -24,32 +21,9 @@ struct Fixture {
 
 impl Fixture {
     fn load(name: &str) -> Fixture {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(format!("{name}.safetensors"));
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let bytes = common::fixture_bytes(name);
         let model = parse_torch(&bytes, None).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let st = SafeTensors::deserialize(&bytes).unwrap();
-        let tensors = st
-            .tensors()
-            .into_iter()
-            .map(|(k, v)| {
-                let data: Vec<f64> = match v.dtype() {
-                    safetensors::Dtype::F32 => v
-                        .data()
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-                        .collect(),
-                    safetensors::Dtype::F64 => v
-                        .data()
-                        .chunks_exact(8)
-                        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-                        .collect(),
-                    d => panic!("{name}: {k} is {d:?}"),
-                };
-                (k, (v.shape().to_vec(), data))
-            })
-            .collect();
+        let tensors = common::tensors_f64(name, &bytes);
         Fixture {
             name: name.to_string(),
             model,

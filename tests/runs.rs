@@ -2,6 +2,8 @@
 //! flags a run does not use are errors, Ctrl-C / SIGTERM save and exit 130 / 143,
 //! `--save-every` and `--keep-best` keep checkpoints, `--resume` continues the run.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,14 +25,7 @@ fn s(p: &Path) -> String {
 
 /// (exit code, stdout, stderr); a panic is a failure.
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).output().expect("run wgpu-rnn");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        err,
-    )
+    common::run_cli(args)
 }
 
 fn fails_with(args: &[&str], needle: &str) {

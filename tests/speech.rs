@@ -2,20 +2,13 @@
 //! espeak-ng (examples/speech-digits.sh): `train --task speech` lowers the held-out
 //! character error rate, `transcribe` prints a line per file, and misuse is refused.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_wgpu-rnn");
-
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).output().expect("run wgpu-rnn");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        err,
-    )
+    common::run_cli(args)
 }
 
 /// A corpus of `n` utterances in a fresh folder (fails, with the fix, without espeak-ng).

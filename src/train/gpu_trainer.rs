@@ -504,6 +504,19 @@ impl Trainer {
         profiler.read(self.rnn.gpu())
     }
 
+    /// A step's stats from its readback: the gradient norm's partial sums, then the loss.
+    fn step_stats(&self, stats: &[f32], lr: f32) -> StepStats {
+        let norm = stats[..self.parts].iter().sum::<f32>().sqrt();
+        let loss = stats[self.parts];
+        StepStats {
+            loss,
+            grad_norm: norm,
+            skipped: !(norm.is_finite() && loss.is_finite()),
+            step: self.step,
+            lr,
+        }
+    }
+
     /// Drops a carried state that was carried for another batch size than `b` rows.
     fn fit_carry(&mut self, b: usize) {
         let shape = self.rnn.config().state_shape(b);
@@ -568,15 +581,7 @@ impl Trainer {
         // The update changed the weights the forward state was computed with.
         self.rnn.forget_forward();
         let stats = stats?;
-        let norm = stats[..self.parts].iter().sum::<f32>().sqrt();
-        let loss = stats[self.parts];
-        Ok(StepStats {
-            loss,
-            grad_norm: norm,
-            skipped: !(norm.is_finite() && loss.is_finite()),
-            step: self.step,
-            lr: hyper.lr,
-        })
+        Ok(self.step_stats(&stats, hyper.lr))
     }
 }
 
@@ -716,15 +721,7 @@ impl Trainer {
         if check_every > 0 && self.step.is_multiple_of(check_every) {
             self.check_replicas(comm.as_ref())?;
         }
-        let norm = stats[..self.parts].iter().sum::<f32>().sqrt();
-        let loss = stats[self.parts];
-        Ok(StepStats {
-            loss,
-            grad_norm: norm,
-            skipped: !(norm.is_finite() && loss.is_finite()),
-            step: self.step,
-            lr: hyper.lr,
-        })
+        Ok(self.step_stats(&stats, hyper.lr))
     }
 }
 

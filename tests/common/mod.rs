@@ -231,3 +231,53 @@ pub fn compare_on_with_reference(
         assert_close(&format!("{tag} d init {k}"), gv, cv, tol * steps, 1e-3);
     }
 }
+
+/// The tensors of a safetensors file, widened to f64: name -> (shape, values).
+pub type Tensors = std::collections::HashMap<String, (Vec<usize>, Vec<f64>)>;
+
+/// The bytes of `tests/fixtures/<name>.safetensors`.
+pub fn fixture_bytes(name: &str) -> Vec<u8> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.safetensors"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every F32 or F64 tensor of a fixture file's `bytes`, as f64.
+pub fn tensors_f64(name: &str, bytes: &[u8]) -> Tensors {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(k, v)| {
+            let data: Vec<f64> = match v.dtype() {
+                safetensors::Dtype::F32 => v
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                    .collect(),
+                safetensors::Dtype::F64 => v
+                    .data()
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                    .collect(),
+                d => panic!("{name}: {k} is {d:?}"),
+            };
+            (k, (v.shape().to_vec(), data))
+        })
+        .collect()
+}
+
+/// Runs the CLI: (exit code, stdout, stderr); a panic is a test failure.
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgpu-rnn"))
+        .args(args)
+        .output()
+        .expect("run wgpu-rnn");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        err,
+    )
+}
