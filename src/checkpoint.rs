@@ -49,7 +49,8 @@ impl Checkpoint {
     /// Everything a trainer holds: its model config, parameters, optimizer moments, step
     /// and carried state, for task `task` (and its vocabulary, for text). `extra` records
     /// the optimizer (`optimizer`, `lr`, `momentum`, `weight_decay`, `lr_schedule`);
-    /// add more (a seed) to it before saving.
+    /// add more (a seed) to it before saving. With data-parallel training every rank must
+    /// call this (the carried state is gathered from all ranks), even if only one saves.
     pub fn from_trainer<T: Train + ?Sized>(
         trainer: &T,
         task: &str,

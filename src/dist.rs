@@ -24,6 +24,8 @@ pub trait Communicator: Send + Sync {
     fn broadcast_f32(&self, buf: &mut [f32]) -> Result<()>;
     /// Replaces `buf` with rank 0's `buf` (same length on every rank).
     fn broadcast_bytes(&self, buf: &mut [u8]) -> Result<()>;
+    /// Every rank's `local` (lengths may differ), in rank order, on every rank.
+    fn all_gather_f32(&self, local: &[f32]) -> Result<Vec<Vec<f32>>>;
     /// Whether `ok` holds on every rank (every rank gets the same answer).
     fn all_agree(&self, ok: bool) -> Result<bool>;
     /// Ends every rank of the job with `code` after printing `why` (a failing rank must
@@ -54,6 +56,9 @@ impl Communicator for SingleProcess {
     }
     fn broadcast_bytes(&self, _: &mut [u8]) -> Result<()> {
         Ok(())
+    }
+    fn all_gather_f32(&self, local: &[f32]) -> Result<Vec<Vec<f32>>> {
+        Ok(vec![local.to_vec()])
     }
     fn all_agree(&self, ok: bool) -> Result<bool> {
         Ok(ok)
@@ -110,8 +115,10 @@ mod mpi_comm {
     use super::Communicator;
     use crate::error::{Error, Result};
     use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
+    use mpi::datatype::PartitionMut;
     use mpi::environment::Threading;
     use mpi::topology::{Communicator as _, SimpleCommunicator};
+    use mpi::Count;
     use std::sync::Mutex;
 
     /// MPI's world communicator. Holds the MPI environment: MPI is finalized when this is
@@ -175,6 +182,34 @@ mod mpi_comm {
         fn broadcast_bytes(&self, buf: &mut [u8]) -> Result<()> {
             self.world().process_at_rank(0).broadcast_into(buf);
             Ok(())
+        }
+        fn all_gather_f32(&self, local: &[f32]) -> Result<Vec<Vec<f32>>> {
+            let too_long = || {
+                Error::Distributed(format!(
+                    "{} values to gather: MPI counts them in 32 bits",
+                    local.len()
+                ))
+            };
+            let mine = Count::try_from(local.len()).map_err(|_| too_long())?;
+            let world = self.world();
+            let mut counts: Vec<Count> = vec![0; self.size];
+            world.all_gather_into(&mine, &mut counts[..]);
+            let mut displs = Vec::with_capacity(self.size);
+            let mut total: Count = 0;
+            for &c in &counts {
+                displs.push(total);
+                total = total.checked_add(c).ok_or_else(too_long)?;
+            }
+            let mut all = vec![0.0f32; total as usize];
+            {
+                let mut parts = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
+                world.all_gather_varcount_into(local, &mut parts);
+            }
+            Ok(counts
+                .iter()
+                .zip(&displs)
+                .map(|(&c, &d)| all[d as usize..(d + c) as usize].to_vec())
+                .collect())
         }
         fn all_agree(&self, ok: bool) -> Result<bool> {
             let mine = ok as i32;

@@ -158,12 +158,23 @@ fn export(a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
+/// `info`; under mpirun (feature `mpi`) every rank prints its lines, prefixed by its rank,
+/// for the adapter `train` would give it.
 fn info() -> Result<()> {
+    let comm = cmd::ranks::communicator()?;
+    let prefix = if comm.size() > 1 {
+        format!("rank {} of {}: ", comm.rank(), comm.size())
+    } else {
+        String::new()
+    };
+    macro_rules! println {
+        ($($arg:tt)*) => { std::println!("{prefix}{}", format!($($arg)*)) };
+    }
     let options = GpuOptions::from_env();
     for a in Gpu::adapters(&options) {
         println!("found:   {a}");
     }
-    let gpu = Gpu::with_options(&options)?;
+    let gpu = cmd::ranks::gpu_for_rank(comm.rank())?;
     let l = gpu.limits();
     println!("chosen:  {}", gpu.adapter());
     println!(

@@ -37,37 +37,67 @@ struct Case {
     name: &'static str,
     cell: CellKind,
     loss: LossKind,
+    /// Truncated BPTT: each step starts from the last one's final state.
+    stateful: bool,
+    bidirectional: bool,
 }
 
-const CASES: [Case; 4] = [
+const fn case(name: &'static str, cell: CellKind, loss: LossKind, stateful: bool) -> Case {
     Case {
-        name: "elman-mse",
-        cell: CellKind::Rnn,
-        loss: LossKind::Mse,
-    },
+        name,
+        cell,
+        loss,
+        stateful,
+        bidirectional: false,
+    }
+}
+
+const CTC: LossKind = LossKind::Ctc {
+    blank: 0,
+    zero_infinity: false,
+};
+
+const CASES: [Case; 8] = [
+    case("elman-mse", CellKind::Rnn, LossKind::Mse, false),
+    case("elman-xent", CellKind::Rnn, LossKind::CrossEntropy, false),
+    case("lstm-mse", CellKind::Lstm, LossKind::Mse, false),
+    case("lstm-xent", CellKind::Lstm, LossKind::CrossEntropy, false),
+    // Each rank carries its own rows' state; a checkpoint gathers them all.
+    case(
+        "elman-xent-stateful",
+        CellKind::Rnn,
+        LossKind::CrossEntropy,
+        true,
+    ),
+    case("lstm-mse-stateful", CellKind::Lstm, LossKind::Mse, true),
+    case("gru-ctc", CellKind::Gru, CTC, false),
     Case {
-        name: "elman-xent",
-        cell: CellKind::Rnn,
-        loss: LossKind::CrossEntropy,
-    },
-    Case {
-        name: "lstm-mse",
-        cell: CellKind::Lstm,
-        loss: LossKind::Mse,
-    },
-    Case {
-        name: "lstm-xent",
-        cell: CellKind::Lstm,
-        loss: LossKind::CrossEntropy,
+        bidirectional: true,
+        ..case("lstm-ctc-bidirectional", CellKind::Lstm, CTC, false)
     },
 ];
 
-/// The global batch of `step`, the same on every rank; weights are uneven and some 0.
+/// The global batch of `step`, the same on every rank; weights are uneven and some 0
+/// (CTC: rows of 3..=T steps, targets of 1..=2 labels, weights 1).
 fn batch(case: Case, step: u64) -> Batch {
     let mut rng = ChaCha8Rng::seed_from_u64(1000 + step);
     let x: Vec<f32> = (0..T * B * I)
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
+    if let LossKind::Ctc { .. } = case.loss {
+        let rows: Vec<Vec<u32>> = (0..B)
+            .map(|_| {
+                let u = rng.random_range(1..=2);
+                (0..u).map(|_| rng.random_range(1..O as u32)).collect()
+            })
+            .collect();
+        let lengths = (0..B).map(|_| rng.random_range(3..=T)).collect();
+        let labels = Targets::Labels(wgpu_rnn::ctc::Labels::from_rows(&rows));
+        return Batch::new(T, B, x, labels)
+            .unwrap()
+            .with_lengths(lengths)
+            .unwrap();
+    }
     let targets = match case.loss {
         LossKind::Mse => Targets::Values(
             (0..T * B * O)
@@ -87,11 +117,14 @@ fn train_config(case: Case) -> TrainConfig {
     let mut tc = TrainConfig::new(OptimizerConfig::new(OptimizerKind::Adam, 0.02), case.loss);
     // Small enough that most steps clip: the norm must be the reduced gradient's.
     tc.clip_norm = Some(0.3);
+    tc.stateful = case.stateful;
     tc
 }
 
 fn rnn_config(case: Case) -> RnnConfig {
-    RnnConfig::new(I, H, O).with_cell(case.cell)
+    RnnConfig::new(I, H, O)
+        .with_cell(case.cell)
+        .with_bidirectional(case.bidirectional)
 }
 
 fn run(trainer: &mut Trainer, case: Case, steps: std::ops::Range<u64>) -> Vec<f32> {
@@ -167,11 +200,10 @@ fn rank_program() {
             (HALF, run(&mut trainer, case, HALF..STEPS))
         } else {
             let mut l = run(&mut trainer, case, 0..HALF);
+            // Every rank builds the checkpoint (it gathers the ranks' carried states).
+            let ck = Checkpoint::from_trainer(&trainer, "test", None).unwrap();
             if comm.is_root() {
-                Checkpoint::from_trainer(&trainer, "test", None)
-                    .unwrap()
-                    .save(&ck_path)
-                    .unwrap();
+                ck.save(&ck_path).unwrap();
             }
             assert!(comm.all_agree(true).unwrap());
             l.extend(run(&mut trainer, case, HALF..STEPS));
@@ -229,7 +261,23 @@ fn two_ranks_match_one_process_and_resume_exactly() {
     for case in CASES {
         let rnn = Rnn::new(gpu, rnn_config(case), 1).unwrap();
         let mut one = Trainer::new(rnn, train_config(case)).unwrap();
-        let single = run(&mut one, case, 0..STEPS);
+        let mut single = run(&mut one, case, 0..HALF);
+        // The 2-rank checkpoint holds the whole batch's carried state, rows in order.
+        let ck = Checkpoint::load(&out.join(format!("{}.safetensors", case.name))).unwrap();
+        let (b, carried) = ck.carry.clone().expect("a carried state in the checkpoint");
+        let (b1, mine) = one.carry().unwrap().unwrap();
+        assert_eq!((b, b1), (B, B), "{}", case.name);
+        for (got, want) in carried.tensors().into_iter().zip(mine.tensors()) {
+            assert_eq!(got.len(), want.len(), "{}", case.name);
+            for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                    "{} carried state [{k}]: 2 ranks {g} vs 1 process {w}",
+                    case.name
+                );
+            }
+        }
+        single.extend(run(&mut one, case, HALF..STEPS));
         let (l0, h0, t0) = read_json(&out.join(format!("{}.train.rank0.json", case.name)));
         let (l1, h1, _) = read_json(&out.join(format!("{}.train.rank1.json", case.name)));
         assert_eq!(h0, h1, "{}: the ranks' parameters differ", case.name);
@@ -267,6 +315,25 @@ fn two_ranks_match_one_process_and_resume_exactly() {
             "{}: resumed parameters differ from the uninterrupted run",
             case.name
         );
+        // One process resumes the 2-rank checkpoint too (its rows re-split into one).
+        let mut alone = Trainer::new(
+            Rnn::from_params(gpu, ck.config.clone(), &ck.params).unwrap(),
+            train_config(case),
+        )
+        .unwrap();
+        ck.restore_into(&mut alone).unwrap();
+        for (s, (d, o)) in l0[HALF as usize..]
+            .iter()
+            .zip(run(&mut alone, case, HALF..STEPS))
+            .enumerate()
+        {
+            assert!(
+                ((d - o) as f64).abs() <= 1e-5 * (o as f64).abs().max(1e-12),
+                "{} step {}: 2 ranks {d} vs one process resuming their checkpoint {o}",
+                case.name,
+                HALF as usize + s + 1
+            );
+        }
         eprintln!(
             "{}: worst relative loss difference {worst:.2e}; last step (ms): compute {:.2} \
              readback {:.2} all-reduce {:.2} update {:.2}",
@@ -311,21 +378,157 @@ fn the_cli_trains_under_mpirun() {
         return;
     }
     let out = out_dir("cli");
-    let save = out.join("sine.safetensors");
+    let save = out.join("sine.safetensors").display().to_string();
+    let (_, err) = mpirun_cli(&[
+        "train", "--task", "sine", "--steps", "6", "--hidden", "16", "--batch", "5", "--save",
+        &save,
+    ]);
+    assert!(err.contains("rank 1 of 2"), "{err}");
+    let ck = Checkpoint::load(Path::new(&save)).unwrap();
+    assert_eq!(ck.step, 6);
+    std::fs::remove_dir_all(&out).ok();
+
+    // `info` under mpirun: each rank names the adapter it would train on.
+    let (text, _) = mpirun_cli(&["info"]);
+    for r in 0..2 {
+        assert!(text.contains(&format!("rank {r} of 2: chosen: ")), "{text}");
+    }
+}
+
+/// Runs `mpirun -np 2 wgpu-rnn ARGS`, which must succeed; its (stdout, stderr).
+fn mpirun_cli(args: &[&str]) -> (String, String) {
     let output = Command::new("mpirun")
         .args(["-np", "2", "--oversubscribe", "--allow-run-as-root"])
         .arg(env!("CARGO_BIN_EXE_wgpu-rnn"))
-        .args([
-            "train", "--task", "sine", "--steps", "6", "--hidden", "16", "--batch", "5",
-        ])
-        .arg("--save")
-        .arg(&save)
+        .args(args)
         .output()
-        .expect("mpirun");
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{err}");
+        .expect("mpirun (install Open MPI: Debian openmpi-bin)");
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{args:?}: {err}");
+    (String::from_utf8_lossy(&output.stdout).into_owned(), err)
+}
+
+fn bits(ck: &Checkpoint) -> (Vec<u32>, Vec<u32>) {
+    let params = ck.params.tensors().into_iter().flatten();
+    let (_, carry) = ck.carry.as_ref().expect("a carried state");
+    let carry = carry.tensors().into_iter().flatten();
+    (
+        params.map(|v| v.to_bits()).collect(),
+        carry.map(|v| v.to_bits()).collect(),
+    )
+}
+
+/// Stateful text training under 2 ranks, stopped and resumed under 2 ranks, ends bit for
+/// bit where the uninterrupted 2-rank run does (each rank's streams' state is kept in the
+/// checkpoint); one process may resume it too.
+#[test]
+fn the_cli_resumes_stateful_text_under_mpirun_exactly() {
+    if std::env::var_os(OUT).is_some() {
+        return;
+    }
+    let out = out_dir("text");
+    let path = |name: &str| out.join(name).display().to_string();
+    let common = [
+        "--hidden",
+        "16",
+        "--batch",
+        "5",
+        "--seq",
+        "12",
+        "--sample-len",
+        "0",
+    ];
+    fn train<'a>(steps: &'a str, save: &'a str, common: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["train", "--task", "text", "--steps", steps, "--save", save];
+        args.extend(common);
+        args
+    }
+    let whole = path("whole.safetensors");
+    let parts = path("parts.safetensors");
+    mpirun_cli(&train("8", &whole, &common));
+    mpirun_cli(&train("4", &parts, &common));
+    let half = Checkpoint::load(Path::new(&parts)).unwrap();
+    assert_eq!(
+        half.carry.as_ref().map(|c| c.0),
+        Some(5),
+        "the whole batch's state"
+    );
+    assert_eq!(half.extra.get("train.ranks").map(String::as_str), Some("2"));
+    let (_, err) = mpirun_cli(&["train", "--resume", &parts, "--steps", "8"]);
+    assert!(!err.contains("resuming a run trained by"), "{err}");
+    let (a, b) = (
+        Checkpoint::load(Path::new(&whole)).unwrap(),
+        Checkpoint::load(Path::new(&parts)).unwrap(),
+    );
+    assert_eq!(b.step, 8);
+    assert!(
+        bits(&a) == bits(&b),
+        "a 2-rank run resumed at step 4 must end where the uninterrupted one does"
+    );
+
+    // A different number of ranks (one process here) re-splits the state and says so.
+    std::fs::copy(out.join("whole.safetensors"), out.join("one.safetensors")).unwrap();
+    let one = Command::new(env!("CARGO_BIN_EXE_wgpu-rnn"))
+        .args([
+            "train",
+            "--resume",
+            &path("one.safetensors"),
+            "--steps",
+            "9",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&one.stderr);
+    assert!(one.status.success(), "{err}");
+    assert!(
+        err.contains("resuming a run trained by 2 rank(s) with 1"),
+        "{err}"
+    );
+    let one = Checkpoint::load(&out.join("one.safetensors")).unwrap();
+    assert_eq!(one.step, 9);
+    assert_eq!(one.extra.get("train.ranks").map(String::as_str), Some("1"));
+    std::fs::remove_dir_all(&out).ok();
+}
+
+/// Speech (CTC) trains under mpirun: each rank takes its utterances of the batch.
+#[test]
+fn the_cli_trains_speech_under_mpirun() {
+    if std::env::var_os(OUT).is_some() {
+        return;
+    }
+    let out = out_dir("speech");
+    std::fs::create_dir_all(out.join("audio")).unwrap();
+    let mut manifest = String::from("path,transcript\n");
+    let rate = 16_000;
+    for i in 0..12usize {
+        let file = format!("audio/u{i}.wav");
+        let hz = 200.0 + 60.0 * i as f32;
+        let samples: Vec<f32> = (0..3200 + 400 * (i % 5))
+            .map(|k| 0.3 * (std::f32::consts::TAU * hz * k as f32 / rate as f32).sin())
+            .collect();
+        wgpu_rnn::audio::write_wav(&out.join(&file), &samples, rate).unwrap();
+        let transcript: String = "abc".chars().take(1 + i % 3).collect();
+        manifest += &format!("{file},{transcript}\n");
+    }
+    std::fs::write(out.join("train.csv"), manifest).unwrap();
+    let save = out.join("speech.safetensors");
+    let (_, err) = mpirun_cli(&[
+        "train",
+        "--task",
+        "speech",
+        "--manifest",
+        &out.join("train.csv").display().to_string(),
+        "--hidden",
+        "8",
+        "--batch",
+        "4",
+        "--steps",
+        "3",
+        "--save",
+        &save.display().to_string(),
+    ]);
     assert!(err.contains("rank 1 of 2"), "{err}");
-    let ck = Checkpoint::load(&save).unwrap();
-    assert_eq!(ck.step, 6);
+    assert!(err.contains("CER"), "{err}");
+    assert_eq!(Checkpoint::load(&save).unwrap().step, 3);
     std::fs::remove_dir_all(&out).ok();
 }

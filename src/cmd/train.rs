@@ -14,14 +14,16 @@ use std::time::Instant;
 use clap::ValueEnum;
 use wgpu_rnn::checkpoint::Checkpoint;
 use wgpu_rnn::cli::{flag, DeviceArg, OptArg, ScheduleArg, TaskArg, TrainArgs};
-use wgpu_rnn::dist::{Communicator, SingleProcess};
+use wgpu_rnn::dist::Communicator;
+
+use super::ranks::{communicator, gpu_for_rank};
 use wgpu_rnn::metrics::{self, MetricsLog, MetricsRecord};
 use wgpu_rnn::series::{Normalization, Series, SeriesData, NORMALIZATION_KEY};
 use wgpu_rnn::speech::{self, SpeechConfig, SpeechCorpus, SpeechTask};
 use wgpu_rnn::tasks::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
 use wgpu_rnn::{
-    plot, CpuTrainer, Error, Gpu, GpuOptions, LrSchedule, OptimizerConfig, OptimizerKind, Result,
-    Rnn, RnnConfig, Train, TrainConfig, Trainer,
+    plot, CpuTrainer, Error, LrSchedule, OptimizerConfig, OptimizerKind, Result, Rnn, RnnConfig,
+    Train, TrainConfig, Trainer,
 };
 
 /// The hyperparameters a checkpoint records (metadata `train.<id>`) and a resumed run
@@ -215,6 +217,9 @@ fn adopt(a: &mut TrainArgs, ck: &Checkpoint, path: &Path) -> Result<TaskArg> {
 
 /// Checkpoint metadata: the CSV file a series model was trained on.
 const CSV_KEY: &str = "series.csv";
+/// The number of ranks that trained the checkpoint (a record: any number may resume it,
+/// since it holds the whole batch's carried state and the batches do not depend on it).
+const RANKS_KEY: &str = "train.ranks";
 /// Checkpoint metadata: a speech model's manifests.
 const MANIFEST_KEY: &str = "speech.manifest";
 const VALIDATION_MANIFEST_KEY: &str = "speech.validation_manifest";
@@ -394,6 +399,10 @@ struct Run<'a> {
     csv: Option<PathBuf>,
     /// The resumed checkpoint's metadata (empty for a new run).
     resumed: BTreeMap<String, String>,
+    /// Ranks of data-parallel training (1 for one process).
+    ranks: usize,
+    /// Whether this process writes the files (rank 0).
+    root: bool,
 }
 
 impl Run<'_> {
@@ -405,6 +414,7 @@ impl Run<'_> {
         if self.best.is_finite() {
             extra.insert("train.best_validation".into(), self.best.to_string());
         }
+        extra.insert(RANKS_KEY.into(), self.ranks.to_string());
         if let Task::Speech(speech) = self.task {
             extra.extend(speech.corpus.extra());
             for (key, path) in [
@@ -444,9 +454,14 @@ impl Run<'_> {
     }
 
     /// The checkpoint at `path`, then the loss picture beside the main one, drawn from the
-    /// whole metrics log (earlier runs' steps too, after a resume).
+    /// whole metrics log (earlier runs' steps too, after a resume). Every rank calls this
+    /// (the checkpoint gathers each rank's carried state); rank 0 writes.
     fn save(&self, trainer: &dyn Train, path: &Path, log: &MetricsLog) -> Result<()> {
-        self.checkpoint(trainer)?.save(path)?;
+        let ck = self.checkpoint(trainer)?;
+        if !self.root {
+            return Ok(());
+        }
+        ck.save(path)?;
         log.sync()?;
         let (train, val) = metrics::loss_curves(&log.records()?);
         let (title, unit) = match self.task {
@@ -483,56 +498,6 @@ pub fn describe(task: &Task, loss: f32) -> String {
 
 /// Steps between the ranks' check that their parameters are bitwise equal.
 const REPLICA_CHECK_EVERY: u64 = 100;
-
-/// The ranks of this run: MPI's world where a launcher such as mpirun started the process
-/// (built with the feature `mpi`), else this process alone.
-fn communicator() -> Result<Arc<dyn Communicator>> {
-    #[cfg(feature = "mpi")]
-    {
-        let launched = [
-            "OMPI_COMM_WORLD_SIZE",
-            "PMI_SIZE",
-            "PMIX_RANK",
-            "MPI_LOCALNRANKS",
-        ]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some());
-        if launched {
-            return Ok(Arc::new(wgpu_rnn::dist::Mpi::init()?));
-        }
-    }
-    Ok(Arc::new(SingleProcess))
-}
-
-/// Rank r's adapter: the r-th (mod their number) of the adapters of the preferred backend
-/// (GPUs before CPU adapters), unless `WGPU_ADAPTER_NAME` chooses.
-fn gpu_for_rank(rank: usize) -> Result<Gpu> {
-    let opts = GpuOptions::from_env();
-    if opts.adapter_name.is_some() || rank == 0 {
-        return Gpu::with_options(&opts);
-    }
-    let all = Gpu::adapters(&opts);
-    let order = [
-        wgpu::Backend::Vulkan,
-        wgpu::Backend::Metal,
-        wgpu::Backend::Dx12,
-        wgpu::Backend::Gl,
-    ];
-    let Some(backend) = order
-        .into_iter()
-        .find(|b| all.iter().any(|a| a.backend == *b))
-    else {
-        return Gpu::with_options(&opts);
-    };
-    let mut found: Vec<_> = all.into_iter().filter(|a| a.backend == backend).collect();
-    if found.iter().any(|a| a.device_type != wgpu::DeviceType::Cpu) {
-        found.retain(|a| a.device_type != wgpu::DeviceType::Cpu);
-    }
-    match found.len() {
-        0 | 1 => Gpu::with_options(&opts),
-        n => Gpu::with_options(&opts.with_adapter_name(found[rank % n].name.clone())),
-    }
-}
 
 /// Runs `wgpu-rnn train`; the process's exit code (0, or 130/143 after SIGINT/SIGTERM).
 /// Under mpirun (feature `mpi`) every rank runs this; a rank's error ends the whole job.
@@ -684,6 +649,16 @@ fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
         }
     }
     let start = trainer.steps();
+    if let (Some((_, ck)), true) = (&resume, root) {
+        let before = ck.extra.get(RANKS_KEY).map_or("1", String::as_str);
+        if before != comm.size().to_string() {
+            eprintln!(
+                "resuming a run trained by {before} rank(s) with {}: each rank takes its rows \
+                 of the global batch and of the carried state",
+                comm.size()
+            );
+        }
+    }
     let val = task.validation(seed, a.seq, a.batch)?;
     let t_text = match &task {
         Task::Speech(_) => "the batch's longest".to_string(),
@@ -724,6 +699,8 @@ fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
                 .as_ref()
                 .and_then(|(_, ck)| ck.extra.get(CSV_KEY).map(PathBuf::from))
         }),
+        ranks: comm.size(),
+        root,
     };
     // Rank 0 keeps the log, checkpoints and pictures; the other ranks log to scratch.
     let log_path = if root {
@@ -793,7 +770,11 @@ fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
         let done = step + 1 == a.steps;
         let validate = (step + 1) % a.eval_every == 0 || done || stopped != 0;
         let v = if validate {
-            Some(trainer.evaluate(&val)?)
+            // Every rank evaluates the whole validation batch; rank 0's figure decides (a
+            // best-so-far save is a collective, so the ranks must agree on it).
+            let mut v = [trainer.evaluate(&val)?];
+            comm.broadcast_f32(&mut v)?;
+            Some(v[0])
         } else {
             None
         };
@@ -815,7 +796,7 @@ fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
                 describe(&task, v),
                 rate
             );
-            if let Task::Speech(sp) = &task {
+            if let (Task::Speech(sp), true) = (&task, root) {
                 let (cer, wer) = speech::error_rates(
                     gpu.as_ref(),
                     &config,
@@ -831,14 +812,12 @@ fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
             }
             if a.keep_best && v < run.best {
                 run.best = v;
-                if root {
-                    run.save(trainer.as_ref(), &best, &log)?;
-                }
+                run.save(trainer.as_ref(), &best, &log)?;
                 line.push_str("  (best so far)");
             }
             say(line);
         }
-        if root && a.save_every > 0 && (step + 1) % a.save_every == 0 && !done && stopped == 0 {
+        if a.save_every > 0 && (step + 1) % a.save_every == 0 && !done && stopped == 0 {
             run.save(trainer.as_ref(), &save, &log)?;
         }
         bar.set_message(format!("loss {:.4} {:.0} tok/s", s.loss, rate));
@@ -848,6 +827,7 @@ fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
         }
     }
     bar.finish_and_clear();
+    run.save(trainer.as_ref(), &save, &log)?;
     if !root {
         drop(log);
         std::fs::remove_file(&log_path).ok();
@@ -885,7 +865,6 @@ fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
     if last_val.is_finite() {
         println!("final validation: {}", describe(&task, last_val));
     }
-    run.save(trainer.as_ref(), &save, &log)?;
     eprintln!(
         "saved {}, {} and {}",
         save.display(),

@@ -52,13 +52,16 @@ impl CtcBuffers {
         })
     }
 
-    /// Checks (see [`check`]) and uploads the lengths, targets and per-row scales.
+    /// Checks (see [`check`]) and uploads the lengths, targets and per-row scales; the
+    /// mean reduction divides by `batch_rows` rows (this batch's B, or the whole batch's
+    /// when these rows are one rank's share of it).
     pub fn write(
         &self,
         c: usize,
         input_lengths: &[usize],
         targets: &Labels,
         opts: &CtcOptions,
+        batch_rows: usize,
     ) -> Result<()> {
         check([self.t, self.b, c], input_lengths, targets, opts.blank)?;
         check_gpu_limits(c, targets)?;
@@ -81,7 +84,7 @@ impl CtcBuffers {
             }
             rows[r * 4] = input_lengths[r] as f32;
             rows[r * 4 + 1] = target.len() as f32;
-            rows[r * 4 + 2] = opts.row_scale(target.len(), self.b) as f32;
+            rows[r * 4 + 2] = opts.row_scale(target.len(), batch_rows) as f32;
         }
         self.labels.write(&labels)?;
         self.rows.write(&rows)
@@ -172,7 +175,7 @@ pub fn ctc_loss(
     check([t, b, c], input_lengths, targets, opts.blank)?;
     check_gpu_limits(c, targets)?;
     let bufs = CtcBuffers::new(gpu, t, b, targets.max_len())?;
-    bufs.write(c, input_lengths, targets, opts)?;
+    bufs.write(c, input_lengths, targets, opts, b)?;
     let grad = GpuTensor::empty(gpu, &[t, b, c], "CTC gradient")?;
     let mut plan = PlanBuilder::new(gpu);
     plan.section("ctc loss");

@@ -423,16 +423,16 @@ impl Draws {
             .map(|_| (0..n).map(|_| self.gauss()).collect())
             .collect();
         for i in 0..n {
+            let (done, rest) = q.split_at_mut(i);
+            let row = &mut rest[0];
             for _ in 0..2 {
-                for j in 0..i {
-                    let d: f64 = (0..n).map(|k| q[i][k] * q[j][k]).sum();
-                    for k in 0..n {
-                        q[i][k] -= d * q[j][k];
-                    }
+                for prev in done.iter() {
+                    let d: f64 = row.iter().zip(prev).map(|(a, b)| a * b).sum();
+                    row.iter_mut().zip(prev).for_each(|(a, b)| *a -= d * b);
                 }
             }
-            let norm = q[i].iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-300);
-            q[i].iter_mut().for_each(|v| *v /= norm);
+            let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-300);
+            row.iter_mut().for_each(|v| *v /= norm);
         }
         q.into_iter().flatten().map(|v| v as f32).collect()
     }

@@ -29,8 +29,9 @@ struct Dist {
     comm: Arc<dyn Communicator>,
     /// Steps between checks that every rank holds bitwise the same parameters (0: never).
     check_every: u64,
-    /// Rank 0's parameters, moments and step have been broadcast (at the first step, so a
-    /// checkpoint restored after attaching is included).
+    /// Rank 0's parameters, moments, step and carried state have been broadcast (at the
+    /// first step, so a checkpoint restored after attaching is included). From then on
+    /// the trainer's carried state holds this rank's rows only; before, the whole batch's.
     synced: bool,
     times: StepTimes,
 }
@@ -234,21 +235,24 @@ impl Trainer {
     /// rank passes the same global batch to [`Train::step`] and trains on its share of
     /// the rows ([`crate::dist::share`]) with the loss normalized by the whole batch's
     /// weights; the gradients are summed across ranks and every rank applies the same
-    /// update. At the first step rank 0's parameters, optimizer moments and step count
-    /// are broadcast (the carried state of stateful training starts afresh), and every
-    /// `check_every` steps (0: never) the ranks check that their parameters are bitwise
-    /// equal. [`Train::evaluate`] runs the whole batch on each rank. CTC is not split.
+    /// update. CTC's mean divides by the whole batch's rows as well.
+    ///
+    /// At the first step rank 0's parameters, optimizer moments, step count and (for
+    /// stateful training) carried state are broadcast, and each rank keeps its own rows
+    /// of the carried state from then on; every `check_every` steps (0: never) the ranks
+    /// check that their parameters are bitwise equal. [`Train::evaluate`] runs the whole
+    /// batch on each rank.
+    ///
+    /// [`Train::carry`] is then a collective (it gathers every rank's rows into the whole
+    /// batch's state, so a checkpoint resumes exactly under any number of ranks): every
+    /// rank must call it, and so [`crate::checkpoint::Checkpoint::from_trainer`], even if
+    /// only rank 0 saves the file.
     pub fn with_communicator(
         mut self,
         comm: Arc<dyn Communicator>,
         check_every: u64,
     ) -> Result<Self> {
         if comm.size() > 1 {
-            if self.config.loss.ctc_options().is_some() {
-                return Err(Error::Distributed(
-                    "CTC batches are not split across ranks yet; train CTC with one rank".into(),
-                ));
-            }
             self.dist = Some(Dist {
                 comm,
                 check_every,
@@ -304,11 +308,11 @@ impl Trainer {
     }
 
     /// Uploads the batch and returns (model workspace index, step workspace index).
-    /// `scale` replaces the batch's own loss normalizer (a rank's rows use the whole
-    /// batch's).
-    fn prepare(&mut self, batch: &Batch, scale: Option<f32>) -> Result<(usize, usize)> {
+    /// `whole` (the loss normalizer and rows of the whole batch) replaces the batch's own
+    /// when it is a rank's share of a larger batch.
+    fn prepare(&mut self, batch: &Batch, whole: Option<(f32, usize)>) -> Result<(usize, usize)> {
         let own = batch.check(self.rnn.config(), self.config.loss)?;
-        let scale = scale.unwrap_or(own);
+        let (scale, rows) = whole.unwrap_or((own, batch.b));
         let max_u = match &batch.targets {
             Targets::Labels(l) => {
                 crate::gpu::check_ctc_limits(self.rnn.config().output_size, l)?;
@@ -323,7 +327,7 @@ impl Trainer {
             (LossInputs::Ctc(bufs), Targets::Labels(l)) => {
                 let opts = self.config.loss.ctc_options().expect("a CTC loss");
                 let o = self.rnn.config().output_size;
-                bufs.write(o, &batch.input_lengths(), l, &opts)?;
+                bufs.write(o, &batch.input_lengths(), l, &opts, rows)?;
             }
             (
                 LossInputs::Rows {
@@ -602,9 +606,71 @@ impl Trainer {
         let mut step = self.step.to_le_bytes();
         comm.broadcast_bytes(&mut step)?;
         self.step = u64::from_le_bytes(step);
-        self.carry = None;
+        self.broadcast_carry(comm)?;
         self.rnn.forget_forward();
         Ok(())
+    }
+
+    /// Rank 0's carried state (the whole batch's rows, as restored from a checkpoint) on
+    /// every rank, each keeping its own rows; none unless training is stateful.
+    fn broadcast_carry(&mut self, comm: &dyn Communicator) -> Result<()> {
+        let carried = match (&self.carry, self.config.stateful) {
+            (Some(c), true) => Some(c.try_map(GpuTensor::download)?),
+            _ => None,
+        };
+        self.carry = None;
+        let cfg = self.rnn.config().clone();
+        let per_row = cfg.cells() * cfg.hidden_size;
+        let mut rows = (carried.as_ref().map_or(0, |c| c.h.len() / per_row) as u64).to_le_bytes();
+        comm.broadcast_bytes(&mut rows)?;
+        let b = u64::from_le_bytes(rows) as usize;
+        if b == 0 {
+            return Ok(());
+        }
+        let mine = crate::dist::share(b, comm.rank(), comm.size())?;
+        let n = b * per_row;
+        let fresh = || State {
+            h: vec![0.0; n],
+            c: cfg.cell.has_c().then(|| vec![0.0; n]),
+        };
+        let mut whole = match carried {
+            Some(c) if c.h.len() == n => c,
+            _ => fresh(),
+        };
+        let shape = cfg.state_shape(mine.len());
+        let mut part = |v: &mut Vec<f32>| -> Result<GpuTensor> {
+            comm.broadcast_f32(v)?;
+            let rows = state_rows(v, &cfg, b, mine.clone());
+            self.rnn.gpu().tensor(&shape, &rows)
+        };
+        let h = part(&mut whole.h)?;
+        let c = whole.c.as_mut().map(&mut part).transpose()?;
+        self.carry = Some(State { h, c });
+        Ok(())
+    }
+
+    /// The whole batch's carried state from every rank's rows (a collective).
+    fn gather_carry(&self, comm: &dyn Communicator) -> Result<Option<State<Vec<f32>>>> {
+        let local = match &self.carry {
+            Some(c) => Some(c.try_map(GpuTensor::download)?),
+            None => None,
+        };
+        // Every rank steps alike, so all or none carry a state; agree before gathering.
+        if comm.all_agree(local.is_none())? {
+            return Ok(None);
+        }
+        let (true, Some(local)) = (comm.all_agree(local.is_some())?, local) else {
+            return Err(Error::Distributed(
+                "some ranks carry a state and others do not".into(),
+            ));
+        };
+        let cfg = self.rnn.config();
+        let mut join =
+            |v: &Vec<f32>| -> Result<Vec<f32>> { Ok(join_rows(&comm.all_gather_f32(v)?, cfg)) };
+        Ok(Some(State {
+            h: join(&local.h)?,
+            c: local.c.as_ref().map(&mut join).transpose()?,
+        }))
     }
 
     /// Errors on every rank unless every rank holds bitwise rank 0's parameters.
@@ -645,7 +711,7 @@ impl Trainer {
         let started = Instant::now();
         let scale = global.check(self.rnn.config(), self.config.loss)?;
         let batch = global.rows(crate::dist::share(global.b, comm.rank(), comm.size())?)?;
-        let (wi, si) = self.prepare(&batch, Some(scale))?;
+        let (wi, si) = self.prepare(&batch, Some((scale, global.b)))?;
         let b = batch.b;
         self.fit_carry(b);
         let init = self.start_state();
@@ -774,6 +840,12 @@ impl Train for Trainer {
     }
 
     fn carry(&self) -> Result<Option<(usize, State<Vec<f32>>)>> {
+        if let Some(d) = self.dist.as_ref().filter(|d| d.synced) {
+            let per_row = self.rnn.config().cells() * self.rnn.config().hidden_size;
+            return Ok(self
+                .gather_carry(d.comm.as_ref())?
+                .map(|s| (s.h.len() / per_row, s)));
+        }
         self.carry
             .as_ref()
             .map(|c| Ok((c.h.shape()[1], c.try_map(GpuTensor::download)?)))
@@ -805,8 +877,40 @@ impl Train for Trainer {
             }
             None => None,
         };
+        // The whole batch's state and rank 0's moments reach every rank at the next step.
+        if let Some(d) = &mut self.dist {
+            d.synced = false;
+        }
         Ok(())
     }
+}
+
+/// Rows `rows` of each (cell) slice of a host state (L·D, b, H).
+fn state_rows(
+    v: &[f32],
+    cfg: &crate::model::RnnConfig,
+    b: usize,
+    rows: std::ops::Range<usize>,
+) -> Vec<f32> {
+    let h = cfg.hidden_size;
+    (0..cfg.cells())
+        .flat_map(|l| &v[(l * b + rows.start) * h..(l * b + rows.end) * h])
+        .copied()
+        .collect()
+}
+
+/// The state (L·D, Σb, H) whose rows are the ranks' pieces (L·D, b_r, H) in rank order.
+fn join_rows(pieces: &[Vec<f32>], cfg: &crate::model::RnnConfig) -> Vec<f32> {
+    let (cells, h) = (cfg.cells(), cfg.hidden_size);
+    (0..cells)
+        .flat_map(|l| {
+            pieces.iter().flat_map(move |p| {
+                let b = p.len() / (cells * h);
+                &p[l * b * h..(l + 1) * b * h]
+            })
+        })
+        .copied()
+        .collect()
 }
 
 impl Trainer {

@@ -441,7 +441,7 @@ impl Batch {
 
 impl Batch {
     /// The batch of rows `rows` only (time-major: each step's slice of those rows), for a
-    /// rank of data-parallel training. CTC label targets are not split.
+    /// rank of data-parallel training; CTC label targets keep those rows' sequences.
     pub fn rows(&self, rows: std::ops::Range<usize>) -> Result<Batch> {
         if rows.is_empty() || rows.end > self.b {
             return Err(Error::Distributed(format!(
@@ -460,10 +460,10 @@ impl Batch {
         let targets = match &self.targets {
             Targets::Classes(c) => Targets::Classes(take(c, t, b, &rows)),
             Targets::Values(v) => Targets::Values(take(v, t, b, &rows)),
-            Targets::Labels(_) => {
-                return Err(Error::Distributed(
-                    "CTC batches are not split across ranks yet; train CTC with one rank".into(),
-                ))
+            Targets::Labels(l) => {
+                check_labels(l, b)?;
+                let mine: Vec<&[u32]> = rows.clone().map(|r| l.row(r)).collect();
+                Targets::Labels(crate::ctc::Labels::from_rows(&mine))
             }
         };
         Ok(Batch {
@@ -530,9 +530,12 @@ pub trait Train {
     fn train_config(&self) -> &TrainConfig;
     /// Optimizer moments (m, v).
     fn optim_state(&self) -> Result<Moments>;
-    /// The carried state as (B, state (L·D, B, H) each), if any.
+    /// The carried state as (B, state (L·D, B, H) each), if any: the whole batch's, so
+    /// under data-parallel training a collective every rank must call (it gathers the
+    /// ranks' rows).
     fn carry(&self) -> Result<Option<(usize, State<Vec<f32>>)>>;
-    /// Restores optimizer moments, step count and carried state (to resume a run).
+    /// Restores optimizer moments, step count and carried state (to resume a run; the
+    /// whole batch's state, of which each data-parallel rank keeps its rows).
     fn restore(
         &mut self,
         m: &Params<Vec<f32>>,

@@ -1,0 +1,57 @@
+//! The processes of a run: under an MPI launcher (feature `mpi`), one rank per process,
+//! each on its own adapter where there are several.
+
+use std::sync::Arc;
+
+use wgpu_rnn::dist::{Communicator, SingleProcess};
+use wgpu_rnn::{Gpu, GpuOptions, Result};
+
+/// The ranks of this run: MPI's world where a launcher such as mpirun started the process
+/// (built with the feature `mpi`), else this process alone.
+pub fn communicator() -> Result<Arc<dyn Communicator>> {
+    #[cfg(feature = "mpi")]
+    {
+        let launched = [
+            "OMPI_COMM_WORLD_SIZE",
+            "PMI_SIZE",
+            "PMIX_RANK",
+            "MPI_LOCALNRANKS",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+        if launched {
+            return Ok(Arc::new(wgpu_rnn::dist::Mpi::init()?));
+        }
+    }
+    Ok(Arc::new(SingleProcess))
+}
+
+/// Rank r's adapter: the r-th (mod their number) of the adapters of the preferred backend
+/// (GPUs before CPU adapters), unless `WGPU_ADAPTER_NAME` chooses.
+pub fn gpu_for_rank(rank: usize) -> Result<Gpu> {
+    let opts = GpuOptions::from_env();
+    if opts.adapter_name.is_some() || rank == 0 {
+        return Gpu::with_options(&opts);
+    }
+    let all = Gpu::adapters(&opts);
+    let order = [
+        wgpu::Backend::Vulkan,
+        wgpu::Backend::Metal,
+        wgpu::Backend::Dx12,
+        wgpu::Backend::Gl,
+    ];
+    let Some(backend) = order
+        .into_iter()
+        .find(|b| all.iter().any(|a| a.backend == *b))
+    else {
+        return Gpu::with_options(&opts);
+    };
+    let mut found: Vec<_> = all.into_iter().filter(|a| a.backend == backend).collect();
+    if found.iter().any(|a| a.device_type != wgpu::DeviceType::Cpu) {
+        found.retain(|a| a.device_type != wgpu::DeviceType::Cpu);
+    }
+    match found.len() {
+        0 | 1 => Gpu::with_options(&opts),
+        n => Gpu::with_options(&opts.with_adapter_name(found[rank % n].name.clone())),
+    }
+}
