@@ -532,3 +532,54 @@ fn the_cli_trains_speech_under_mpirun() {
     assert_eq!(Checkpoint::load(&save).unwrap().step, 3);
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// A rank that fails (here rank 1 cannot find its adapter) ends the whole job with its
+/// message instead of leaving rank 0 waiting in a collective.
+#[test]
+fn a_failing_rank_ends_the_job() {
+    if std::env::var_os(OUT).is_some() {
+        return;
+    }
+    let out = out_dir("fail");
+    let save = out.join("never.safetensors").display().to_string();
+    let exe = env!("CARGO_BIN_EXE_wgpu-rnn");
+    let train = [
+        "train", "--task", "sine", "--steps", "50", "--hidden", "8", "--batch", "4", "--save",
+        &save,
+    ];
+    // MPMD launch: the same program, rank 1 with an adapter name no adapter has.
+    let mut child = Command::new("mpirun")
+        .args(["--oversubscribe", "--allow-run-as-root", "-np", "1", exe])
+        .args(train)
+        .args([
+            ":",
+            "-np",
+            "1",
+            "-x",
+            "WGPU_ADAPTER_NAME=no-such-adapter",
+            exe,
+        ])
+        .args(train)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mpirun");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            panic!("the job hung after rank 1 failed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{err}");
+    assert!(err.contains("error on rank 1 of 2"), "{err}");
+    assert!(err.contains("no-such-adapter"), "{err}");
+    assert!(
+        !Path::new(&save).exists(),
+        "no checkpoint from a failed job"
+    );
+    std::fs::remove_dir_all(&out).ok();
+}
