@@ -514,3 +514,38 @@ fn csv_series_trains_and_forecasts() {
         "--horizon",
     );
 }
+
+/// The default build (no feature `mpi`) started as one of several MPI ranks refuses to
+/// train (each rank would train alone, writing the same files) and says how to build it;
+/// as the only rank it trains as usual.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_refuses_to_be_one_of_several_ranks() {
+    let d = dir("no-mpi");
+    let save = s(&d.join("m.safetensors"));
+    let args = [
+        "train", "--task", "sine", "--steps", "1", "--hidden", "4", "--save", &save,
+    ];
+    let with_ranks = |n: &str| {
+        Command::new(BIN)
+            .args(args)
+            .env("OMPI_COMM_WORLD_SIZE", n)
+            .output()
+            .unwrap()
+    };
+    let out = with_ranks("2");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("one of 2 MPI ranks") && err.contains("--features mpi"),
+        "{err}"
+    );
+    assert!(!Path::new(&save).exists());
+    let out = with_ranks("1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(Path::new(&save).exists());
+}
