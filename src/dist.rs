@@ -219,7 +219,10 @@ mod mpi_comm {
             Ok(all != 0)
         }
         fn abort(&self, why: &str, code: i32) -> ! {
-            eprintln!("error on rank {} of {}: {why}", self.rank, self.size);
+            // One write, so that the line is not cut by other ranks' output on the pipe
+            // mpirun shares between them.
+            let line = format!("error on rank {} of {}: {why}\n", self.rank, self.size);
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
             // Not through the mutex: a rank may abort while another thread holds it.
             mpi::topology::SimpleCommunicator::world().abort(code.max(1))
         }

@@ -9,6 +9,19 @@ use wgpu_rnn::cli::{
 use wgpu_rnn::tasks::Text;
 use wgpu_rnn::{Error, Gpu, GpuOptions, Result, Rnn, RnnConfig, State};
 
+/// `std::eprintln!`, but each line reaches stderr in one write. The standard macro writes
+/// a line's pieces one by one to the unbuffered stderr, and under mpirun the ranks share
+/// one stderr pipe: their lines came out cut into each other ("rank task sine…1 of 2").
+/// Shadows the standard macro in this binary (main and `cmd`).
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }};
+}
+
 mod cmd;
 
 fn main() {

@@ -624,7 +624,8 @@ impl Trainer {
         let mut rows = (carried.as_ref().map_or(0, |c| c.h.len() / per_row) as u64).to_le_bytes();
         comm.broadcast_bytes(&mut rows)?;
         let b = u64::from_le_bytes(rows) as usize;
-        if b == 0 {
+        // None, or too few rows to split (no batch of the ranks could start from it).
+        if b < comm.size() {
             return Ok(());
         }
         let mine = crate::dist::share(b, comm.rank(), comm.size())?;
