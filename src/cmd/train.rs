@@ -15,8 +15,6 @@ use clap::ValueEnum;
 use wgpu_rnn::checkpoint::Checkpoint;
 use wgpu_rnn::cli::{flag, DeviceArg, OptArg, ScheduleArg, TaskArg, TrainArgs};
 use wgpu_rnn::dist::Communicator;
-
-use super::ranks::{communicator, gpu_for_rank};
 use wgpu_rnn::metrics::{self, MetricsLog, MetricsRecord};
 use wgpu_rnn::series::{Normalization, Series, SeriesData, NORMALIZATION_KEY};
 use wgpu_rnn::speech::{self, SpeechConfig, SpeechCorpus, SpeechTask};
@@ -25,6 +23,8 @@ use wgpu_rnn::{
     plot, CpuTrainer, Error, LrSchedule, OptimizerConfig, OptimizerKind, Result, Rnn, RnnConfig,
     Train, TrainConfig, Trainer,
 };
+
+use super::ranks::{communicator, gpu_for_rank};
 
 /// The hyperparameters a checkpoint records (metadata `train.<id>`) and a resumed run
 /// takes unless the flag is typed again.
