@@ -549,3 +549,39 @@ fn a_build_without_mpi_refuses_to_be_one_of_several_ranks() {
     );
     assert!(Path::new(&save).exists());
 }
+
+/// A resumed run's flags are judged against the checkpoint's task, not the default one:
+/// `--bidirectional` (adding only, not text) is accepted on a bidirectional adding run.
+#[test]
+fn resume_judges_flags_by_the_checkpoints_task() {
+    let d = dir("resume-task");
+    let save = s(&d.join("add.safetensors"));
+    let first = [
+        "train",
+        "--task",
+        "adding",
+        "--bidirectional",
+        "--hidden",
+        "8",
+        "--seq",
+        "10",
+        "--batch",
+        "4",
+        "--steps",
+        "2",
+        "--save",
+        &save,
+    ];
+    let (code, _, err) = run(&first);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&[
+        "train",
+        "--resume",
+        &save,
+        "--bidirectional",
+        "--steps",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(Checkpoint::load(Path::new(&save)).unwrap().step, 3);
+}

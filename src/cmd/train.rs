@@ -514,7 +514,8 @@ pub fn train(a: TrainArgs) -> Result<i32> {
 
 fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
     let root = comm.is_root();
-    a.validate()?;
+    // Flags are validated after `adopt`: a resumed run's task and hyperparameters come
+    // from the checkpoint, and the defaults' task would judge them wrongly.
     let resume = match a.resume.clone() {
         Some(p) => {
             let ck = Checkpoint::load(&p)?;
