@@ -187,6 +187,42 @@ fn adapter_name_that_matches_nothing() {
     assert!(e.to_string().contains("adapters present"), "{e}");
 }
 
+/// An adapter index counts devices of the preferred kind and backend, not the same device
+/// again through another backend; it wraps around, and a name still filters first.
+#[test]
+fn adapter_index_counts_devices_of_the_preferred_kind() {
+    let all = Gpu::adapters(&GpuOptions::from_env());
+    let best = Gpu::with_options(&GpuOptions::from_env()).unwrap();
+    let info = best.adapter().clone();
+    let devices = all
+        .iter()
+        .filter(|a| a.backend == info.backend && a.device_type == info.device_type)
+        .count();
+    assert!(devices >= 1);
+    for index in [0, devices, 3 * devices + 1] {
+        let g = Gpu::with_options(&GpuOptions::from_env().with_adapter_index(index)).unwrap();
+        let got = g.adapter();
+        assert_eq!(
+            (got.backend, got.device_type),
+            (info.backend, info.device_type),
+            "index {index}"
+        );
+        if index % devices == 0 {
+            assert_eq!(
+                got.name, info.name,
+                "index {index} wraps around to the first"
+            );
+        }
+    }
+    let named = GpuOptions::from_env()
+        .with_adapter_name("no adapter is called this")
+        .with_adapter_index(1);
+    assert!(matches!(
+        Gpu::with_options(&named),
+        Err(Error::AdapterNotFound { .. })
+    ));
+}
+
 #[test]
 fn cpu_reference_rejects_bad_shapes_too() {
     let cfg = RnnConfig::new(3, 4, 2);

@@ -43,32 +43,8 @@ pub fn communicator() -> Result<Arc<dyn Communicator>> {
     Ok(Arc::new(SingleProcess))
 }
 
-/// Rank r's adapter: the r-th (mod their number) of the adapters of the preferred backend
-/// (GPUs before CPU adapters), unless `WGPU_ADAPTER_NAME` chooses.
+/// Rank r's adapter: the r-th (mod their number) device of the preferred kind and backend
+/// (GPUs before CPU adapters), among those `WGPU_ADAPTER_NAME` names if it is set.
 pub fn gpu_for_rank(rank: usize) -> Result<Gpu> {
-    let opts = GpuOptions::from_env();
-    if opts.adapter_name.is_some() || rank == 0 {
-        return Gpu::with_options(&opts);
-    }
-    let all = Gpu::adapters(&opts);
-    let order = [
-        wgpu::Backend::Vulkan,
-        wgpu::Backend::Metal,
-        wgpu::Backend::Dx12,
-        wgpu::Backend::Gl,
-    ];
-    let Some(backend) = order
-        .into_iter()
-        .find(|b| all.iter().any(|a| a.backend == *b))
-    else {
-        return Gpu::with_options(&opts);
-    };
-    let mut found: Vec<_> = all.into_iter().filter(|a| a.backend == backend).collect();
-    if found.iter().any(|a| a.device_type != wgpu::DeviceType::Cpu) {
-        found.retain(|a| a.device_type != wgpu::DeviceType::Cpu);
-    }
-    match found.len() {
-        0 | 1 => Gpu::with_options(&opts),
-        n => Gpu::with_options(&opts.with_adapter_name(found[rank % n].name.clone())),
-    }
+    Gpu::with_options(&GpuOptions::from_env().with_adapter_index(rank))
 }

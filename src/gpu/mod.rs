@@ -41,6 +41,11 @@ pub struct GpuOptions {
     pub backends: Option<wgpu::Backends>,
     /// Pick the first adapter whose name contains this (case-insensitive).
     pub adapter_name: Option<String>,
+    /// Pick the n-th (mod their number) of the adapters of the preferred one's backend and
+    /// device type (among those `adapter_name` matches): one device per process when
+    /// several processes share a machine, such as data-parallel ranks (rank r takes r).
+    /// Identical cards share a name, so a name alone cannot tell them apart.
+    pub adapter_index: Option<usize>,
     /// Limits to request instead of the adapter's best (each must be within what the
     /// adapter offers): to leave room for other work, or to test small devices.
     pub limits: Option<wgpu::Limits>,
@@ -75,6 +80,7 @@ impl GpuOptions {
             adapter_name: std::env::var("WGPU_ADAPTER_NAME")
                 .ok()
                 .filter(|s| !s.trim().is_empty()),
+            adapter_index: None,
             limits: None,
             gemm: None,
             tuning_dir: std::env::var_os("WGPU_RNN_TUNING_DIR")
@@ -94,6 +100,11 @@ impl GpuOptions {
 
     pub fn with_adapter_name(mut self, name: impl Into<String>) -> Self {
         self.adapter_name = Some(name.into());
+        self
+    }
+
+    pub fn with_adapter_index(mut self, index: usize) -> Self {
+        self.adapter_index = Some(index);
         self
     }
 
@@ -253,7 +264,7 @@ impl Gpu {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         desc.backends = backends;
         let instance = wgpu::Instance::new(desc);
-        let adapter = Self::choose(&instance, backends, options.adapter_name.as_deref()).await?;
+        let adapter = Self::choose(&instance, backends, options).await?;
         let info = adapter.get_info();
         let limits = options.limits.clone().unwrap_or_else(|| adapter.limits());
         let mut wanted = wgpu::Features::TIMESTAMP_QUERY;
@@ -322,7 +333,7 @@ impl Gpu {
     async fn choose(
         instance: &wgpu::Instance,
         backends: wgpu::Backends,
-        name: Option<&str>,
+        options: &GpuOptions,
     ) -> Result<wgpu::Adapter> {
         let mut adapters = instance.enumerate_adapters(backends).await;
         if adapters.is_empty() {
@@ -331,29 +342,35 @@ impl Gpu {
             });
         }
         adapters.sort_by_key(|a| rank(&a.get_info()));
-        match name {
-            None => Ok(adapters.swap_remove(0)),
-            Some(wanted) => {
-                let needle = wanted.to_lowercase();
-                let pos = adapters
-                    .iter()
-                    .position(|a| a.get_info().name.to_lowercase().contains(&needle));
-                match pos {
-                    Some(i) => Ok(adapters.swap_remove(i)),
-                    None => Err(Error::AdapterNotFound {
-                        wanted: wanted.to_string(),
-                        available: adapters
-                            .iter()
-                            .map(|a| {
-                                let i = a.get_info();
-                                format!("{:?} ({:?})", i.name, i.backend)
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    }),
-                }
+        if let Some(wanted) = &options.adapter_name {
+            let needle = wanted.to_lowercase();
+            let available = adapters
+                .iter()
+                .map(|a| {
+                    let i = a.get_info();
+                    format!("{:?} ({:?})", i.name, i.backend)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+            if adapters.is_empty() {
+                return Err(Error::AdapterNotFound {
+                    wanted: wanted.clone(),
+                    available,
+                });
             }
         }
+        let Some(index) = options.adapter_index else {
+            return Ok(adapters.swap_remove(0));
+        };
+        // The same device appears once per backend: count devices of the best kind only.
+        let best = adapters[0].get_info();
+        adapters.retain(|a| {
+            let i = a.get_info();
+            i.backend == best.backend && i.device_type == best.device_type
+        });
+        let n = adapters.len();
+        Ok(adapters.swap_remove(index % n))
     }
 
     /// Wraps a caller's own device and queue, for embedding in a program that already
