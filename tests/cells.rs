@@ -97,19 +97,25 @@ fn every_cell_layout_length_and_path_matches_the_reference() {
     }
 }
 
+/// B = 19 rows: past one 4-row tile and one stepwise workgroup of rows; H = 67 units:
+/// past one stepwise workgroup of units and one subgroup of k (bidirectional, lengths).
+fn past_one_workgroup(cell: (CellKind, Activation)) -> Case {
+    Case {
+        t: 4,
+        b: 19,
+        i: 5,
+        h: 67,
+        o: 2,
+        ..case(cell, 1, true, true)
+    }
+}
+
 /// Batches past one 4-row tile and one stepwise workgroup of rows, hidden sizes past one
 /// stepwise workgroup of units.
 #[test]
 fn every_cell_matches_the_reference_on_sizes_past_one_workgroup() {
     for cell in CELLS {
-        let c = Case {
-            t: 4,
-            b: 19,
-            i: 5,
-            h: 67,
-            o: 2,
-            ..case(cell, 1, true, true)
-        };
+        let c = past_one_workgroup(cell);
         for path in paths(c.b) {
             check(c, path);
         }
@@ -138,14 +144,7 @@ fn subgroup_forward_recurrence_matches_the_reference() {
                 check_on(&sg, c, path);
             }
         }
-        let big = Case {
-            t: 4,
-            b: 19,
-            i: 5,
-            h: 67,
-            o: 2,
-            ..case(cell, 1, true, true)
-        };
+        let big = past_one_workgroup(cell);
         for path in paths(big.b) {
             check_on(&sg, big, path);
         }

@@ -13,6 +13,19 @@ const CTC_WG: u32 = 256;
 /// Row counts and indices reach the kernel as f32, exact up to 2^24.
 const F32_EXACT: usize = 1 << 24;
 
+/// Refuses a count that would not reach the kernel exactly (it travels as f32).
+fn exact_in_f32(what: &'static str, value: usize) -> Result<()> {
+    if value >= F32_EXACT {
+        return Err(Error::TooLarge {
+            what,
+            value: value as u64,
+            limit: F32_EXACT as u64 - 1,
+            why: "lengths and labels reach the GPU as f32, exact up to 2^24",
+        });
+    }
+    Ok(())
+}
+
 /// Buffers of the CTC loss for (T, B) and targets of up to `u_cap` labels.
 pub(crate) struct CtcBuffers {
     pub t: usize,
@@ -32,14 +45,7 @@ impl CtcBuffers {
     /// Room for targets of `max_u` labels, rounded up so that nearby lengths share it.
     pub fn new(gpu: &Gpu, t: usize, b: usize, max_u: usize) -> Result<Self> {
         let u_cap = max_u.max(1).next_multiple_of(8).min(MAX_GPU_TARGET_LEN);
-        if t >= F32_EXACT {
-            return Err(Error::TooLarge {
-                what: "CTC sequence length T",
-                value: t as u64,
-                limit: F32_EXACT as u64 - 1,
-                why: "lengths reach the GPU as f32, exact up to 2^24",
-            });
-        }
+        exact_in_f32("CTC sequence length T", t)?;
         let per_row = t * (2 * u_cap + 2);
         Ok(CtcBuffers {
             t,
@@ -127,14 +133,7 @@ impl CtcBuffers {
 /// Rejects what the kernel cannot take: targets over [`MAX_GPU_TARGET_LEN`] labels, C or
 /// the label count past 2^24 (they travel as f32).
 pub(crate) fn check_gpu_limits(c: usize, targets: &Labels) -> Result<()> {
-    if c >= F32_EXACT {
-        return Err(Error::TooLarge {
-            what: "CTC classes C",
-            value: c as u64,
-            limit: F32_EXACT as u64 - 1,
-            why: "labels reach the GPU as f32, exact up to 2^24",
-        });
-    }
+    exact_in_f32("CTC classes C", c)?;
     match targets.lengths.iter().position(|&u| u > MAX_GPU_TARGET_LEN) {
         Some(row) => Err(Error::CtcTarget {
             row,

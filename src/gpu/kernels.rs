@@ -165,16 +165,19 @@ pub(crate) const RECURRENCE_BACKWARD: KernelDef = KernelDef {
     immediate_size: 0,
 };
 
+/// The forward recurrence's prelude with the first iteration read from an immediate.
+const FORWARD_IMMEDIATE_PRELUDE: &[&str] = &[
+    COMMON,
+    CELL,
+    RECURRENCE,
+    FIRST_IMMEDIATE,
+    RECURRENCE_FORWARD_COMMON,
+];
+
 /// [`RECURRENCE_FORWARD`] taking its first iteration from an immediate, so that the
 /// stepwise path changes only that between steps.
 pub(crate) const RECURRENCE_FORWARD_IMMEDIATE: KernelDef = KernelDef {
-    prelude: &[
-        COMMON,
-        CELL,
-        RECURRENCE,
-        FIRST_IMMEDIATE,
-        RECURRENCE_FORWARD_COMMON,
-    ],
+    prelude: FORWARD_IMMEDIATE_PRELUDE,
     requires: wgpu::Features::IMMEDIATES,
     immediate_size: 4,
     ..RECURRENCE_FORWARD
@@ -192,13 +195,7 @@ pub(crate) const RECURRENCE_FORWARD_SUBGROUP: KernelDef = KernelDef {
 
 /// [`RECURRENCE_FORWARD_SUBGROUP`] taking its first iteration from an immediate.
 pub(crate) const RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE: KernelDef = KernelDef {
-    prelude: &[
-        COMMON,
-        CELL,
-        RECURRENCE,
-        FIRST_IMMEDIATE,
-        RECURRENCE_FORWARD_COMMON,
-    ],
+    prelude: FORWARD_IMMEDIATE_PRELUDE,
     requires: wgpu::Features::SUBGROUP.union(wgpu::Features::IMMEDIATES),
     immediate_size: 4,
     ..RECURRENCE_FORWARD_SUBGROUP

@@ -529,6 +529,20 @@ impl Trainer {
         }
     }
 
+    /// Records the copy of the step's final state into the carried state (of `b` rows,
+    /// allocated at the first step or after a reset).
+    fn record_carry(&mut self, wi: usize, b: usize, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+        let carry = match self.carry.take() {
+            Some(c) => c,
+            None => self.rnn.empty_state(b, "carried state")?,
+        };
+        self.rnn
+            .ws(wi)
+            .record_final_state(self.rnn.config(), enc, &carry);
+        self.carry = Some(carry);
+        Ok(())
+    }
+
     /// The state a step starts from: the carried one for stateful training, else zeros
     /// (None).
     fn start_state(&self) -> Option<&State<GpuTensor>> {
@@ -560,13 +574,7 @@ impl Trainer {
         if let Some(p) = profiler {
             p.resolve(&mut enc);
         }
-        let carry = match self.carry.take() {
-            Some(c) => c,
-            None => self.rnn.empty_state(b, "carried state")?,
-        };
-        self.rnn
-            .ws(wi)
-            .record_final_state(self.rnn.config(), &mut enc, &carry);
+        self.record_carry(wi, b, &mut enc)?;
         self.step += 1;
         let hyper = Hyper::new(&self.config, self.step);
         self.rnn
@@ -581,7 +589,6 @@ impl Trainer {
             dispatches: ws_dispatches + self.update.dispatches(),
             submits: 1,
         };
-        self.carry = Some(carry);
         // The update changed the weights the forward state was computed with.
         self.rnn.forget_forward();
         let stats = stats?;
@@ -718,14 +725,7 @@ impl Trainer {
         let init = self.start_state();
         let mut enc = self.record_forward_loss(wi, si, init, None)?;
         self.rnn.record_backward(wi, &mut enc, None, None)?;
-        let carry = match self.carry.take() {
-            Some(c) => c,
-            None => self.rnn.empty_state(b, "carried state")?,
-        };
-        self.rnn
-            .ws(wi)
-            .record_final_state(self.rnn.config(), &mut enc, &carry);
-        self.carry = Some(carry);
+        self.record_carry(wi, b, &mut enc)?;
         let ws = self.rnn.ws(wi);
         let dispatches = ws.forward.dispatches()
             + self.workspaces[si].loss.dispatches()
