@@ -68,21 +68,35 @@ fn column_label(header: &csv::StringRecord, c: usize) -> String {
     }
 }
 
-/// The 1-based line of the file on which the record read from byte `at` starts: the
-/// reader's positions start at the blank lines it skips before a record, and its line
-/// count leaves them out. A line ends at "\n", "\r\n" or a lone "\r".
-pub(crate) fn line_of(bytes: &[u8], at: u64) -> u64 {
-    let mut at = (at as usize).min(bytes.len());
-    while matches!(bytes.get(at), Some(b'\n' | b'\r')) {
-        at += 1;
+/// The lines of a CSV file's bytes, for messages that name a record's line: the reader's
+/// positions start at the blank lines it skips before a record, and its line count leaves
+/// them out. A line ends at "\n", "\r\n" or a lone "\r". Built once per file (finding a
+/// line is then a binary search, not a scan from the start).
+pub(crate) struct Lines<'a> {
+    bytes: &'a [u8],
+    /// Byte offsets of the line breaks, in order.
+    breaks: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        let breaks = bytes
+            .iter()
+            .enumerate()
+            .filter(|&(k, &c)| c == b'\n' || (c == b'\r' && bytes.get(k + 1) != Some(&b'\n')))
+            .map(|(k, _)| k)
+            .collect();
+        Lines { bytes, breaks }
     }
-    let before = &bytes[..at];
-    let breaks = before
-        .iter()
-        .enumerate()
-        .filter(|&(k, &c)| c == b'\n' || (c == b'\r' && bytes.get(k + 1) != Some(&b'\n')))
-        .count();
-    1 + breaks as u64
+
+    /// The 1-based line on which the record read from byte `at` starts.
+    pub(crate) fn line_of(&self, at: u64) -> u64 {
+        let mut at = (at as usize).min(self.bytes.len());
+        while matches!(self.bytes.get(at), Some(b'\n' | b'\r')) {
+            at += 1;
+        }
+        1 + self.breaks.partition_point(|&k| k < at) as u64
+    }
 }
 
 fn parse_finite(cell: &str) -> Option<f64> {
@@ -152,9 +166,10 @@ impl SeriesData {
             }
         }
         let mut rows = Vec::new();
+        let lines = Lines::new(&bytes);
         for record in rdr.records() {
             let record = record.map_err(|e| fail(e.to_string()))?;
-            let line = record.position().map_or(0, |p| line_of(&bytes, p.byte()));
+            let line = record.position().map_or(0, |p| lines.line_of(p.byte()));
             rows.push((line, record));
         }
         if rows.is_empty() {
@@ -699,6 +714,16 @@ pub fn save_forecast(path: &Path, forecasts: &[f64]) -> Result<()> {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn lines_count_every_kind_of_line_break_and_skip_blank_lines() {
+        let text = b"h\n1\n\n2\r\n3\r4\n";
+        let lines = Lines::new(text);
+        // (byte a record starts at, or the blank line before it, → its 1-based line)
+        for (at, line) in [(0, 1), (2, 2), (4, 4), (5, 4), (8, 5), (10, 6), (99, 7)] {
+            assert_eq!(lines.line_of(at), line, "byte {at}");
+        }
+    }
 
     fn load(text: &str, target: Option<&str>, inputs: Option<&[&str]>) -> Result<SeriesData> {
         let inputs: Option<Vec<String>> = inputs.map(|v| v.iter().map(|s| s.to_string()).collect());

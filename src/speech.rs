@@ -79,6 +79,7 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Utterance>> {
         why,
     };
     let folder = path.parent().unwrap_or(Path::new(""));
+    let lines = crate::series::Lines::new(&bytes);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -105,17 +106,13 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Utterance>> {
     let mut utterances = Vec::new();
     for record in records {
         let record = record.map_err(|e| {
-            let line = e
-                .position()
-                .map_or(0, |p| crate::series::line_of(&bytes, p.byte()));
+            let line = e.position().map_or(0, |p| lines.line_of(p.byte()));
             at_line(
                 line,
                 format!("unreadable CSV ({e}); quote transcripts that hold commas or quotes"),
             )
         })?;
-        let line = record
-            .position()
-            .map_or(0, |p| crate::series::line_of(&bytes, p.byte()));
+        let line = record.position().map_or(0, |p| lines.line_of(p.byte()));
         if record.len() != 2 {
             return Err(at_line(
                 line,
