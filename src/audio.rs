@@ -53,6 +53,11 @@ fn audio_error(path: &Path, why: impl Into<String>) -> Error {
 /// sample count, sample formats other than 16-bit integer and 32-bit float, and a file
 /// with no samples. Channels are averaged; other rates are resampled.
 pub fn read_wav(path: &Path) -> Result<Vec<f32>> {
+    read_wav_at(path, SAMPLE_RATE)
+}
+
+/// [`read_wav`], resampled to `rate` Hz (a [`MelConfig::sample_rate`]) instead.
+pub fn read_wav_at(path: &Path, rate: u32) -> Result<Vec<f32>> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
         source,
@@ -63,6 +68,7 @@ pub fn read_wav(path: &Path) -> Result<Vec<f32>> {
             "the file is empty (0 bytes); re-create it, or remove its line from the manifest",
         ));
     }
+    let bytes_len = bytes.len();
     let mut reader = hound::WavReader::new(Cursor::new(bytes)).map_err(|e| {
         audio_error(
             path,
@@ -82,6 +88,8 @@ pub fn read_wav(path: &Path) -> Result<Vec<f32>> {
         ));
     }
     let expected = reader.len() as usize;
+    // A damaged header may claim any count: reserve no more than the file's bytes hold.
+    let capacity = expected.min(bytes_len / usize::from(spec.bits_per_sample / 8).max(1));
     let truncated = |read: usize| {
         audio_error(
             path,
@@ -93,14 +101,14 @@ pub fn read_wav(path: &Path) -> Result<Vec<f32>> {
     };
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Int, 16) => {
-            let mut out = Vec::with_capacity(expected);
+            let mut out = Vec::with_capacity(capacity);
             for s in reader.samples::<i16>() {
                 out.push(f32::from(s.map_err(|_| truncated(out.len()))?) / 32768.0);
             }
             out
         }
         (hound::SampleFormat::Float, 32) => {
-            let mut out = Vec::with_capacity(expected);
+            let mut out = Vec::with_capacity(capacity);
             for s in reader.samples::<f32>() {
                 out.push(s.map_err(|_| truncated(out.len()))?);
             }
@@ -135,10 +143,10 @@ pub fn read_wav(path: &Path) -> Result<Vec<f32>> {
             .map(|c| c.iter().sum::<f32>() / channels as f32)
             .collect()
     };
-    if spec.sample_rate == SAMPLE_RATE {
+    if spec.sample_rate == rate {
         Ok(mono)
     } else {
-        resample(&mono, spec.sample_rate, SAMPLE_RATE).map_err(|e| audio_error(path, e))
+        resample(&mono, spec.sample_rate, rate).map_err(|e| audio_error(path, e))
     }
 }
 
@@ -207,7 +215,7 @@ pub fn write_wav(path: &Path, samples: &[f32], sample_rate: u32) -> Result<()> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct MelConfig {
-    /// Samples per second of the input (audio is resampled to it by [`read_wav`]).
+    /// Samples per second of the input (WAV files are resampled to it by [`read_wav_at`]).
     pub sample_rate: u32,
     /// Window length in samples (400 = 25 ms).
     pub window: usize,

@@ -99,7 +99,7 @@ pub enum Error {
     LossMismatch,
 
     /// An unknown task name.
-    #[error("unknown task {0:?}; the tasks are text, sine, adding and series")]
+    #[error("unknown task {0:?}; the tasks are text, sine, adding, series and speech")]
     BadTask(String),
 
     /// A text that cannot be trained on.

@@ -322,7 +322,9 @@ pub struct FrontEnd {
 impl FrontEnd {
     /// Normalized features of one WAV file.
     pub fn features(&self, path: &Path) -> Result<Features> {
-        let mut f = self.mel.compute(&audio::read_wav(path)?);
+        let mut f = self
+            .mel
+            .compute(&audio::read_wav_at(path, self.mel.config().sample_rate)?);
         self.normalize(&mut f)?;
         Ok(f)
     }
@@ -445,7 +447,7 @@ impl SpeechCorpus {
         let raw = |set: &[Utterance]| -> Result<Vec<Features>> {
             set.iter()
                 .map(|u| {
-                    audio::read_wav(&u.path)
+                    audio::read_wav_at(&u.path, mel.config().sample_rate)
                         .map(|s| mel.compute(&s))
                         .map_err(|e| u.error(e.to_string()))
                 })

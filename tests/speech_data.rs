@@ -471,3 +471,18 @@ fn espeak_digits_corpus_loads() {
     ); // blank, space, letters of the digit words
     assert_eq!(vocabulary.chars()[0], ' ');
 }
+
+/// `read_wav_at` resamples to the rate asked for (a front end's `MelConfig::sample_rate`),
+/// not always to 16 kHz.
+#[test]
+fn wav_reader_resamples_to_the_rate_asked_for() {
+    let dir = scratch("rate");
+    let path = dir.join("tone.wav");
+    audio::write_wav(&path, &tone(440.0, 16_000, SAMPLE_RATE), SAMPLE_RATE).unwrap();
+    let at_8k = audio::read_wav_at(&path, 8_000).unwrap();
+    assert!(at_8k.len().abs_diff(8_000) <= 1, "{} samples", at_8k.len());
+    assert_eq!(
+        audio::read_wav_at(&path, SAMPLE_RATE).unwrap().len(),
+        16_000
+    );
+}
