@@ -34,6 +34,8 @@ struct Dist {
     /// the trainer's carried state holds this rank's rows only; before, the whole batch's.
     synced: bool,
     times: StepTimes,
+    /// Where each step copies the gradients, then the loss, to read them back in one map.
+    readback: (wgpu::Buffer, MemTicket),
 }
 
 /// Where the last data-parallel step's wall time went, in milliseconds.
@@ -253,11 +255,18 @@ impl Trainer {
         check_every: u64,
     ) -> Result<Self> {
         if comm.size() > 1 {
+            let values: usize = self.rnn.grads_flat().iter().map(GpuTensor::len).sum();
+            let readback = self.rnn.gpu().buffer(
+                "gradient readback",
+                (values as u64 + 1) * 4,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            )?;
             self.dist = Some(Dist {
                 comm,
                 check_every,
                 synced: false,
                 times: StepTimes::default(),
+                readback,
             });
         }
         Ok(self)
@@ -706,8 +715,8 @@ impl Trainer {
     /// submit; the gradients and loss read back, summed across ranks and written back;
     /// norm, clip and update in a second submit.
     fn run_step_dist(&mut self, global: &Batch) -> Result<StepStats> {
-        let comm = match &self.dist {
-            Some(d) => d.comm.clone(),
+        let (comm, readback) = match &self.dist {
+            Some(d) => (d.comm.clone(), d.readback.0.clone()),
             None => unreachable!("a data-parallel step without a communicator"),
         };
         if !self.dist.as_ref().is_some_and(|d| d.synced) {
@@ -731,17 +740,24 @@ impl Trainer {
             + self.workspaces[si].loss.dispatches()
             + ws.backward.dispatches()
             + self.update.dispatches();
-        self.submit(enc)?;
+        let mut offset = 0;
+        for g in self.rnn.grads_flat() {
+            enc.copy_buffer_to_buffer(g.buffer(), g.byte_offset(), &readback, offset, g.bytes());
+            offset += g.bytes();
+        }
+        enc.copy_buffer_to_buffer(
+            self.stats.buffer(),
+            (self.parts * 4) as u64,
+            &readback,
+            offset,
+            4,
+        );
         let gpu = self.rnn.gpu().clone();
+        gpu.submit("data-parallel training step", enc)?;
         gpu.wait()?;
         let computed = Instant::now();
 
-        let local = pollster::block_on(gpu.read_mapped(&self.readback.0))?;
-        let mut flat = Vec::new();
-        for g in self.rnn.grads_flat() {
-            flat.extend(g.download()?);
-        }
-        flat.push(local[self.parts]);
+        let mut flat = pollster::block_on(gpu.read_mapped(&readback))?;
         let read = Instant::now();
 
         comm.all_reduce_sum(&mut flat)?;
