@@ -585,3 +585,37 @@ fn resume_judges_flags_by_the_checkpoints_task() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(Checkpoint::load(Path::new(&save)).unwrap().step, 3);
 }
+
+/// A checkpoint the library saved (`Checkpoint::from_trainer`, no `train.*` keys) resumes
+/// through the CLI with its own optimizer and learning rate, not the CLI's defaults.
+#[test]
+fn resuming_a_library_checkpoint_keeps_its_optimizer() {
+    use wgpu_rnn::{CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, RnnConfig, TrainConfig};
+    let d = dir("library");
+    let path = d.join("lib.safetensors");
+    let config = RnnConfig::new(1, 6, 1);
+    let opt = OptimizerConfig::new(OptimizerKind::Sgd, 0.05).with_momentum(0.5);
+    let trainer = CpuTrainer::new(
+        config.clone(),
+        &config.init_params(3),
+        TrainConfig::new(opt, LossKind::Mse),
+    )
+    .unwrap();
+    let mut ck = Checkpoint::from_trainer(&trainer, "sine", None).unwrap();
+    ck.extra.insert("train.seed".into(), "1".into());
+    ck.save(&path).unwrap();
+    let (code, _, err) = run(&["train", "--resume", &s(&path), "--steps", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let resumed = Checkpoint::load(&path).unwrap();
+    let get = |k: &str| resumed.extra.get(k).cloned().unwrap_or_default();
+    assert_eq!(
+        (
+            get("train.optimizer"),
+            get("train.lr"),
+            get("train.momentum")
+        ),
+        ("sgd".into(), "0.05".into(), "0.5".into()),
+        "{err}"
+    );
+    assert_eq!(resumed.step, 2);
+}

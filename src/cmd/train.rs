@@ -175,11 +175,15 @@ fn adopt(a: &mut TrainArgs, ck: &Checkpoint, path: &Path) -> Result<TaskArg> {
         ));
     }
     for id in INHERITED {
-        let Some(v) = ck.extra.get(&format!("train.{id}")) else {
+        // A checkpoint the library saved (Checkpoint::from_trainer) has the optimizer's
+        // settings under their own names, without `train.`.
+        let library = matches!(id, "lr" | "optimizer" | "momentum" | "weight_decay");
+        let saved = ck.extra.get(&format!("train.{id}"));
+        let Some(v) = saved.or_else(|| ck.extra.get(id).filter(|_| library)) else {
             continue;
         };
         if a.typed(id) {
-            if matches!(id, "optimizer" | "seed") && &arg_text(a, id) != v {
+            if matches!(id, "optimizer" | "seed") && !arg_text(a, id).eq_ignore_ascii_case(v) {
                 return Err(conflict(
                     &flag(id),
                     arg_text(a, id),
@@ -407,7 +411,12 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn checkpoint(&self, trainer: &dyn Train) -> Result<Checkpoint> {
-        let mut extra = BTreeMap::new();
+        let vocab = match self.task {
+            Task::Text(t) => Some(t.vocab.clone()),
+            _ => None,
+        };
+        let mut ck = Checkpoint::from_trainer(trainer, self.task.kind().name(), vocab)?;
+        let extra = &mut ck.extra;
         for id in INHERITED {
             extra.insert(format!("train.{id}"), arg_text(self.a, id));
         }
@@ -432,25 +441,12 @@ impl Run<'_> {
             }
         }
         if let Task::Series(series) = self.task {
-            series.normalization().store(&mut extra);
+            series.normalization().store(extra);
             if let Some(csv) = &self.csv {
                 extra.insert(CSV_KEY.into(), csv.display().to_string());
             }
         }
-        let (m, v) = trainer.optim_state()?;
-        Ok(Checkpoint {
-            config: self.config.clone(),
-            task: self.task.kind().name().into(),
-            vocab: match self.task {
-                Task::Text(t) => Some(t.vocab.clone()),
-                _ => None,
-            },
-            params: trainer.params()?,
-            optim: Some((m, v)),
-            step: trainer.steps(),
-            carry: trainer.carry()?,
-            extra,
-        })
+        Ok(ck)
     }
 
     /// The checkpoint at `path`, then the loss picture beside the main one, drawn from the
@@ -645,9 +641,7 @@ fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
         }
     };
     if let Some((_, ck)) = &resume {
-        if let Some((m, v)) = &ck.optim {
-            trainer.restore(m, v, ck.step, ck.carry.as_ref().map(|(b, s)| (*b, s)))?;
-        }
+        ck.restore_into(trainer.as_mut())?;
     }
     let start = trainer.steps();
     if let (Some((_, ck)), true) = (&resume, root) {
