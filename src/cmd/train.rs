@@ -729,7 +729,9 @@ fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
     }
     let say = |line: String| {
         if !root {
-        } else if tty {
+            return;
+        }
+        if tty {
             bar.println(line);
         } else {
             eprintln!("{line}");
@@ -840,7 +842,7 @@ fn train_ranks(mut a: TrainArgs, comm: Arc<dyn Communicator>) -> Result<i32> {
             tokens as f64 / elapsed
         );
     }
-    if root && !split.is_empty() {
+    if !split.is_empty() {
         let median = |f: fn(&wgpu_rnn::train::StepTimes) -> f64| {
             let mut v: Vec<f64> = split.iter().map(f).collect();
             v.sort_by(f64::total_cmp);
