@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use wgpu_rnn::bench::{batch, bench_matmul_plan, train_config, Shape, DEFAULT_SHAPES};
+use wgpu_rnn::app::bench::{batch, bench_matmul_plan, train_config, Shape, DEFAULT_SHAPES};
 use wgpu_rnn::{cpu, CellKind, CpuTrainer, Gpu, Rnn, Train, Trainer};
 
 /// The shapes of RNN_BENCH_SHAPES (or the defaults) with the cell of RNN_BENCH_CELL.

@@ -8,7 +8,7 @@
 //! Exits non-zero if device memory after warm-up ever differs from its value at step
 //! 1,000, or host RSS grows by more than 8 MiB after it.
 
-use wgpu_rnn::tasks::{Task, Text, DEFAULT_CORPUS};
+use wgpu_rnn::data::{Task, Text, DEFAULT_CORPUS};
 use wgpu_rnn::{Gpu, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Train, TrainConfig, Trainer};
 
 /// Resident set size in bytes, from /proc (Linux); 0 elsewhere.

@@ -434,7 +434,7 @@ fn train_flags_for_gated_cells() {
 #[test]
 fn fuzzed_command_lines_never_panic() {
     use rand::{Rng, SeedableRng};
-    use wgpu_rnn::cli::{Cli, Command};
+    use wgpu_rnn::app::cli::{Cli, Command};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
     let subcommands = [
         "", "train", "sample", "info", "bench", "eval", "forecast", "export", "nonsense",

@@ -292,7 +292,7 @@ fn gpu_vs_reference(
     let x32: Vec<f32> = logits.iter().map(|&v| v as f32).collect();
     let want = ctc::ctc_loss(&common::widen(&x32), shape, lengths, labels, opts).unwrap();
     let y = gpu.tensor(&shape, &x32).unwrap();
-    let got = wgpu_rnn::gpu::ctc_loss(gpu, &y, lengths, labels, opts).unwrap();
+    let got = wgpu_rnn::ctc::gpu::ctc_loss(gpu, &y, lengths, labels, opts).unwrap();
     let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
     assert_matches(&format!("{what} loss"), &[got.loss as f64], &[want.loss]);
     assert_matches(&format!("{what} rows"), &widen(&got.rows), &want.rows);
@@ -396,27 +396,27 @@ fn gpu_ctc_is_bitwise_deterministic_and_rejects_what_it_cannot_take() {
     let x: Vec<f32> = logits.iter().map(|&v| v as f32).collect();
     let y = gpu.tensor(&shape, &x).unwrap();
     let opts = CtcOptions::default();
-    let a = wgpu_rnn::gpu::ctc_loss(gpu, &y, &lengths, &labels, &opts).unwrap();
-    let b = wgpu_rnn::gpu::ctc_loss(gpu, &y, &lengths, &labels, &opts).unwrap();
+    let a = wgpu_rnn::ctc::gpu::ctc_loss(gpu, &y, &lengths, &labels, &opts).unwrap();
+    let b = wgpu_rnn::ctc::gpu::ctc_loss(gpu, &y, &lengths, &labels, &opts).unwrap();
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&a.grad), bits(&b.grad));
     assert_eq!(a.loss.to_bits(), b.loss.to_bits());
 
     let too_long = Labels::from_rows(&[vec![1u32; 1024], vec![2]]);
     let y = gpu.tensor(&[2100, 2, 4], &vec![0.0; 2100 * 2 * 4]).unwrap();
-    let e = wgpu_rnn::gpu::ctc_loss(gpu, &y, &[2100, 5], &too_long, &opts).unwrap_err();
+    let e = wgpu_rnn::ctc::gpu::ctc_loss(gpu, &y, &[2100, 5], &too_long, &opts).unwrap_err();
     assert!(
         matches!(e, wgpu_rnn::Error::CtcTarget { row: 0, .. }),
         "{e}"
     );
     let blank_inside = Labels::from_rows(&[vec![1u32, 0], vec![2]]);
     let y = gpu.tensor(&shape, &x).unwrap();
-    let e = wgpu_rnn::gpu::ctc_loss(gpu, &y, &lengths, &blank_inside, &opts).unwrap_err();
+    let e = wgpu_rnn::ctc::gpu::ctc_loss(gpu, &y, &lengths, &blank_inside, &opts).unwrap_err();
     assert!(
         matches!(e, wgpu_rnn::Error::CtcTarget { row: 0, .. }),
         "{e}"
     );
-    let e = wgpu_rnn::gpu::ctc_loss(gpu, &y, &[10, 6], &labels, &opts).unwrap_err();
+    let e = wgpu_rnn::ctc::gpu::ctc_loss(gpu, &y, &[10, 6], &labels, &opts).unwrap_err();
     assert!(matches!(e, wgpu_rnn::Error::BadLength { .. }), "{e}");
 }
 

@@ -153,7 +153,7 @@ fn init_schemes() {
 /// another curve.
 #[test]
 fn hundred_step_loss_curve_is_bitwise_reproducible() {
-    use wgpu_rnn::tasks::{Task, Text, DEFAULT_CORPUS};
+    use wgpu_rnn::data::{Task, Text, DEFAULT_CORPUS};
     use wgpu_rnn::{OptimizerConfig, OptimizerKind, Train, TrainConfig, Trainer};
     let task = Task::Text(Text::new(DEFAULT_CORPUS).unwrap());
     for cell in CELLS {

@@ -283,7 +283,7 @@ fn evicted_state_mismatched_reference_inputs_and_bad_vocabularies_are_errors() {
     let dir = std::env::temp_dir().join(format!("wgpu-rnn-vocab-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("vocab.safetensors");
-    let ck = wgpu_rnn::checkpoint::Checkpoint {
+    let ck = wgpu_rnn::files::checkpoint::Checkpoint {
         params: cfg.init_params(1),
         config: cfg,
         task: "text".into(),
@@ -294,7 +294,7 @@ fn evicted_state_mismatched_reference_inputs_and_bad_vocabularies_are_errors() {
         extra: Default::default(),
     };
     ck.save(&path).unwrap();
-    let e = wgpu_rnn::checkpoint::Checkpoint::load(&path).unwrap_err();
+    let e = wgpu_rnn::files::checkpoint::Checkpoint::load(&path).unwrap_err();
     assert!(e.to_string().contains("vocabulary has 3"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }

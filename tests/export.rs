@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
-use wgpu_rnn::checkpoint::{self, Checkpoint};
-use wgpu_rnn::interop::{export_torch, load_torch};
+use wgpu_rnn::files::checkpoint::{self, Checkpoint};
+use wgpu_rnn::files::interop::{export_torch, load_torch};
 use wgpu_rnn::{Activation, CellKind, Params, RnnConfig, State};
 
 /// A fresh folder of this process, or WGPU_RNN_EXPORT_DIR's `sub` for the Python check.

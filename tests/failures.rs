@@ -330,9 +330,9 @@ fn small_device_limits_are_respected_or_named() {
     assert!(matches!(e, Error::RequestDevice { .. }), "{e}");
 }
 
-fn checkpoint_for_kill_test() -> wgpu_rnn::checkpoint::Checkpoint {
+fn checkpoint_for_kill_test() -> wgpu_rnn::files::checkpoint::Checkpoint {
     let cfg = RnnConfig::new(8, 256, 8);
-    wgpu_rnn::checkpoint::Checkpoint {
+    wgpu_rnn::files::checkpoint::Checkpoint {
         params: cfg.init_params(5),
         config: cfg,
         task: "sine".into(),
@@ -365,7 +365,7 @@ fn save_in_a_loop_helper() {
 #[test]
 fn killed_while_saving_leaves_a_loadable_checkpoint() {
     use rand::{Rng, SeedableRng};
-    use wgpu_rnn::checkpoint::Checkpoint;
+    use wgpu_rnn::files::checkpoint::Checkpoint;
     let dir = std::env::temp_dir().join(format!("wgpu-rnn-kill-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.safetensors");
@@ -410,7 +410,7 @@ fn killed_while_saving_leaves_a_loadable_checkpoint() {
 /// for.
 #[test]
 fn hostile_checkpoints_are_errors() {
-    use wgpu_rnn::checkpoint::Checkpoint;
+    use wgpu_rnn::files::checkpoint::Checkpoint;
     let dir = std::env::temp_dir().join(format!("wgpu-rnn-hostile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let raw = |header: &str, data: &[u8]| -> Vec<u8> {

@@ -7,7 +7,7 @@ mod common;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgpu_rnn::checkpoint::Checkpoint;
+use wgpu_rnn::files::checkpoint::Checkpoint;
 use wgpu_rnn::{
     cpu, Activation, Batch, CellKind, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig,
     State, Targets, Train, TrainConfig, Trainer,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use safetensors::{tensor::TensorView, Dtype};
-use wgpu_rnn::interop::{load_torch, parse_torch, save_torch};
+use wgpu_rnn::files::interop::{load_torch, parse_torch, save_torch};
 use wgpu_rnn::{Activation, CellKind, RnnConfig};
 
 fn temp(name: &str) -> std::path::PathBuf {

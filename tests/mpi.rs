@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgpu_rnn::checkpoint::Checkpoint;
 use wgpu_rnn::dist::{checksum, Communicator, Mpi, SingleProcess};
+use wgpu_rnn::files::checkpoint::Checkpoint;
 use wgpu_rnn::{
     Batch, CellKind, Gpu, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Targets, Train,
     TrainConfig, Trainer,
@@ -506,7 +506,7 @@ fn the_cli_trains_speech_under_mpirun() {
         let samples: Vec<f32> = (0..3200 + 400 * (i % 5))
             .map(|k| 0.3 * (std::f32::consts::TAU * hz * k as f32 / rate as f32).sin())
             .collect();
-        wgpu_rnn::audio::write_wav(&out.join(&file), &samples, rate).unwrap();
+        wgpu_rnn::data::audio::write_wav(&out.join(&file), &samples, rate).unwrap();
         let transcript: String = "abc".chars().take(1 + i % 3).collect();
         manifest += &format!("{file},{transcript}\n");
     }

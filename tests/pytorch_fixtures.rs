@@ -8,7 +8,7 @@
 
 mod common;
 
-use wgpu_rnn::interop::{parse_torch, TorchModel};
+use wgpu_rnn::files::interop::{parse_torch, TorchModel};
 use wgpu_rnn::{cpu, CellKind, Rnn, State};
 
 const RTOL: f64 = 1e-4;
@@ -266,7 +266,7 @@ fn export_has_pytorchs_names_and_round_trips_exactly() {
         let f = Fixture::load(name);
         let cfg = &f.model.config;
         let ours: Vec<(String, Vec<usize>, Vec<f32>)> =
-            wgpu_rnn::interop::torch_entries(cfg, &f.model.params, "rnn.")
+            wgpu_rnn::files::interop::torch_entries(cfg, &f.model.params, "rnn.")
                 .into_iter()
                 .map(|(n, s, v)| (n, s, v.to_vec()))
                 .collect();
@@ -286,8 +286,8 @@ fn export_has_pytorchs_names_and_round_trips_exactly() {
         let dir = std::env::temp_dir().join(format!("wgpu-rnn-export-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.safetensors"));
-        wgpu_rnn::interop::save_torch(&path, cfg, &f.model.params, "rnn.").unwrap();
-        let back = wgpu_rnn::interop::load_torch(&path, None).unwrap();
+        wgpu_rnn::files::interop::save_torch(&path, cfg, &f.model.params, "rnn.").unwrap();
+        let back = wgpu_rnn::files::interop::load_torch(&path, None).unwrap();
         assert_eq!(&back.config, cfg, "{name}");
         assert_eq!(back.params, f.model.params, "{name}");
         std::fs::remove_file(&path).ok();

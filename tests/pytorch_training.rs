@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use safetensors::SafeTensors;
-use wgpu_rnn::interop::parse_torch;
+use wgpu_rnn::files::interop::parse_torch;
 use wgpu_rnn::{
     Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, Params, Rnn, RnnConfig, Targets,
     Train, TrainConfig, Trainer,
@@ -123,7 +123,7 @@ fn load(name: &str) -> Run {
             }
         })
         .collect();
-    let final_params = wgpu_rnn::interop::torch_entries(&cfg, &model.params, "rnn.")
+    let final_params = wgpu_rnn::files::interop::torch_entries(&cfg, &model.params, "rnn.")
         .into_iter()
         .map(|(k, _, _)| f64s(&st, &format!("final.{k}")).1)
         .collect();

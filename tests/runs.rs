@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use wgpu_rnn::checkpoint::Checkpoint;
+use wgpu_rnn::files::checkpoint::Checkpoint;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wgpu-rnn");
 
@@ -226,7 +226,7 @@ fn sigint_saves_and_resume_continues() {
     assert!(said.contains(&s(&save)), "{said}");
     let ck = Checkpoint::load(&save).unwrap();
     assert!(ck.step >= 20, "saved at step {}", ck.step);
-    let log = wgpu_rnn::metrics::read(&d.join("run.metrics.jsonl")).unwrap();
+    let log = wgpu_rnn::files::metrics::read(&d.join("run.metrics.jsonl")).unwrap();
     assert_eq!(log.len() as u64, ck.step, "a log line per step taken");
     assert!(d.join("run.svg").exists());
     let best = Checkpoint::load(&d.join("run.best.safetensors")).unwrap();
@@ -261,7 +261,7 @@ fn sigint_saves_and_resume_continues() {
     assert_eq!(after.step, ck.step + 5, "saved back to the resumed file");
     assert_eq!(after.config, ck.config);
     // The metrics log holds every step once, in order, across the interruption.
-    let log = wgpu_rnn::metrics::read(&d.join("run.metrics.jsonl")).unwrap();
+    let log = wgpu_rnn::files::metrics::read(&d.join("run.metrics.jsonl")).unwrap();
     let steps: Vec<u64> = log.iter().map(|r| r.step).collect();
     assert_eq!(steps, (1..=after.step).collect::<Vec<_>>());
     assert!(log

@@ -8,10 +8,9 @@ use std::path::PathBuf;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgpu_rnn::series::{
-    forecast, save_forecast, write_forecast, Normalization, Series, SeriesData,
-};
-use wgpu_rnn::tasks::Task;
+use wgpu_rnn::data::series::{save_forecast, write_forecast, Normalization, Series, SeriesData};
+use wgpu_rnn::data::Task;
+use wgpu_rnn::infer::series::forecast;
 use wgpu_rnn::{
     Activation, CellKind, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, Params, RnnConfig,
     Train, TrainConfig,

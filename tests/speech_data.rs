@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wgpu_rnn::audio::{self, frame_count, MelConfig, SAMPLE_RATE};
-use wgpu_rnn::speech::{self, collate, Buckets, FrontEnd, SpeechConfig, SpeechCorpus};
+use wgpu_rnn::data::audio::{self, frame_count, MelConfig, SAMPLE_RATE};
+use wgpu_rnn::data::speech::{self, collate, Buckets, FrontEnd, SpeechConfig, SpeechCorpus};
 use wgpu_rnn::Error;
 
 /// A fresh folder for one test.
@@ -319,7 +319,7 @@ fn a_validation_manifest_replaces_the_split_and_the_front_end_round_trips() {
         speech::VOCABULARY_KEY,
         audio::MEL_CONFIG_KEY,
         audio::FEATURE_STATS_KEY,
-        speech::NORMALIZATION_KEY,
+        speech::FEATURE_NORMALIZATION_KEY,
     ] {
         assert!(extra.contains_key(key), "{key}");
     }

@@ -4,8 +4,8 @@
 mod common;
 
 use common::gpu;
-use wgpu_rnn::checkpoint::Checkpoint;
-use wgpu_rnn::tasks::{Sine, Task, Text, DEFAULT_CORPUS};
+use wgpu_rnn::data::{Sine, Task, Text, DEFAULT_CORPUS};
+use wgpu_rnn::files::checkpoint::Checkpoint;
 use wgpu_rnn::{
     CellKind, Error, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Train, TrainConfig, Trainer,
 };

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{gpu, uniform};
-use wgpu_rnn::checkpoint::Checkpoint;
+use wgpu_rnn::files::checkpoint::Checkpoint;
 use wgpu_rnn::{
     cpu, Batch, CpuTrainer, Error, LossKind, LrSchedule, OptimizerConfig, OptimizerKind, Params,
     Rnn, RnnConfig, Targets, Train, TrainConfig, Trainer,
@@ -604,7 +604,7 @@ fn checkpoint_from_trainer_round_trips() {
 
 #[test]
 fn bench_json_lines_parse_with_their_fields() {
-    use wgpu_rnn::bench::{self, BenchRow, MatmulRow, Shape};
+    use wgpu_rnn::app::bench::{self, BenchRow, MatmulRow, Shape};
     let shape = Shape {
         b: 2,
         t: 5,

@@ -258,7 +258,7 @@ fn bad_batches_and_hyperparameters_are_errors() {
 /// memory counter sees the trainer's buffers come and go.
 #[test]
 fn profile_and_memory_accounting() {
-    use wgpu_rnn::bench::{profile_gpu, Shape};
+    use wgpu_rnn::app::bench::{profile_gpu, Shape};
     // A context of its own: other tests' buffers would move a shared counter.
     let own = wgpu_rnn::Gpu::new().expect("a wgpu adapter (see README: Requirements)");
     let gpu = &own;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wgpu_rnn::bench::{batch, train_config, Shape};
+use wgpu_rnn::app::bench::{batch, train_config, Shape};
 use wgpu_rnn::gpu::{tuning_path, TuningFile, TuningSource};
 use wgpu_rnn::{CellKind, GemmTuning, Gpu, GpuOptions, Rnn, Train, Trainer};
 

@@ -1,6 +1,5 @@
 //! The device: adapter choice, the context that owns device and queue, kernels, tensors.
 
-mod ctc;
 #[cfg(test)]
 mod gemm_tests;
 mod kernels;
@@ -10,14 +9,12 @@ mod profiler;
 mod tensor;
 mod tuning;
 
-pub use ctc::ctc_loss;
-pub(crate) use ctc::{check_gpu_limits as check_ctc_limits, CtcBuffers};
 pub(crate) use tensor::check_fits;
 
 use std::sync::Arc;
 
 pub(crate) use kernels::{
-    Kernel, RowsUniform, SeqUniform, UpdateUniform, MSE, RECURRENCE_BACKWARD,
+    CtcUniform, Kernel, RowsUniform, SeqUniform, UpdateUniform, CTC, MSE, RECURRENCE_BACKWARD,
     RECURRENCE_BACKWARD_IMMEDIATE, RECURRENCE_FORWARD, RECURRENCE_FORWARD_IMMEDIATE,
     RECURRENCE_FORWARD_SUBGROUP, RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE, SOFTMAX_XENT, UPDATE,
 };

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Batch, Hyper, LossKind, OptimizerKind, StepStats, Targets, Train, TrainConfig};
-use crate::dist::Communicator;
+use crate::ctc::gpu::CtcBuffers;
 use crate::error::{Error, Result};
 use crate::gpu::{
-    record_plans, to_u32, CtcBuffers, Gpu, GpuTensor, Kernel, MemTicket, Plan, PlanBuilder,
-    Profiler, RowsUniform, UpdateUniform, MSE, SOFTMAX_XENT, UPDATE, WG,
+    record_plans, to_u32, Gpu, GpuTensor, Kernel, MemTicket, Plan, PlanBuilder, Profiler,
+    RowsUniform, UpdateUniform, MSE, SOFTMAX_XENT, UPDATE, WG,
 };
 use crate::model::{packed, CallStats, Params, Rnn, State};
+use crate::train::dist::Communicator;
 
 /// The stats buffer holds the sums of squares of the gradient's chunks, then the loss.
 fn stats_len(parts: usize) -> usize {
@@ -93,7 +94,7 @@ impl StepWorkspace {
 /// reloads, and the trained model's predictions:
 ///
 /// ```
-/// use wgpu_rnn::checkpoint::Checkpoint;
+/// use wgpu_rnn::files::checkpoint::Checkpoint;
 /// use wgpu_rnn::{Batch, Gpu, LossKind, LrSchedule, OptimizerConfig, OptimizerKind, Rnn,
 ///     RnnConfig, Targets, Train, TrainConfig, Trainer};
 ///
@@ -235,7 +236,7 @@ impl Trainer {
 
     /// Trains data-parallel across `comm`'s ranks (nothing changes with one rank). Every
     /// rank passes the same global batch to [`Train::step`] and trains on its share of
-    /// the rows ([`crate::dist::share`]) with the loss normalized by the whole batch's
+    /// the rows ([`crate::train::dist::share`]) with the loss normalized by the whole batch's
     /// weights; the gradients are summed across ranks and every rank applies the same
     /// update. CTC's mean divides by the whole batch's rows as well.
     ///
@@ -247,7 +248,7 @@ impl Trainer {
     ///
     /// [`Train::carry`] is then a collective (it gathers every rank's rows into the whole
     /// batch's state, so a checkpoint resumes exactly under any number of ranks): every
-    /// rank must call it, and so [`crate::checkpoint::Checkpoint::from_trainer`], even if
+    /// rank must call it, and so [`crate::files::checkpoint::Checkpoint::from_trainer`], even if
     /// only rank 0 saves the file.
     pub fn with_communicator(
         mut self,
@@ -307,7 +308,7 @@ impl Trainer {
 
     /// The trained model, for inference without copying the parameters to the host; the
     /// optimizer state and carried state are dropped (save them first with
-    /// [`crate::checkpoint::Checkpoint::from_trainer`] to resume later).
+    /// [`crate::files::checkpoint::Checkpoint::from_trainer`] to resume later).
     pub fn into_rnn(self) -> Rnn {
         self.rnn
     }
@@ -324,7 +325,7 @@ impl Trainer {
         let (scale, rows) = whole.unwrap_or((own, batch.b));
         let max_u = match &batch.targets {
             Targets::Labels(l) => {
-                crate::gpu::check_ctc_limits(self.rnn.config().output_size, l)?;
+                crate::ctc::gpu::check_gpu_limits(self.rnn.config().output_size, l)?;
                 l.max_len()
             }
             _ => 0,
@@ -644,7 +645,7 @@ impl Trainer {
         if b < comm.size() {
             return Ok(());
         }
-        let mine = crate::dist::share(b, comm.rank(), comm.size())?;
+        let mine = crate::train::dist::share(b, comm.rank(), comm.size())?;
         let n = b * per_row;
         let fresh = || State {
             h: vec![0.0; n],
@@ -698,8 +699,8 @@ impl Trainer {
             .iter()
             .map(GpuTensor::download)
             .collect::<Result<_>>()?;
-        let hash = crate::dist::checksum(host.iter().map(Vec::as_slice));
-        if crate::dist::same_everywhere(comm, hash)? {
+        let hash = crate::train::dist::checksum(host.iter().map(Vec::as_slice));
+        if crate::train::dist::same_everywhere(comm, hash)? {
             Ok(())
         } else {
             Err(Error::Distributed(format!(
@@ -727,7 +728,11 @@ impl Trainer {
         }
         let started = Instant::now();
         let scale = global.check(self.rnn.config(), self.config.loss)?;
-        let batch = global.rows(crate::dist::share(global.b, comm.rank(), comm.size())?)?;
+        let batch = global.rows(crate::train::dist::share(
+            global.b,
+            comm.rank(),
+            comm.size(),
+        )?)?;
         let (wi, si) = self.prepare(&batch, Some((scale, global.b)))?;
         let b = batch.b;
         self.fit_carry(b);

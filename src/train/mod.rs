@@ -2,6 +2,7 @@
 //! BPTT with the hidden state carried across chunks; and the same on the CPU reference.
 
 mod cpu_trainer;
+pub mod dist;
 mod gpu_trainer;
 
 pub use cpu_trainer::{clip_and_update, CpuTrainer, OptimState};

@@ -1,6 +1,6 @@
-//! Connectionist temporal classification: the f64 reference of the loss and its gradient
-//! (the yardstick for the GPU kernel, shaders/ctc.wgsl), and host decoding (greedy best
-//! path, prefix beam search).
+//! Connectionist temporal classification: the f64 reference of the loss and its gradient,
+//! the GPU kernel ([`gpu`], shaders/ctc.wgsl), and host decoding (greedy best path, prefix
+//! beam search).
 //!
 //! Logits y are (T, B, C), time-major (the model's output); a log_softmax over C is taken
 //! inside. Row b reads its first `input_lengths[b]` steps; its target is a label sequence
@@ -13,6 +13,8 @@
 //! loss = −log p, p = α_{L−1}(2U) + α_{L−1}(2U−1) (L the row's length), and
 //! dL/dy_t(k) = softmax(y_t)(k) − (1/p) Σ_{s: l'_s = k} α_t(s) β_t(s) / p_t(k) for t < L,
 //! 0 past it. Reductions are PyTorch's `nn.CTCLoss`.
+
+pub mod gpu;
 
 use crate::error::{Error, Result};
 

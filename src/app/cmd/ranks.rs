@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use wgpu_rnn::dist::{Communicator, SingleProcess};
-use wgpu_rnn::{Gpu, GpuOptions, Result};
+use crate::train::dist::{Communicator, SingleProcess};
+use crate::{Gpu, GpuOptions, Result};
 
 /// Environment variables by which MPI launchers (Open MPI, MPICH/Hydra, PMIx, Intel MPI)
 /// tell a process it is one of a job's ranks.
@@ -23,7 +23,7 @@ pub fn communicator() -> Result<Arc<dyn Communicator>> {
     let launched = LAUNCHER_VARS.iter().any(|v| std::env::var_os(v).is_some());
     #[cfg(feature = "mpi")]
     if launched {
-        return Ok(Arc::new(wgpu_rnn::dist::Mpi::init()?));
+        return Ok(Arc::new(crate::train::dist::Mpi::init()?));
     }
     #[cfg(not(feature = "mpi"))]
     if launched {
@@ -32,7 +32,7 @@ pub fn communicator() -> Result<Arc<dyn Communicator>> {
             .filter_map(|v| std::env::var(v).ok()?.parse::<usize>().ok())
             .max();
         if let Some(n) = size.filter(|&n| n > 1) {
-            return Err(wgpu_rnn::Error::Distributed(format!(
+            return Err(crate::Error::Distributed(format!(
                 "started as one of {n} MPI ranks, but this wgpu-rnn was built without MPI \
                  (each rank would train alone and overwrite the others' files); build it \
                  with `cargo build --release --features mpi` (README: Many GPUs and \

@@ -6,7 +6,7 @@
 //! input columns of row s and is trained to predict the normalized target column of row
 //! s + 1. Normalization (mean and standard deviation per column) is fitted on the training
 //! part only, and travels with a model in its checkpoint's `extra` map under
-//! [`NORMALIZATION_KEY`] as JSON.
+//! [`COLUMNS_KEY`] as JSON.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -16,19 +16,15 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::csv_lines::Lines;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuTensor};
-use crate::model::{Params, Rnn, RnnConfig, State};
 use crate::train::{Batch, Targets};
 
 /// Fewest rows a series needs for training: 18 training rows and 2 validation rows.
 pub const MIN_ROWS: usize = 20;
 
 /// The checkpoint `extra` key under which a series model keeps its [`Normalization`].
-pub const NORMALIZATION_KEY: &str = "series.normalization";
-
-/// Rows the GPU runs at once while warming the state up on a long history.
-const WARMUP_ROWS: usize = 256;
+pub const COLUMNS_KEY: &str = "series.normalization";
 
 /// Rows in the training part of a series of `rows` rows: the first 90 % (rounded down).
 pub fn training_rows(rows: usize) -> usize {
@@ -40,7 +36,7 @@ fn bad(why: impl Into<String>) -> Error {
 }
 
 /// `"a", "b"`: column names for messages.
-fn quoted(names: &[String]) -> String {
+pub(crate) fn quoted(names: &[String]) -> String {
     names
         .iter()
         .map(|n| format!("{n:?}"))
@@ -65,37 +61,6 @@ fn column_label(header: &csv::StringRecord, c: usize) -> String {
     match &header[c] {
         "" => format!("column {}", c + 1),
         name => format!("{name:?}"),
-    }
-}
-
-/// The lines of a CSV file's bytes, for messages that name a record's line: the reader's
-/// positions start at the blank lines it skips before a record, and its line count leaves
-/// them out. A line ends at "\n", "\r\n" or a lone "\r". Built once per file (finding a
-/// line is then a binary search, not a scan from the start).
-pub(crate) struct Lines<'a> {
-    bytes: &'a [u8],
-    /// Byte offsets of the line breaks, in order.
-    breaks: Vec<usize>,
-}
-
-impl<'a> Lines<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        let breaks = bytes
-            .iter()
-            .enumerate()
-            .filter(|&(k, &c)| c == b'\n' || (c == b'\r' && bytes.get(k + 1) != Some(&b'\n')))
-            .map(|(k, _)| k)
-            .collect();
-        Lines { bytes, breaks }
-    }
-
-    /// The 1-based line on which the record read from byte `at` starts.
-    pub(crate) fn line_of(&self, at: u64) -> u64 {
-        let mut at = (at as usize).min(self.bytes.len());
-        while matches!(self.bytes.get(at), Some(b'\n' | b'\r')) {
-            at += 1;
-        }
-        1 + self.breaks.partition_point(|&k| k < at) as u64
     }
 }
 
@@ -400,16 +365,16 @@ impl Normalization {
         Ok(n)
     }
 
-    /// Stores this as JSON under [`NORMALIZATION_KEY`] in a checkpoint's `extra` map.
+    /// Stores this as JSON under [`COLUMNS_KEY`] in a checkpoint's `extra` map.
     pub fn store(&self, extra: &mut BTreeMap<String, String>) {
-        extra.insert(NORMALIZATION_KEY.to_string(), self.to_json());
+        extra.insert(COLUMNS_KEY.to_string(), self.to_json());
     }
 
     /// Reads what [`Normalization::store`] wrote.
     pub fn from_extra(extra: &BTreeMap<String, String>) -> Result<Self> {
-        let json = extra.get(NORMALIZATION_KEY).ok_or_else(|| {
+        let json = extra.get(COLUMNS_KEY).ok_or_else(|| {
             bad(format!(
-                "the model has no '{NORMALIZATION_KEY}' entry; it was not trained on a CSV \
+                "the model has no '{COLUMNS_KEY}' entry; it was not trained on a CSV \
                  series (train with the series task)"
             ))
         })?;
@@ -572,124 +537,6 @@ impl Series {
     }
 }
 
-/// A model run one row (batch of 1) at a time, its state carried from call to call.
-enum Runner<'a> {
-    Gpu {
-        gpu: &'a Gpu,
-        rnn: Box<Rnn>,
-        state: Option<State<GpuTensor>>,
-    },
-    Cpu {
-        config: &'a RnnConfig,
-        params: Params<Vec<f64>>,
-        state: Option<State<Vec<f64>>>,
-    },
-}
-
-impl Runner<'_> {
-    /// Runs x (T, 1, 1) on from the carried state; returns y (T).
-    fn run(&mut self, x: &[f64]) -> Result<Vec<f64>> {
-        let shape = [x.len(), 1, 1];
-        match self {
-            Runner::Gpu { gpu, rnn, state } => {
-                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                let out = rnn.forward(&gpu.tensor(&shape, &x32)?, state.as_ref())?;
-                *state = Some(out.state);
-                Ok(out.y.download()?.into_iter().map(f64::from).collect())
-            }
-            Runner::Cpu {
-                config,
-                params,
-                state,
-            } => {
-                let f = crate::cpu::forward(config, params, x, &shape, state.as_ref(), None)?;
-                *state = Some(f.state);
-                Ok(f.y)
-            }
-        }
-    }
-}
-
-/// Forecasts `horizon` steps past the end of `history`: warms the state up from h_0 = 0 on
-/// every row of `history` (normalized with `norm`), then feeds each prediction back as the
-/// next input. Returns the forecasts in the target's original units. On the GPU when
-/// `gpu` is given, else on the CPU reference.
-///
-/// The model must read the target column alone (its other inputs' future values are
-/// unknown) and run forwards in time only; `history` must be loaded with the model's
-/// columns (see [`Normalization::check_columns`]).
-pub fn forecast(
-    gpu: Option<&Gpu>,
-    config: &RnnConfig,
-    params: &Params<Vec<f32>>,
-    norm: &Normalization,
-    history: &SeriesData,
-    horizon: usize,
-) -> Result<Vec<f64>> {
-    if norm.input_names() != [norm.target.name.clone()] {
-        return Err(bad(format!(
-            "the model reads columns [{}] to predict {:?}; forecasting several steps ahead \
-             feeds each prediction back as the next input, which needs the target as the \
-             only input (the future values of the others are unknown); train with the target \
-             alone as input",
-            quoted(&norm.input_names()),
-            norm.target.name
-        )));
-    }
-    if config.input_size != 1 || config.output_size != 1 {
-        return Err(bad(format!(
-            "the model has {} inputs and {} outputs; a series forecast needs 1 and 1",
-            config.input_size, config.output_size
-        )));
-    }
-    if config.bidirectional {
-        return Err(bad(
-            "the model is bidirectional: its reverse direction reads the future, which a \
-             forecast does not have; train a forward-only model",
-        ));
-    }
-    if horizon == 0 {
-        return Err(Error::ZeroSize {
-            what: "forecast horizon",
-        });
-    }
-    norm.check_columns(history)?;
-    let mut runner = match gpu {
-        Some(g) => Runner::Gpu {
-            gpu: g,
-            rnn: Box::new(Rnn::from_params(g, config.clone(), params)?),
-            state: None,
-        },
-        None => {
-            config.validate()?;
-            Runner::Cpu {
-                config,
-                params: params.to_f64(),
-                state: None,
-            }
-        }
-    };
-    let z: Vec<f64> = history
-        .y
-        .iter()
-        .map(|&v| norm.target.normalize(v))
-        .collect();
-    let mut next = 0.0;
-    for chunk in z.chunks(WARMUP_ROWS) {
-        next = *runner.run(chunk)?.last().expect("chunks are not empty");
-    }
-    let mut out = Vec::with_capacity(horizon);
-    out.push(next);
-    while out.len() < horizon {
-        next = runner.run(&[next])?[0];
-        out.push(next);
-    }
-    Ok(out
-        .into_iter()
-        .map(|z| norm.target.denormalize(z))
-        .collect())
-}
-
 /// Writes forecasts as CSV: a `step,forecast` header, then steps 1..=N with their values.
 pub fn write_forecast(writer: impl Write, forecasts: &[f64]) -> std::io::Result<()> {
     let mut w = csv::Writer::from_writer(writer);
@@ -714,16 +561,6 @@ pub fn save_forecast(path: &Path, forecasts: &[f64]) -> Result<()> {
 mod tests {
     use super::*;
     use rand::SeedableRng;
-
-    #[test]
-    fn lines_count_every_kind_of_line_break_and_skip_blank_lines() {
-        let text = b"h\n1\n\n2\r\n3\r4\n";
-        let lines = Lines::new(text);
-        // (byte a record starts at, or the blank line before it, → its 1-based line)
-        for (at, line) in [(0, 1), (2, 2), (4, 4), (5, 4), (8, 5), (10, 6), (99, 7)] {
-            assert_eq!(lines.line_of(at), line, "byte {at}");
-        }
-    }
 
     fn load(text: &str, target: Option<&str>, inputs: Option<&[&str]>) -> Result<SeriesData> {
         let inputs: Option<Vec<String>> = inputs.map(|v| v.iter().map(|s| s.to_string()).collect());
@@ -882,12 +719,12 @@ mod tests {
         assert_eq!(Normalization::from_json(&n.to_json()).unwrap(), n);
         let mut extra = BTreeMap::new();
         n.store(&mut extra);
-        assert!(extra[NORMALIZATION_KEY].contains("\"mean\""));
+        assert!(extra[COLUMNS_KEY].contains("\"mean\""));
         assert_eq!(Normalization::from_extra(&extra).unwrap(), n);
         let e = Normalization::from_extra(&BTreeMap::new())
             .unwrap_err()
             .to_string();
-        assert!(e.contains(NORMALIZATION_KEY), "{e}");
+        assert!(e.contains(COLUMNS_KEY), "{e}");
         let bad = n.to_json().replacen("\"std\":", "\"std\":-", 1);
         let e = Normalization::from_json(&bad).unwrap_err().to_string();
         assert!(e.contains("std"), "{e}");

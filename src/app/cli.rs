@@ -338,7 +338,7 @@ pub struct ExportArgs {
 #[derive(Args)]
 pub struct BenchArgs {
     /// Shapes as B,T,I,H,O separated by ';'.
-    #[arg(long, default_value = crate::bench::DEFAULT_SHAPES)]
+    #[arg(long, default_value = crate::app::bench::DEFAULT_SHAPES)]
     pub shapes: String,
     /// The recurrent cell measured at every shape.
     #[arg(long, value_enum, default_value = "rnn")]

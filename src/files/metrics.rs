@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::interop::write_atomic;
+use crate::files::interop::write_atomic;
 
 /// What one training step measured.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -70,7 +70,7 @@ pub fn log_path(checkpoint: &Path) -> PathBuf {
 pub type LossCurve = Vec<(u64, f32)>;
 
 /// The training loss of every record and the validation loss of those that have one, as
-/// series for [`crate::plot::loss_plot`].
+/// series for [`crate::app::plot::loss_plot`].
 pub fn loss_curves(records: &[MetricsRecord]) -> (LossCurve, LossCurve) {
     let train = records.iter().map(|r| (r.step, r.loss)).collect();
     let validation = records

@@ -1,11 +1,10 @@
 //! The CTC loss on the GPU (shaders/ctc.wgsl): the per-batch buffers, the dispatch that
 //! fills dL/dlogits and the row losses, and [`ctc_loss`] for a standalone call. The
-//! reference and the options are in [`crate::ctc`].
+//! reference and the options are in the parent module.
 
-use super::kernels::{CtcUniform, CTC};
-use super::{record_plans, to_u32, Gpu, GpuTensor, Kernel, PlanBuilder};
-use crate::ctc::{check, CtcLoss, CtcOptions, Labels, Reduction, MAX_GPU_TARGET_LEN};
+use super::{check, CtcLoss, CtcOptions, Labels, Reduction, MAX_GPU_TARGET_LEN};
 use crate::error::{Error, Result};
+use crate::gpu::{record_plans, to_u32, CtcUniform, Gpu, GpuTensor, Kernel, PlanBuilder, CTC};
 
 /// Invocations per workgroup (one workgroup per batch row).
 const CTC_WG: u32 = 256;

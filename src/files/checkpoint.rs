@@ -1,4 +1,4 @@
-//! Checkpoints in safetensors with PyTorch's names (see [`crate::interop`]): the recurrent
+//! Checkpoints in safetensors with PyTorch's names (see [`crate::files::interop`]): the recurrent
 //! layers under `rnn.` (`rnn.weight_ih_l0`, `rnn.weight_hh_l0`, `rnn.bias_ih_l0`,
 //! `rnn.bias_hh_l0`, ..., `_reverse` for a second direction) and the head as
 //! `head.weight`, `head.bias`, so PyTorch's `load_state_dict` takes the model tensors.
@@ -12,7 +12,7 @@ use std::path::Path;
 use safetensors::SafeTensors;
 
 use crate::error::{Error, Result};
-use crate::interop::{self, config_metadata, read_f32, torch_entries};
+use crate::files::interop::{self, config_metadata, read_f32, torch_entries};
 use crate::model::{Activation, CellKind, Params, RnnConfig, State, MAX_LAYERS};
 use crate::train::Train;
 

@@ -6,7 +6,7 @@
 //! trimmed and runs of whitespace become one space; case is kept.
 //!
 //! Held-out data: a separate validation manifest when one is given, otherwise every
-//! [`VALIDATION_EVERY`]-th utterance of the manifest (lines 10, 20, … of the data, counting
+//! [`UTTERANCES_PER_HELD_OUT`]-th utterance of the manifest (lines 10, 20, … of the data, counting
 //! from 1), a rule that does not depend on a seed and keeps the split stable as a manifest
 //! grows at its end.
 //!
@@ -23,7 +23,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::audio::{
+use super::audio::{
     self, FeatureStats, Features, LogMel, MelConfig, Normalization, FEATURE_STATS_KEY,
     MEL_CONFIG_KEY,
 };
@@ -34,13 +34,13 @@ use crate::train::Batch;
 pub const BLANK: u32 = 0;
 
 /// Without a validation manifest, every this-many-th utterance is held out.
-pub const VALIDATION_EVERY: usize = 10;
+pub const UTTERANCES_PER_HELD_OUT: usize = 10;
 
 /// The checkpoint `extra` key under which a speech model keeps its [`Vocabulary`].
 pub const VOCABULARY_KEY: &str = "speech.vocabulary";
 
 /// The checkpoint `extra` key under which a speech model keeps its [`Normalization`].
-pub const NORMALIZATION_KEY: &str = "speech.normalization";
+pub const FEATURE_NORMALIZATION_KEY: &str = "speech.normalization";
 
 /// One line of a manifest.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +79,7 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Utterance>> {
         why,
     };
     let folder = path.parent().unwrap_or(Path::new(""));
-    let lines = crate::series::Lines::new(&bytes);
+    let lines = super::csv_lines::Lines::new(&bytes);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -158,11 +158,11 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Utterance>> {
 }
 
 /// The default held-out split: utterance i (0-based) is held out when
-/// `(i + 1) % VALIDATION_EVERY == 0`; returns (training, held out).
+/// `(i + 1) % UTTERANCES_PER_HELD_OUT == 0`; returns (training, held out).
 pub fn split_validation(utterances: Vec<Utterance>) -> (Vec<Utterance>, Vec<Utterance>) {
     let (mut train, mut valid) = (Vec::new(), Vec::new());
     for (i, u) in utterances.into_iter().enumerate() {
-        if (i + 1) % VALIDATION_EVERY == 0 {
+        if (i + 1) % UTTERANCES_PER_HELD_OUT == 0 {
             valid.push(u);
         } else {
             train.push(u);
@@ -350,7 +350,7 @@ impl FrontEnd {
         extra.insert(VOCABULARY_KEY.to_string(), self.vocabulary.to_json());
         extra.insert(MEL_CONFIG_KEY.to_string(), self.mel.config().to_json());
         extra.insert(
-            NORMALIZATION_KEY.to_string(),
+            FEATURE_NORMALIZATION_KEY.to_string(),
             serde_json::to_string(&self.normalization).expect("enum serializes"),
         );
         if let Some(stats) = &self.stats {
@@ -371,8 +371,8 @@ impl FrontEnd {
         };
         let vocabulary = Vocabulary::from_json(get(VOCABULARY_KEY)?)?;
         let mel = LogMel::new(MelConfig::from_json(get(MEL_CONFIG_KEY)?)?)?;
-        let normalization: Normalization =
-            serde_json::from_str(get(NORMALIZATION_KEY)?).map_err(|e| {
+        let normalization: Normalization = serde_json::from_str(get(FEATURE_NORMALIZATION_KEY)?)
+            .map_err(|e| {
                 Error::BadSpeech(format!(
                     "the saved normalization is not one this version knows ({e})"
                 ))
@@ -419,7 +419,7 @@ pub struct SpeechCorpus {
 
 impl SpeechCorpus {
     /// Reads `manifest` (and `validation_manifest`, or holds out every
-    /// [`VALIDATION_EVERY`]-th utterance), computes features, fits the normalization on the
+    /// [`UTTERANCES_PER_HELD_OUT`]-th utterance), computes features, fits the normalization on the
     /// training part, and encodes transcripts. Errors name the manifest line of an
     /// unreadable file or of an utterance too short for its transcript under CTC.
     pub fn load(
@@ -434,7 +434,7 @@ impl SpeechCorpus {
         };
         if train.is_empty() || valid.is_empty() {
             return Err(Error::BadSpeech(format!(
-                "{} has {} utterances: too few to hold out every {VALIDATION_EVERY}th; add \
+                "{} has {} utterances: too few to hold out every {UTTERANCES_PER_HELD_OUT}th; add \
                  utterances or give a separate validation manifest",
                 manifest.display(),
                 train.len() + valid.len()
@@ -887,79 +887,4 @@ pub fn to_batch(s: SpeechBatch, quantum: usize) -> Result<Batch> {
         lengths: s.label_lengths,
     };
     Batch::new(t, s.b, x, crate::train::Targets::Labels(labels))?.with_lengths(s.input_lengths)
-}
-
-/// The model's output y (T, B, C) for a collated batch: on the GPU when one is given, else
-/// on the CPU reference.
-pub fn logits(
-    gpu: Option<&crate::Gpu>,
-    config: &crate::RnnConfig,
-    params: &crate::Params<Vec<f32>>,
-    batch: &SpeechBatch,
-) -> Result<Vec<f32>> {
-    let shape = [batch.t, batch.b, batch.bands];
-    match gpu {
-        Some(g) => {
-            let mut rnn = crate::Rnn::from_params(g, config.clone(), params)?;
-            let x = g.tensor(&shape, &batch.x)?;
-            rnn.forward_with_lengths(&x, None, &batch.input_lengths)?
-                .y
-                .download()
-        }
-        None => {
-            let x: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
-            let f = crate::cpu::forward(
-                config,
-                &params.to_f64(),
-                &x,
-                &shape,
-                None,
-                Some(&batch.input_lengths),
-            )?;
-            Ok(f.y.iter().map(|&v| v as f32).collect())
-        }
-    }
-}
-
-/// Transcripts of a collated batch: greedy best path, or a prefix beam search of `beam`
-/// prefixes.
-pub fn transcribe(
-    gpu: Option<&crate::Gpu>,
-    config: &crate::RnnConfig,
-    params: &crate::Params<Vec<f32>>,
-    vocabulary: &Vocabulary,
-    batch: &SpeechBatch,
-    beam: Option<usize>,
-) -> Result<Vec<String>> {
-    let y = logits(gpu, config, params, batch)?;
-    let shape = [batch.t, batch.b, config.output_size];
-    let lengths = Some(&batch.input_lengths[..]);
-    let labels = match beam {
-        Some(k) => crate::ctc::beam_search(&y, shape, lengths, BLANK, k)?,
-        None => crate::ctc::greedy_decode(&y, shape, lengths, BLANK)?,
-    };
-    Ok(labels.iter().map(|l| vocabulary.decode(l)).collect())
-}
-
-/// Character and word error rates of greedy transcripts of `examples` against their
-/// transcripts.
-pub fn error_rates(
-    gpu: Option<&crate::Gpu>,
-    config: &crate::RnnConfig,
-    params: &crate::Params<Vec<f32>>,
-    vocabulary: &Vocabulary,
-    examples: &[Example],
-) -> Result<(ErrorRate, ErrorRate)> {
-    let rows: Vec<usize> = (0..examples.len()).collect();
-    let batch = collate(examples, &rows)?;
-    let heard = transcribe(gpu, config, params, vocabulary, &batch, None)?;
-    let pairs: Vec<(&str, &str)> = examples
-        .iter()
-        .map(|e| e.transcript.as_str())
-        .zip(heard.iter().map(String::as_str))
-        .collect();
-    Ok((
-        character_error_rate(pairs.iter().copied()),
-        word_error_rate(pairs.iter().copied()),
-    ))
 }

@@ -1,4 +1,0 @@
-//! The binary's longer subcommands (the library's `cli` module holds their arguments).
-
-pub mod ranks;
-pub mod train;

@@ -1,0 +1,192 @@
+//! Running a trained model: one path for the GPU and for the f64 CPU reference, for whole
+//! batches ([`Predictor::run`]) and for streams whose state carries from one call to the
+//! next ([`Stream`], step-by-step generation and forecasting). The task-specific uses sit
+//! on top of it: text sampling ([`text`]), series forecasts (`series`, feature `series`)
+//! and transcription (`speech`, feature `audio`).
+//!
+//! Values cross to and from the host as f64: the CPU reference computes in f64
+//! throughout, and the GPU's f32 values convert exactly.
+
+#[cfg(feature = "series")]
+pub mod series;
+#[cfg(feature = "audio")]
+pub mod speech;
+pub mod text;
+
+use crate::error::Result;
+use crate::gpu::{Gpu, GpuTensor};
+use crate::model::{Params, Rnn, RnnConfig, State};
+
+/// A model ready to run, on the GPU or on the CPU reference.
+pub struct Predictor {
+    config: RnnConfig,
+    engine: Engine,
+}
+
+enum Engine {
+    Gpu(Box<Rnn>),
+    Cpu(Params<Vec<f64>>),
+}
+
+/// What [`Predictor::run`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// (T, B, O); zero past a row's length.
+    pub y: Vec<f64>,
+    /// Each cell's state after its last step (h_n, and c_n for LSTM), (L·D, B, H).
+    pub state: State<Vec<f64>>,
+}
+
+impl std::fmt::Debug for Predictor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Predictor")
+            .field("config", &self.config)
+            .field("gpu", &self.is_gpu())
+            .finish()
+    }
+}
+
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&a| a as f64).collect()
+}
+
+fn narrow(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&a| a as f32).collect()
+}
+
+impl Predictor {
+    /// The model `config` with `params`: on the GPU when `gpu` is given, else on the CPU
+    /// reference.
+    pub fn new(gpu: Option<&Gpu>, config: &RnnConfig, params: &Params<Vec<f32>>) -> Result<Self> {
+        config.validate()?;
+        params.check(config)?;
+        let engine = match gpu {
+            Some(g) => Engine::Gpu(Box::new(Rnn::from_params(g, config.clone(), params)?)),
+            None => Engine::Cpu(params.to_f64()),
+        };
+        Ok(Predictor {
+            config: config.clone(),
+            engine,
+        })
+    }
+
+    pub fn config(&self) -> &RnnConfig {
+        &self.config
+    }
+
+    /// Whether it runs on the GPU.
+    pub fn is_gpu(&self) -> bool {
+        matches!(self.engine, Engine::Gpu(_))
+    }
+
+    /// Runs x (T, B, I), time-major, from `init` (h0 and, for LSTM, c0; each (L·D, B, H))
+    /// or zeros, with optional per-row `lengths` (see [`Rnn::forward_with_lengths`]).
+    pub fn run(
+        &mut self,
+        x: &[f64],
+        [t, b]: [usize; 2],
+        init: Option<&State<Vec<f64>>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<Prediction> {
+        let init = init.map(|s| Carried::from_host(self, s, b)).transpose()?;
+        let (y, state) = self.forward(x, [t, b], init.as_ref(), lengths)?;
+        Ok(Prediction {
+            y,
+            state: state.to_host()?,
+        })
+    }
+
+    /// A stream of batches, each starting from the state the one before left (the first
+    /// from zeros).
+    pub fn stream(&mut self) -> Stream<'_> {
+        Stream {
+            predictor: self,
+            state: None,
+        }
+    }
+
+    /// The forward of x (T, B, I) from `init`: y on the host, the final state where the
+    /// model keeps it.
+    fn forward(
+        &mut self,
+        x: &[f64],
+        [t, b]: [usize; 2],
+        init: Option<&Carried>,
+        lengths: Option<&[usize]>,
+    ) -> Result<(Vec<f64>, Carried)> {
+        let shape = [t, b, self.config.input_size];
+        match &mut self.engine {
+            Engine::Gpu(rnn) => {
+                let gpu = rnn.gpu().clone();
+                crate::shapes::check_len("x", &shape, x.len())?;
+                let xg = gpu.tensor(&shape, &narrow(x))?;
+                let init = match init {
+                    Some(Carried::Gpu(s)) => Some(s),
+                    _ => None,
+                };
+                let out = match lengths {
+                    Some(l) => rnn.forward_with_lengths(&xg, init, l)?,
+                    None => rnn.forward(&xg, init)?,
+                };
+                Ok((widen(&out.y.download()?), Carried::Gpu(out.state)))
+            }
+            Engine::Cpu(params) => {
+                let init = match init {
+                    Some(Carried::Cpu(s)) => Some(s),
+                    _ => None,
+                };
+                let f = crate::cpu::forward(&self.config, params, x, &shape, init, lengths)?;
+                Ok((f.y, Carried::Cpu(f.state)))
+            }
+        }
+    }
+}
+
+/// Batches run one after another through a [`Predictor`], each from the state the one
+/// before left: step-by-step generation, or a long series fed in pieces.
+pub struct Stream<'p> {
+    predictor: &'p mut Predictor,
+    state: Option<Carried>,
+}
+
+impl Stream<'_> {
+    /// Runs x (T, B, I) on from the carried state; returns y (T, B, O).
+    pub fn feed(&mut self, x: &[f64], t: usize, b: usize) -> Result<Vec<f64>> {
+        let (y, state) = self
+            .predictor
+            .forward(x, [t, b], self.state.as_ref(), None)?;
+        self.state = Some(state);
+        Ok(y)
+    }
+
+    /// The carried state (None before the first batch).
+    pub fn state(&self) -> Result<Option<State<Vec<f64>>>> {
+        self.state.as_ref().map(Carried::to_host).transpose()
+    }
+}
+
+/// A state where the model keeps it: on the GPU, or in f64 for the CPU reference.
+enum Carried {
+    Gpu(State<GpuTensor>),
+    Cpu(State<Vec<f64>>),
+}
+
+impl Carried {
+    fn from_host(p: &Predictor, s: &State<Vec<f64>>, b: usize) -> Result<Self> {
+        p.config.check_host_state("initial state", s, b)?;
+        Ok(match &p.engine {
+            Engine::Gpu(rnn) => {
+                let shape = p.config.state_shape(b);
+                Carried::Gpu(s.try_map(|v| rnn.gpu().tensor(&shape, &narrow(v)))?)
+            }
+            Engine::Cpu(_) => Carried::Cpu(s.clone()),
+        })
+    }
+
+    fn to_host(&self) -> Result<State<Vec<f64>>> {
+        match self {
+            Carried::Gpu(s) => s.try_map(|t| Ok(widen(&t.download()?))),
+            Carried::Cpu(s) => Ok(s.clone()),
+        }
+    }
+}
