@@ -4,10 +4,12 @@
 mod gpu;
 mod params;
 mod plan;
+mod timeline;
 
 pub(crate) use gpu::packed;
 pub use gpu::{CallStats, ForwardOutput, Gradients, RecurrencePath, Rnn};
 pub use params::{cell_suffix, Cell, Init, Params, State};
+pub use timeline::Timeline;
 
 use crate::error::{Error, Result};
 use crate::shapes::nonzero;

@@ -2,7 +2,7 @@
 //! backward built from per-op pairs (input projection, recurrence, head), forward in
 //! order and backward in reverse.
 
-use super::{Activation, CellKind, Params, RnnConfig};
+use super::{Activation, CellKind, Params, RnnConfig, Timeline};
 use crate::error::{Error, Result};
 use crate::gpu::{
     to_u32, GemmSpec, Gpu, GpuTensor, Kernel, Operand, Plan, PlanBuilder, SeqUniform,
@@ -119,38 +119,6 @@ pub(crate) struct CellBuffers {
     saved: GpuTensor,
     /// (T, B, H): dL/d(this cell's outputs) from the head or the layer above.
     dh: GpuTensor,
-}
-
-/// Where a cell keeps things, in blocks of B·H values of its states.
-#[derive(Clone, Copy)]
-struct Blocks {
-    reverse: bool,
-    t: usize,
-}
-
-impl Blocks {
-    /// First block of the outputs (times 1..T).
-    fn out(self) -> usize {
-        if self.reverse {
-            0
-        } else {
-            1
-        }
-    }
-    /// First block of the states each time reads (h_prev of times 1..T).
-    fn prev(self) -> usize {
-        1 - self.out()
-    }
-    fn initial(self) -> usize {
-        if self.reverse {
-            self.t
-        } else {
-            0
-        }
-    }
-    fn last(self) -> usize {
-        self.t - self.initial()
-    }
 }
 
 /// Buffers and plans for one (T, B), full-length or variable-length. It dereferences to
@@ -285,11 +253,8 @@ impl Workspace {
 }
 
 impl Buffers {
-    fn blocks(&self, cfg: &RnnConfig, c: usize) -> Blocks {
-        Blocks {
-            reverse: cfg.is_reverse(c),
-            t: self.t,
-        }
+    fn timeline(&self, cfg: &RnnConfig, c: usize) -> Timeline {
+        Timeline::new(self.t, cfg.is_reverse(c))
     }
 
     /// Bytes of one (B, H) block of states.
@@ -312,7 +277,7 @@ impl Buffers {
     ) {
         let block = self.block_bytes(cfg);
         for (c, cell) in self.cells.iter().enumerate() {
-            let at = self.blocks(cfg, c).initial() as u64 * block;
+            let at = self.timeline(cfg, c).initial_block() as u64 * block;
             let parts = [
                 (init.map(|s| &s.h), 0),
                 (init.and_then(|s| s.c.as_ref()), 1),
@@ -342,7 +307,7 @@ impl Buffers {
     ) {
         let block = self.block_bytes(cfg);
         for (c, cell) in self.cells.iter().enumerate() {
-            let at = self.blocks(cfg, c).last() as u64 * block;
+            let at = self.timeline(cfg, c).final_block() as u64 * block;
             for (half, d) in dst.tensors().into_iter().enumerate() {
                 let src = at + half as u64 * self.c_bytes(cfg);
                 enc.copy_buffer_to_buffer(
@@ -422,10 +387,10 @@ impl<'a> Ctx<'a> {
 
     /// Outputs of cell c (times 1..T) as a (T·B, H) row-major operand.
     fn out(&self, c: usize) -> Operand<'a> {
-        let blocks = self.ws.blocks(self.cfg, c);
+        let first = self.ws.timeline(self.cfg, c).out_block(1);
         Operand::rows(
             self.ws.cells[c].states.buffer(),
-            blocks.out() * self.block(),
+            first * self.block(),
             self.cfg.hidden_size,
         )
     }
@@ -707,7 +672,7 @@ impl<'a> Ctx<'a> {
         let (tb, h, gh) = (ws.t * ws.b, cfg.hidden_size, cfg.gates() * cfg.hidden_size);
         let gc = &self.g.cells[c];
         plan.section("weight gradients");
-        let prev = ws.blocks(cfg, c).prev() * self.block();
+        let prev = ws.timeline(cfg, c).prev_block(1) * self.block();
         plan.gemm(GemmSpec::new(
             gh,
             h,
