@@ -2,13 +2,13 @@
 // A unit j sees its gate pre-activations split as p[g] = (W_ih x + b_ih)[g*H + j] and
 // r[g] = (W_hh h_prev + b_hh)[g*H + j], g < G.
 //
-// CELL 0 Elman (G = 1): h = act(p + r), act = tanh, or relu with RELU.
-// CELL 1 LSTM (G = 4, gates i f g o): c = f c_prev + i g, h = o tanh(c);
+// CELL (declared in recurrence.wgsl) is one of the ids generated from the Rust CellKind:
+// CELL_RNN Elman (G = 1): h = act(p + r), act = tanh, or relu with RELU.
+// CELL_LSTM (G = 4, gates i f g o): c = f c_prev + i g, h = o tanh(c);
 //   saves (i, f, g, o).
-// CELL 2 GRU (G = 3, gates r z n): n = tanh(p_n + r r_n), h = (1 - z) n + z h_prev;
+// CELL_GRU (G = 3, gates r z n): n = tanh(p_n + r r_n), h = (1 - z) n + z h_prev;
 //   saves (r, z, n, r_n).
 
-override CELL: u32 = 0u;
 override RELU: bool = false;
 
 struct UnitForward {
@@ -20,7 +20,7 @@ struct UnitForward {
 fn step_forward(p: vec4<f32>, r: vec4<f32>, h_prev: f32, c_prev: f32) -> UnitForward {
     var u: UnitForward;
     switch CELL {
-        case 1u: {
+        case CELL_LSTM: {
             let i = sigmoid(p.x + r.x);
             let f = sigmoid(p.y + r.y);
             let g = tanh_safe(p.z + r.z);
@@ -29,7 +29,7 @@ fn step_forward(p: vec4<f32>, r: vec4<f32>, h_prev: f32, c_prev: f32) -> UnitFor
             u.h = o * tanh_safe(u.c);
             u.saved = vec4<f32>(i, f, g, o);
         }
-        case 2u: {
+        case CELL_GRU: {
             let rg = sigmoid(p.x + r.x);
             let z = sigmoid(p.y + r.y);
             let n = tanh_safe(p.z + rg * r.z);
@@ -59,7 +59,7 @@ fn step_backward(dh: f32, dc_out: f32, s: vec4<f32>, h: f32, h_prev: f32, c_prev
                  c: f32) -> UnitBackward {
     var u: UnitBackward;
     switch CELL {
-        case 1u: {
+        case CELL_LSTM: {
             let tc = tanh_safe(c);
             let dc = dc_out + dh * s.w * (1.0 - tc * tc);
             u.dp = vec4<f32>(
@@ -71,7 +71,7 @@ fn step_backward(dh: f32, dc_out: f32, s: vec4<f32>, h: f32, h_prev: f32, c_prev
             u.dr = u.dp;
             u.dc_prev = dc * s.y;
         }
-        case 2u: {
+        case CELL_GRU: {
             let dn = dh * (1.0 - s.y) * (1.0 - s.z * s.z);
             u.dp = vec4<f32>(dn * s.w * s.x * (1.0 - s.x), dh * (h_prev - s.z) * s.y * (1.0 - s.y),
                              dn, 0.0);

@@ -1,11 +1,12 @@
-// CTC loss, one workgroup per batch row b (equations in src/ctc.rs). Shapes:
+// CTC loss, one workgroup per batch row b (equations in src/ctc/mod.rs). Shapes:
 //   y (T, B, C) logits; labels (B, u_cap) row b's target as f32 class indices;
 //   rows (B, 4): input length L, target length U, scale (the reduction's factor), unused;
 //   dy (T, B, C) gets scale·dL/dy, 0 at t >= L; row_loss (B) gets scale·(−log p);
 //   work, per row: T log-sum-exps of y_t, then log α (T, S_cap), S_cap = 2·u_cap + 1,
 //   overwritten by log α + log β on the way back.
 // The recursions ping-pong between two halves of `buf` in workgroup memory (one half per
-// time step, MAX_S states each: U <= 1023 in 16 KiB); α also goes to `work`, where the
+// time step, MAX_S states each: U <= MAX_LABELS, a constant generated from the Rust
+// MAX_GPU_TARGET_LEN, so that both halves fit in 16 KiB); α also goes to `work`, where the
 // gradient's per-class sums read it. Every sum runs in a fixed order: deterministic.
 // An impossible alignment gives loss +inf and a NaN gradient (PyTorch's), or 0 and 0 with
 // zero_infinity.
@@ -16,7 +17,7 @@ struct Ctc {
 }
 
 override WG: u32 = 256u;
-const MAX_S: u32 = 2047u;
+const MAX_S: u32 = 2u * MAX_LABELS + 1u;
 // log 0: below any log-probability, far enough from the f32 limit that adding a few
 // log-probabilities to it stays finite.
 const NEG: f32 = -1.0e30;
@@ -29,7 +30,7 @@ const NEG: f32 = -1.0e30;
 @group(0) @binding(5) var<storage, read_write> row_loss: array<f32>;
 @group(0) @binding(6) var<storage, read_write> work: array<f32>;
 
-var<workgroup> buf: array<f32, 4094>;
+var<workgroup> buf: array<f32, 2u * MAX_S>;
 var<workgroup> w_len: u32;
 var<workgroup> w_u: u32;
 

@@ -3,14 +3,15 @@
 // slices of BK: it stages A's BM x BK and B's BK x BN slices in workgroup memory (loads
 // mapped so that neighbouring invocations read neighbouring addresses whichever operand
 // dimension is contiguous, indices clamped and values outside the matrix zeroed), then
-// each of its (BN/4) x (BM/4) invocations accumulates a 4x4 register tile from vec4 reads
-// of the staged slices, the inner loop unrolled by 4 with no bounds checks.
+// each of its (BN/TILE) x (BM/TILE) invocations accumulates a TILE x TILE register tile
+// (TILE = 4, generated from the Rust GEMM_TILE) from vec4 reads of the staged slices, the
+// inner loop unrolled by 4 with no bounds checks.
 
 override BM: u32 = 64u;
 override BN: u32 = 64u;
 override BK: u32 = 16u;
-// Invocations per workgroup, (BN/4) * (BM/4).
-override THREADS: u32 = BM * BN / 16u;
+// Invocations per workgroup, (BN/TILE) * (BM/TILE).
+override THREADS: u32 = BM * BN / (TILE * TILE);
 // Workgroup z computes a partial over its own range of K (see gemm_common.wgsl).
 override SPLIT: bool = false;
 // Loads as vec4s along an operand's contiguous dimension where its offset and other
@@ -118,7 +119,7 @@ fn fma_tile(acc: ptr<function, array<vec4<f32>, 4>>, av: vec4<f32>, bv: vec4<f32
     (*acc)[3] += av.w * bv;
 }
 
-@compute @workgroup_size(BN / 4u, BM / 4u, 1)
+@compute @workgroup_size(BN / TILE, BM / TILE, 1)
 fn gemm_tiled(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_id) lid3: vec3<u32>,

@@ -2,7 +2,9 @@
 // The global gradient norm is sqrt of the sum of norm_parts[0..parts) (fixed order);
 // norm_parts[parts] is the step's loss. A non-finite norm or loss skips the update
 // entirely, so one exploding step cannot poison the parameters.
-// OPT: 0 SGD (with momentum if > 0), 1 Adam, 2 Adagrad, 3 AdamW: torch.optim's rules.
+// OPT: OPT_SGD (with momentum if > 0), OPT_ADAM, OPT_ADAGRAD or OPT_ADAMW, torch.optim's
+// rules; the ids and CLIP_EPS are constants generated from the Rust definitions
+// (src/train/optim.rs) and prepended to this source.
 // Weight decay comes after clipping: added to the gradient (L2) for SGD, Adam and
 // Adagrad, decoupled (w *= 1 − lr·wd, before the step) for AdamW.
 
@@ -19,7 +21,7 @@ struct Hyper {
 }
 
 override WG: u32 = 64u;
-override OPT: u32 = 0u;
+override OPT: u32 = OPT_SGD;
 
 @group(0) @binding(0) var<uniform> p: Update;
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
@@ -47,30 +49,30 @@ fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     }
     let h = hyper;
     var g = grad[i];
-    // PyTorch's clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6)).
+    // PyTorch's clip_grad_norm_: scale by min(1, max_norm / (norm + eps)).
     if (h.clip_norm > 0.0) {
-        g *= min(1.0, h.clip_norm / (norm + 1e-6));
+        g *= min(1.0, h.clip_norm / (norm + CLIP_EPS));
     }
     if (h.clip_value > 0.0) {
         g = clamp(g, -h.clip_value, h.clip_value);
     }
     var w = param[i];
-    if (OPT != 3u) {
+    if (OPT != OPT_ADAMW) {
         g += h.weight_decay * w;
     }
     switch OPT {
-        case 1u, 3u: {
+        case OPT_ADAM, OPT_ADAMW: {
             let mi = h.beta1 * m[i] + (1.0 - h.beta1) * g;
             let vi = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
             m[i] = mi;
             v[i] = vi;
             let step = (mi / h.bias_correction1) / (sqrt(vi / h.bias_correction2) + h.eps);
-            if (OPT == 3u) {
+            if (OPT == OPT_ADAMW) {
                 w *= 1.0 - h.lr * h.weight_decay;
             }
             w -= h.lr * step;
         }
-        case 2u: {
+        case OPT_ADAGRAD: {
             let vi = v[i] + g * g;
             v[i] = vi;
             w -= h.lr * g / (sqrt(vi) + h.eps);

@@ -11,14 +11,17 @@
 // a REVERSE cell h_t at block t-1 and h_0 at block T. pre/dp/dr are (T, B, G*H), saved
 // (T, B, S*H), dh (T, B, H), all indexed by 0-based time t-1.
 //
-// MASKED: per-row lengths (PyTorch's packed sequences). At a time past a row's length the
-// forward carries h (and c) unchanged and the backward passes dL/dh (and dL/dc) through,
-// with dp = dr = 0 there.
+// VARIABLE_LENGTH: per-row lengths (PyTorch's packed sequences). At a time past a row's
+// length the forward carries h (and c) unchanged and the backward passes dL/dh (and dL/dc)
+// through, with dp = dr = 0 there.
+//
+// The cell's ids (CELL_RNN, CELL_LSTM, ...) are constants generated from the Rust
+// CellKind and prepended to the source; CELL is one of them, HAS_C whether it carries c.
 
 struct Seq {
     t: u32, b: u32, h: u32, rows_per_wg: u32,
     units_per_wg: u32, first: u32, steps: u32, state_c: u32,
-    carry: u32, carry_c: u32, w_off: u32, b_off: u32,
+    grad_h: u32, grad_c: u32, w_off: u32, b_off: u32,
 }
 
 override WG: u32 = 64u;
@@ -28,14 +31,16 @@ override TILE_ROWS: u32 = 4u;
 override G: u32 = 1u;
 override S: u32 = 0u;
 override REVERSE: bool = false;
-override MASKED: bool = false;
+override VARIABLE_LENGTH: bool = false;
+override CELL: u32 = CELL_RNN;
+override HAS_C: bool = false;
 // Elements of W_hh copied into workgroup memory (G*H*H), or 1: read from storage.
 override SHARED_LEN: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> p: Seq;
 // W_hh (G*H, H), row-major, from w_off (b_hh, where bound, from b_off).
 @group(0) @binding(2) var<storage, read> w: array<f32>;
-// MASKED only: per-row lengths (B) as floats.
+// VARIABLE_LENGTH only: per-row lengths (B) as floats.
 @group(0) @binding(6) var<storage, read> lengths: array<f32>;
 
 var<workgroup> w_shared: array<f32, SHARED_LEN>;
@@ -81,9 +86,15 @@ fn tile_origin(r: Region, i: u32) -> vec2<u32> {
     return vec2<u32>(r.row0 + (i / unit_tiles) * TILE_ROWS, r.unit0 + (i % unit_tiles) * 4u);
 }
 
+// Time and block indexing, as the Rust model::Timeline (the same names):
 // 1-based time of forward iteration n (a reverse cell starts at T).
 fn forward_time(n: u32) -> u32 {
     return select(n + 1u, p.t - n, REVERSE);
+}
+
+// Time of backward iteration n: the forward order reversed.
+fn backward_time(n: u32) -> u32 {
+    return select(p.t - n, n + 1u, REVERSE);
 }
 
 // Block of the states written at time tau, and of the ones it reads.
@@ -95,9 +106,9 @@ fn prev_block(tau: u32) -> u32 {
     return select(tau - 1u, tau, REVERSE);
 }
 
-// Steps of batch row `row` (T unless MASKED).
+// Steps of batch row `row` (T unless VARIABLE_LENGTH).
 fn row_length(row: u32) -> u32 {
-    if (MASKED) {
+    if (VARIABLE_LENGTH) {
         return u32(lengths[row]);
     }
     return p.t;

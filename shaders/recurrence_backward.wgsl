@@ -1,11 +1,12 @@
 // The backward recurrence (see recurrence.wgsl). Iterations n = 0..T: iteration n < T
 // handles the step at time tau (T - n for a forward cell, n + 1 for a reverse one), in
 // the reverse of the forward order. For each row and unit:
-//   dh  = dh_above[tau] + (dr of the step handled before) W_hh + carry
-//   (dp, dr, carry, carry_c) = step_backward(dh, carry_c, saved[tau], h, h_prev, c_prev, c)
-// where carry holds the part of dL/dh_prev that skips W_hh (GRU's z dh) and carry_c
-// dL/dc_prev. The carries start as dL/dh_n and dL/dc_n; iteration T leaves dL/dh0 and
-// dL/dc0 in them.
+//   dh  = dh_above[tau] + (dr of the step handled before) W_hh + state_grad_h
+//   (dp, dr, state_grad_h, state_grad_c) = step_backward(dh, state_grad_c, saved[tau], h,
+//                                                        h_prev, c_prev, c)
+// where the state gradient holds the part of dL/dh_prev that skips W_hh (GRU's z dh) and
+// dL/dc_prev. It starts as dL/dh_n and dL/dc_n; iteration T leaves dL/dh0 and dL/dc0 in
+// it.
 
 @group(0) @binding(1) var<storage, read_write> dp: array<f32>;
 // dL/d(W_hh h_prev + b_hh): its own buffer for GRU, dp's for the other cells.
@@ -14,8 +15,9 @@
 @group(0) @binding(5) var<storage, read> saved: array<f32>;
 // dL/d(outputs) from the head or the layer above, (T, B, H).
 @group(0) @binding(7) var<storage, read> dh_above: array<f32>;
-// dL/dh (at p.carry) and dL/dc (at p.carry_c) carried between steps, (B, H) each.
-@group(0) @binding(8) var<storage, read_write> carry: array<f32>;
+// The state gradient: dL/dh (at p.grad_h) and dL/dc (at p.grad_c) carried between steps,
+// (B, H) each.
+@group(0) @binding(8) var<storage, read_write> state_grad: array<f32>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn recurrence_backward(
@@ -33,8 +35,8 @@ fn recurrence_backward(
     let first = first_iteration();
     for (var n = first; n < first + p.steps; n++) {
         // The step handled at iteration n, and the one handled before it (n > 0).
-        let tau = select(p.t - n, n + 1u, REVERSE);
-        let tau_before = select(p.t - n + 1u, n, REVERSE);
+        let tau = backward_time(n);
+        let tau_before = backward_time(n - 1u);
         var k_len = gh;
         if (n == 0u) {
             k_len = 0u;
@@ -65,15 +67,15 @@ fn recurrence_backward(
                     if (j > last_unit) {
                         break;
                     }
-                    let ci = p.carry + row * h + j;
-                    let dh_rec = acc[r][s] + carry[ci];
+                    let ci = p.grad_h + row * h + j;
+                    let dh_rec = acc[r][s] + state_grad[ci];
                     if (n == p.t) {
-                        carry[ci] = dh_rec;
+                        state_grad[ci] = dh_rec;
                         continue;
                     }
                     let at = ((tau - 1u) * p.b + row) * gh + j;
                     if (tau > len) {
-                        carry[ci] = dh_rec;
+                        state_grad[ci] = dh_rec;
                         for (var g = 0u; g < G; g++) {
                             dp[at + g * h] = 0.0;
                             dr[at + g * h] = 0.0;
@@ -83,12 +85,12 @@ fn recurrence_backward(
                     let hi = out_block(tau) * block + row * h + j;
                     let hp = prev_block(tau) * block + row * h + j;
                     let dh = dh_rec + dh_above[((tau - 1u) * p.b + row) * h + j];
-                    let dci = p.carry_c + row * h + j;
+                    let dci = p.grad_c + row * h + j;
                     var dc = 0.0;
                     var c_prev = 0.0;
                     var c = 0.0;
-                    if (CELL == 1u) {
-                        dc = carry[dci];
+                    if (HAS_C) {
+                        dc = state_grad[dci];
                         c_prev = states[p.state_c + hp];
                         c = states[p.state_c + hi];
                     }
@@ -102,9 +104,9 @@ fn recurrence_backward(
                         dp[at + g * h] = u.dp[g];
                         dr[at + g * h] = u.dr[g];
                     }
-                    carry[ci] = u.dh_prev;
-                    if (CELL == 1u) {
-                        carry[dci] = u.dc_prev;
+                    state_grad[ci] = u.dh_prev;
+                    if (HAS_C) {
+                        state_grad[dci] = u.dc_prev;
                     }
                 }
             }

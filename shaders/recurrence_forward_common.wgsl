@@ -19,7 +19,7 @@ fn finish_unit(tau: u32, cur: u32, prev: u32, row: u32, j: u32, product: vec4<f3
     let hp = prev + row * h + j;
     if (tau > row_length(row)) {
         states[hi] = states[hp];
-        if (CELL == 1u) {
+        if (HAS_C) {
             states[p.state_c + hi] = states[p.state_c + hp];
         }
         return;
@@ -34,12 +34,12 @@ fn finish_unit(tau: u32, cur: u32, prev: u32, row: u32, j: u32, product: vec4<f3
         }
     }
     var c_prev = 0.0;
-    if (CELL == 1u) {
+    if (HAS_C) {
         c_prev = states[p.state_c + hp];
     }
     let u = step_forward(pv, rv, states[hp], c_prev);
     states[hi] = u.h;
-    if (CELL == 1u) {
+    if (HAS_C) {
         states[p.state_c + hi] = u.c;
     }
     let sv = ((tau - 1u) * p.b + row) * S * h + j;

@@ -36,6 +36,9 @@ pub mod infer;
 #[cfg(any(feature = "cli", feature = "plot"))]
 pub mod app;
 
+#[cfg(test)]
+mod kernel_table;
+
 pub use error::{Error, GpuErrorKind, Result};
 pub use files::checkpoint::Checkpoint;
 pub use gpu::{AdapterSummary, GemmTuning, Gpu, GpuOptions, GpuTensor};

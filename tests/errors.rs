@@ -290,7 +290,7 @@ fn evicted_state_mismatched_reference_inputs_and_bad_vocabularies_are_errors() {
         vocab: Some(vec!['a', 'b', 'c']),
         optim: None,
         step: 0,
-        carry: None,
+        carried_state: None,
         extra: Default::default(),
     };
     ck.save(&path).unwrap();

@@ -240,7 +240,7 @@ fn checkpoint() -> Checkpoint {
         task: "sine".into(),
         vocab: None,
         step: 7,
-        carry: Some((
+        carried_state: Some((
             b,
             State {
                 h: vec![0.25; n],

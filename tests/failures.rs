@@ -339,7 +339,7 @@ fn checkpoint_for_kill_test() -> wgpu_rnn::files::checkpoint::Checkpoint {
         vocab: None,
         optim: None,
         step: 0,
-        carry: None,
+        carried_state: None,
         extra: Default::default(),
     }
 }

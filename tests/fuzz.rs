@@ -83,7 +83,7 @@ fn ten_thousand_random_cases_never_panic_and_valid_ones_match_the_reference() {
                 let ck = Checkpoint {
                     params: cfg.init_params(1),
                     optim: Some((cfg.init_params(2), cfg.init_params(3))),
-                    carry: Some((2, State::filled(cell, vec![0.25; n]))),
+                    carried_state: Some((2, State::filled(cell, vec![0.25; n]))),
                     config: cfg,
                     task: "adding".into(),
                     vocab: None,

@@ -264,8 +264,11 @@ fn two_ranks_match_one_process_and_resume_exactly() {
         let mut single = run(&mut one, case, 0..HALF);
         // The 2-rank checkpoint holds the whole batch's carried state, rows in order.
         let ck = Checkpoint::load(&out.join(format!("{}.safetensors", case.name))).unwrap();
-        let (b, carried) = ck.carry.clone().expect("a carried state in the checkpoint");
-        let (b1, mine) = one.carry().unwrap().unwrap();
+        let (b, carried) = ck
+            .carried_state
+            .clone()
+            .expect("a carried state in the checkpoint");
+        let (b1, mine) = one.carried_state().unwrap().unwrap();
         assert_eq!((b, b1), (B, B), "{}", case.name);
         for (got, want) in carried.tensors().into_iter().zip(mine.tensors()) {
             assert_eq!(got.len(), want.len(), "{}", case.name);
@@ -410,7 +413,7 @@ fn mpirun_cli(args: &[&str]) -> (String, String) {
 
 fn bits(ck: &Checkpoint) -> (Vec<u32>, Vec<u32>) {
     let params = ck.params.tensors().into_iter().flatten();
-    let (_, carry) = ck.carry.as_ref().expect("a carried state");
+    let (_, carry) = ck.carried_state.as_ref().expect("a carried state");
     let carry = carry.tensors().into_iter().flatten();
     (
         params.map(|v| v.to_bits()).collect(),
@@ -449,7 +452,7 @@ fn the_cli_resumes_stateful_text_under_mpirun_exactly() {
     mpirun_cli(&train("4", &parts, &common));
     let half = Checkpoint::load(Path::new(&parts)).unwrap();
     assert_eq!(
-        half.carry.as_ref().map(|c| c.0),
+        half.carried_state.as_ref().map(|c| c.0),
         Some(5),
         "the whole batch's state"
     );

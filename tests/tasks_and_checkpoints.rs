@@ -97,7 +97,7 @@ fn snapshot(task: &Task, t: &Trainer) -> Checkpoint {
         params: t.params().unwrap(),
         optim: Some(t.optim_state().unwrap()),
         step: t.steps(),
-        carry: t.carry().unwrap(),
+        carried_state: t.carried_state().unwrap(),
         extra: [("seed".to_string(), "3".to_string())].into(),
     }
 }
@@ -143,8 +143,8 @@ fn round_trip(shape: (CellKind, usize, bool)) {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("resume.safetensors");
     let ck = snapshot(&task, &first);
-    assert!(ck.carry.is_some());
-    let (b, state) = ck.carry.as_ref().unwrap();
+    assert!(ck.carried_state.is_some());
+    let (b, state) = ck.carried_state.as_ref().unwrap();
     assert_eq!(*b, batch);
     assert_eq!(
         state.c.is_some(),
@@ -157,7 +157,7 @@ fn round_trip(shape: (CellKind, usize, bool)) {
 
     let mut resumed = trainer_with(&task, 24, 0.01, Some(&loaded.params), shape);
     let (m, v) = loaded.optim.as_ref().unwrap();
-    let carry = loaded.carry.as_ref().map(|(b, s)| (*b, s));
+    let carry = loaded.carried_state.as_ref().map(|(b, s)| (*b, s));
     resumed.restore(m, v, loaded.step, carry).unwrap();
     let tail = run(&task, &mut resumed, 6..12, seq, batch);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

@@ -588,8 +588,11 @@ fn checkpoint_from_trainer_round_trips() {
         assert_eq!(ck.step, 3);
         assert_eq!(ck.params, t.params().unwrap());
         assert_eq!(ck.optim, Some(t.optim_state().unwrap()));
-        assert_eq!(ck.carry, t.carry().unwrap());
-        assert!(ck.carry.is_some(), "stateful training carries a state");
+        assert_eq!(ck.carried_state, t.carried_state().unwrap());
+        assert!(
+            ck.carried_state.is_some(),
+            "stateful training carries a state"
+        );
         assert_eq!(ck.extra["optimizer"], "AdamW");
         assert_eq!(ck.extra["lr"], "0.01");
         ck.extra.insert("seed".into(), "42".into());

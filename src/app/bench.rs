@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::gpu::{
-    GemmSpec, GemmTuning, Gpu, GpuOptions, GpuTensor, Operand, PlanBuilder, TuningFile,
+    GemmSpec, GemmTuning, Gpu, GpuOptions, GpuTensor, Operand, PlanBuilder, Recorder, TuningFile,
 };
 use crate::model::{CellKind, Rnn, RnnConfig};
 use crate::train::{
@@ -534,16 +534,9 @@ pub fn bench_matmul_plan(gpu: &Gpu, n: usize) -> Result<impl FnMut() -> Result<(
     let tensors = (a, b, c);
     Ok(move || {
         let _keep = &tensors;
-        let mut enc = gpu
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("matmul"),
-            });
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            plan.record(&mut pass);
-        }
-        gpu.submit("matmul bench", enc)?;
+        let mut rec = Recorder::new(gpu, "matmul bench");
+        rec.plans(&[&plan])?;
+        rec.submit()?;
         gpu.wait()
     })
 }

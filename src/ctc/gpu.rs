@@ -4,7 +4,45 @@
 
 use super::{check, CtcLoss, CtcOptions, Labels, Reduction, MAX_GPU_TARGET_LEN};
 use crate::error::{Error, Result};
-use crate::gpu::{record_plans, to_u32, CtcUniform, Gpu, GpuTensor, Kernel, PlanBuilder, CTC};
+use crate::gpu::{
+    to_u32, wgsl_struct, wgsl_u32, Access::Read, Access::ReadWrite, Gpu, GpuTensor, Kernel,
+    KernelDef, PlanBuilder, Recorder, StructLayout,
+};
+
+/// The longest target as a WGSL constant (`MAX_LABELS`): it sizes the kernel's
+/// workgroup arrays.
+fn ctc_consts() -> String {
+    wgsl_u32("MAX_LABELS", MAX_GPU_TARGET_LEN as u32)
+}
+
+// 2U + 1 states of log α and of log β, as f32, in WebGPU's default 16 KiB of workgroup
+// memory.
+const _: () = assert!(2 * (2 * MAX_GPU_TARGET_LEN + 1) * 4 <= 16 * 1024);
+
+wgsl_struct! {
+    /// Sizes and options of a CTC dispatch (shaders/ctc.wgsl).
+    pub(crate) struct CtcUniform = "Ctc" {
+        t: u32, b: u32, c: u32, u_cap: u32,
+        blank: u32, zero_infinity: u32, inf_bits: u32, nan_bits: u32,
+    }
+}
+
+/// CTC loss, one workgroup per batch row (shaders/ctc.wgsl): y, labels, rows, dy,
+/// row_loss, work.
+pub(crate) const CTC: KernelDef = KernelDef {
+    entry: "ctc",
+    source: include_str!("../../shaders/ctc.wgsl"),
+    prelude: &[],
+    consts: ctc_consts,
+    bindings: &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
+    uniform: StructLayout::of::<CtcUniform>(),
+    requires: wgpu::Features::empty(),
+    immediate_size: 0,
+};
+
+/// The kernels of this layer.
+#[cfg(test)]
+pub(crate) const KERNELS: &[&KernelDef] = &[&CTC];
 
 /// Invocations per workgroup (one workgroup per batch row).
 const CTC_WG: u32 = 256;
@@ -179,13 +217,9 @@ pub fn ctc_loss(
     plan.section("ctc loss");
     bufs.record(&mut plan, logits.buffer(), grad.buffer(), c, opts)?;
     let plan = plan.finish()?;
-    let mut enc = gpu
-        .device()
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("ctc loss"),
-        });
-    record_plans(&mut enc, &[&plan], None)?;
-    gpu.submit("ctc loss", enc)?;
+    let mut rec = Recorder::new(gpu, "ctc loss");
+    rec.plans(&[&plan])?;
+    rec.submit()?;
     let scaled = bufs.row_loss.download()?;
     let loss = scaled.iter().sum();
     let rows = scaled

@@ -33,7 +33,7 @@ pub struct Checkpoint {
     /// Training steps taken.
     pub step: u64,
     /// Carried state (B, state) for stateful training.
-    pub carry: Option<(usize, State<Vec<f32>>)>,
+    pub carried_state: Option<(usize, State<Vec<f32>>)>,
     /// Anything else worth keeping (hyperparameters, seed), as strings.
     pub extra: BTreeMap<String, String>,
 }
@@ -75,7 +75,7 @@ impl Checkpoint {
             params: trainer.params()?,
             optim: Some(trainer.optim_state()?),
             step: trainer.steps(),
-            carry: trainer.carry()?,
+            carried_state: trainer.carried_state()?,
             extra,
         })
     }
@@ -85,9 +85,12 @@ impl Checkpoint {
     /// stopped, schedule included. A checkpoint without optimizer state restores nothing.
     pub fn restore_into<T: Train + ?Sized>(&self, trainer: &mut T) -> Result<()> {
         match &self.optim {
-            Some((m, v)) => {
-                trainer.restore(m, v, self.step, self.carry.as_ref().map(|(b, s)| (*b, s)))
-            }
+            Some((m, v)) => trainer.restore(
+                m,
+                v,
+                self.step,
+                self.carried_state.as_ref().map(|(b, s)| (*b, s)),
+            ),
             None => Ok(()),
         }
     }
@@ -106,7 +109,7 @@ impl Checkpoint {
                 }
             }
         }
-        if let Some((b, state)) = &self.carry {
+        if let Some((b, state)) = &self.carried_state {
             c.check_host_state("carried state", state, *b)?;
             let shape = c.state_shape(*b).to_vec();
             for (name, v) in ["state.h", "state.c"].into_iter().zip(state.tensors()) {
@@ -234,7 +237,7 @@ impl Checkpoint {
         } else {
             None
         };
-        let carry = match st.tensor("state.h") {
+        let carried_state = match st.tensor("state.h") {
             Ok(t) => {
                 let shape = t.shape().to_vec();
                 let b = match shape[..] {
@@ -311,7 +314,7 @@ impl Checkpoint {
             vocab,
             params,
             optim,
-            carry,
+            carried_state,
         })
     }
 }

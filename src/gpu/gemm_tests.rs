@@ -110,9 +110,9 @@ fn run(gpu: &Gpu, c: &Case, rng: &mut impl Rng) -> (f64, Vec<f32>) {
     let mut plan = PlanBuilder::new(gpu);
     plan.gemm(spec).unwrap();
     let plan = plan.finish().unwrap();
-    let mut enc = gpu.device().create_command_encoder(&Default::default());
-    super::record_plans(&mut enc, &[&plan], None).unwrap();
-    gpu.submit("gemm test", enc).unwrap();
+    let mut rec = super::Recorder::new(gpu, "gemm test");
+    rec.plans(&[&plan]).unwrap();
+    rec.submit().unwrap();
     let got = tc.download().unwrap();
 
     let mut worst = 0.0f64;

@@ -1,23 +1,26 @@
-//! The kernel table: one [`KernelDef`] per WGSL entry point (source, entry, bindings,
-//! uniform type), and the per-device cache of shader modules, bind group layouts and
-//! pipelines (keyed by entry point and override constants).
+//! The kernel table's machinery: a [`KernelDef`] per WGSL entry point (source, entry,
+//! bindings, uniform type, generated constants), the per-device cache of shader modules,
+//! bind group layouts and pipelines (keyed by entry point and override constants), and the
+//! records of the generic matrix kernels (products, reductions, row masks). The kernels of
+//! the layers above sit with what they compute: the recurrence with the model
+//! (`model::kernels`), the losses and the optimizer update with training, CTC with `ctc`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use bytemuck::{Pod, Zeroable};
-
 use super::Gpu;
 use crate::error::Result;
 
-const COMMON: &str = include_str!("../../shaders/common.wgsl");
-const CELL: &str = include_str!("../../shaders/cell.wgsl");
-const RECURRENCE: &str = include_str!("../../shaders/recurrence.wgsl");
-const RECURRENCE_FORWARD_COMMON: &str =
-    include_str!("../../shaders/recurrence_forward_common.wgsl");
-const FIRST_UNIFORM: &str = include_str!("../../shaders/first_uniform.wgsl");
-const FIRST_IMMEDIATE: &str = include_str!("../../shaders/first_immediate.wgsl");
+/// Shared by every kernel (tanh and the logistic function without overflow, folded
+/// indices); prepended to each source.
+pub(crate) const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
+
+/// The most storage buffers a kernel binds: WebGPU's default
+/// `max_storage_buffers_per_shader_stage`, which every device offers (tested for every
+/// kernel).
+pub(crate) const MAX_STORAGE_BINDINGS: u32 = 8;
 
 /// How a kernel uses a storage binding.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -26,46 +29,108 @@ pub(crate) enum Access {
     ReadWrite,
 }
 
-use Access::{Read, ReadWrite};
+pub(crate) use Access::{Read, ReadWrite};
+
+/// A `#[repr(C)]` mirror of a WGSL `struct`: its name there and its fields in order, as
+/// `wgsl_struct!` declares them (a test compares them with the WGSL source).
+pub(crate) trait WgslStruct: bytemuck::Pod {
+    const NAME: &'static str;
+    /// (field, type) in order.
+    const FIELDS: &'static [(&'static str, &'static str)];
+}
+
+/// The layout of a uniform struct, for a [`KernelDef`].
+#[derive(Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct StructLayout {
+    pub name: &'static str,
+    pub fields: &'static [(&'static str, &'static str)],
+    pub size: u64,
+}
+
+impl StructLayout {
+    pub const fn of<T: WgslStruct>() -> Self {
+        StructLayout {
+            name: T::NAME,
+            fields: T::FIELDS,
+            size: std::mem::size_of::<T>() as u64,
+        }
+    }
+}
+
+/// Declares a `#[repr(C)]` Pod struct of u32/f32 fields that mirrors the WGSL struct
+/// named by the string, with its [`WgslStruct`] description.
+macro_rules! wgsl_struct {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident = $wgsl:literal {
+        $($field:ident: $ty:ident),* $(,)?
+    }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+        $vis struct $name {
+            $(pub $field: $ty),*
+        }
+
+        impl $crate::gpu::WgslStruct for $name {
+            const NAME: &'static str = $wgsl;
+            const FIELDS: &'static [(&'static str, &'static str)] =
+                &[$((stringify!($field), stringify!($ty))),*];
+        }
+    };
+}
+pub(crate) use wgsl_struct;
 
 /// One WGSL entry point.
 #[derive(Debug)]
 pub(crate) struct KernelDef {
-    /// The entry point's name (unique in the table).
+    /// The entry point's name (unique among the kernels).
     pub entry: &'static str,
     /// Its file; the shared prelude files in `prelude` are prepended.
     pub source: &'static str,
     pub prelude: &'static [&'static str],
+    /// WGSL `const` declarations generated from the Rust definitions the kernel shares
+    /// (cell and optimizer ids, caps, epsilons), prepended before the prelude.
+    pub consts: fn() -> String,
     /// Storage bindings 1.. in order (binding 0 is the uniform).
     pub bindings: &'static [Access],
-    /// Size of the uniform (the `#[repr(C)]` mirror of the WGSL struct).
-    pub uniform_size: u64,
-    /// Device features the kernel needs; it is only compiled where they are enabled.
+    /// The uniform (the `#[repr(C)]` mirror of the WGSL struct bound as `p`).
+    pub uniform: StructLayout,
+    /// Device features the kernel needs; it runs only where they are enabled.
     pub requires: wgpu::Features,
     /// Bytes of immediate data (`var<immediate>`), 0 for none.
     pub immediate_size: u32,
 }
 
-impl KernelDef {
-    /// Unique among the table's records (one entry point may have an immediates twin).
-    fn key(&self) -> (&'static str, u32) {
-        (self.entry, self.immediate_size)
-    }
+/// [`KernelDef::consts`] of a kernel that shares no numbers with Rust.
+pub(crate) fn no_consts() -> String {
+    String::new()
 }
 
 impl KernelDef {
-    fn full_source(&self) -> String {
-        let mut s: String = self.prelude.concat();
+    /// Unique among the kernels (one entry point may have an immediates twin).
+    fn key(&self) -> (&'static str, u32) {
+        (self.entry, self.immediate_size)
+    }
+
+    /// The source the device compiles: generated constants, prelude, file.
+    pub(crate) fn full_source(&self) -> String {
+        let mut s = (self.consts)();
+        s.push_str(&self.prelude.concat());
         s.push_str(self.source);
         s
     }
 }
 
-const fn size<T>() -> u64 {
-    std::mem::size_of::<T>() as u64
+/// `const NAME: u32 = value;` for the generated part of a kernel's source.
+pub(crate) fn wgsl_u32(name: &str, value: u32) -> String {
+    format!("const {name}: u32 = {value}u;\n")
 }
 
-const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
+/// A row or column of the gemm kernels' register tile is one vec4, so the tile is 4 x 4
+/// values (the host's workgroup arithmetic uses the same constant).
+fn gemm_consts() -> String {
+    wgsl_u32("TILE", super::tuning::GEMM_TILE)
+}
 
 /// C (M,N) = A (M,K) · B (K,N) + bias (N) [+ C] over strided views, a 4x4 register tile
 /// per invocation (shaders/gemm.wgsl).
@@ -73,8 +138,9 @@ pub(crate) const GEMM: KernelDef = KernelDef {
     entry: "gemm",
     source: include_str!("../../shaders/gemm.wgsl"),
     prelude: &[COMMON, GEMM_COMMON],
+    consts: gemm_consts,
     bindings: &[Read, Read, ReadWrite, Read],
-    uniform_size: size::<GemmUniform>(),
+    uniform: StructLayout::of::<GemmUniform>(),
     requires: wgpu::Features::empty(),
     immediate_size: 0,
 };
@@ -101,8 +167,9 @@ pub(crate) const COL_SUM: KernelDef = KernelDef {
     entry: "col_sum",
     source: REDUCE,
     prelude: &[COMMON],
+    consts: no_consts,
     bindings: &[Read, ReadWrite],
-    uniform_size: size::<ReduceUniform>(),
+    uniform: StructLayout::of::<ReduceUniform>(),
     requires: wgpu::Features::empty(),
     immediate_size: 0,
 };
@@ -127,131 +194,17 @@ pub(crate) const MASK_ROWS: KernelDef = KernelDef {
     entry: "mask_rows",
     source: include_str!("../../shaders/mask.wgsl"),
     prelude: &[COMMON],
+    consts: no_consts,
     bindings: &[ReadWrite, Read],
-    uniform_size: size::<MaskUniform>(),
+    uniform: StructLayout::of::<MaskUniform>(),
     requires: wgpu::Features::empty(),
     immediate_size: 0,
 };
 
-/// A cell's forward recurrence (shaders/recurrence_forward.wgsl): pre, W_hh, b_hh,
-/// states, saved, lengths.
-pub(crate) const RECURRENCE_FORWARD: KernelDef = KernelDef {
-    entry: "recurrence_forward",
-    source: include_str!("../../shaders/recurrence_forward.wgsl"),
-    prelude: &[
-        COMMON,
-        CELL,
-        RECURRENCE,
-        FIRST_UNIFORM,
-        RECURRENCE_FORWARD_COMMON,
-    ],
-    bindings: &[Read, Read, Read, ReadWrite, ReadWrite, Read],
-    uniform_size: size::<SeqUniform>(),
-    requires: wgpu::Features::empty(),
-    immediate_size: 0,
-};
-
-/// A cell's backward recurrence (shaders/recurrence_backward.wgsl): dp, W_hh, dr, states,
-/// saved, lengths, dh_above, carry.
-pub(crate) const RECURRENCE_BACKWARD: KernelDef = KernelDef {
-    entry: "recurrence_backward",
-    source: include_str!("../../shaders/recurrence_backward.wgsl"),
-    prelude: &[COMMON, CELL, RECURRENCE, FIRST_UNIFORM],
-    bindings: &[
-        ReadWrite, Read, ReadWrite, Read, Read, Read, Read, ReadWrite,
-    ],
-    uniform_size: size::<SeqUniform>(),
-    requires: wgpu::Features::empty(),
-    immediate_size: 0,
-};
-
-/// The forward recurrence's prelude with the first iteration read from an immediate.
-const FORWARD_IMMEDIATE_PRELUDE: &[&str] = &[
-    COMMON,
-    CELL,
-    RECURRENCE,
-    FIRST_IMMEDIATE,
-    RECURRENCE_FORWARD_COMMON,
-];
-
-/// [`RECURRENCE_FORWARD`] taking its first iteration from an immediate, so that the
-/// stepwise path changes only that between steps.
-pub(crate) const RECURRENCE_FORWARD_IMMEDIATE: KernelDef = KernelDef {
-    prelude: FORWARD_IMMEDIATE_PRELUDE,
-    requires: wgpu::Features::IMMEDIATES,
-    immediate_size: 4,
-    ..RECURRENCE_FORWARD
-};
-
-/// [`RECURRENCE_FORWARD`] with subgroup operations
-/// (shaders/recurrence_forward_subgroup.wgsl): a subgroup's lanes split each unit's dot
-/// products along k, so that neighbouring invocations read neighbouring weights.
-pub(crate) const RECURRENCE_FORWARD_SUBGROUP: KernelDef = KernelDef {
-    entry: "recurrence_forward_subgroup",
-    source: include_str!("../../shaders/recurrence_forward_subgroup.wgsl"),
-    requires: wgpu::Features::SUBGROUP,
-    ..RECURRENCE_FORWARD
-};
-
-/// [`RECURRENCE_FORWARD_SUBGROUP`] taking its first iteration from an immediate.
-pub(crate) const RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE: KernelDef = KernelDef {
-    prelude: FORWARD_IMMEDIATE_PRELUDE,
-    requires: wgpu::Features::SUBGROUP.union(wgpu::Features::IMMEDIATES),
-    immediate_size: 4,
-    ..RECURRENCE_FORWARD_SUBGROUP
-};
-
-/// [`RECURRENCE_BACKWARD`] likewise.
-pub(crate) const RECURRENCE_BACKWARD_IMMEDIATE: KernelDef = KernelDef {
-    prelude: &[COMMON, CELL, RECURRENCE, FIRST_IMMEDIATE],
-    requires: wgpu::Features::IMMEDIATES,
-    immediate_size: 4,
-    ..RECURRENCE_BACKWARD
-};
-
-/// Softmax cross-entropy rows (shaders/loss.wgsl): y, target, weight, scale, dy, row_loss.
-pub(crate) const SOFTMAX_XENT: KernelDef = KernelDef {
-    entry: "softmax_xent",
-    source: include_str!("../../shaders/loss.wgsl"),
-    prelude: &[COMMON],
-    bindings: &[Read, Read, Read, Read, ReadWrite, ReadWrite],
-    uniform_size: size::<RowsUniform>(),
-    requires: wgpu::Features::empty(),
-    immediate_size: 0,
-};
-
-/// Squared-error rows (shaders/loss.wgsl), bound like [`SOFTMAX_XENT`].
-pub(crate) const MSE: KernelDef = KernelDef {
-    entry: "mse",
-    ..SOFTMAX_XENT
-};
-
-/// CTC loss, one workgroup per batch row (shaders/ctc.wgsl): y, labels, rows, dy,
-/// row_loss, work.
-pub(crate) const CTC: KernelDef = KernelDef {
-    entry: "ctc",
-    source: include_str!("../../shaders/ctc.wgsl"),
-    prelude: &[],
-    bindings: &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
-    uniform_size: size::<CtcUniform>(),
-    requires: wgpu::Features::empty(),
-    immediate_size: 0,
-};
-
-/// Clip and optimizer update of one tensor (shaders/optim.wgsl): param, grad, m, v,
-/// norm_parts, hyper.
-pub(crate) const UPDATE: KernelDef = KernelDef {
-    entry: "update",
-    source: include_str!("../../shaders/optim.wgsl"),
-    prelude: &[COMMON],
-    bindings: &[ReadWrite, Read, ReadWrite, ReadWrite, Read, Read],
-    uniform_size: size::<UpdateUniform>(),
-    requires: wgpu::Features::empty(),
-    immediate_size: 0,
-};
-
-/// Every kernel, for the device check and for compiling them all up front.
-pub(crate) const ALL: [&KernelDef; 17] = [
+/// The kernels of this layer (the whole table is gathered for the tests in
+/// `crate::kernel_table`).
+#[cfg(test)]
+pub(crate) const KERNELS: &[&KernelDef] = &[
     &GEMM,
     &GEMM_TILED,
     &GEMM_SPLIT_SUM,
@@ -259,115 +212,30 @@ pub(crate) const ALL: [&KernelDef; 17] = [
     &SUM_SQUARES,
     &SUM_SQUARES_SUBGROUP,
     &MASK_ROWS,
-    &RECURRENCE_FORWARD,
-    &RECURRENCE_BACKWARD,
-    &RECURRENCE_FORWARD_IMMEDIATE,
-    &RECURRENCE_BACKWARD_IMMEDIATE,
-    &RECURRENCE_FORWARD_SUBGROUP,
-    &RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE,
-    &SOFTMAX_XENT,
-    &MSE,
-    &CTC,
-    &UPDATE,
 ];
 
-/// The most storage buffers any kernel binds.
-pub(crate) fn max_storage_bindings() -> usize {
-    ALL.iter().map(|k| k.bindings.len()).max().unwrap_or(0)
+wgsl_struct! {
+    /// The strided product's sizes, views and split (shaders/gemm_common.wgsl).
+    pub(crate) struct GemmUniform = "Gemm" {
+        m: u32, n: u32, k: u32, bias_off: u32,
+        a_off: u32, a_rs: u32, a_cs: u32, k_split: u32,
+        b_off: u32, b_rs: u32, b_cs: u32, splits: u32,
+        c_off: u32, c_rs: u32, _pad0: u32, _pad1: u32,
+    }
 }
 
-/// Mirrors `struct Gemm` in shaders/gemm.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct GemmUniform {
-    pub m: u32,
-    pub n: u32,
-    pub k: u32,
-    pub bias_off: u32,
-    pub a_off: u32,
-    pub a_rs: u32,
-    pub a_cs: u32,
-    pub k_split: u32,
-    pub b_off: u32,
-    pub b_rs: u32,
-    pub b_cs: u32,
-    pub splits: u32,
-    pub c_off: u32,
-    pub c_rs: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+wgsl_struct! {
+    /// Shapes and offsets of the reductions (shaders/reduce.wgsl).
+    pub(crate) struct ReduceUniform = "Reduce" {
+        rows: u32, cols: u32, in_off: u32, out_off: u32,
+    }
 }
 
-/// Mirrors `struct Reduce` in shaders/reduce.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct ReduceUniform {
-    pub rows: u32,
-    pub cols: u32,
-    pub in_off: u32,
-    pub out_off: u32,
-}
-
-/// Mirrors `struct Mask` in shaders/mask.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct MaskUniform {
-    pub t: u32,
-    pub b: u32,
-    pub cols: u32,
-    pub _pad0: u32,
-}
-
-/// Mirrors `struct Seq` in shaders/recurrence.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct SeqUniform {
-    pub t: u32,
-    pub b: u32,
-    pub h: u32,
-    pub rows_per_wg: u32,
-    pub units_per_wg: u32,
-    pub first: u32,
-    pub steps: u32,
-    pub state_c: u32,
-    pub carry: u32,
-    pub carry_c: u32,
-    pub w_off: u32,
-    pub b_off: u32,
-}
-
-/// Mirrors `struct Rows` in shaders/loss.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct RowsUniform {
-    pub rows: u32,
-    pub cols: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-}
-
-/// Mirrors `struct Ctc` in shaders/ctc.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct CtcUniform {
-    pub t: u32,
-    pub b: u32,
-    pub c: u32,
-    pub u_cap: u32,
-    pub blank: u32,
-    pub zero_infinity: u32,
-    pub inf_bits: u32,
-    pub nan_bits: u32,
-}
-
-/// Mirrors `struct Update` in shaders/optim.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct UpdateUniform {
-    pub n: u32,
-    pub parts: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+wgsl_struct! {
+    /// Shape of the masked rows (shaders/mask.wgsl).
+    pub(crate) struct MaskUniform = "Mask" {
+        t: u32, b: u32, cols: u32, _pad0: u32,
+    }
 }
 
 /// A kernel with its override constants: what one pipeline is built from.
@@ -404,26 +272,26 @@ impl Kernel {
 
 type PipelineKey = ((&'static str, u32), Vec<(&'static str, u64)>);
 
-/// Shader modules, layouts and compiled pipelines for one device.
+/// A kernel's shader module, bind group layout and pipeline layout.
+struct Compiled {
+    module: wgpu::ShaderModule,
+    bind_group_layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+}
+
+/// Shader modules, layouts and pipelines for one device, each made on first use.
 pub(crate) struct Kernels {
-    /// Per entry point: its module, bind group layout and pipeline layout.
-    layouts: HashMap<
-        (&'static str, u32),
-        (
-            wgpu::ShaderModule,
-            wgpu::BindGroupLayout,
-            wgpu::PipelineLayout,
-        ),
-    >,
+    compiled: Mutex<HashMap<(&'static str, u32), std::sync::Arc<Compiled>>>,
     /// Bound where a kernel's optional input is unused.
     pub(crate) unused_read: wgpu::Buffer,
     /// The same for an unused read-write binding.
     pub(crate) unused_write: wgpu::Buffer,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    features: wgpu::Features,
     pub gemm: super::GemmTuning,
     /// Batch rows per workgroup of the stepwise recurrence (16 or 4).
     pub stepwise_rows: usize,
-    /// Whether the forward recurrence runs [`RECURRENCE_FORWARD_SUBGROUP`].
+    /// Whether the forward recurrence runs its subgroup kernel.
     pub subgroup_recurrence: bool,
 }
 
@@ -442,40 +310,6 @@ fn layout_entry(binding: u32, ty: wgpu::BufferBindingType, min: u64) -> wgpu::Bi
 
 impl Kernels {
     pub fn new(device: &wgpu::Device, gemm: super::GemmTuning, stepwise_rows: usize) -> Self {
-        let layouts = ALL
-            .iter()
-            .filter(|def| device.features().contains(def.requires))
-            .map(|def| {
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(def.entry),
-                    source: wgpu::ShaderSource::Wgsl(def.full_source().into()),
-                });
-                let mut entries = vec![layout_entry(
-                    0,
-                    wgpu::BufferBindingType::Uniform,
-                    def.uniform_size,
-                )];
-                entries.extend(def.bindings.iter().enumerate().map(|(i, &access)| {
-                    layout_entry(
-                        i as u32 + 1,
-                        wgpu::BufferBindingType::Storage {
-                            read_only: access == Read,
-                        },
-                        0,
-                    )
-                }));
-                let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some(def.entry),
-                    entries: &entries,
-                });
-                let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(def.entry),
-                    bind_group_layouts: &[Some(&bgl)],
-                    immediate_size: def.immediate_size,
-                });
-                (def.key(), (module, bgl, pl))
-            })
-            .collect();
         let unused = |label| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -485,38 +319,94 @@ impl Kernels {
             })
         };
         Kernels {
-            layouts,
+            compiled: Mutex::new(HashMap::new()),
             unused_read: unused("unused input"),
             unused_write: unused("unused output"),
             pipelines: Mutex::new(HashMap::new()),
+            features: device.features(),
             gemm,
             stepwise_rows,
             subgroup_recurrence: false,
         }
     }
 
-    /// Whether `def` was compiled for this device (its features are enabled).
+    /// Whether `def` can run on this device (its features are enabled).
     pub fn has(&self, def: &KernelDef) -> bool {
-        self.layouts.contains_key(&def.key())
+        self.features.contains(def.requires)
     }
 
-    pub fn bind_group_layout(&self, def: &KernelDef) -> &wgpu::BindGroupLayout {
-        &self.layouts[&def.key()].1
+    /// `def`'s module and layouts, compiled on first use.
+    fn compiled(&self, gpu: &Gpu, def: &'static KernelDef) -> Result<std::sync::Arc<Compiled>> {
+        let mut cache = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cache.get(&def.key()) {
+            return Ok(c.clone());
+        }
+        let device = gpu.device();
+        let compiled = gpu.scoped("compiling the WGSL kernels", || {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(def.entry),
+                source: wgpu::ShaderSource::Wgsl(def.full_source().into()),
+            });
+            let mut entries = vec![layout_entry(
+                0,
+                wgpu::BufferBindingType::Uniform,
+                def.uniform.size,
+            )];
+            entries.extend(def.bindings.iter().enumerate().map(|(i, &access)| {
+                layout_entry(
+                    i as u32 + 1,
+                    wgpu::BufferBindingType::Storage {
+                        read_only: access == Read,
+                    },
+                    0,
+                )
+            }));
+            let bind_group_layout =
+                device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(def.entry),
+                    entries: &entries,
+                });
+            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(def.entry),
+                bind_group_layouts: &[Some(&bind_group_layout)],
+                immediate_size: def.immediate_size,
+            });
+            Compiled {
+                module,
+                bind_group_layout,
+                pipeline_layout,
+            }
+        })?;
+        let compiled = std::sync::Arc::new(compiled);
+        cache.insert(def.key(), compiled.clone());
+        Ok(compiled)
+    }
+
+    pub fn bind_group_layout(
+        &self,
+        gpu: &Gpu,
+        def: &'static KernelDef,
+    ) -> Result<wgpu::BindGroupLayout> {
+        Ok(self.compiled(gpu, def)?.bind_group_layout.clone())
     }
 
     pub fn pipeline(&self, gpu: &Gpu, kernel: &Kernel) -> Result<wgpu::ComputePipeline> {
         let key = kernel.key();
-        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = cache.get(&key) {
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(p.clone());
         }
-        let (module, _, layout) = &self.layouts[&kernel.def.key()];
+        let compiled = self.compiled(gpu, kernel.def)?;
         let pipeline = gpu.scoped("compiling a compute pipeline", || {
             gpu.device()
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(kernel.def.entry),
-                    layout: Some(layout),
-                    module,
+                    layout: Some(&compiled.pipeline_layout),
+                    module: &compiled.module,
                     entry_point: Some(kernel.def.entry),
                     compilation_options: wgpu::PipelineCompilationOptions {
                         constants: &kernel.constants,
@@ -525,49 +415,10 @@ impl Kernels {
                     cache: None,
                 })
         })?;
-        cache.insert(key, pipeline.clone());
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, pipeline.clone());
         Ok(pipeline)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Each uniform mirror has as many u32 fields as its WGSL struct, in a size the
-    /// uniform address space accepts (a multiple of 16 bytes).
-    #[test]
-    fn uniform_mirrors_match_their_wgsl_structs() {
-        for def in ALL {
-            let src = def.full_source();
-            let start = src.find("var<uniform> p: ").expect("a uniform named p") + 16;
-            let name: String = src[start..]
-                .chars()
-                .take_while(|c| c.is_alphanumeric())
-                .collect();
-            let body_at = src.find(&format!("struct {name} {{")).expect("its struct");
-            let body = &src[body_at..src[body_at..].find('}').unwrap() + body_at];
-            let fields = body.matches(": u32").count() + body.matches(": f32").count();
-            assert_eq!(
-                fields as u64 * 4,
-                def.uniform_size,
-                "{}: struct {name} has {fields} fields",
-                def.entry
-            );
-            assert_eq!(def.uniform_size % 16, 0, "{}", def.entry);
-        }
-    }
-
-    #[test]
-    fn every_entry_point_is_in_its_source() {
-        for def in ALL {
-            assert!(
-                def.source.contains(&format!("fn {}(", def.entry)),
-                "{}",
-                def.entry
-            );
-            let bindings = def.full_source().matches("@binding(").count();
-            assert_eq!(bindings, def.bindings.len() + 1, "{}", def.entry);
-        }
     }
 }

@@ -14,13 +14,14 @@ pub(crate) use tensor::check_fits;
 use std::sync::Arc;
 
 pub(crate) use kernels::{
-    CtcUniform, Kernel, RowsUniform, SeqUniform, UpdateUniform, CTC, MSE, RECURRENCE_BACKWARD,
-    RECURRENCE_BACKWARD_IMMEDIATE, RECURRENCE_FORWARD, RECURRENCE_FORWARD_IMMEDIATE,
-    RECURRENCE_FORWARD_SUBGROUP, RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE, SOFTMAX_XENT, UPDATE,
+    no_consts, wgsl_struct, wgsl_u32, Access, Kernel, KernelDef, StructLayout, WgslStruct, COMMON,
 };
+#[cfg(test)]
+pub(crate) use kernels::{KERNELS, MAX_STORAGE_BINDINGS};
 pub(crate) use memory::MemTicket;
 pub use memory::MemoryUse;
-pub(crate) use plan::{record_plans, to_u32, GemmSpec, Operand, Plan, PlanBuilder, WG};
+pub use plan::Recorder;
+pub(crate) use plan::{to_u32, GemmSpec, Operand, Plan, PlanBuilder, WG};
 pub(crate) use profiler::Profiler;
 pub use tensor::GpuTensor;
 pub use tuning::{cache_dir, tuning_path, GemmTuning, GemmVariant, TuningFile, TuningSource};
@@ -413,7 +414,7 @@ impl Gpu {
                 "the kernels' storage bindings",
                 "max_storage_buffers_per_shader_stage",
                 l.max_storage_buffers_per_shader_stage,
-                kernels::max_storage_bindings() as u32,
+                kernels::MAX_STORAGE_BINDINGS,
             ),
         ] {
             if value < asked {
@@ -427,16 +428,12 @@ impl Gpu {
             }
         }
         let choice = tuning::resolve(gemm, stepwise_rows, tuning_dir, &adapter, &l)?;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut kernels = Kernels::new(&device, choice.gemm, choice.stepwise_rows);
         // On CPU adapters (lavapipe) the plain kernel was measured faster (BENCHMARKS.md).
-        kernels.subgroup_recurrence = kernels.has(&kernels::RECURRENCE_FORWARD_SUBGROUP)
+        kernels.subgroup_recurrence = device.features().contains(wgpu::Features::SUBGROUP)
             && subgroup_recurrence
                 .or_else(|| env_switch("WGPU_RNN_SUBGROUP_RECURRENCE"))
                 .unwrap_or(adapter.device_type != wgpu::DeviceType::Cpu);
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::from_wgpu("compiling the WGSL kernels", e));
-        }
         Ok(Gpu {
             inner: Arc::new(Inner {
                 device,
@@ -501,9 +498,9 @@ impl Gpu {
     /// Whether the stepwise recurrence passes its step as an immediate (the adapter
     /// offers `Features::IMMEDIATES` and they were not turned off).
     pub fn immediates(&self) -> bool {
-        self.inner
-            .kernels
-            .has(&kernels::RECURRENCE_FORWARD_IMMEDIATE)
+        self.device()
+            .features()
+            .contains(wgpu::Features::IMMEDIATES)
     }
 
     /// Where [`Gpu::gemm`]'s choice came from.

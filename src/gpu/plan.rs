@@ -209,7 +209,7 @@ impl<'g> PlanBuilder<'g> {
     ) -> Result<()> {
         let def = kernel.def;
         debug_assert_eq!(buffers.len(), def.bindings.len(), "{}", def.entry);
-        debug_assert_eq!(uniform.len() as u64, def.uniform_size, "{}", def.entry);
+        debug_assert_eq!(uniform.len() as u64, def.uniform.size, "{}", def.entry);
         let kernels = self.gpu.kernels();
         let pipeline = kernels.pipeline(self.gpu, &kernel)?;
         let key = BindGroupKey {
@@ -509,6 +509,11 @@ impl<'g> PlanBuilder<'g> {
             contents.resize(self.align, 0);
         }
         let ticket = gpu.count_memory(contents.len() as u64);
+        let layouts = self
+            .bind_groups
+            .iter()
+            .map(|(_, def)| kernels.bind_group_layout(gpu, def))
+            .collect::<Result<Vec<_>>>()?;
         gpu.scoped("building a dispatch plan", || {
             let uniforms = gpu
                 .device()
@@ -520,13 +525,14 @@ impl<'g> PlanBuilder<'g> {
             let bind_groups = self
                 .bind_groups
                 .iter()
-                .map(|(key, def)| {
+                .zip(&layouts)
+                .map(|((key, def), layout)| {
                     let mut entries = vec![wgpu::BindGroupEntry {
                         binding: 0,
                         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                             buffer: &uniforms,
                             offset: 0,
-                            size: wgpu::BufferSize::new(def.uniform_size),
+                            size: wgpu::BufferSize::new(def.uniform.size),
                         }),
                     }];
                     entries.extend(key.buffers.iter().enumerate().map(|(i, b)| {
@@ -537,7 +543,7 @@ impl<'g> PlanBuilder<'g> {
                     }));
                     gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
                         label: Some(def.entry),
-                        layout: kernels.bind_group_layout(def),
+                        layout,
                         entries: &entries,
                     })
                 })
@@ -590,22 +596,74 @@ impl Plan {
     }
 }
 
-/// Records `plans` into one compute pass, or with a profiler one timed pass per dispatch.
-pub(crate) fn record_plans(
-    enc: &mut wgpu::CommandEncoder,
-    plans: &[&Plan],
-    profiler: Option<&mut Profiler>,
-) -> Result<()> {
-    match profiler {
-        Some(p) => plans
-            .iter()
-            .try_for_each(|plan| plan.record_profiled(enc, p)),
-        None => {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for plan in plans {
-                plan.record(&mut pass);
-            }
-            Ok(())
+/// Records GPU work into one command encoder, for one submit: dispatch plans (each call
+/// one compute pass, or with a profiler each dispatch in a timed pass of its own) and,
+/// through [`Recorder::encoder`], copies. It counts the dispatches it records.
+pub struct Recorder<'p> {
+    gpu: Gpu,
+    label: &'static str,
+    enc: wgpu::CommandEncoder,
+    profiler: Option<&'p mut Profiler>,
+    dispatches: usize,
+}
+
+impl<'p> Recorder<'p> {
+    /// An empty recording on `gpu`; `label` names it in GPU errors and debuggers.
+    pub fn new(gpu: &Gpu, label: &'static str) -> Self {
+        let enc = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        Recorder {
+            gpu: gpu.clone(),
+            label,
+            enc,
+            profiler: None,
+            dispatches: 0,
         }
+    }
+
+    /// The same, timing every dispatch with `profiler`.
+    pub(crate) fn profiled(gpu: &Gpu, label: &'static str, profiler: &'p mut Profiler) -> Self {
+        Recorder {
+            profiler: Some(profiler),
+            ..Self::new(gpu, label)
+        }
+    }
+
+    /// The encoder, for copies and clears between the dispatches.
+    pub fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
+        &mut self.enc
+    }
+
+    /// Dispatches recorded so far.
+    pub fn dispatches(&self) -> usize {
+        self.dispatches
+    }
+
+    /// Records `plans` in order.
+    pub(crate) fn plans(&mut self, plans: &[&Plan]) -> Result<()> {
+        match self.profiler.as_deref_mut() {
+            Some(p) => plans
+                .iter()
+                .try_for_each(|plan| plan.record_profiled(&mut self.enc, p))?,
+            None => {
+                let mut pass = self.enc.begin_compute_pass(&Default::default());
+                for plan in plans {
+                    plan.record(&mut pass);
+                }
+            }
+        }
+        self.dispatches += plans.iter().map(|p| p.dispatches()).sum::<usize>();
+        Ok(())
+    }
+
+    /// Submits the recording (resolving a profiler's timestamps first), checking for GPU
+    /// errors; returns the dispatches it made.
+    pub fn submit(mut self) -> Result<usize> {
+        if let Some(p) = &self.profiler {
+            p.resolve(&mut self.enc);
+        }
+        self.gpu.submit(self.label, self.enc)?;
+        Ok(self.dispatches)
     }
 }

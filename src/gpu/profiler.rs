@@ -14,6 +14,9 @@ pub(crate) struct Profiler {
 }
 
 impl Profiler {
+    /// The most dispatches one profiler times (two timestamps each in one query set).
+    pub const MAX_DISPATCHES: usize = wgpu::QUERY_SET_MAX_QUERIES as usize / 2;
+
     /// Room for `dispatches` timed dispatches.
     pub fn new(gpu: &Gpu, dispatches: usize) -> Result<Self> {
         if !gpu

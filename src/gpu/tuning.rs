@@ -11,9 +11,13 @@ use serde::{Deserialize, Serialize};
 use super::AdapterSummary;
 use crate::error::{Error, Result};
 
-/// Each gemm invocation computes a TILE x TILE block of C in registers (fixed in the WGSL
-/// of both variants).
+/// Each gemm invocation computes a TILE x TILE block of C in registers. It reaches the WGSL
+/// of both variants as the generated constant `TILE`; a tile's row is one vec4 there.
 pub(crate) const GEMM_TILE: u32 = 4;
+const _: () = assert!(
+    GEMM_TILE == 4,
+    "the gemm kernels hold a tile's row in one vec4"
+);
 
 /// A matrix-product kernel and its shape. Written `register:XxY` or `tiled:BMxBNxBK`
 /// (with an optional `/splitS` for the most K splits, e.g. `tiled:64x64x16/split8`).

@@ -1,13 +1,14 @@
 //! The model on the GPU. Forward and backward each record one command encoder and make one
-//! submit; the dispatches come from the `Workspace` plans built once per (T, B) and
-//! replayed. The trainer records the same through [`Rnn::record_forward`] and
-//! [`Rnn::record_backward`].
+//! submit; the dispatches come from the plans of a [`Slot`], built once per (T, B) and
+//! replayed. The recording API ([`Rnn::slot`], [`Rnn::record_forward`],
+//! [`Rnn::record_backward`]) records the same into a caller's [`Recorder`], next to work of
+//! its own: a loss and an optimizer step in one submit, as the trainer does.
 
 pub use super::plan::RecurrencePath;
 use super::plan::Workspace;
 use super::{Params, RnnConfig, State};
 use crate::error::{Error, Result};
-use crate::gpu::{record_plans, Gpu, GpuTensor, Profiler};
+use crate::gpu::{Gpu, GpuTensor, Recorder};
 use crate::shapes::{check_lengths, check_shape};
 
 /// How many (T, B) shapes keep their buffers and plans alive at once.
@@ -40,22 +41,41 @@ pub struct CallStats {
     pub submits: usize,
 }
 
-/// Which workspace a forward used: (T, B, variable-length).
-type WorkspaceKey = (usize, usize, bool);
+/// A (T, B) shape's buffers and dispatch plans inside a model ([`Rnn::slot`]), for
+/// recording its forward and backward into one's own command encoder. The model keeps the
+/// slots of its last few shapes; a slot of an evicted shape is refused with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    id: u64,
+    /// T, the sequence length.
+    pub t: usize,
+    /// B, the batch size.
+    pub b: usize,
+    /// Whether batches carry per-row lengths.
+    pub variable_length: bool,
+}
+
+impl Slot {
+    fn shape(&self) -> (usize, usize, bool) {
+        (self.t, self.b, self.variable_length)
+    }
+}
 
 /// A recurrent network (Elman, LSTM or GRU cells) with a linear head whose parameters
 /// live on the GPU.
 pub struct Rnn {
     gpu: Gpu,
     config: RnnConfig,
-    /// Views of `params_flat`, and of `grads_flat` (one buffer each).
+    /// Views of `param_buffers`, and of `grad_buffers` (one buffer each, usually).
     params: Params<GpuTensor>,
     grads: Params<GpuTensor>,
-    params_flat: Vec<GpuTensor>,
-    grads_flat: Vec<GpuTensor>,
-    workspaces: Vec<Workspace>,
-    /// The workspace whose forward state backward would use.
-    last_forward: Option<WorkspaceKey>,
+    param_buffers: Vec<GpuTensor>,
+    grad_buffers: Vec<GpuTensor>,
+    /// The slots' workspaces, oldest first.
+    workspaces: Vec<(Slot, Workspace)>,
+    next_slot: u64,
+    /// The slot whose forward state [`Rnn::backward`] would use.
+    last_forward: Option<Slot>,
     stats: CallStats,
     pinned_path: Option<RecurrencePath>,
 }
@@ -66,18 +86,23 @@ impl std::fmt::Debug for Rnn {
     }
 }
 
-/// Zeroed buffers for tensors of `shapes`, as few as fit (usually one): (each buffer as a
-/// flat tensor, a view per tensor).
-pub(crate) fn packed(
-    gpu: &Gpu,
-    shapes: &Params<Vec<usize>>,
-    what: &'static str,
-) -> Result<(Vec<GpuTensor>, Params<GpuTensor>)> {
-    let list: Vec<&[usize]> = shapes.tensors().into_iter().map(Vec::as_slice).collect();
-    let (whole, parts) = GpuTensor::packed(gpu, &list, what)?;
-    let mut parts = parts.into_iter();
-    let views = shapes.map(|_| parts.next().expect("one view per shape"));
-    Ok((whole, views))
+impl Params<GpuTensor> {
+    /// Zeroed tensors shaped like `config`'s parameters, packed into as few buffers as the
+    /// device's binding limit allows (usually one): returns each buffer whole, as a flat
+    /// tensor, and a view per parameter. Optimizer moments are laid out so, like the
+    /// parameters, so that one dispatch updates them all.
+    pub fn packed(
+        gpu: &Gpu,
+        config: &RnnConfig,
+        what: &'static str,
+    ) -> Result<(Vec<GpuTensor>, Params<GpuTensor>)> {
+        let shapes = config.param_shapes();
+        let list: Vec<&[usize]> = shapes.tensors().into_iter().map(Vec::as_slice).collect();
+        let (whole, parts) = GpuTensor::packed(gpu, &list, what)?;
+        let mut parts = parts.into_iter();
+        let views = shapes.map(|_| parts.next().expect("one view per shape"));
+        Ok((whole, views))
+    }
 }
 
 impl Rnn {
@@ -96,9 +121,8 @@ impl Rnn {
     pub fn from_params(gpu: &Gpu, config: RnnConfig, params: &Params<Vec<f32>>) -> Result<Self> {
         config.validate()?;
         params.check(&config)?;
-        let shapes = config.param_shapes();
-        let (grads_flat, grads) = packed(gpu, &shapes, "gradients")?;
-        let (params_flat, tensors) = packed(gpu, &shapes, "parameters")?;
+        let (grad_buffers, grads) = Params::packed(gpu, &config, "gradients")?;
+        let (param_buffers, tensors) = Params::packed(gpu, &config, "parameters")?;
         for (t, v) in tensors.tensors().into_iter().zip(params.tensors()) {
             t.write(v)?;
         }
@@ -107,9 +131,10 @@ impl Rnn {
             config,
             params: tensors,
             grads,
-            params_flat,
-            grads_flat,
+            param_buffers,
+            grad_buffers,
             workspaces: Vec::new(),
+            next_slot: 0,
             last_forward: None,
             stats: CallStats::default(),
             pinned_path: None,
@@ -129,6 +154,23 @@ impl Rnn {
         &self.params
     }
 
+    /// The gradients [`Rnn::record_backward`] writes (each call overwrites them).
+    pub fn grads(&self) -> &Params<GpuTensor> {
+        &self.grads
+    }
+
+    /// The buffers the parameters live in, whole, as flat tensors in [`Params::tensors`]
+    /// order (one unless they exceed the device's binding limit): for an optimizer that
+    /// updates every parameter in one dispatch.
+    pub fn param_buffers(&self) -> &[GpuTensor] {
+        &self.param_buffers
+    }
+
+    /// The gradients' buffers, laid out like [`Rnn::param_buffers`].
+    pub fn grad_buffers(&self) -> &[GpuTensor] {
+        &self.grad_buffers
+    }
+
     /// Downloads the parameters.
     pub fn params_to_host(&self) -> Result<Params<Vec<f32>>> {
         self.params.try_map(|t| t.download())
@@ -146,17 +188,17 @@ impl Rnn {
     }
 
     /// Pins how the recurrence runs for every shape (`None`: chosen per shape and adapter,
-    /// see [`RecurrencePath::choose`]). Drops cached workspaces and any pending forward.
+    /// see [`RecurrencePath::choose`]). Drops every slot and any pending forward.
     pub fn set_path(&mut self, path: Option<RecurrencePath>) {
         self.pinned_path = path;
         self.workspaces.clear();
         self.last_forward = None;
     }
 
-    /// How the recurrence of a (T, B) sequence runs (builds that shape's workspace).
+    /// How the recurrence of a (T, B) sequence runs (builds that shape's slot).
     pub fn path(&mut self, t: usize, b: usize) -> Result<RecurrencePath> {
-        let i = self.workspace((t, b, false))?;
-        Ok(self.workspaces[i].path)
+        let slot = self.slot(t, b, None)?;
+        Ok(self.workspace(slot)?.path)
     }
 
     /// Dispatches and submits made by the last `forward` or `backward`.
@@ -164,8 +206,12 @@ impl Rnn {
         self.stats
     }
 
-    /// A state of zeros-shaped fresh tensors for batch `b`: h and, for LSTM, c.
-    pub(crate) fn empty_state(&self, b: usize, what: &'static str) -> Result<State<GpuTensor>> {
+    /// A zero-filled state for batch `b`: h and, for LSTM, c, each (L·D, B, H).
+    pub fn zero_state(&self, b: usize) -> Result<State<GpuTensor>> {
+        self.fresh_state(b, "state")
+    }
+
+    fn fresh_state(&self, b: usize, what: &'static str) -> Result<State<GpuTensor>> {
         let shape = self.config.state_shape(b);
         Ok(State {
             h: GpuTensor::empty(&self.gpu, &shape, what)?,
@@ -227,29 +273,23 @@ impl Rnn {
     ) -> Result<ForwardOutput> {
         let (t, b) = self.config.check_input(x.shape())?;
         self.check_device("x", x)?;
-        if let Some(s) = init {
-            self.check_state("initial state", s, b)?;
-        }
-        self.last_forward = None;
-        let wi = self.prepare(t, b, lengths)?;
-        let ws = &self.workspaces[wi];
+        let slot = self.slot(t, b, lengths)?;
         let gpu = self.gpu.clone();
         let out = ForwardOutput {
-            y: GpuTensor::empty(&gpu, ws.y.shape(), "y")?,
-            state: self.empty_state(b, "final state")?,
+            y: GpuTensor::empty(&gpu, self.output(slot)?.shape(), "y")?,
+            state: self.fresh_state(b, "final state")?,
         };
-        let mut enc = encoder(&gpu, "rnn forward");
-        x.record_copy_to(&mut enc, &ws.x);
-        self.record_forward(wi, &mut enc, init, None)?;
-        ws.y.record_copy_to(&mut enc, &out.y);
-        ws.record_final_state(&self.config, &mut enc, &out.state);
-        let dispatches = ws.forward.dispatches();
-        gpu.submit("rnn forward", enc)?;
+        let mut rec = Recorder::new(&gpu, "rnn forward");
+        x.record_copy_to(rec.encoder(), self.input(slot)?);
+        self.record_forward(slot, &mut rec, init)?;
+        self.output(slot)?.record_copy_to(rec.encoder(), &out.y);
+        self.record_final_state(slot, &mut rec, &out.state)?;
+        let dispatches = rec.submit()?;
         self.stats = CallStats {
             dispatches,
             submits: 1,
         };
-        self.last_forward = Some((t, b, lengths.is_some()));
+        self.last_forward = Some(slot);
         Ok(out)
     }
 
@@ -261,10 +301,10 @@ impl Rnn {
         d_final: Option<&State<GpuTensor>>,
     ) -> Result<Gradients> {
         let o = self.config.output_size;
-        let key = self.last_forward.ok_or(Error::NoForward(
+        let slot = self.last_forward.ok_or(Error::NoForward(
             "call forward (after any set_params) before backward",
         ))?;
-        let (t, b, _) = key;
+        let (t, b) = (slot.t, slot.b);
         check_shape("dy", dy.shape(), &[t, b, o])?;
         self.check_device("dy", dy)?;
         if let Some(s) = d_final {
@@ -275,34 +315,39 @@ impl Rnn {
         let out = Gradients {
             params: shapes.try_map(|s| GpuTensor::empty(&gpu, s, "gradient"))?,
             dx: GpuTensor::empty(&gpu, &[t, b, self.config.input_size], "dx")?,
-            d_init: self.empty_state(b, "initial state gradient")?,
+            d_init: self.fresh_state(b, "initial state gradient")?,
         };
-        // The forward's workspace holds its state; if another shape evicted it since,
-        // say so rather than run on a fresh, empty one.
-        let wi = self.find_workspace(key).ok_or(Error::NoForward(
-            "the forward's state was dropped (more shapes were used since, or path/set_path \
-             rebuilt the workspaces); call forward again",
-        ))?;
-        let ws = &self.workspaces[wi];
-        let mut enc = encoder(&gpu, "rnn backward");
-        enc.copy_buffer_to_buffer(dy.buffer(), 0, ws.dy.buffer(), 0, dy.bytes());
-        self.record_backward(wi, &mut enc, d_final, None)?;
+        // The forward's slot holds its state; if another shape evicted it since, say so
+        // rather than run on a fresh, empty one.
+        if !self.is_live(slot) {
+            return Err(Error::NoForward(
+                "the forward's state was dropped (more shapes were used since, or path/set_path \
+                 rebuilt the workspaces); call forward again",
+            ));
+        }
+        let mut rec = Recorder::new(&gpu, "rnn backward");
+        let dy_in = self.output_grad(slot)?;
+        rec.encoder()
+            .copy_buffer_to_buffer(dy.buffer(), 0, dy_in.buffer(), 0, dy.bytes());
+        self.record_backward(slot, &mut rec, d_final)?;
         let pairs = self
             .grads
             .tensors()
             .into_iter()
             .zip(out.params.tensors())
-            .chain([(&ws.dx, &out.dx)]);
+            .chain([(self.input_grad(slot)?, &out.dx)]);
         for (src, dst) in pairs {
-            src.record_copy_to(&mut enc, dst);
+            src.record_copy_to(rec.encoder(), dst);
         }
-        ws.record_initial_state_grad(&mut enc, &out.d_init);
-        let dispatches = ws.backward.dispatches();
-        gpu.submit("rnn backward", enc)?;
+        self.workspace(slot)?
+            .record_initial_state_grad(rec.encoder(), &out.d_init);
+        let dispatches = rec.submit()?;
         self.stats = CallStats {
             dispatches,
             submits: 1,
         };
+        // The slot keeps its forward state: backward may run again with another dy.
+        self.last_forward = Some(slot);
         Ok(out)
     }
 
@@ -314,34 +359,10 @@ impl Rnn {
         }
     }
 
-    /// The parameters' buffers as flat tensors, in [`Params::tensors`] order (one unless
-    /// they exceed the device's binding limit).
-    pub(crate) fn params_flat(&self) -> &[GpuTensor] {
-        &self.params_flat
-    }
-
-    /// The gradients' buffers, laid out like [`Rnn::params_flat`].
-    pub(crate) fn grads_flat(&self) -> &[GpuTensor] {
-        &self.grads_flat
-    }
-
-    /// How many (T, B) workspaces are cached.
-    pub(crate) fn workspace_count(&self) -> usize {
-        self.workspaces.len()
-    }
-
-    pub(crate) fn ws(&self, index: usize) -> &Workspace {
-        &self.workspaces[index]
-    }
-
-    /// The workspace for (T, B) and per-row `lengths` (checked, then uploaded), built on
-    /// first use; returns its index.
-    pub(crate) fn prepare(
-        &mut self,
-        t: usize,
-        b: usize,
-        lengths: Option<&[usize]>,
-    ) -> Result<usize> {
+    /// The slot for sequences of (T, B), with per-row `lengths` (checked, then uploaded)
+    /// for a variable-length batch; built on first use. The model keeps the slots of its
+    /// last eight shapes.
+    pub fn slot(&mut self, t: usize, b: usize, lengths: Option<&[usize]>) -> Result<Slot> {
         if let Some(l) = lengths {
             check_lengths(l, t, b)?;
             if t > 1 << 24 {
@@ -353,79 +374,127 @@ impl Rnn {
                 });
             }
         }
-        let wi = self.workspace((t, b, lengths.is_some()))?;
-        if let (Some(l), Some(buf)) = (lengths, &self.workspaces[wi].lengths) {
+        let shape = (t, b, lengths.is_some());
+        let slot = match self.workspaces.iter().find(|(s, _)| s.shape() == shape) {
+            Some((s, _)) => *s,
+            None => self.build_slot(shape)?,
+        };
+        if let (Some(l), Some(buf)) = (lengths, &self.workspace(slot)?.lengths) {
             let l: Vec<f32> = l.iter().map(|&v| v as f32).collect();
             buf.write(&l)?;
         }
-        Ok(wi)
+        Ok(slot)
     }
 
-    /// Records the forward of workspace `wi` (its x already in place) from `init` or
-    /// zeros, into `enc`; with a profiler, each dispatch in a timed pass.
-    pub(crate) fn record_forward(
-        &self,
-        wi: usize,
-        enc: &mut wgpu::CommandEncoder,
-        init: Option<&State<GpuTensor>>,
-        profiler: Option<&mut Profiler>,
-    ) -> Result<()> {
-        let ws = &self.workspaces[wi];
-        ws.record_initial_state(&self.config, enc, init);
-        record_plans(enc, &[&ws.forward], profiler)
-    }
-
-    /// Records the backward of workspace `wi` (its dy already in place) with dL/d(final
-    /// state) `d_final` or zeros; the gradients land in [`Rnn::grads`].
-    pub(crate) fn record_backward(
-        &self,
-        wi: usize,
-        enc: &mut wgpu::CommandEncoder,
-        d_final: Option<&State<GpuTensor>>,
-        profiler: Option<&mut Profiler>,
-    ) -> Result<()> {
-        let ws = &self.workspaces[wi];
-        ws.record_final_state_grad(enc, d_final);
-        record_plans(enc, &[&ws.backward], profiler)
-    }
-
-    /// Marks the forward state as unusable for backward (the trainer's update changed
-    /// the weights it was computed with).
-    pub(crate) fn forget_forward(&mut self) {
-        self.last_forward = None;
-    }
-
-    fn find_workspace(&self, key: WorkspaceKey) -> Option<usize> {
-        self.workspaces
-            .iter()
-            .position(|w| (w.t, w.b, w.lengths.is_some()) == key)
-    }
-
-    /// Index of the workspace for `key`, built on first use.
-    fn workspace(&mut self, key: WorkspaceKey) -> Result<usize> {
-        if let Some(i) = self.find_workspace(key) {
-            return Ok(i);
-        }
+    fn build_slot(&mut self, (t, b, variable_length): (usize, usize, bool)) -> Result<Slot> {
         let ws = Workspace::new(
             &self.gpu,
             &self.config,
             &self.params,
             &self.grads,
-            key,
+            (t, b, variable_length),
             self.pinned_path,
         )?;
         if self.workspaces.len() >= MAX_WORKSPACES {
-            let evicted = self.workspaces.remove(0);
-            if self.last_forward == Some((evicted.t, evicted.b, evicted.lengths.is_some())) {
+            let (evicted, _) = self.workspaces.remove(0);
+            if self.last_forward == Some(evicted) {
                 self.last_forward = None;
             }
         }
-        self.workspaces.push(ws);
-        Ok(self.workspaces.len() - 1)
+        let slot = Slot {
+            id: self.next_slot,
+            t,
+            b,
+            variable_length,
+        };
+        self.next_slot += 1;
+        self.workspaces.push((slot, ws));
+        Ok(slot)
     }
-}
 
-fn encoder(gpu: &Gpu, label: &'static str) -> wgpu::CommandEncoder {
-    gpu.device()
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    /// Whether `slot` is still one of this model's (not evicted or dropped).
+    pub fn is_live(&self, slot: Slot) -> bool {
+        self.workspaces.iter().any(|(s, _)| *s == slot)
+    }
+
+    fn workspace(&self, slot: Slot) -> Result<&Workspace> {
+        self.workspaces
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .map(|(_, w)| w)
+            .ok_or(Error::NoForward(
+                "this slot's shape was dropped (more shapes were used since, or set_path \
+                 rebuilt the slots); ask Rnn::slot for it again",
+            ))
+    }
+
+    /// The slot's input x (T, B, I), which its forward reads: write it (or copy into it)
+    /// before the forward runs.
+    pub fn input(&self, slot: Slot) -> Result<&GpuTensor> {
+        Ok(&self.workspace(slot)?.x)
+    }
+
+    /// The slot's output y (T, B, O), which its forward writes.
+    pub fn output(&self, slot: Slot) -> Result<&GpuTensor> {
+        Ok(&self.workspace(slot)?.y)
+    }
+
+    /// dL/dy (T, B, O), which the slot's backward reads: a loss writes it.
+    pub fn output_grad(&self, slot: Slot) -> Result<&GpuTensor> {
+        Ok(&self.workspace(slot)?.dy)
+    }
+
+    /// dL/dx (T, B, I), which the slot's backward writes.
+    pub fn input_grad(&self, slot: Slot) -> Result<&GpuTensor> {
+        Ok(&self.workspace(slot)?.dx)
+    }
+
+    /// Records the slot's forward (its input already written) from `init` or zeros. Its
+    /// state stays in the slot for [`Rnn::record_backward`]; [`Rnn::backward`] needs a
+    /// [`Rnn::forward`] of its own afterwards.
+    pub fn record_forward(
+        &mut self,
+        slot: Slot,
+        rec: &mut Recorder<'_>,
+        init: Option<&State<GpuTensor>>,
+    ) -> Result<()> {
+        if let Some(s) = init {
+            self.check_state("initial state", s, slot.b)?;
+        }
+        self.last_forward = None;
+        let ws = self.workspace(slot)?;
+        ws.record_initial_state(&self.config, rec.encoder(), init);
+        rec.plans(&[&ws.forward])
+    }
+
+    /// Records the slot's backward through its last recorded forward, from dL/dy in
+    /// [`Rnn::output_grad`] and dL/d(final state) `d_final` or zeros: the gradients land
+    /// in [`Rnn::grads`] (and [`Rnn::grad_buffers`]), dL/dx in [`Rnn::input_grad`].
+    pub fn record_backward(
+        &mut self,
+        slot: Slot,
+        rec: &mut Recorder<'_>,
+        d_final: Option<&State<GpuTensor>>,
+    ) -> Result<()> {
+        if let Some(s) = d_final {
+            self.check_state("gradient of the final state", s, slot.b)?;
+        }
+        let ws = self.workspace(slot)?;
+        ws.record_final_state_grad(rec.encoder(), d_final);
+        rec.plans(&[&ws.backward])
+    }
+
+    /// Records the copy of the slot's final state (h_n, and c_n for LSTM) into `dst`
+    /// (each (L·D, B, H)).
+    pub fn record_final_state(
+        &self,
+        slot: Slot,
+        rec: &mut Recorder<'_>,
+        dst: &State<GpuTensor>,
+    ) -> Result<()> {
+        self.check_state("final state", dst, slot.b)?;
+        let ws = self.workspace(slot)?;
+        ws.record_final_state(&self.config, rec.encoder(), dst);
+        Ok(())
+    }
 }

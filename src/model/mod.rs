@@ -2,12 +2,12 @@
 //! initialisation, the recurrent state, and the GPU implementation ([`Rnn`]).
 
 mod gpu;
+pub(crate) mod kernels;
 mod params;
 mod plan;
 mod timeline;
 
-pub(crate) use gpu::packed;
-pub use gpu::{CallStats, ForwardOutput, Gradients, RecurrencePath, Rnn};
+pub use gpu::{CallStats, ForwardOutput, Gradients, RecurrencePath, Rnn, Slot};
 pub use params::{cell_suffix, Cell, Init, Params, State};
 pub use timeline::Timeline;
 
@@ -42,12 +42,20 @@ impl Activation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum CellKind {
     #[default]
-    Rnn,
-    Lstm,
-    Gru,
+    Rnn = 0,
+    Lstm = 1,
+    Gru = 2,
 }
 
 impl CellKind {
+    pub const ALL: [CellKind; 3] = [CellKind::Rnn, CellKind::Lstm, CellKind::Gru];
+
+    /// The id the kernels know the cell by: the `CELL` override constant, compared with
+    /// the generated `CELL_RNN`, `CELL_LSTM`, ... (model::kernels).
+    pub(crate) fn id(self) -> u32 {
+        self as u32
+    }
+
     /// G: gate blocks per cell (rows of W_ih and W_hh are G·H).
     pub fn gates(self) -> usize {
         match self {
@@ -59,17 +67,18 @@ impl CellKind {
 
     /// The cell with G gates, as read off a state_dict (`weight_hh_l0` is (G·H, H)).
     pub fn from_gates(g: usize) -> Option<Self> {
-        match g {
-            1 => Some(CellKind::Rnn),
-            4 => Some(CellKind::Lstm),
-            3 => Some(CellKind::Gru),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|c| c.gates() == g)
     }
 
     /// Whether the cell carries a second state, c (LSTM).
     pub fn has_c(self) -> bool {
         self == CellKind::Lstm
+    }
+
+    /// Whether dL/d(W_hh h + b_hh) differs from dL/d(W_ih x + b_ih) and needs a buffer of
+    /// its own: GRU's n gate multiplies the recurrent part by r.
+    pub fn separate_dr(self) -> bool {
+        self == CellKind::Gru
     }
 
     /// Values a unit saves per step for its backward (besides h and c): LSTM's gates
@@ -95,14 +104,17 @@ impl std::str::FromStr for CellKind {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "rnn" | "elman" => Ok(CellKind::Rnn),
-            "lstm" => Ok(CellKind::Lstm),
-            "gru" => Ok(CellKind::Gru),
-            _ => Err(Error::IncompatibleArgs(format!(
-                "unknown cell {s:?}; the cells are rnn, lstm and gru"
-            ))),
-        }
+        let s = if s == "elman" { "rnn" } else { s };
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|c| c.name()).collect();
+                Error::IncompatibleArgs(format!(
+                    "unknown cell {s:?}; the cells are {}",
+                    names.join(", ")
+                ))
+            })
     }
 }
 

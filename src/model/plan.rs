@@ -2,14 +2,14 @@
 //! backward built from per-op pairs (input projection, recurrence, head), forward in
 //! order and backward in reverse.
 
-use super::{Activation, CellKind, Params, RnnConfig, Timeline};
-use crate::error::{Error, Result};
-use crate::gpu::{
-    to_u32, GemmSpec, Gpu, GpuTensor, Kernel, Operand, Plan, PlanBuilder, SeqUniform,
-    RECURRENCE_BACKWARD, RECURRENCE_BACKWARD_IMMEDIATE, RECURRENCE_FORWARD,
+use super::kernels::{
+    SeqUniform, RECURRENCE_BACKWARD, RECURRENCE_BACKWARD_IMMEDIATE, RECURRENCE_FORWARD,
     RECURRENCE_FORWARD_IMMEDIATE, RECURRENCE_FORWARD_SUBGROUP,
-    RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE, WG,
+    RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE,
 };
+use super::{Activation, Params, RnnConfig, Timeline};
+use crate::error::{Error, Result};
+use crate::gpu::{to_u32, GemmSpec, Gpu, GpuTensor, Kernel, Operand, Plan, PlanBuilder, WG};
 
 /// Largest G·H·H that the persistent kernel copies into workgroup memory (16 KiB, the
 /// WebGPU default limit).
@@ -150,9 +150,9 @@ pub(crate) struct Buffers {
     pub dy: GpuTensor,
     /// (T, B, I)
     pub dx: GpuTensor,
-    /// dL/dh, then for LSTM dL/dc, each (L·D, B, H), carried between the steps of the
-    /// backward recurrence: dL/dh_n in, dL/dh0 out.
-    carry: GpuTensor,
+    /// The state gradient dL/dh, then for LSTM dL/dc, each (L·D, B, H), carried between
+    /// the steps of the backward recurrence: dL/dh_n in, dL/dh0 out.
+    state_grad: GpuTensor,
     /// Per-row lengths (B, as floats) of a variable-length batch.
     pub lengths: Option<GpuTensor>,
     pub path: RecurrencePath,
@@ -168,7 +168,7 @@ impl Workspace {
         cfg: &RnnConfig,
         p: &Params<GpuTensor>,
         g: &Params<GpuTensor>,
-        (t, b, masked): (usize, usize, bool),
+        (t, b, variable_length): (usize, usize, bool),
         path: Option<RecurrencePath>,
     ) -> Result<Self> {
         let path = match path {
@@ -187,9 +187,9 @@ impl Workspace {
             .map(|_| {
                 Ok(CellBuffers {
                     pre: GpuTensor::empty(gpu, &[t, b, gh], "input projection")?,
-                    dr: match cfg.cell {
-                        CellKind::Gru => Some(GpuTensor::empty(gpu, &[t, b, gh], "dR")?),
-                        _ => None,
+                    dr: match cfg.cell.separate_dr() {
+                        true => Some(GpuTensor::empty(gpu, &[t, b, gh], "dR")?),
+                        false => None,
                     },
                     states: GpuTensor::empty(
                         gpu,
@@ -205,7 +205,7 @@ impl Workspace {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let carry_shape = [if lstm { 2 } else { 1 }, cfg.cells(), b, h];
+        let state_grad_shape = [if lstm { 2 } else { 1 }, cfg.cells(), b, h];
         let ws = Buffers {
             t,
             b,
@@ -214,8 +214,8 @@ impl Workspace {
             y: GpuTensor::empty(gpu, &[t, b, o], "y")?,
             dy: GpuTensor::empty(gpu, &[t, b, o], "dy")?,
             dx: GpuTensor::empty(gpu, &[t, b, i], "dx")?,
-            carry: GpuTensor::empty(gpu, &carry_shape, "carried state gradient")?,
-            lengths: if masked {
+            state_grad: GpuTensor::empty(gpu, &state_grad_shape, "state gradient")?,
+            lengths: if variable_length {
                 Some(GpuTensor::empty(gpu, &[b], "lengths")?)
             } else {
                 None
@@ -321,20 +321,20 @@ impl Buffers {
         }
     }
 
-    /// Sets the carried gradients to dL/dh_n (and dL/dc_n), or zeros.
+    /// Sets the state gradient to dL/dh_n (and dL/dc_n), or zeros.
     pub fn record_final_state_grad(
         &self,
         enc: &mut wgpu::CommandEncoder,
         d_final: Option<&super::State<GpuTensor>>,
     ) {
-        enc.clear_buffer(self.carry.buffer(), 0, None);
+        enc.clear_buffer(self.state_grad.buffer(), 0, None);
         for (k, t) in d_final.iter().flat_map(|s| s.tensors()).enumerate() {
             let at = k as u64 * t.bytes();
-            enc.copy_buffer_to_buffer(t.buffer(), 0, self.carry.buffer(), at, t.bytes());
+            enc.copy_buffer_to_buffer(t.buffer(), 0, self.state_grad.buffer(), at, t.bytes());
         }
     }
 
-    /// Copies dL/dh0 (and dL/dc0) out of the carried gradients.
+    /// Copies dL/dh0 (and dL/dc0) out of the state gradient.
     pub fn record_initial_state_grad(
         &self,
         enc: &mut wgpu::CommandEncoder,
@@ -342,7 +342,7 @@ impl Buffers {
     ) {
         for (k, t) in dst.tensors().into_iter().enumerate() {
             enc.copy_buffer_to_buffer(
-                self.carry.buffer(),
+                self.state_grad.buffer(),
                 k as u64 * t.bytes(),
                 t.buffer(),
                 0,
@@ -533,16 +533,10 @@ impl<'a> Ctx<'a> {
             .with("G", cfg.gates() as u32)
             .with("S", cfg.cell.saved_slots() as u32)
             .with("REVERSE", cfg.is_reverse(c) as u8)
-            .with("MASKED", self.ws.lengths.is_some() as u8)
+            .with("VARIABLE_LENGTH", self.ws.lengths.is_some() as u8)
             .with("SHARED_LEN", shared as u32)
-            .with(
-                "CELL",
-                match cfg.cell {
-                    CellKind::Rnn => 0u8,
-                    CellKind::Lstm => 1,
-                    CellKind::Gru => 2,
-                },
-            )
+            .with("CELL", cfg.cell.id())
+            .with("HAS_C", cfg.cell.has_c() as u8)
             .with("RELU", (cfg.activation == Activation::Relu) as u8);
         if backward {
             kernel
@@ -573,8 +567,8 @@ impl<'a> Ctx<'a> {
             first: 0,
             steps: 0,
             state_c: to_u32("offset", (ws.t + 1) * block)?,
-            carry: to_u32("offset", c * block)?,
-            carry_c: to_u32("offset", (cfg.cells() + c) * block)?,
+            grad_h: to_u32("offset", c * block)?,
+            grad_c: to_u32("offset", (cfg.cells() + c) * block)?,
             w_off: to_u32("offset", self.p.cells[c].w_hh.offset())?,
             b_off: to_u32(
                 "offset",
@@ -650,7 +644,7 @@ impl<'a> Ctx<'a> {
         self.recurrence(plan, c, false, self.ws.t, &buffers)
     }
 
-    /// dP and dR of cell c (and dL/dh0, dL/dc0 in the carry), then the recurrent weight
+    /// dP and dR of cell c (and dL/dh0, dL/dc0 in the state gradient), then the recurrent weight
     /// gradients dW_hh = dRᵀ H_prev and db_hh = Σ_rows dR.
     fn recurrence_backward(&self, plan: &mut PlanBuilder, c: usize) -> Result<()> {
         plan.section("recurrence backward");
@@ -666,7 +660,7 @@ impl<'a> Ctx<'a> {
             Some(cell.saved.buffer()),
             ws.lengths.as_ref().map(GpuTensor::buffer),
             Some(cell.dh.buffer()),
-            Some(ws.carry.buffer()),
+            Some(ws.state_grad.buffer()),
         ];
         self.recurrence(plan, c, true, ws.t + 1, &buffers)?;
         let (tb, h, gh) = (ws.t * ws.b, cfg.hidden_size, cfg.gates() * cfg.hidden_size);

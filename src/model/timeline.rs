@@ -84,7 +84,11 @@ mod tests {
             for n in 0..tl.t {
                 let tau = tl.forward_time(n);
                 assert_eq!(tau, tl.backward_time(tl.t - 1 - n));
-                assert_eq!(tl.prev_block(tau), before, "reads what the step before wrote");
+                assert_eq!(
+                    tl.prev_block(tau),
+                    before,
+                    "reads what the step before wrote"
+                );
                 before = tl.out_block(tau);
                 written.push(before);
             }

@@ -1,93 +1,11 @@
 //! Training on the CPU reference, in f64: the yardstick for the GPU trainer and the
 //! `--device cpu` path of the CLI.
 
-use super::{Batch, LossKind, OptimizerKind, StepStats, Targets, Train, TrainConfig};
+use super::optim::{clip_and_update, OptimState};
+use super::{Batch, LossKind, StepStats, Targets, Train, TrainConfig};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::model::{Params, RnnConfig, State};
-
-/// Optimizer state: first and second moments (or momentum buffer / Adagrad sums).
-#[derive(Debug, Clone, PartialEq)]
-pub struct OptimState {
-    pub m: Params<Vec<f64>>,
-    pub v: Params<Vec<f64>>,
-}
-
-impl OptimState {
-    pub fn zeros(cfg: &RnnConfig) -> Self {
-        let z = cfg.param_shapes().map(|s| vec![0.0; s.iter().product()]);
-        OptimState { m: z.clone(), v: z }
-    }
-}
-
-/// Clips gradients (global norm as PyTorch's `clip_grad_norm_`, then value) and applies
-/// the `step`-th update (1-based) at the learning rate the schedule gives it, with weight
-/// decay as [`OptimizerKind`] says (after clipping, as inside `optimizer.step()`). Returns the global norm before clipping; a non-finite
-/// norm leaves everything unchanged.
-pub fn clip_and_update(
-    p: &mut Params<Vec<f64>>,
-    g: &Params<Vec<f64>>,
-    state: &mut OptimState,
-    cfg: &TrainConfig,
-    step: u64,
-) -> f64 {
-    let norm = g
-        .tensors()
-        .iter()
-        .map(|v| v.iter().map(|x| x * x).sum::<f64>())
-        .sum::<f64>()
-        .sqrt();
-    if !norm.is_finite() {
-        return norm;
-    }
-    let o = &cfg.optimizer;
-    let lr = cfg.lr_for_step(step) as f64;
-    let (b1, b2, eps) = (o.beta1 as f64, o.beta2 as f64, o.eps as f64);
-    let (mu, wd) = (o.momentum as f64, o.weight_decay as f64);
-    let scale = match cfg.clip_norm {
-        Some(c) => (c as f64 / (norm + 1e-6)).min(1.0),
-        None => 1.0,
-    };
-    let bc1 = 1.0 - b1.powi(step as i32);
-    let bc2 = 1.0 - b2.powi(step as i32);
-    let params = p.tensors_mut();
-    let ms = state.m.tensors_mut();
-    let vs = state.v.tensors_mut();
-    for (((w, gv), m), v) in params.into_iter().zip(g.tensors()).zip(ms).zip(vs) {
-        for i in 0..w.len() {
-            let mut gi = gv[i] * scale;
-            if let Some(c) = cfg.clip_value {
-                gi = gi.clamp(-(c as f64), c as f64);
-            }
-            if o.kind != OptimizerKind::AdamW {
-                gi += wd * w[i];
-            }
-            match o.kind {
-                OptimizerKind::Sgd => {
-                    if mu > 0.0 {
-                        m[i] = mu * m[i] + gi;
-                        gi = m[i];
-                    }
-                    w[i] -= lr * gi;
-                }
-                OptimizerKind::Adam | OptimizerKind::AdamW => {
-                    m[i] = b1 * m[i] + (1.0 - b1) * gi;
-                    v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                    let step = (m[i] / bc1) / ((v[i] / bc2).sqrt() + eps);
-                    if o.kind == OptimizerKind::AdamW {
-                        w[i] *= 1.0 - lr * wd;
-                    }
-                    w[i] -= lr * step;
-                }
-                OptimizerKind::Adagrad => {
-                    v[i] += gi * gi;
-                    w[i] -= lr * gi / (v[i].sqrt() + eps);
-                }
-            }
-        }
-    }
-    norm
-}
 
 /// Trains on the CPU reference in f64, with the same rules as [`super::Trainer`].
 pub struct CpuTrainer {
@@ -95,7 +13,7 @@ pub struct CpuTrainer {
     train: TrainConfig,
     params: Params<Vec<f64>>,
     state: OptimState,
-    carry: Option<State<Vec<f64>>>,
+    carried_state: Option<State<Vec<f64>>>,
     step: u64,
 }
 
@@ -109,7 +27,7 @@ impl CpuTrainer {
             params: params.to_f64(),
             config,
             train,
-            carry: None,
+            carried_state: None,
             step: 0,
         })
     }
@@ -150,7 +68,7 @@ impl CpuTrainer {
 impl Train for CpuTrainer {
     fn step(&mut self, batch: &Batch) -> Result<StepStats> {
         let n = self.config.cells() * batch.b * self.config.hidden_size;
-        let init = match &self.carry {
+        let init = match &self.carried_state {
             Some(c) if self.train.stateful && c.h.len() == n => Some(c.clone()),
             _ => None,
         };
@@ -169,7 +87,7 @@ impl Train for CpuTrainer {
         } else {
             f64::NAN
         };
-        self.carry = Some(fwd.state);
+        self.carried_state = Some(fwd.state);
         Ok(StepStats {
             loss: loss as f32,
             grad_norm: norm as f32,
@@ -188,7 +106,7 @@ impl Train for CpuTrainer {
     }
 
     fn reset_state(&mut self) {
-        self.carry = None;
+        self.carried_state = None;
     }
 
     fn steps(&self) -> u64 {
@@ -207,9 +125,9 @@ impl Train for CpuTrainer {
         Ok((self.state.m.to_f32(), self.state.v.to_f32()))
     }
 
-    fn carry(&self) -> Result<Option<(usize, State<Vec<f32>>)>> {
+    fn carried_state(&self) -> Result<Option<(usize, State<Vec<f32>>)>> {
         let per_row = self.config.hidden_size * self.config.cells();
-        Ok(self.carry.as_ref().map(|c| {
+        Ok(self.carried_state.as_ref().map(|c| {
             (
                 c.h.len() / per_row,
                 c.map(|v| v.iter().map(|&x| x as f32).collect()),
@@ -222,11 +140,11 @@ impl Train for CpuTrainer {
         m: &Params<Vec<f32>>,
         v: &Params<Vec<f32>>,
         step: u64,
-        carry: Option<(usize, &State<Vec<f32>>)>,
+        carried_state: Option<(usize, &State<Vec<f32>>)>,
     ) -> Result<()> {
         m.check(&self.config)?;
         v.check(&self.config)?;
-        if let Some((b, s)) = carry {
+        if let Some((b, s)) = carried_state {
             self.config.check_host_state("carried state", s, b)?;
         }
         self.state = OptimState {
@@ -234,7 +152,8 @@ impl Train for CpuTrainer {
             v: v.to_f64(),
         };
         self.step = step;
-        self.carry = carry.map(|(_, s)| s.map(|v| v.iter().map(|&x| x as f64).collect()));
+        self.carried_state =
+            carried_state.map(|(_, s)| s.map(|v| v.iter().map(|&x| x as f64).collect()));
         Ok(())
     }
 }

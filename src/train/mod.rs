@@ -1,216 +1,25 @@
-//! Training: losses, optimizers and clipping on the GPU, one submit per step, truncated
-//! BPTT with the hidden state carried across chunks; and the same on the CPU reference.
+//! Training: batches, losses ([`loss`]), optimizers and clipping ([`optim`]), the GPU
+//! [`Trainer`] (one submit per step; truncated BPTT with the hidden state carried across
+//! chunks), data-parallel training across processes ([`dist`]), and the same on the CPU
+//! reference ([`CpuTrainer`]).
 
 mod cpu_trainer;
+mod data_parallel;
 pub mod dist;
 mod gpu_trainer;
+pub mod loss;
+pub mod optim;
 
-pub use cpu_trainer::{clip_and_update, CpuTrainer, OptimState};
-pub use gpu_trainer::{StepTimes, Trainer};
+pub use cpu_trainer::CpuTrainer;
+pub use data_parallel::StepTimes;
+pub use gpu_trainer::Trainer;
+pub use loss::LossKind;
+pub use optim::{
+    clip_and_update, LrSchedule, OptimState, OptimizerConfig, OptimizerKind, CLIP_EPS,
+};
 
 use crate::error::{Error, Result};
 use crate::model::{Params, RnnConfig, State};
-
-/// Which loss the output head is trained with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LossKind {
-    /// Softmax cross-entropy over O classes; targets are class indices.
-    CrossEntropy,
-    /// Mean squared error; targets are values (T, B, O).
-    Mse,
-    /// Connectionist temporal classification over the O outputs (one of them the blank),
-    /// as PyTorch's `nn.CTCLoss(blank, reduction='mean', zero_infinity)` on
-    /// `log_softmax(y, 2)`: targets are label sequences ([`Targets::Labels`]); each row
-    /// reads its first [`Batch::lengths`] steps (all T without them); the batch weights
-    /// must be ones. See [`crate::ctc`].
-    Ctc { blank: u32, zero_infinity: bool },
-}
-
-impl LossKind {
-    /// The options of the CTC loss this is, if it is one (reduction mean).
-    pub fn ctc_options(self) -> Option<crate::ctc::CtcOptions> {
-        match self {
-            LossKind::Ctc {
-                blank,
-                zero_infinity,
-            } => Some(crate::ctc::CtcOptions {
-                blank,
-                reduction: crate::ctc::Reduction::Mean,
-                zero_infinity,
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// Which update rule; each is `torch.optim`'s with the same name (dampening 0, no
-/// nesterov, amsgrad or maximize; Adagrad's `lr_decay` 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OptimizerKind {
-    /// `torch.optim.SGD`: g += wd·w; with momentum μ > 0, m = μ m + g and g = m; w -= lr g.
-    Sgd,
-    /// `torch.optim.Adam`, with bias correction; weight decay is L2 (g += wd·w before the
-    /// moments).
-    Adam,
-    /// `torch.optim.AdamW`: Adam whose weight decay is decoupled, w -= lr·wd·w, outside the
-    /// moments.
-    AdamW,
-    /// `torch.optim.Adagrad` (the classic min-char-rnn choice): g += wd·w; v += g²;
-    /// w -= lr g / (√v + eps).
-    Adagrad,
-}
-
-/// Optimizer hyperparameters; fields not used by the chosen kind are ignored. The
-/// defaults of [`OptimizerConfig::new`] are `torch.optim`'s.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct OptimizerConfig {
-    pub kind: OptimizerKind,
-    /// The base learning rate (`lr`); a [`LrSchedule`] scales it per step.
-    pub lr: f32,
-    /// SGD's `momentum`; default 0 (plain SGD).
-    pub momentum: f32,
-    /// Adam's and AdamW's `betas[0]`; default 0.9.
-    pub beta1: f32,
-    /// Adam's and AdamW's `betas[1]`; default 0.999.
-    pub beta2: f32,
-    /// `eps`: 1e-8 for Adam and AdamW, 1e-10 for Adagrad (unused by SGD).
-    pub eps: f32,
-    /// `weight_decay`: L2 (added to the clipped gradient) for SGD, Adam and Adagrad,
-    /// decoupled for AdamW; default 0 (PyTorch's AdamW defaults to 0.01, set it for that).
-    pub weight_decay: f32,
-}
-
-impl OptimizerConfig {
-    /// `kind` at learning rate `lr` with PyTorch's defaults for the rest (see the
-    /// fields). Adagrad's accumulator starts at 0 (`initial_accumulator_value=0`).
-    pub fn new(kind: OptimizerKind, lr: f32) -> Self {
-        OptimizerConfig {
-            kind,
-            lr,
-            momentum: 0.0,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: if kind == OptimizerKind::Adagrad {
-                1e-10
-            } else {
-                1e-8
-            },
-            weight_decay: 0.0,
-        }
-    }
-
-    /// The same with SGD momentum `momentum`.
-    pub fn with_momentum(mut self, momentum: f32) -> Self {
-        self.momentum = momentum;
-        self
-    }
-
-    /// The same with weight decay `weight_decay` (see [`OptimizerConfig::weight_decay`]).
-    pub fn with_weight_decay(mut self, weight_decay: f32) -> Self {
-        self.weight_decay = weight_decay;
-        self
-    }
-}
-
-/// How the learning rate changes over training, as a factor of the base lr by the number
-/// of updates already taken, s (0 for the first: PyTorch's `last_epoch` when
-/// `scheduler.step()` follows each `optimizer.step()`). Trainers apply it from their step
-/// counter, so a restored run continues it exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-#[non_exhaustive]
-pub enum LrSchedule {
-    /// lr at every step.
-    #[default]
-    Constant,
-    /// Linear warmup from 0, then a half cosine down to `min_lr`, as transformers'
-    /// `get_cosine_with_min_lr_schedule_with_warmup`: lr·s/warmup for s < warmup; then
-    /// min_lr + (lr − min_lr)·(1 + cos(π·p))/2 with p = (s − warmup)/(total − warmup),
-    /// held at min_lr from s = total on. The first update (s = 0) of a warmup has lr 0.
-    Cosine {
-        warmup_steps: u64,
-        total_steps: u64,
-        min_lr: f32,
-    },
-    /// `torch.optim.lr_scheduler.StepLR`: lr·gamma^⌊s / step_size⌋.
-    Step { step_size: u64, gamma: f32 },
-}
-
-impl LrSchedule {
-    /// The learning rate of the update that follows `taken` updates, for base rate `lr`.
-    pub fn lr_at(&self, lr: f32, taken: u64) -> f32 {
-        let (base, s) = (lr as f64, taken as f64);
-        let v = match *self {
-            LrSchedule::Constant => base,
-            LrSchedule::Cosine {
-                warmup_steps,
-                total_steps,
-                min_lr,
-            } => {
-                if taken < warmup_steps {
-                    base * s / warmup_steps as f64
-                } else {
-                    let span = total_steps.saturating_sub(warmup_steps).max(1) as f64;
-                    let p = ((s - warmup_steps as f64) / span).min(1.0);
-                    let min = min_lr as f64;
-                    min + (base - min) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
-                }
-            }
-            LrSchedule::Step { step_size, gamma } => {
-                let k = taken / step_size.max(1);
-                base * (gamma as f64).powi(k.min(i32::MAX as u64) as i32)
-            }
-        };
-        v as f32
-    }
-
-    /// Rejects schedules that cannot work with base rate `lr`: a cosine whose total is not
-    /// past its warmup or whose min_lr is not in 0..=lr, a step of size 0 or a gamma that
-    /// is not finite and > 0.
-    pub fn validate(&self, lr: f32) -> Result<()> {
-        let bad = |what, value: f32, expected| {
-            Err(Error::BadHyperparameter {
-                what,
-                value,
-                expected,
-            })
-        };
-        match *self {
-            LrSchedule::Constant => Ok(()),
-            LrSchedule::Cosine {
-                warmup_steps,
-                total_steps,
-                min_lr,
-            } => {
-                if total_steps <= warmup_steps {
-                    return bad(
-                        "cosine schedule total_steps",
-                        total_steps as f32,
-                        "greater than warmup_steps",
-                    );
-                }
-                if !(min_lr >= 0.0 && min_lr <= lr) {
-                    return bad(
-                        "cosine schedule min_lr",
-                        min_lr,
-                        "finite, ≥ 0 and at most the learning rate",
-                    );
-                }
-                Ok(())
-            }
-            LrSchedule::Step { step_size, gamma } => {
-                if step_size == 0 {
-                    return bad("step schedule step_size", 0.0, "at least 1");
-                }
-                if !(gamma.is_finite() && gamma > 0.0) {
-                    return bad("step schedule gamma", gamma, "finite and > 0");
-                }
-                Ok(())
-            }
-        }
-    }
-}
 
 /// How to train: optimizer, learning-rate schedule, loss, clipping, and whether the
 /// hidden state carries over from one batch to the next (stateful truncated BPTT).
@@ -221,7 +30,7 @@ pub struct TrainConfig {
     /// Default [`LrSchedule::Constant`].
     pub schedule: LrSchedule,
     pub loss: LossKind,
-    /// Rescale gradients by min(1, this / (norm + 1e-6)), norm the global L2 norm of all
+    /// Rescale gradients by min(1, this / (norm + [`CLIP_EPS`])), norm the global L2 norm of all
     /// of them (PyTorch's clip_grad_norm_, applied to the gradients before the
     /// optimizer adds weight decay). Default Some(5.0).
     pub clip_norm: Option<f32>,
@@ -534,7 +343,7 @@ pub trait Train {
     /// The carried state as (B, state (L·D, B, H) each), if any: the whole batch's, so
     /// under data-parallel training a collective every rank must call (it gathers the
     /// ranks' rows).
-    fn carry(&self) -> Result<Option<(usize, State<Vec<f32>>)>>;
+    fn carried_state(&self) -> Result<Option<(usize, State<Vec<f32>>)>>;
     /// Restores optimizer moments, step count and carried state (to resume a run; the
     /// whole batch's state, of which each data-parallel rank keeps its rows).
     fn restore(
@@ -542,48 +351,6 @@ pub trait Train {
         m: &Params<Vec<f32>>,
         v: &Params<Vec<f32>>,
         step: u64,
-        carry: Option<(usize, &State<Vec<f32>>)>,
+        carried_state: Option<(usize, &State<Vec<f32>>)>,
     ) -> Result<()>;
-}
-
-/// The per-step scalars of the optimizer: the scheduled learning rate, hyperparameters and
-/// Adam's bias corrections, written before each step's submit. Mirrors `struct Hyper` in
-/// shaders/optim.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Hyper {
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub momentum: f32,
-    pub weight_decay: f32,
-    pub clip_norm: f32,
-    pub clip_value: f32,
-    pub bias_correction1: f32,
-    pub bias_correction2: f32,
-    pub _pad: [f32; 2],
-}
-
-const _: () = assert!(std::mem::size_of::<Hyper>() == 48);
-
-impl Hyper {
-    /// Values for the `step`-th update (1-based).
-    pub fn new(cfg: &TrainConfig, step: u64) -> Self {
-        let o = &cfg.optimizer;
-        let n = step.min(i32::MAX as u64) as i32;
-        Hyper {
-            lr: cfg.lr_for_step(step),
-            beta1: o.beta1,
-            beta2: o.beta2,
-            eps: o.eps,
-            momentum: o.momentum,
-            weight_decay: o.weight_decay,
-            clip_norm: cfg.clip_norm.unwrap_or(0.0),
-            clip_value: cfg.clip_value.unwrap_or(0.0),
-            bias_correction1: 1.0 - o.beta1.powi(n),
-            bias_correction2: 1.0 - o.beta2.powi(n),
-            _pad: [0.0; 2],
-        }
-    }
 }
