@@ -1,6 +1,7 @@
 //! The CPU reference: the equations of the README's cell table as plain loops in f64, with
 //! no GPU or training types. Everything on the GPU is judged against this. Shapes are
-//! row-major and time-major: x (T, B, I), y (T, B, O), states (L·D, B, H).
+//! row-major and time-major: x (T, B, I), y (T, B, O), states (L·D, B, H); a row is one
+//! (t, b) of the T·B rows, t-major.
 //!
 //! Stacked and bidirectional models follow PyTorch: layer k > 0 reads the D·H outputs of
 //! layer k−1 (forward direction's units first), the reverse direction runs from t = T down
@@ -9,26 +10,31 @@
 //! state at the row's own last step, and the reverse direction starts at t = length from
 //! h0), the outputs and y there are zero, and dy there is ignored.
 //!
-//! Per cell the work splits as on the GPU: the input projection P = x W_ihᵀ + b_ih, per
-//! step the recurrent product R = h_prev W_hhᵀ + b_hh, and the pointwise cell function of
-//! [`cell`] on (P, R, h_prev, c_prev).
+//! The model is a list of forward/backward pairs, as on the GPU (model/plan.rs): per cell
+//! the input projection P = in W_ihᵀ + b_ih over all rows, then the recurrence (per step
+//! R = h_prev W_hhᵀ + b_hh and the pointwise cell function of [`cell`] on (P, R, h_prev,
+//! c_prev)); then the head. [`forward`] runs them in order, [`backward`] in reverse.
+
+// The reference reads like its equations: index loops over units, gates and rows.
+#![allow(clippy::needless_range_loop)]
 
 pub mod cell;
 
 use crate::error::{Error, Result};
-use crate::model::{Params, RnnConfig, State};
+use crate::model::{Cell, Params, RnnConfig, State, Timeline};
 use crate::shapes::{check_lengths, check_shape, numel};
 use cell::{step_backward, step_forward, SAVED};
 
 /// What one cell kept in [`forward`] for [`backward`].
 #[derive(Debug, Clone)]
 pub struct CellTrace {
-    /// (T+1, B, H) states: a forward cell has h_0 at block 0 and h_t at block t, a
-    /// reverse cell h_t at block t−1 and h_0 at block T.
+    /// (T+1, B, H) states in [`Timeline`] order: a forward cell has h_0 at block 0 and h_t
+    /// at block t, a reverse cell h_t at block t−1 and h_0 at block T.
     pub h: Vec<f64>,
     /// LSTM's cell states, in h's layout (empty for the other cells).
     pub c: Vec<f64>,
-    /// (T, B, S·H) saved values of each step (see [`crate::model::CellKind::saved_slots`]), block t−1 for time t.
+    /// (T, B, S·H) saved values of each step (see [`crate::model::CellKind::saved_slots`]),
+    /// block t−1 for time t.
     pub saved: Vec<f64>,
 }
 
@@ -71,29 +77,39 @@ fn zeros(n: usize) -> Result<Vec<f64>> {
     Ok(v)
 }
 
-/// Block of the state written at (0-based) time t, and of the one it reads.
-fn blocks(reverse: bool, t: usize) -> (usize, usize) {
-    if reverse {
-        (t, t + 1)
-    } else {
-        (t + 1, t)
-    }
-}
-
-/// The times a cell steps through in its forward order.
-fn forward_times(reverse: bool, t_len: usize) -> Vec<usize> {
-    if reverse {
-        (0..t_len).rev().collect()
-    } else {
-        (0..t_len).collect()
-    }
-}
-
 /// out[j] = bias[j] + Σ_k w[j, k] v[k] for a row-major w (out.len(), v.len()).
 fn affine(out: &mut [f64], w: &[f64], v: &[f64], bias: Option<&Vec<f64>>) {
     let n = v.len();
     for (j, o) in out.iter_mut().enumerate() {
         *o = bias.map_or(0.0, |b| b[j]) + (0..n).map(|k| w[j * n + k] * v[k]).sum::<f64>();
+    }
+}
+
+/// The sequence's shape: T, B and which (t, b) each row's length leaves in.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    t: usize,
+    b: usize,
+    lengths: Option<&'a [usize]>,
+}
+
+impl Rows<'_> {
+    /// Whether row b has a step at 0-based time t.
+    fn valid(&self, t: usize, b: usize) -> bool {
+        self.lengths.is_none_or(|l| t < l[b])
+    }
+
+    fn count(&self) -> usize {
+        self.t * self.b
+    }
+}
+
+/// What layer `layer` reads: x (T, B, I) for the first, the D·H outputs of the layer below
+/// above it.
+fn layer_input<'a>(x: &'a [f64], outs: &'a [Vec<f64>], layer: usize) -> &'a [f64] {
+    match layer {
+        0 => x,
+        _ => &outs[layer - 1],
     }
 }
 
@@ -109,140 +125,61 @@ pub fn forward(
 ) -> Result<Forward> {
     cfg.validate()?;
     p.check_f64(cfg)?;
-    let (t_len, b_len) = cfg.check_input(x_shape)?;
-    check_shape(
-        "x data",
-        &[x.len()],
-        &[numel(&[t_len, b_len, cfg.input_size])],
-    )?;
+    let (t, b) = cfg.check_input(x_shape)?;
+    check_shape("x data", &[x.len()], &[numel(&[t, b, cfg.input_size])])?;
     if let Some(l) = lengths {
-        check_lengths(l, t_len, b_len)?;
+        check_lengths(l, t, b)?;
     }
     if let Some(s) = init {
-        cfg.check_host_state("initial state", s, b_len)?;
+        cfg.check_host_state("initial state", s, b)?;
     }
-    let valid = |t: usize, b: usize| lengths.is_none_or(|l| t < l[b]);
-    let (nh, no, d, g) = (
-        cfg.hidden_size,
-        cfg.output_size,
-        cfg.directions(),
-        cfg.gates(),
-    );
-    let slots = cfg.cell.saved_slots();
-    let lstm = cfg.cell.has_c();
-    let block = b_len * nh;
+    let rows = Rows { t, b, lengths };
+    let (d, h) = (cfg.directions(), cfg.hidden_size);
+    let block = b * h;
     let mut traces = Vec::new();
     let mut outs: Vec<Vec<f64>> = Vec::new();
-    let mut h_n = zeros(cfg.cells() * block)?;
-    let mut c_n = zeros(if lstm { cfg.cells() * block } else { 0 })?;
-    let (mut pre, mut rec) = (vec![0.0; g * nh], vec![0.0; g * nh]);
+    let mut state = State {
+        h: zeros(cfg.cells() * block)?,
+        c: cfg
+            .cell
+            .has_c()
+            .then(|| zeros(cfg.cells() * block))
+            .transpose()?,
+    };
     for layer in 0..cfg.num_layers {
-        let input: &[f64] = if layer == 0 { x } else { &outs[layer - 1] };
-        let ni = cfg.layer_input_size(layer);
-        let mut out = zeros(t_len * b_len * d * nh)?;
+        let input = layer_input(x, &outs, layer);
+        let mut out = zeros(rows.count() * d * h)?;
         for dir in 0..d {
             let c = layer * d + dir;
-            let reverse = dir == 1;
-            let pc = &p.cells[c];
-            let mut tr = CellTrace {
-                h: zeros((t_len + 1) * block)?,
-                c: zeros(if lstm { (t_len + 1) * block } else { 0 })?,
-                saved: zeros(t_len * b_len * slots * nh)?,
-            };
-            let first = if reverse { t_len } else { 0 };
-            if let Some(s) = init {
-                tr.h[first * block..][..block].copy_from_slice(&s.h[c * block..][..block]);
-                if let Some(c0) = &s.c {
-                    tr.c[first * block..][..block].copy_from_slice(&c0[c * block..][..block]);
-                }
+            let pre = input_projection_forward(cfg, &p.cells[c], input, rows)?;
+            let tl = Timeline::new(t, cfg.is_reverse(c));
+            let cell_init = init.map(|s| s.map(|v| v[c * block..][..block].to_vec()));
+            let tr = recurrence_forward(cfg, &p.cells[c], &pre, cell_init.as_ref(), tl, rows)?;
+            for (k, s) in state.tensors_mut().into_iter().enumerate() {
+                let src = if k == 0 { &tr.h } else { &tr.c };
+                s[c * block..][..block].copy_from_slice(&src[tl.final_block() * block..][..block]);
             }
-            for t in forward_times(reverse, t_len) {
-                let (cur, prev) = blocks(reverse, t);
-                for b in 0..b_len {
-                    let (cur, prev) = (cur * block + b * nh, prev * block + b * nh);
-                    if !valid(t, b) {
-                        tr.h.copy_within(prev..prev + nh, cur);
-                        if lstm {
-                            tr.c.copy_within(prev..prev + nh, cur);
-                        }
-                        continue;
-                    }
-                    let row = t * b_len + b;
-                    affine(
-                        &mut pre,
-                        &pc.w_ih,
-                        &input[row * ni..][..ni],
-                        pc.b_ih.as_ref(),
-                    );
-                    let h_prev = tr.h[prev..prev + nh].to_vec();
-                    affine(&mut rec, &pc.w_hh, &h_prev, pc.b_hh.as_ref());
-                    for j in 0..nh {
-                        let gate = |v: &[f64]| -> [f64; 4] {
-                            std::array::from_fn(|k| if k < g { v[k * nh + j] } else { 0.0 })
-                        };
-                        let c_prev = if lstm { tr.c[prev + j] } else { 0.0 };
-                        let u = step_forward(
-                            cfg.cell,
-                            cfg.activation,
-                            &gate(&pre),
-                            &gate(&rec),
-                            h_prev[j],
-                            c_prev,
-                        );
-                        tr.h[cur + j] = u.h;
-                        if lstm {
-                            tr.c[cur + j] = u.c;
-                        }
-                        for s in 0..slots {
-                            tr.saved[(row * slots + s) * nh + j] = u.saved[s];
-                        }
-                        out[(row * d + dir) * nh + j] = u.h;
-                    }
-                }
-            }
-            let last = if reverse { 0 } else { t_len };
-            h_n[c * block..][..block].copy_from_slice(&tr.h[last * block..][..block]);
-            if lstm {
-                c_n[c * block..][..block].copy_from_slice(&tr.c[last * block..][..block]);
-            }
+            write_outputs(&mut out, &tr, tl, rows, (dir, d, h));
             traces.push(tr);
         }
         outs.push(out);
     }
-    let top = outs.last().map(Vec::as_slice).unwrap_or(&[]);
-    let dh = d * nh;
-    let mut y = zeros(t_len * b_len * no)?;
-    for row in 0..t_len * b_len {
-        if valid(row / b_len, row % b_len) {
-            affine(
-                &mut y[row * no..][..no],
-                &p.w_hy,
-                &top[row * dh..][..dh],
-                Some(&p.b_y),
-            );
-        }
-    }
+    let y = head_forward(cfg, p, &outs[cfg.num_layers - 1], rows)?;
     Ok(Forward {
-        t: t_len,
-        b: b_len,
+        t,
+        b,
         y,
         cells: traces,
         out: outs,
-        state: State {
-            h: h_n,
-            c: lstm.then_some(c_n),
-        },
+        state,
         lengths: lengths.map(<[usize]>::to_vec),
     })
 }
 
-/// Backpropagation through time for dL/dy (T, B, O), plus dL/dh_n (and dL/dc_n) if given.
-/// Per cell, in the reverse of its forward order, each step takes as dh the sum of
-/// dL/d(its output) and what flowed back from the step after it, and the cell's
-/// [`cell::step_backward`] gives dP and dR; then dW_ih += dPᵀ in, db_ih += dP, dW_hh += dRᵀ h_prev, db_hh += dR,
-/// d in += dP W_ih, and dh_prev = dR W_hh (+ GRU's direct part); dL/dh0 (dc0) is what
-/// flows out of the first step. Skipped steps (past a row's length) pass dh and dc
-/// through unchanged.
+/// Backpropagation through time for dL/dy (T, B, O), plus dL/dh_n (and dL/dc_n) if given:
+/// the head, then per layer from the top each cell's recurrence and input projection, in
+/// the reverse of [`forward`]. Skipped steps (past a row's length) pass dh and dc through
+/// unchanged.
 pub fn backward(
     cfg: &RnnConfig,
     p: &Params<Vec<f64>>,
@@ -251,36 +188,87 @@ pub fn backward(
     dy: &[f64],
     d_final: Option<&State<Vec<f64>>>,
 ) -> Result<Grads> {
-    let (t_len, b_len) = (fwd.t, fwd.b);
-    let (nh, no, d, g) = (
-        cfg.hidden_size,
-        cfg.output_size,
-        cfg.directions(),
-        cfg.gates(),
-    );
+    check_backward(cfg, p, x, fwd, dy, d_final)?;
+    let (t, b) = (fwd.t, fwd.b);
+    let rows = Rows {
+        t,
+        b,
+        lengths: fwd.lengths.as_deref(),
+    };
+    let block = b * cfg.hidden_size;
+    let mut gr = cfg.param_shapes().map(|s| vec![0.0; s.iter().product()]);
+    let top = &fwd.out[cfg.num_layers - 1];
+    // dL/d(outputs of the current layer), (T, B, D·H)
+    let mut d_out = head_backward(cfg, p, top, dy, rows, &mut gr)?;
+    let mut d_init = State {
+        h: zeros(cfg.cells() * block)?,
+        c: cfg
+            .cell
+            .has_c()
+            .then(|| zeros(cfg.cells() * block))
+            .transpose()?,
+    };
+    for layer in (0..cfg.num_layers).rev() {
+        let input = layer_input(x, &fwd.out, layer);
+        let mut d_in = zeros(rows.count() * cfg.layer_input_size(layer))?;
+        for dir in 0..cfg.directions() {
+            let c = layer * cfg.directions() + dir;
+            let tl = Timeline::new(t, cfg.is_reverse(c));
+            let grad = d_final.map(|s| s.map(|v| v[c * block..][..block].to_vec()));
+            let (pc, tr, gc) = (&p.cells[c], &fwd.cells[c], &mut gr.cells[c]);
+            let r = recurrence_backward(cfg, pc, tr, &d_out, grad.as_ref(), tl, rows, dir)?;
+            recurrence_weight_grads(cfg, tr, &r.dr, tl, rows, gc);
+            input_projection_backward(cfg, pc, input, &r.dp, tl, rows, gc, &mut d_in);
+            for (k, s) in d_init.tensors_mut().into_iter().enumerate() {
+                let src = if k == 0 {
+                    &r.d_init.h
+                } else {
+                    r.d_init.c.as_ref().unwrap_or(&r.d_init.h)
+                };
+                s[c * block..][..block].copy_from_slice(src);
+            }
+        }
+        d_out = d_in;
+    }
+    Ok(Grads {
+        params: gr,
+        dx: d_out,
+        d_init,
+    })
+}
+
+/// Refuses a `fwd` that did not come from [`forward`] with this config and x, and a dy or
+/// dL/d(final state) of the wrong size.
+fn check_backward(
+    cfg: &RnnConfig,
+    p: &Params<Vec<f64>>,
+    x: &[f64],
+    fwd: &Forward,
+    dy: &[f64],
+    d_final: Option<&State<Vec<f64>>>,
+) -> Result<()> {
     cfg.validate()?;
     p.check_f64(cfg)?;
-    // `fwd` must come from `forward` with this config and x.
-    check_shape(
-        "x data",
-        &[x.len()],
-        &[numel(&[t_len, b_len, cfg.input_size])],
-    )?;
-    let block = b_len * nh;
+    let (t, b, h) = (fwd.t, fwd.b, cfg.hidden_size);
+    check_shape("x data", &[x.len()], &[numel(&[t, b, cfg.input_size])])?;
+    let block = b * h;
     let slots = cfg.cell.saved_slots();
     let lstm = cfg.cell.has_c();
     let fits = fwd.cells.len() == cfg.cells()
         && fwd.out.len() == cfg.num_layers
         && fwd.cells.iter().all(|c| {
-            c.h.len() == (t_len + 1) * block
-                && c.c.len() == if lstm { (t_len + 1) * block } else { 0 }
-                && c.saved.len() == t_len * b_len * slots * nh
+            c.h.len() == (t + 1) * block
+                && c.c.len() == if lstm { (t + 1) * block } else { 0 }
+                && c.saved.len() == t * b * slots * h
         })
-        && fwd.out.iter().all(|o| o.len() == t_len * b_len * d * nh)
+        && fwd
+            .out
+            .iter()
+            .all(|o| o.len() == t * b * cfg.directions() * h)
         && fwd
             .lengths
             .as_ref()
-            .is_none_or(|l| check_lengths(l, t_len, b_len).is_ok());
+            .is_none_or(|l| check_lengths(l, t, b).is_ok());
     if !fits {
         return Err(Error::Shape {
             what: "forward state",
@@ -288,134 +276,332 @@ pub fn backward(
             got: vec![fwd.t, fwd.b, fwd.cells.len(), fwd.out.len()],
         });
     }
-    check_shape("dy data", &[dy.len()], &[t_len * b_len * no])?;
+    check_shape("dy data", &[dy.len()], &[t * b * cfg.output_size])?;
     if let Some(s) = d_final {
-        cfg.check_host_state("gradient of the final state", s, b_len)?;
+        cfg.check_host_state("gradient of the final state", s, b)?;
     }
-    let lengths = fwd.lengths.as_deref();
-    let valid = |t: usize, b: usize| lengths.is_none_or(|l| t < l[b]);
-    let mut gr = cfg.param_shapes().map(|s| vec![0.0; s.iter().product()]);
-    let dhd = d * nh;
-    // dL/d(outputs of the current layer), (T, B, D·H)
-    let mut d_out = zeros(t_len * b_len * dhd)?;
-    let top = &fwd.out[cfg.num_layers - 1];
-    for row in 0..t_len * b_len {
-        if !valid(row / b_len, row % b_len) {
+    Ok(())
+}
+
+/// P = in W_ihᵀ + b_ih for every row: in (T·B, ni) → P (T·B, G·H).
+fn input_projection_forward(
+    cfg: &RnnConfig,
+    pc: &Cell<Vec<f64>>,
+    input: &[f64],
+    rows: Rows<'_>,
+) -> Result<Vec<f64>> {
+    let gh = cfg.gates() * cfg.hidden_size;
+    let ni = input.len() / rows.count();
+    let mut pre = zeros(rows.count() * gh)?;
+    for (row, p) in pre.chunks_mut(gh).enumerate() {
+        affine(p, &pc.w_ih, &input[row * ni..][..ni], pc.b_ih.as_ref());
+    }
+    Ok(pre)
+}
+
+/// Given dP (T·B, G·H): dW_ih += dPᵀ in, db_ih += Σ_rows dP, and d in += dP W_ih, over the
+/// rows in the cell's backward order.
+#[allow(clippy::too_many_arguments)]
+fn input_projection_backward(
+    cfg: &RnnConfig,
+    pc: &Cell<Vec<f64>>,
+    input: &[f64],
+    dp: &[f64],
+    tl: Timeline,
+    rows: Rows<'_>,
+    gc: &mut Cell<Vec<f64>>,
+    d_in: &mut [f64],
+) {
+    let gh = cfg.gates() * cfg.hidden_size;
+    let ni = input.len() / rows.count();
+    for n in 0..rows.t {
+        let t = tl.backward_time(n) - 1;
+        for b in (0..rows.b).filter(|&b| rows.valid(t, b)) {
+            let row = t * rows.b + b;
+            let (x, dp) = (&input[row * ni..][..ni], &dp[row * gh..][..gh]);
+            for j in 0..gh {
+                if let Some(bi) = &mut gc.b_ih {
+                    bi[j] += dp[j];
+                }
+                for k in 0..ni {
+                    gc.w_ih[j * ni + k] += dp[j] * x[k];
+                    d_in[row * ni + k] += pc.w_ih[j * ni + k] * dp[j];
+                }
+            }
+        }
+    }
+}
+
+/// One cell's recurrence from its input projection `pre` (T·B, G·H) and initial state
+/// `init` (h0, c0: (B, H) each) or zeros, in its time order: per step R = h_prev W_hhᵀ +
+/// b_hh and the cell's pointwise step; past a row's length the state is carried.
+fn recurrence_forward(
+    cfg: &RnnConfig,
+    pc: &Cell<Vec<f64>>,
+    pre: &[f64],
+    init: Option<&State<Vec<f64>>>,
+    tl: Timeline,
+    rows: Rows<'_>,
+) -> Result<CellTrace> {
+    let (g, h) = (cfg.gates(), cfg.hidden_size);
+    let slots = cfg.cell.saved_slots();
+    let lstm = cfg.cell.has_c();
+    let block = rows.b * h;
+    let mut tr = CellTrace {
+        h: zeros((rows.t + 1) * block)?,
+        c: zeros(if lstm { (rows.t + 1) * block } else { 0 })?,
+        saved: zeros(rows.count() * slots * h)?,
+    };
+    if let Some(s) = init {
+        let at = tl.initial_block() * block;
+        tr.h[at..at + block].copy_from_slice(&s.h);
+        if let Some(c0) = &s.c {
+            tr.c[at..at + block].copy_from_slice(c0);
+        }
+    }
+    let mut rec = vec![0.0; g * h];
+    for n in 0..rows.t {
+        let tau = tl.forward_time(n);
+        let t = tau - 1;
+        for b in 0..rows.b {
+            let cur = tl.out_block(tau) * block + b * h;
+            let prev = tl.prev_block(tau) * block + b * h;
+            if !rows.valid(t, b) {
+                tr.h.copy_within(prev..prev + h, cur);
+                if lstm {
+                    tr.c.copy_within(prev..prev + h, cur);
+                }
+                continue;
+            }
+            let row = t * rows.b + b;
+            let p_row = &pre[row * g * h..][..g * h];
+            let h_prev = tr.h[prev..prev + h].to_vec();
+            affine(&mut rec, &pc.w_hh, &h_prev, pc.b_hh.as_ref());
+            for j in 0..h {
+                let gate = |v: &[f64]| -> [f64; 4] {
+                    std::array::from_fn(|k| if k < g { v[k * h + j] } else { 0.0 })
+                };
+                let c_prev = if lstm { tr.c[prev + j] } else { 0.0 };
+                let u = step_forward(
+                    cfg.cell,
+                    cfg.activation,
+                    &gate(p_row),
+                    &gate(&rec),
+                    h_prev[j],
+                    c_prev,
+                );
+                tr.h[cur + j] = u.h;
+                if lstm {
+                    tr.c[cur + j] = u.c;
+                }
+                for s in 0..slots {
+                    tr.saved[(row * slots + s) * h + j] = u.saved[s];
+                }
+            }
+        }
+    }
+    Ok(tr)
+}
+
+/// Copies direction `dir`'s outputs (its h at times 1..T) into the layer's outputs
+/// (T, B, D·H), leaving zeros past each row's length.
+fn write_outputs(
+    out: &mut [f64],
+    tr: &CellTrace,
+    tl: Timeline,
+    rows: Rows<'_>,
+    (dir, d, h): (usize, usize, usize),
+) {
+    for t in 0..rows.t {
+        for b in (0..rows.b).filter(|&b| rows.valid(t, b)) {
+            let src = tl.out_block(t + 1) * rows.b * h + b * h;
+            let dst = ((t * rows.b + b) * d + dir) * h;
+            out[dst..dst + h].copy_from_slice(&tr.h[src..src + h]);
+        }
+    }
+}
+
+/// What a cell's recurrence backward gives.
+struct RecurrenceGrads {
+    /// dL/dP and dL/dR, (T·B, G·H) each; zero past a row's length.
+    dp: Vec<f64>,
+    dr: Vec<f64>,
+    /// dL/dh0 (and dL/dc0), (B, H) each.
+    d_init: State<Vec<f64>>,
+}
+
+/// One cell's recurrence backward, in the reverse of its forward order: each step takes as
+/// dh the sum of dL/d(its output) (direction `dir` of `d_out`, (T, B, D·H)) and what
+/// flowed back from the step after it (GRU's direct part plus dR W_hh), and the cell's
+/// [`cell::step_backward`] gives dP and dR; the state gradient starts from `d_final`
+/// (dL/dh_n, dL/dc_n) or zeros and ends as dL/dh0 (dL/dc0).
+#[allow(clippy::too_many_arguments)]
+fn recurrence_backward(
+    cfg: &RnnConfig,
+    pc: &Cell<Vec<f64>>,
+    tr: &CellTrace,
+    d_out: &[f64],
+    d_final: Option<&State<Vec<f64>>>,
+    tl: Timeline,
+    rows: Rows<'_>,
+    dir: usize,
+) -> Result<RecurrenceGrads> {
+    let (g, h) = (cfg.gates(), cfg.hidden_size);
+    let dh_width = cfg.directions() * h;
+    let slots = cfg.cell.saved_slots();
+    let lstm = cfg.cell.has_c();
+    let block = rows.b * h;
+    let (mut dp_all, mut dr_all) = (zeros(rows.count() * g * h)?, zeros(rows.count() * g * h)?);
+    // The state gradient dL/dh and dL/dc flowing into the state the step handled next
+    // wrote: dL/dh_n and dL/dc_n at first.
+    let mut grad = match d_final {
+        Some(s) => s.clone(),
+        None => State {
+            h: vec![0.0; block],
+            c: lstm.then(|| vec![0.0; block]),
+        },
+    };
+    let grad_c = grad.c.get_or_insert_with(|| vec![0.0; block]);
+    let mut grad_c = std::mem::take(grad_c);
+    for n in 0..rows.t {
+        let tau = tl.backward_time(n);
+        let t = tau - 1;
+        for b in (0..rows.b).filter(|&b| rows.valid(t, b)) {
+            let row = t * rows.b + b;
+            let cur = tl.out_block(tau) * block + b * h;
+            let prev = tl.prev_block(tau) * block + b * h;
+            let (dp, dr) = (
+                &mut dp_all[row * g * h..][..g * h],
+                &mut dr_all[row * g * h..][..g * h],
+            );
+            let mut dh_direct = vec![0.0; h];
+            for j in 0..h {
+                let dh = grad.h[b * h + j] + d_out[row * dh_width + dir * h + j];
+                let saved: [f64; SAVED] = std::array::from_fn(|s| {
+                    if s < slots {
+                        tr.saved[(row * slots + s) * h + j]
+                    } else {
+                        0.0
+                    }
+                });
+                let (c_prev, c_cur) = if lstm {
+                    (tr.c[prev + j], tr.c[cur + j])
+                } else {
+                    (0.0, 0.0)
+                };
+                let u = step_backward(
+                    cfg.cell,
+                    cfg.activation,
+                    dh,
+                    grad_c[b * h + j],
+                    &saved,
+                    tr.h[cur + j],
+                    tr.h[prev + j],
+                    c_prev,
+                    c_cur,
+                );
+                for k in 0..g {
+                    dp[k * h + j] = u.dp[k];
+                    dr[k * h + j] = u.dr[k];
+                }
+                dh_direct[j] = u.dh_prev;
+                grad_c[b * h + j] = u.dc_prev;
+            }
+            // dL/dh_prev = the direct part + dR W_hh.
+            let grad_b = &mut grad.h[b * h..][..h];
+            grad_b.copy_from_slice(&dh_direct);
+            for j in 0..g * h {
+                for k in 0..h {
+                    grad_b[k] += pc.w_hh[j * h + k] * dr[j];
+                }
+            }
+        }
+    }
+    grad.c = lstm.then_some(grad_c);
+    Ok(RecurrenceGrads {
+        dp: dp_all,
+        dr: dr_all,
+        d_init: grad,
+    })
+}
+
+/// dW_hh += dRᵀ H_prev and db_hh += Σ_rows dR, over the rows in the cell's backward order.
+fn recurrence_weight_grads(
+    cfg: &RnnConfig,
+    tr: &CellTrace,
+    dr: &[f64],
+    tl: Timeline,
+    rows: Rows<'_>,
+    gc: &mut Cell<Vec<f64>>,
+) {
+    let (gh, h) = (cfg.gates() * cfg.hidden_size, cfg.hidden_size);
+    for n in 0..rows.t {
+        let tau = tl.backward_time(n);
+        let t = tau - 1;
+        for b in (0..rows.b).filter(|&b| rows.valid(t, b)) {
+            let row = t * rows.b + b;
+            let prev = tl.prev_block(tau) * rows.b * h + b * h;
+            let (dr, h_prev) = (&dr[row * gh..][..gh], &tr.h[prev..prev + h]);
+            for j in 0..gh {
+                if let Some(bh) = &mut gc.b_hh {
+                    bh[j] += dr[j];
+                }
+                for k in 0..h {
+                    gc.w_hh[j * h + k] += dr[j] * h_prev[k];
+                }
+            }
+        }
+    }
+}
+
+/// y = W_hy top + b_y for every row with a step, from the top layer's outputs (T, B, D·H).
+fn head_forward(
+    cfg: &RnnConfig,
+    p: &Params<Vec<f64>>,
+    top: &[f64],
+    rows: Rows<'_>,
+) -> Result<Vec<f64>> {
+    let (o, width) = (cfg.output_size, cfg.directions() * cfg.hidden_size);
+    let mut y = zeros(rows.count() * o)?;
+    for row in 0..rows.count() {
+        if rows.valid(row / rows.b, row % rows.b) {
+            affine(
+                &mut y[row * o..][..o],
+                &p.w_hy,
+                &top[row * width..][..width],
+                Some(&p.b_y),
+            );
+        }
+    }
+    Ok(y)
+}
+
+/// dW_hy += dYᵀ top, db_y += Σ_rows dY; returns dL/d(top) = dY W_hy (T, B, D·H), dY
+/// ignored past each row's length.
+fn head_backward(
+    cfg: &RnnConfig,
+    p: &Params<Vec<f64>>,
+    top: &[f64],
+    dy: &[f64],
+    rows: Rows<'_>,
+    gr: &mut Params<Vec<f64>>,
+) -> Result<Vec<f64>> {
+    let (o, width) = (cfg.output_size, cfg.directions() * cfg.hidden_size);
+    let mut d_top = zeros(rows.count() * width)?;
+    for row in 0..rows.count() {
+        if !rows.valid(row / rows.b, row % rows.b) {
             continue;
         }
-        for o in 0..no {
-            let dyv = dy[row * no + o];
-            gr.b_y[o] += dyv;
-            for k in 0..dhd {
-                gr.w_hy[o * dhd + k] += dyv * top[row * dhd + k];
-                d_out[row * dhd + k] += p.w_hy[o * dhd + k] * dyv;
+        for k in 0..o {
+            let dyv = dy[row * o + k];
+            gr.b_y[k] += dyv;
+            for q in 0..width {
+                gr.w_hy[k * width + q] += dyv * top[row * width + q];
+                d_top[row * width + q] += p.w_hy[k * width + q] * dyv;
             }
         }
     }
-    let mut d_init = State {
-        h: zeros(cfg.cells() * block)?,
-        c: lstm.then(|| vec![0.0; cfg.cells() * block]),
-    };
-    let mut dx = Vec::new();
-    let (mut dp, mut dr) = (vec![0.0; g * nh], vec![0.0; g * nh]);
-    for layer in (0..cfg.num_layers).rev() {
-        let input: &[f64] = if layer == 0 { x } else { &fwd.out[layer - 1] };
-        let ni = cfg.layer_input_size(layer);
-        let mut d_in = zeros(t_len * b_len * ni)?;
-        for dir in 0..d {
-            let c = layer * d + dir;
-            let reverse = dir == 1;
-            let (pc, tr) = (&p.cells[c], &fwd.cells[c]);
-            let gc = &mut gr.cells[c];
-            // dL/dh and dL/dc flowing into the state the next step (in backward order)
-            // wrote: dL/dh_n and dL/dc_n at first.
-            let mut carry_h = vec![0.0; block];
-            let mut carry_c = vec![0.0; block];
-            if let Some(s) = d_final {
-                carry_h.copy_from_slice(&s.h[c * block..][..block]);
-                if let Some(dc) = &s.c {
-                    carry_c.copy_from_slice(&dc[c * block..][..block]);
-                }
-            }
-            for t in forward_times(reverse, t_len).into_iter().rev() {
-                let (cur, prev) = blocks(reverse, t);
-                for b in 0..b_len {
-                    if !valid(t, b) {
-                        continue;
-                    }
-                    let row = t * b_len + b;
-                    let (cur, prev) = (cur * block + b * nh, prev * block + b * nh);
-                    let mut dh_direct = vec![0.0; nh];
-                    for j in 0..nh {
-                        let dh = carry_h[b * nh + j] + d_out[row * dhd + dir * nh + j];
-                        let saved: [f64; SAVED] = std::array::from_fn(|s| {
-                            if s < slots {
-                                tr.saved[(row * slots + s) * nh + j]
-                            } else {
-                                0.0
-                            }
-                        });
-                        let (c_prev, c_cur) = if lstm {
-                            (tr.c[prev + j], tr.c[cur + j])
-                        } else {
-                            (0.0, 0.0)
-                        };
-                        let u = step_backward(
-                            cfg.cell,
-                            cfg.activation,
-                            dh,
-                            carry_c[b * nh + j],
-                            &saved,
-                            tr.h[cur + j],
-                            tr.h[prev + j],
-                            c_prev,
-                            c_cur,
-                        );
-                        for k in 0..g {
-                            dp[k * nh + j] = u.dp[k];
-                            dr[k * nh + j] = u.dr[k];
-                        }
-                        dh_direct[j] = u.dh_prev;
-                        carry_c[b * nh + j] = u.dc_prev;
-                    }
-                    let x_tb = &input[row * ni..][..ni];
-                    let h_prev = &tr.h[prev..prev + nh];
-                    let carry_b = &mut carry_h[b * nh..][..nh];
-                    carry_b.copy_from_slice(&dh_direct);
-                    for j in 0..g * nh {
-                        if let Some(bi) = &mut gc.b_ih {
-                            bi[j] += dp[j];
-                        }
-                        if let Some(bh) = &mut gc.b_hh {
-                            bh[j] += dr[j];
-                        }
-                        for k in 0..ni {
-                            gc.w_ih[j * ni + k] += dp[j] * x_tb[k];
-                            d_in[row * ni + k] += pc.w_ih[j * ni + k] * dp[j];
-                        }
-                        for k in 0..nh {
-                            gc.w_hh[j * nh + k] += dr[j] * h_prev[k];
-                            carry_b[k] += pc.w_hh[j * nh + k] * dr[j];
-                        }
-                    }
-                }
-            }
-            d_init.h[c * block..][..block].copy_from_slice(&carry_h);
-            if let Some(dc) = &mut d_init.c {
-                dc[c * block..][..block].copy_from_slice(&carry_c);
-            }
-        }
-        if layer == 0 {
-            dx = d_in;
-        } else {
-            d_out = d_in;
-        }
-    }
-    Ok(Grads {
-        params: gr,
-        dx,
-        d_init,
-    })
+    Ok(d_top)
 }
 
 /// Softmax cross-entropy over rows of y (rows, cols): returns (`Σ_r s·w_r·(lse_r − y_r[c_r])`,

@@ -243,6 +243,13 @@ impl<T> State<T> {
     pub fn tensors(&self) -> Vec<&T> {
         std::iter::once(&self.h).chain(self.c.as_ref()).collect()
     }
+
+    /// h, then c if present.
+    pub fn tensors_mut(&mut self) -> Vec<&mut T> {
+        std::iter::once(&mut self.h)
+            .chain(self.c.as_mut())
+            .collect()
+    }
 }
 
 impl RnnConfig {
