@@ -43,11 +43,6 @@ impl<'a> Operand<'a> {
         Self::rows(t.buffer(), t.offset(), cols)
     }
 
-    /// The transpose of a row-major tensor with `cols` columns.
-    pub fn tensor_transposed(t: &'a GpuTensor, cols: usize) -> Self {
-        Self::transposed(t.buffer(), t.offset(), cols)
-    }
-
     /// The transpose of a row-major matrix with `cols` columns starting at `off`.
     pub fn transposed(buf: &'a wgpu::Buffer, off: usize, cols: usize) -> Self {
         Operand {

@@ -372,6 +372,15 @@ fn check_shared_w(gpu: &Gpu, cfg: &RnnConfig) -> Result<()> {
     Ok(())
 }
 
+/// A piece of a cell's input: its rows (T·B, cols), where dL/d(it) goes, and the first of
+/// the `cols` columns of W_ih it meets.
+struct Input<'a> {
+    x: Operand<'a>,
+    dx: Operand<'a>,
+    cols: usize,
+    w_off: usize,
+}
+
 /// What the op pairs read: the model, its parameters and gradients, the workspace.
 struct Ctx<'a> {
     cfg: &'a RnnConfig,
@@ -395,101 +404,87 @@ impl<'a> Ctx<'a> {
         )
     }
 
-    /// The cells of the layer below cell c's layer.
-    fn below(&self, c: usize) -> std::ops::Range<usize> {
-        let d = self.cfg.directions();
+    /// What cell c reads, each piece with the columns of W_ih it meets: x (T·B, I) for
+    /// layer 0; above it the outputs of the D cells of the layer below, H columns each.
+    /// One product per piece in forward and backward, so nothing is concatenated.
+    fn inputs(&self, c: usize) -> Vec<Input<'a>> {
+        let (cfg, ws) = (self.cfg, self.ws);
+        let (d, h) = (cfg.directions(), cfg.hidden_size);
         let layer = c / d;
-        (layer - 1) * d..layer * d
+        if layer == 0 {
+            let i = cfg.input_size;
+            return vec![Input {
+                x: Operand::rows(ws.x.buffer(), 0, i),
+                dx: Operand::rows(ws.dx.buffer(), 0, i),
+                cols: i,
+                w_off: 0,
+            }];
+        }
+        ((layer - 1) * d..layer * d)
+            .map(|below| Input {
+                x: self.out(below),
+                dx: Operand::rows(ws.cells[below].dh.buffer(), 0, h),
+                cols: h,
+                w_off: (below % d) * h,
+            })
+            .collect()
     }
 
-    /// pre(c) = in W_ihᵀ + b_ih, (T·B, G·H): `in` is x (T·B, I) for layer 0; above it
-    /// the D outputs of the layer below, one product per direction, each with its column
-    /// slice of W_ih.
+    /// pre(c) = Σ_pieces in W_ih[:, piece]ᵀ + b_ih, (T·B, G·H).
     fn input_projection_forward(&self, plan: &mut PlanBuilder, c: usize) -> Result<()> {
         plan.section("input projection");
         let (cfg, ws) = (self.cfg, self.ws);
-        let (tb, h, gh) = (ws.t * ws.b, cfg.hidden_size, cfg.gates() * cfg.hidden_size);
+        let (tb, gh) = (ws.t * ws.b, cfg.gates() * cfg.hidden_size);
         let pc = &self.p.cells[c];
+        let width = cfg.layer_input_size(c / cfg.directions());
         let pre = Operand::rows(ws.cells[c].pre.buffer(), 0, gh);
-        let bias = pc.b_ih.as_ref();
-        if c < cfg.directions() {
-            let (i, x) = (cfg.input_size, ws.x.buffer());
-            let w = Operand::tensor_transposed(&pc.w_ih, i);
-            return plan.gemm(GemmSpec::new(tb, gh, i, Operand::rows(x, 0, i), w, pre).bias(bias));
-        }
-        let width = cfg.directions() * h;
-        for (k, below) in self.below(c).enumerate() {
-            let w = column_slice_t(&pc.w_ih, k * h, width);
+        for (k, input) in self.inputs(c).into_iter().enumerate() {
+            let w = column_slice_t(&pc.w_ih, input.w_off, width);
             plan.gemm(
-                GemmSpec::new(tb, gh, h, self.out(below), w, pre)
-                    .bias(if k == 0 { bias } else { None })
+                GemmSpec::new(tb, gh, input.cols, input.x, w, pre)
+                    .bias(if k == 0 { pc.b_ih.as_ref() } else { None })
                     .accumulate(k > 0),
             )?;
         }
         Ok(())
     }
 
-    /// dW_ih = dPᵀ in, db_ih = Σ_rows dP, and d in = dP W_ih: into dx for layer 0
-    /// (accumulated over directions), else into the dh of the cells below.
+    /// dW_ih[:, piece] = dPᵀ in, db_ih = Σ_rows dP, and d in += dP W_ih[:, piece]: into dx
+    /// for layer 0, else into the dh of the cells below (both accumulated over this
+    /// layer's directions).
     fn input_projection_backward(&self, plan: &mut PlanBuilder, c: usize) -> Result<()> {
         let (cfg, ws) = (self.cfg, self.ws);
-        let (tb, h, gh) = (ws.t * ws.b, cfg.hidden_size, cfg.gates() * cfg.hidden_size);
+        let (tb, gh) = (ws.t * ws.b, cfg.gates() * cfg.hidden_size);
         let (pc, gc) = (&self.p.cells[c], &self.g.cells[c]);
+        let width = cfg.layer_input_size(c / cfg.directions());
         let dp = ws.cells[c].pre.buffer();
         let first_dir = c.is_multiple_of(cfg.directions());
+        let inputs = self.inputs(c);
         plan.section("weight gradients");
-        if c < cfg.directions() {
-            let i = cfg.input_size;
+        for input in &inputs {
             plan.gemm(GemmSpec::new(
                 gh,
-                i,
+                input.cols,
                 tb,
                 Operand::transposed(dp, 0, gh),
-                Operand::rows(ws.x.buffer(), 0, i),
-                Operand::tensor_rows(&gc.w_ih, i),
+                input.x,
+                column_slice(&gc.w_ih, input.w_off, width),
             ))?;
-        } else {
-            let width = cfg.directions() * h;
-            for (k, below) in self.below(c).enumerate() {
-                plan.gemm(GemmSpec::new(
-                    gh,
-                    h,
-                    tb,
-                    Operand::transposed(dp, 0, gh),
-                    self.out(below),
-                    column_slice(&gc.w_ih, k * h, width),
-                ))?;
-            }
         }
         if let Some(db) = &gc.b_ih {
             plan.section("bias gradients");
             plan.col_sum(tb, gh, (dp, 0), (db.buffer(), db.offset()))?;
         }
         plan.section("dX and dh");
-        if c < cfg.directions() {
-            let i = cfg.input_size;
-            return plan.gemm(
-                GemmSpec::new(
-                    tb,
-                    i,
-                    gh,
-                    Operand::rows(dp, 0, gh),
-                    Operand::tensor_rows(&pc.w_ih, i),
-                    Operand::rows(ws.dx.buffer(), 0, i),
-                )
-                .accumulate(!first_dir),
-            );
-        }
-        let width = cfg.directions() * h;
-        for (k, below) in self.below(c).enumerate() {
+        for input in inputs {
             plan.gemm(
                 GemmSpec::new(
                     tb,
-                    h,
+                    input.cols,
                     gh,
                     Operand::rows(dp, 0, gh),
-                    column_slice(&pc.w_ih, k * h, width),
-                    Operand::rows(ws.cells[below].dh.buffer(), 0, h),
+                    column_slice(&pc.w_ih, input.w_off, width),
+                    input.dx,
                 )
                 .accumulate(!first_dir),
             )?;
