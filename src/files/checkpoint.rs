@@ -39,8 +39,12 @@ pub struct Checkpoint {
 }
 
 fn err(path: &Path, why: impl Into<String>) -> Error {
+    named_err(&path.display().to_string(), why)
+}
+
+fn named_err(name: &str, why: impl Into<String>) -> Error {
     Error::Checkpoint {
-        path: path.display().to_string(),
+        path: name.to_string(),
         why: why.into(),
     }
 }
@@ -98,6 +102,12 @@ impl Checkpoint {
     /// Writes to a temporary file beside `path` (`<path>.tmp-<pid>-<n>`), syncs it, then
     /// renames it over `path`: a crash while saving leaves the previous file intact.
     pub fn save(&self, path: &Path) -> Result<()> {
+        interop::write_atomic(path, &self.to_bytes(&path.display().to_string())?)
+    }
+
+    /// The checkpoint as the bytes of a safetensors file (what [`Checkpoint::save`]
+    /// writes); `name` names it in errors.
+    pub fn to_bytes(&self, name: &str) -> Result<Vec<u8>> {
         let c = &self.config;
         self.params.check(c)?;
         let mut tensors = torch_entries(c, &self.params, PREFIX);
@@ -125,7 +135,7 @@ impl Checkpoint {
             let codes: Vec<String> = vocab.iter().map(|&ch| (ch as u32).to_string()).collect();
             meta.insert("vocab".into(), codes.join(","));
         }
-        interop::write_safetensors(path, &tensors, meta, |why| err(path, why))
+        interop::safetensors_bytes(&tensors, meta, |why| named_err(name, why))
     }
 
     /// Writes the model alone for PyTorch ([`interop::export_torch`]): no optimizer or
@@ -134,189 +144,211 @@ impl Checkpoint {
         interop::export_torch(&self.config, &self.params, path)
     }
 
+    /// Reads the checkpoint file at `path`. A truncated, corrupt or hostile file (bad
+    /// header, wrong dtype, absurd shapes, metadata that does not match the tensors) is an
+    /// error; nothing is allocated beyond what the file holds.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.display().to_string(),
             source,
         })?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| err(path, format!("not a valid safetensors file ({e})")))?;
-        let (_, header) =
-            SafeTensors::read_metadata(&bytes).map_err(|e| err(path, e.to_string()))?;
-        let meta = header.metadata().clone().unwrap_or_default();
-        if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(err(
-                path,
-                format!("metadata 'format' is not {FORMAT:?}; not a wgpu-rnn checkpoint"),
-            ));
-        }
-        let num = |key: &str| -> Result<u64> {
-            meta.get(key)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| err(path, format!("metadata '{key}' is missing or not a number")))
-        };
-        let activation = match meta.get("nonlinearity").map(String::as_str) {
-            None | Some("tanh") => Activation::Tanh,
-            Some("relu") => Activation::Relu,
-            Some(o) => return Err(err(path, format!("unknown nonlinearity {o:?}"))),
-        };
-        // Files from before LSTM and GRU hold Elman cells with biases.
-        let cell = match meta.get("cell") {
-            None => CellKind::Rnn,
-            Some(c) => c.parse().map_err(|e: Error| err(path, e.to_string()))?,
-        };
-        let flag = |key: &str, default: bool| -> Result<bool> {
-            match meta.get(key).map(String::as_str) {
-                None => Ok(default),
-                Some("false") => Ok(false),
-                Some("true") => Ok(true),
-                Some(o) => Err(err(path, format!("metadata '{key}' = {o:?}"))),
-            }
-        };
-        let size = |key, max: u64| -> Result<usize> {
-            let v = num(key)?;
-            if v == 0 || v > max {
-                return Err(err(
-                    path,
-                    format!("metadata '{key}' = {v} is out of range 1..={max}"),
-                ));
-            }
-            Ok(v as usize)
-        };
-        let layers = match meta.get("num_layers") {
-            None => 1,
-            Some(_) => size("num_layers", MAX_LAYERS as u64)?,
-        };
-        let bidirectional = flag("bidirectional", false)?;
-        let bias = flag("bias", true)?;
-        let config = RnnConfig::new(
-            size("input_size", 1 << 20)?,
-            size("hidden_size", 1 << 20)?,
-            size("output_size", 1 << 20)?,
-        )
-        .with_cell(cell)
-        .with_activation(activation)
-        .with_layers(layers)
-        .with_bidirectional(bidirectional)
-        .with_bias(bias);
-        let model = interop::parse_torch(&bytes, Some(activation)).map_err(|why| err(path, why))?;
-        if model.config != config || model.prefix != PREFIX {
-            return Err(err(
-                path,
-                format!(
-                    "the tensors describe {:?} under prefix {:?}, the metadata {config:?}",
-                    model.config, model.prefix
-                ),
-            ));
-        }
-        let params = model.params;
-        let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-            match read_f32(&st, name).map_err(|why| err(path, why))? {
-                None => Err(err(path, format!("tensor {name} is missing"))),
-                Some((s, v)) if s == shape => Ok(v),
-                Some((s, _)) => Err(err(
-                    path,
-                    format!("tensor {name} has shape {s:?}, expected {shape:?}"),
-                )),
-            }
-        };
-        let read_params = |tag: &str| -> Result<Params<Vec<f32>>> {
-            let names: Vec<String> = torch_entries(&config, &params, PREFIX)
-                .into_iter()
-                .map(|(n, _, _)| format!("{tag}{n}"))
-                .collect();
-            let mut k = 0;
-            config.param_shapes().try_map(|s| {
-                let v = read(&names[k], s);
-                k += 1;
-                v
-            })
-        };
-        let optim = if st.names().iter().any(|n| n.starts_with("optim.")) {
-            Some((read_params("optim.m.")?, read_params("optim.v.")?))
-        } else {
-            None
-        };
-        let carried_state = match st.tensor("state.h") {
-            Ok(t) => {
-                let shape = t.shape().to_vec();
-                let b = match shape[..] {
-                    [c, b, _] if c == config.cells() => b,
-                    [b, _] if config.cells() == 1 => b,
-                    _ => 0,
-                };
-                let expected = if shape.len() == 2 {
-                    vec![b, config.hidden_size]
-                } else {
-                    config.state_shape(b).to_vec()
-                };
-                let c = if config.cell.has_c() {
-                    Some(read("state.c", &expected)?)
-                } else {
-                    None
-                };
-                Some((
-                    b,
-                    State {
-                        h: read("state.h", &expected)?,
-                        c,
-                    },
-                ))
-            }
-            Err(_) => None,
-        };
-        let vocab = match meta.get("vocab") {
-            None => None,
-            Some(s) => Some(
-                s.split(',')
-                    .map(|c| c.parse::<u32>().ok().and_then(char::from_u32))
-                    .collect::<Option<Vec<char>>>()
-                    .ok_or_else(|| err(path, "metadata 'vocab' is corrupt"))?,
-            ),
-        };
-        if let Some(v) = &vocab {
-            // A text model reads and predicts one-hot characters of its vocabulary.
-            if v.len() != config.input_size || v.len() != config.output_size {
-                return Err(err(
-                    path,
-                    format!(
-                        "its vocabulary has {} characters but the model takes {} and predicts {}",
-                        v.len(),
-                        config.input_size,
-                        config.output_size
-                    ),
-                ));
-            }
-        }
-        let reserved = [
-            "format",
-            "input_size",
-            "hidden_size",
-            "output_size",
-            "nonlinearity",
-            "cell",
-            "bias",
-            "num_layers",
-            "bidirectional",
-            "task",
-            "step",
-            "vocab",
-        ];
-        Ok(Checkpoint {
-            task: meta.get("task").cloned().unwrap_or_default(),
-            step: num("step")?,
-            extra: meta
-                .iter()
-                .filter(|(k, _)| !reserved.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            config,
-            vocab,
-            params,
-            optim,
-            carried_state,
-        })
+        Self::from_bytes(&bytes, &path.display().to_string())
     }
+
+    /// [`Checkpoint::load`] from a file's bytes; `name` names it in errors.
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Self> {
+        parse(bytes).map_err(|why| named_err(name, why))
+    }
+}
+
+/// The metadata keys a checkpoint reserves; the others are [`Checkpoint::extra`].
+const RESERVED: [&str; 12] = [
+    "format",
+    "input_size",
+    "hidden_size",
+    "output_size",
+    "nonlinearity",
+    "cell",
+    "bias",
+    "num_layers",
+    "bidirectional",
+    "task",
+    "step",
+    "vocab",
+];
+
+fn parse(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| format!("not a valid safetensors file ({e})"))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let config = config_from_metadata(&meta)?;
+    let model = interop::parse_torch(bytes, Some(config.activation))?;
+    if model.config != config || model.prefix != PREFIX {
+        return Err(format!(
+            "the tensors describe {:?} under prefix {:?}, the metadata {config:?}",
+            model.config, model.prefix
+        ));
+    }
+    let params = model.params;
+    let optim = if st.names().iter().any(|n| n.starts_with("optim.")) {
+        let moments = |tag| read_like_params(&st, &config, &params, tag);
+        Some((moments("optim.m.")?, moments("optim.v.")?))
+    } else {
+        None
+    };
+    let carried_state = carried_state(&st, &config)?;
+    let vocab = vocabulary(&meta, &config)?;
+    Ok(Checkpoint {
+        task: meta.get("task").cloned().unwrap_or_default(),
+        step: number(&meta, "step")?,
+        vocab,
+        carried_state,
+        extra: meta
+            .iter()
+            .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        config,
+        params,
+        optim,
+    })
+}
+
+/// Metadata `key` as a number.
+fn number(meta: &HashMap<String, String>, key: &str) -> std::result::Result<u64, String> {
+    meta.get(key)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("metadata '{key}' is missing or not a number"))
+}
+
+/// The model's config from the metadata (files from before LSTM, GRU, layers and
+/// directions hold one-layer Elman cells with biases).
+fn config_from_metadata(meta: &HashMap<String, String>) -> std::result::Result<RnnConfig, String> {
+    if meta.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(format!(
+            "metadata 'format' is not {FORMAT:?}; not a wgpu-rnn checkpoint"
+        ));
+    }
+    let activation = match meta.get("nonlinearity").map(String::as_str) {
+        None | Some("tanh") => Activation::Tanh,
+        Some("relu") => Activation::Relu,
+        Some(o) => return Err(format!("unknown nonlinearity {o:?}")),
+    };
+    let cell = match meta.get("cell") {
+        None => CellKind::Rnn,
+        Some(c) => c.parse().map_err(|e: Error| e.to_string())?,
+    };
+    let flag = |key: &str, default: bool| match meta.get(key).map(String::as_str) {
+        None => Ok(default),
+        Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(o) => Err(format!("metadata '{key}' = {o:?}")),
+    };
+    let size = |key, max: u64| match number(meta, key)? {
+        v if v == 0 || v > max => Err(format!("metadata '{key}' = {v} is out of range 1..={max}")),
+        v => Ok(v as usize),
+    };
+    let layers = match meta.get("num_layers") {
+        None => 1,
+        Some(_) => size("num_layers", MAX_LAYERS as u64)?,
+    };
+    Ok(RnnConfig::new(
+        size("input_size", 1 << 20)?,
+        size("hidden_size", 1 << 20)?,
+        size("output_size", 1 << 20)?,
+    )
+    .with_cell(cell)
+    .with_activation(activation)
+    .with_layers(layers)
+    .with_bidirectional(flag("bidirectional", false)?)
+    .with_bias(flag("bias", true)?))
+}
+
+/// Tensor `name`, which must have `shape`.
+fn read_shaped(
+    st: &SafeTensors<'_>,
+    name: &str,
+    shape: &[usize],
+) -> std::result::Result<Vec<f32>, String> {
+    match read_f32(st, name)? {
+        None => Err(format!("tensor {name} is missing")),
+        Some((s, v)) if s == shape => Ok(v),
+        Some((s, _)) => Err(format!("tensor {name} has shape {s:?}, expected {shape:?}")),
+    }
+}
+
+/// Tensors shaped and named like the parameters, under `tag` (optimizer moments).
+fn read_like_params(
+    st: &SafeTensors<'_>,
+    config: &RnnConfig,
+    params: &Params<Vec<f32>>,
+    tag: &str,
+) -> std::result::Result<Params<Vec<f32>>, String> {
+    let names: Vec<String> = torch_entries(config, params, PREFIX)
+        .into_iter()
+        .map(|(n, _, _)| format!("{tag}{n}"))
+        .collect();
+    let mut k = 0;
+    config.param_shapes().try_map(|s| {
+        let v = read_shaped(st, &names[k], s);
+        k += 1;
+        v
+    })
+}
+
+/// The carried state (`state.h`, and for LSTM `state.c`), if the file has one: (L·D, B, H)
+/// each, or (B, H) for a one-cell model.
+fn carried_state(
+    st: &SafeTensors<'_>,
+    config: &RnnConfig,
+) -> std::result::Result<Option<(usize, State<Vec<f32>>)>, String> {
+    let Ok(t) = st.tensor("state.h") else {
+        return Ok(None);
+    };
+    let shape = t.shape().to_vec();
+    let b = match shape[..] {
+        [c, b, _] if c == config.cells() => b,
+        [b, _] if config.cells() == 1 => b,
+        _ => 0,
+    };
+    let expected = if shape.len() == 2 {
+        vec![b, config.hidden_size]
+    } else {
+        config.state_shape(b).to_vec()
+    };
+    let c = if config.cell.has_c() {
+        Some(read_shaped(st, "state.c", &expected)?)
+    } else {
+        None
+    };
+    let h = read_shaped(st, "state.h", &expected)?;
+    Ok(Some((b, State { h, c })))
+}
+
+/// A text model's vocabulary (metadata `vocab`: code points), which must match its sizes:
+/// it reads and predicts one-hot characters of it.
+fn vocabulary(
+    meta: &HashMap<String, String>,
+    config: &RnnConfig,
+) -> std::result::Result<Option<Vec<char>>, String> {
+    let Some(s) = meta.get("vocab") else {
+        return Ok(None);
+    };
+    let v = s
+        .split(',')
+        .map(|c| c.parse::<u32>().ok().and_then(char::from_u32))
+        .collect::<Option<Vec<char>>>()
+        .ok_or("metadata 'vocab' is corrupt")?;
+    if v.len() != config.input_size || v.len() != config.output_size {
+        return Err(format!(
+            "its vocabulary has {} characters but the model takes {} and predicts {}",
+            v.len(),
+            config.input_size,
+            config.output_size
+        ));
+    }
+    Ok(Some(v))
 }
 
 /// Exports the model of the checkpoint at `checkpoint` to `output` for PyTorch

@@ -64,14 +64,12 @@ pub fn config_metadata(config: &RnnConfig) -> Vec<(String, String)> {
     ]
 }
 
-/// Serialises named f32 tensors with metadata and writes them crash-safely: a temporary
-/// file next to `path`, synced, renamed over `path`, and the folder synced.
-pub(crate) fn write_safetensors(
-    path: &Path,
+/// Serialises named f32 tensors with metadata as safetensors; `err` names the failure.
+pub(crate) fn safetensors_bytes(
     tensors: &[(String, Vec<usize>, &[f32])],
     meta: HashMap<String, String>,
     err: impl Fn(String) -> Error,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
     let views = tensors
         .iter()
         .map(|(n, s, d)| {
@@ -80,8 +78,18 @@ pub(crate) fn write_safetensors(
                 .map_err(|e| err(e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| err(e.to_string()))?;
-    write_atomic(path, &bytes)
+    safetensors::serialize(views, Some(meta)).map_err(|e| err(e.to_string()))
+}
+
+/// Serialises named f32 tensors with metadata and writes them crash-safely: a temporary
+/// file next to `path`, synced, renamed over `path`, and the folder synced.
+pub(crate) fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, &[f32])],
+    meta: HashMap<String, String>,
+    err: impl Fn(String) -> Error,
+) -> Result<()> {
+    write_atomic(path, &safetensors_bytes(tensors, meta, err)?)
 }
 
 /// Writes `bytes` to `path` crash-safely: into a fresh temporary file next to it, synced,
