@@ -68,6 +68,166 @@ fn parse_finite(cell: &str) -> Option<f64> {
     cell.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
+/// A CSV file's header and data rows (each with its 1-based line), and which columns hold
+/// numbers: what [`SeriesData::from_reader`] picks its columns from.
+struct Table<'a> {
+    source: &'a str,
+    header: csv::StringRecord,
+    rows: Vec<(u64, csv::StringRecord)>,
+    /// Per column: whether any row holds a finite number there.
+    numeric: Vec<bool>,
+}
+
+impl<'a> Table<'a> {
+    /// Reads the header (which must name the columns, none twice) and at least one row.
+    fn read(bytes: &[u8], source: &'a str) -> Result<Self> {
+        let fail = |why: String| bad(format!("{source}: {why}"));
+        let mut rdr = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(bytes);
+        let header = rdr.headers().map_err(|e| fail(e.to_string()))?.clone();
+        if header.iter().all(str::is_empty) {
+            return Err(fail(
+                "the file is empty; expected a header row naming the columns, then one row \
+                 of numbers per time step"
+                    .into(),
+            ));
+        }
+        for c in 0..header.len() {
+            if let Some(d) =
+                (c + 1..header.len()).find(|&d| !header[c].is_empty() && header[d] == header[c])
+            {
+                return Err(fail(format!(
+                    "the header names column {} and column {} both {:?}; rename one so that \
+                     columns can be told apart",
+                    c + 1,
+                    d + 1,
+                    &header[c]
+                )));
+            }
+        }
+        let mut rows = Vec::new();
+        let lines = Lines::new(bytes);
+        for record in rdr.records() {
+            let record = record.map_err(|e| fail(e.to_string()))?;
+            let line = record.position().map_or(0, |p| lines.line_of(p.byte()));
+            rows.push((line, record));
+        }
+        if rows.is_empty() {
+            return Err(fail(format!(
+                "the file has a header row but no data rows; a series needs at least \
+                 {MIN_ROWS} rows, one per time step"
+            )));
+        }
+        let numeric = (0..header.len())
+            .map(|c| rows.iter().any(|(_, r)| parse_finite(&r[c]).is_some()))
+            .collect();
+        Ok(Table {
+            source,
+            header,
+            rows,
+            numeric,
+        })
+    }
+
+    fn fail(&self, why: String) -> Error {
+        bad(format!("{}: {why}", self.source))
+    }
+
+    /// Every column, for messages: its name, and whether it is not numeric.
+    fn available(&self) -> String {
+        (0..self.header.len())
+            .map(|c| {
+                let kind = if self.numeric[c] { "" } else { " (not numeric)" };
+                format!("{}{kind}", column_label(&self.header, c))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The numeric column named `name` (given as `role`, for messages).
+    fn find(&self, name: &str, role: &str) -> Result<usize> {
+        let c = (0..self.header.len())
+            .find(|&c| !name.is_empty() && self.header[c] == *name)
+            .ok_or_else(|| {
+                self.fail(format!(
+                    "no column named {name:?} (given as {role}); the columns are {}",
+                    self.available()
+                ))
+            })?;
+        if !self.numeric[c] {
+            let (line, r) = &self.rows[0];
+            return Err(self.fail(format!(
+                "column {name:?} (given as {role}) is not numeric: line {line} holds {:?} \
+                 and no row holds a number; choose a numeric column among {}",
+                &r[c],
+                self.available()
+            )));
+        }
+        Ok(c)
+    }
+
+    /// The target column: the one named, or the last numeric one.
+    fn target_column(&self, target: Option<&str>) -> Result<usize> {
+        match target {
+            Some(name) => self.find(name, "the target"),
+            None => self.numeric.iter().rposition(|&n| n).ok_or_else(|| {
+                self.fail(format!(
+                    "no column holds numbers; a series needs at least one numeric column \
+                     (the columns are {})",
+                    self.available()
+                ))
+            }),
+        }
+    }
+
+    /// The input columns: those named, in order, or the target alone.
+    fn input_columns(&self, inputs: Option<&[String]>, target: usize) -> Result<Vec<usize>> {
+        let names = match inputs {
+            None => return Ok(vec![target]),
+            Some([]) => {
+                return Err(self.fail(
+                    "the list of input columns is empty; name at least one column, or leave \
+                     the inputs unset to use the target alone"
+                        .into(),
+                ))
+            }
+            Some(names) => names,
+        };
+        let mut cols = Vec::with_capacity(names.len());
+        for name in names {
+            let c = self.find(name, "an input")?;
+            if cols.contains(&c) {
+                return Err(self.fail(format!("column {name:?} is listed twice as an input")));
+            }
+            cols.push(c);
+        }
+        Ok(cols)
+    }
+
+    /// Cell `c` of row `r` (on line `line`) as a finite number.
+    fn value(&self, line: u64, r: &csv::StringRecord, c: usize) -> Result<f64> {
+        let cell = &r[c];
+        let column = column_label(&self.header, c);
+        if cell.is_empty() {
+            return Err(self.fail(format!(
+                "line {line}, column {column}: the cell is empty; fill in the missing value \
+                 or remove the row"
+            )));
+        }
+        match cell.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            Ok(_) => Err(self.fail(format!(
+                "line {line}, column {column}: {cell:?} is not a finite number; replace it \
+                 with a measured value or remove the row"
+            ))),
+            Err(_) => Err(self.fail(format!(
+                "line {line}, column {column}: {cell:?} is not a number"
+            ))),
+        }
+    }
+}
+
 impl SeriesData {
     /// Reads a CSV file: a header row naming the columns, then one row per time step.
     ///
@@ -100,135 +260,23 @@ impl SeriesData {
         target: Option<&str>,
         inputs: Option<&[String]>,
     ) -> Result<Self> {
-        let fail = |why: String| bad(format!("{source}: {why}"));
         let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes).map_err(|e| Error::Io {
             path: source.to_string(),
             source: e,
         })?;
-        let mut rdr = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .from_reader(bytes.as_slice());
-        let header = rdr.headers().map_err(|e| fail(e.to_string()))?.clone();
-        if header.iter().all(str::is_empty) {
-            return Err(fail(
-                "the file is empty; expected a header row naming the columns, then one row \
-                 of numbers per time step"
-                    .into(),
-            ));
-        }
-        for c in 0..header.len() {
-            if let Some(d) =
-                (c + 1..header.len()).find(|&d| !header[c].is_empty() && header[d] == header[c])
-            {
-                return Err(fail(format!(
-                    "the header names column {} and column {} both {:?}; rename one so that \
-                     columns can be told apart",
-                    c + 1,
-                    d + 1,
-                    &header[c]
-                )));
-            }
-        }
-        let mut rows = Vec::new();
-        let lines = Lines::new(&bytes);
-        for record in rdr.records() {
-            let record = record.map_err(|e| fail(e.to_string()))?;
-            let line = record.position().map_or(0, |p| lines.line_of(p.byte()));
-            rows.push((line, record));
-        }
-        if rows.is_empty() {
-            return Err(fail(format!(
-                "the file has a header row but no data rows; a series needs at least \
-                 {MIN_ROWS} rows, one per time step"
-            )));
-        }
-        let numeric: Vec<bool> = (0..header.len())
-            .map(|c| rows.iter().any(|(_, r)| parse_finite(&r[c]).is_some()))
-            .collect();
-        let available = || {
-            (0..header.len())
-                .map(|c| {
-                    let kind = if numeric[c] { "" } else { " (not numeric)" };
-                    format!("{}{kind}", column_label(&header, c))
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let find = |name: &str, role: &str| -> Result<usize> {
-            let c = (0..header.len())
-                .find(|&c| !name.is_empty() && header[c] == *name)
-                .ok_or_else(|| {
-                    fail(format!(
-                        "no column named {name:?} (given as {role}); the columns are {}",
-                        available()
-                    ))
-                })?;
-            if !numeric[c] {
-                let (line, r) = &rows[0];
-                return Err(fail(format!(
-                    "column {name:?} (given as {role}) is not numeric: line {line} holds {:?} \
-                     and no row holds a number; choose a numeric column among {}",
-                    &r[c],
-                    available()
-                )));
-            }
-            Ok(c)
-        };
-        let target_col = match target {
-            Some(name) => find(name, "the target")?,
-            None => numeric.iter().rposition(|&n| n).ok_or_else(|| {
-                fail(format!(
-                    "no column holds numbers; a series needs at least one numeric column \
-                     (the columns are {})",
-                    available()
-                ))
-            })?,
-        };
-        let input_cols: Vec<usize> = match inputs {
-            None => vec![target_col],
-            Some([]) => return Err(fail("the list of input columns is empty; name at least one column, or leave the inputs unset to use the target alone".into())),
-            Some(names) => {
-                let mut cols = Vec::with_capacity(names.len());
-                for name in names {
-                    let c = find(name, "an input")?;
-                    if cols.contains(&c) {
-                        return Err(fail(format!("column {name:?} is listed twice as an input")));
-                    }
-                    cols.push(c);
-                }
-                cols
-            }
-        };
-        let value = |line: u64, r: &csv::StringRecord, c: usize| -> Result<f64> {
-            let cell = &r[c];
-            let column = column_label(&header, c);
-            if cell.is_empty() {
-                return Err(fail(format!(
-                    "line {line}, column {column}: the cell is empty; fill in the missing value \
-                     or remove the row"
-                )));
-            }
-            match cell.parse::<f64>() {
-                Ok(v) if v.is_finite() => Ok(v),
-                Ok(_) => Err(fail(format!(
-                    "line {line}, column {column}: {cell:?} is not a finite number; replace it \
-                     with a measured value or remove the row"
-                ))),
-                Err(_) => Err(fail(format!(
-                    "line {line}, column {column}: {cell:?} is not a number"
-                ))),
-            }
-        };
-        let mut x = Vec::with_capacity(rows.len() * input_cols.len());
-        let mut y = Vec::with_capacity(rows.len());
-        for (line, r) in &rows {
+        let table = Table::read(&bytes, source)?;
+        let target_col = table.target_column(target)?;
+        let input_cols = table.input_columns(inputs, target_col)?;
+        let mut x = Vec::with_capacity(table.rows.len() * input_cols.len());
+        let mut y = Vec::with_capacity(table.rows.len());
+        for (line, r) in &table.rows {
             for &c in &input_cols {
-                x.push(value(*line, r, c)?);
+                x.push(table.value(*line, r, c)?);
             }
-            y.push(value(*line, r, target_col)?);
+            y.push(table.value(*line, r, target_col)?);
         }
-        let name = |c: usize| match &header[c] {
+        let name = |c: usize| match &table.header[c] {
             "" => format!("column {}", c + 1),
             n => n.to_string(),
         };
