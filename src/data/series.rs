@@ -138,7 +138,11 @@ impl<'a> Table<'a> {
     fn available(&self) -> String {
         (0..self.header.len())
             .map(|c| {
-                let kind = if self.numeric[c] { "" } else { " (not numeric)" };
+                let kind = if self.numeric[c] {
+                    ""
+                } else {
+                    " (not numeric)"
+                };
                 format!("{}{kind}", column_label(&self.header, c))
             })
             .collect::<Vec<_>>()

@@ -14,7 +14,7 @@ use safetensors::SafeTensors;
 use crate::error::{Error, Result};
 use crate::files::interop::{self, config_metadata, read_f32, torch_entries};
 use crate::model::{Activation, CellKind, Params, RnnConfig, State, MAX_LAYERS};
-use crate::train::Train;
+use crate::train::{CarriedState, Train};
 
 const FORMAT: &str = "wgpu-rnn/1";
 const PREFIX: &str = interop::RNN_PREFIX;
@@ -33,7 +33,7 @@ pub struct Checkpoint {
     /// Training steps taken.
     pub step: u64,
     /// Carried state (B, state) for stateful training.
-    pub carried_state: Option<(usize, State<Vec<f32>>)>,
+    pub carried_state: Option<CarriedState>,
     /// Anything else worth keeping (hyperparameters, seed), as strings.
     pub extra: BTreeMap<String, String>,
 }
@@ -302,7 +302,7 @@ fn read_like_params(
 fn carried_state(
     st: &SafeTensors<'_>,
     config: &RnnConfig,
-) -> std::result::Result<Option<(usize, State<Vec<f32>>)>, String> {
+) -> std::result::Result<Option<CarriedState>, String> {
     let Ok(t) = st.tensor("state.h") else {
         return Ok(None);
     };

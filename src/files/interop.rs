@@ -285,6 +285,22 @@ pub fn parse_torch(bytes: &[u8], nonlinearity: Option<Activation>) -> Result<Tor
         .map_err(|e| format!("not a valid safetensors file ({e})"))?;
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
     let meta = header.metadata().clone().unwrap_or_default();
+    let (config, prefix) = infer_config(&st, &meta, nonlinearity)?;
+    let params = read_params(&st, &config, &prefix)?;
+    Ok(TorchModel {
+        config,
+        params,
+        prefix,
+    })
+}
+
+/// The model a state_dict holds, read off its tensors' names and shapes (and the
+/// nonlinearity from the metadata or the caller), and the prefix of its recurrent tensors.
+fn infer_config(
+    st: &SafeTensors<'_>,
+    meta: &HashMap<String, String>,
+    nonlinearity: Option<Activation>,
+) -> Result<(RnnConfig, String), String> {
     let names = st.names();
     // The shortest prefix wins: a checkpoint also holds optimizer moments under longer ones.
     let first = names
@@ -297,7 +313,7 @@ pub fn parse_torch(bytes: &[u8], nonlinearity: Option<Activation>) -> Result<Tor
         )?;
     let prefix = first[..first.len() - "weight_ih_l0".len()].to_string();
     let has = |name: String| names.iter().any(|n| **n == name);
-    let get = |name: &str| read_f32(&st, name);
+    let get = |name: &str| read_f32(st, name);
     let need = |name: &str| -> Result<(Vec<usize>, Vec<f32>), String> {
         get(name)?.ok_or_else(|| format!("tensor {name} is missing"))
     };
@@ -313,10 +329,15 @@ pub fn parse_torch(bytes: &[u8], nonlinearity: Option<Activation>) -> Result<Tor
         }
     };
     let cell = CellKind::from_gates(gh / h).ok_or_else(|| {
+        let cells: Vec<String> = CellKind::ALL
+            .iter()
+            .map(|c| format!("{} {}", c.name(), c.gates()))
+            .collect();
         format!(
-            "{prefix}weight_hh_l0 is {hh0_shape:?}: {} gate blocks of H = {h} rows, but RNN, \
-             LSTM and GRU have 1, 4 and 3",
-            gh / h
+            "{prefix}weight_hh_l0 is {hh0_shape:?}: {} gate blocks of H = {h} rows, but the \
+             cells have: {}",
+            gh / h,
+            cells.join(", ")
         )
     })?;
     if let Some(named) = meta.get("cell") {
@@ -328,7 +349,7 @@ pub fn parse_torch(bytes: &[u8], nonlinearity: Option<Activation>) -> Result<Tor
             ));
         }
     }
-    let activation = activation_of(&meta, nonlinearity, cell)?;
+    let activation = activation_of(meta, nonlinearity, cell)?;
     let layers = (0..=MAX_LAYERS)
         .take_while(|k| has(format!("{prefix}weight_ih_l{k}")))
         .count();
@@ -355,6 +376,20 @@ pub fn parse_torch(bytes: &[u8], nonlinearity: Option<Activation>) -> Result<Tor
         .with_bidirectional(bidirectional)
         .with_bias(bias);
     config.validate().map_err(|e| e.to_string())?;
+    Ok((config, prefix))
+}
+
+/// The parameters of `config` under `prefix` (and the head's), each of its shape.
+fn read_params(
+    st: &SafeTensors<'_>,
+    config: &RnnConfig,
+    prefix: &str,
+) -> Result<Params<Vec<f32>>, String> {
+    let o = config.output_size;
+    let get = |name: &str| read_f32(st, name);
+    let need = |name: &str| -> Result<(Vec<usize>, Vec<f32>), String> {
+        get(name)?.ok_or_else(|| format!("tensor {name} is missing"))
+    };
     let shapes = config.param_shapes();
     let take = |name: String, shape: &[usize]| -> Result<Vec<f32>, String> {
         let (s, v) = need(&name)?;
@@ -382,14 +417,9 @@ pub fn parse_torch(bytes: &[u8], nonlinearity: Option<Activation>) -> Result<Tor
         Some((s, v)) if s == [o] => v,
         Some((s, _)) => return Err(format!("tensor head.bias has shape {s:?}, expected [{o}]")),
     };
-    let params = Params {
+    Ok(Params {
         cells,
         w_hy: take("head.weight".into(), &shapes.w_hy)?,
         b_y,
-    };
-    Ok(TorchModel {
-        config,
-        params,
-        prefix,
     })
 }

@@ -41,7 +41,9 @@ struct Case {
 }
 
 /// Runs one case on `gpu`; returns the worst error over its allowance (≤ 1 passes) and
-/// the C buffer.
+/// the C buffer. One function, over 100 lines: the layout of the case's operands, the
+/// product, and the check of every element of C (and of what lies beside it) read as one
+/// story, with the offsets and strides in view.
 fn run(gpu: &Gpu, c: &Case, rng: &mut impl Rng) -> (f64, Vec<f32>) {
     let (m, n, k) = (c.m, c.n, c.k);
     let mut draw =

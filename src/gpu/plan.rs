@@ -323,6 +323,22 @@ impl<'g> PlanBuilder<'g> {
             }
             GemmVariant::Tiled { bm, bn, bk } => (bm, bn, bk),
         };
+        self.gemm_tiled(&s, u, [bm, bn, bk], tuning.splits(s.m, s.n, s.k))
+    }
+
+    /// The tiled kernel for `s` (blocks BM x BN, K in BK slices), in `splits` pieces of K
+    /// summed in a fixed order where more than one.
+    fn gemm_tiled(
+        &mut self,
+        s: &GemmSpec<'_>,
+        u: GemmUniform,
+        [bm, bn, bk]: [u32; 3],
+        splits: usize,
+    ) -> Result<()> {
+        let epilogue = |k: Kernel| {
+            k.with("HAS_BIAS", s.bias.is_some() as u8)
+                .with("ACCUMULATE", s.accumulate as u8)
+        };
         // vec4 loads along an operand's contiguous dimension where offset and the other
         // stride keep every vec4 aligned.
         let aligned = |o: &Operand<'_>, contiguous: usize, other: usize| {
@@ -357,7 +373,6 @@ impl<'g> PlanBuilder<'g> {
             Some(s.b.buf),
         ];
         let mut groups = self.groups(s.n.div_ceil(bn as usize), s.m.div_ceil(bm as usize))?;
-        let splits = tuning.splits(s.m, s.n, s.k);
         if splits == 1 {
             let kernel = epilogue(tiled.with("SPLIT", 0));
             return self.push(kernel, bytemuck::bytes_of(&u), &buffers, groups);

@@ -2,7 +2,7 @@
 //! `--device cpu` path of the CLI.
 
 use super::optim::{clip_and_update, OptimState};
-use super::{Batch, LossKind, StepStats, Targets, Train, TrainConfig};
+use super::{Batch, CarriedState, LossKind, StepStats, Targets, Train, TrainConfig};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::model::{Params, RnnConfig, State};
@@ -125,7 +125,7 @@ impl Train for CpuTrainer {
         Ok((self.state.m.to_f32(), self.state.v.to_f32()))
     }
 
-    fn carried_state(&self) -> Result<Option<(usize, State<Vec<f32>>)>> {
+    fn carried_state(&self) -> Result<Option<CarriedState>> {
         let per_row = self.config.hidden_size * self.config.cells();
         Ok(self.carried_state.as_ref().map(|c| {
             (

@@ -7,7 +7,7 @@
 use super::data_parallel::Dist;
 use super::loss::{label_capacity, LossPlan};
 use super::optim::UpdatePlan;
-use super::{Batch, StepStats, Train, TrainConfig};
+use super::{Batch, CarriedState, StepStats, Train, TrainConfig};
 use crate::error::Result;
 use crate::gpu::{Gpu, GpuTensor, MemTicket, Profiler, Recorder};
 use crate::model::{CallStats, Params, Rnn, Slot, State};
@@ -356,7 +356,7 @@ impl Train for Trainer {
         ))
     }
 
-    fn carried_state(&self) -> Result<Option<(usize, State<Vec<f32>>)>> {
+    fn carried_state(&self) -> Result<Option<CarriedState>> {
         if let Some(d) = self.dist.as_ref().filter(|d| d.synced) {
             let per_row = self.rnn.config().cells() * self.rnn.config().hidden_size;
             return Ok(self

@@ -315,6 +315,9 @@ pub struct StepStats {
     pub lr: f32,
 }
 
+/// A carried state and its batch size B: (B, state (L·D, B, H) each).
+pub type CarriedState = (usize, State<Vec<f32>>);
+
 /// Optimizer moments: (m, v), each shaped like the parameters.
 pub type Moments = (Params<Vec<f32>>, Params<Vec<f32>>);
 
@@ -343,7 +346,7 @@ pub trait Train {
     /// The carried state as (B, state (L·D, B, H) each), if any: the whole batch's, so
     /// under data-parallel training a collective every rank must call (it gathers the
     /// ranks' rows).
-    fn carried_state(&self) -> Result<Option<(usize, State<Vec<f32>>)>>;
+    fn carried_state(&self) -> Result<Option<CarriedState>>;
     /// Restores optimizer moments, step count and carried state (to resume a run; the
     /// whole batch's state, of which each data-parallel rank keeps its rows).
     fn restore(
