@@ -90,22 +90,11 @@ pub enum OptArg {
     Adagrad,
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
-pub enum CellArg {
-    /// Elman RNN (see --nonlinearity).
-    Rnn,
-    Lstm,
-    Gru,
-}
-
-impl From<CellArg> for CellKind {
-    fn from(a: CellArg) -> Self {
-        match a {
-            CellArg::Rnn => CellKind::Rnn,
-            CellArg::Lstm => CellKind::Lstm,
-            CellArg::Gru => CellKind::Gru,
-        }
-    }
+/// `--cell`: the names of [`CellKind::ALL`], so that a new cell needs no flag of its own.
+fn cell_parser() -> impl clap::builder::TypedValueParser<Value = CellKind> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(CellKind::ALL.map(CellKind::name))
+        .map(|s| s.parse::<CellKind>().unwrap_or_default())
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -215,9 +204,9 @@ pub struct TrainArgs {
     /// others predict the next step, which a reverse direction would see).
     #[arg(long)]
     pub bidirectional: bool,
-    /// The recurrent cell.
-    #[arg(long, value_enum, default_value = "rnn")]
-    pub cell: CellArg,
+    /// The recurrent cell: rnn (Elman; see --nonlinearity), lstm or gru.
+    #[arg(long, default_value = "rnn", value_parser = cell_parser())]
+    pub cell: CellKind,
     /// The Elman cell's nonlinearity (--cell rnn only).
     #[arg(long, value_enum)]
     pub nonlinearity: Option<NonlinearityArg>,
@@ -341,8 +330,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = crate::app::bench::DEFAULT_SHAPES)]
     pub shapes: String,
     /// The recurrent cell measured at every shape.
-    #[arg(long, value_enum, default_value = "rnn")]
-    pub cell: CellArg,
+    #[arg(long, default_value = "rnn", value_parser = cell_parser())]
+    pub cell: CellKind,
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -370,8 +359,8 @@ pub struct TuneArgs {
     #[arg(long, default_value = "64,64,64,256,64")]
     pub shapes: String,
     /// The recurrent cell of the model.
-    #[arg(long, value_enum, default_value = "rnn")]
-    pub cell: CellArg,
+    #[arg(long, default_value = "rnn", value_parser = cell_parser())]
+    pub cell: CellKind,
     /// Seconds to spend timing each candidate at each shape (at least 3 steps each).
     #[arg(long, default_value_t = 1.0)]
     pub budget: f64,
@@ -501,12 +490,12 @@ impl TrainArgs {
                 self.task.name()
             )));
         }
-        if self.cell != CellArg::Rnn {
+        if self.cell != CellKind::Rnn {
             if let Some(n) = self.nonlinearity {
                 return Err(Error::IncompatibleArgs(format!(
                     "--nonlinearity {} is the Elman cell's (--cell rnn); {} has its own gates",
                     Activation::from(n).name(),
-                    CellKind::from(self.cell).name()
+                    self.cell.name()
                 )));
             }
         }

@@ -3,7 +3,7 @@
 //! products and writes the fastest to this adapter's tuning file).
 
 use crate::app::bench::{self, BenchOptions, BenchRow, Shape};
-use crate::app::cli::{BenchArgs, BenchDevices, CellArg, TuneArgs};
+use crate::app::cli::{BenchArgs, BenchDevices, TuneArgs};
 use crate::error::{Error, Result};
 use crate::gpu::{cache_dir, Gpu, GpuOptions};
 use crate::model::CellKind;
@@ -21,8 +21,7 @@ fn budget(flag: &'static str, seconds: f64) -> Result<std::time::Duration> {
 }
 
 /// The `--shapes` list, each with the `--cell`.
-fn shapes(list: &str, cell: CellArg) -> Result<Vec<Shape>> {
-    let cell: CellKind = cell.into();
+fn shapes(list: &str, cell: CellKind) -> Result<Vec<Shape>> {
     Ok(Shape::parse_list(list)?
         .into_iter()
         .map(|s| s.with_cell(cell))
@@ -140,7 +139,7 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
 pub fn bench(a: BenchArgs) -> Result<()> {
     let p = plan(&a)?;
     if !p.json {
-        print_header(p.gpu.as_ref(), a.cell.into());
+        print_header(p.gpu.as_ref(), a.cell);
     }
     for &shape in &p.shapes {
         if let Some(gpu) = &p.gpu {

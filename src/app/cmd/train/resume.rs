@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use crate::app::cli::{flag, TaskArg, TrainArgs};
 use crate::error::{Error, Result};
 use crate::files::checkpoint::Checkpoint;
-use crate::model::{Activation, CellKind};
+use crate::model::Activation;
 
 /// The checkpoint a run resumes, and where it was read.
 pub struct Resumed {
@@ -126,7 +126,7 @@ fn adopt_task(a: &mut TrainArgs, r: &Resumed) -> Result<TaskArg> {
 /// differ from the checkpoint's model.
 fn check_model_flags(a: &TrainArgs, ck: &Checkpoint) -> Result<()> {
     let c = &ck.config;
-    let cell: CellKind = a.cell.into();
+    let cell = a.cell;
     let nonlinearity = a.nonlinearity.map(Activation::from);
     for (id, typed, saved, differs) in [
         (

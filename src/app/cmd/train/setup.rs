@@ -135,7 +135,7 @@ pub fn model_config(a: &TrainArgs, task: &Task, resumed: Option<&Resumed>) -> Re
     let (i, o) = task.io();
     let Some(r) = resumed else {
         let c = RnnConfig::new(i, a.hidden, o)
-            .with_cell(a.cell.into())
+            .with_cell(a.cell)
             .with_layers(a.layers)
             .with_bidirectional(a.bidirectional)
             .with_bias(!a.no_bias)
