@@ -159,6 +159,17 @@ impl GpuTensor {
         self.offset as u64 * 4
     }
 
+    /// Records a copy of all values into `dst`, which must have as many, on the same
+    /// device.
+    pub fn record_copy(&self, rec: &mut super::Recorder<'_>, dst: &GpuTensor) -> Result<()> {
+        if !self.gpu.same_device(&dst.gpu) {
+            return Err(Error::WrongDevice("the copy's destination"));
+        }
+        check_len("the copy's destination", &self.shape, dst.len())?;
+        self.record_copy_to(rec.encoder(), dst);
+        Ok(())
+    }
+
     /// Records a copy of all values into `dst` (same number of values).
     pub(crate) fn record_copy_to(&self, enc: &mut wgpu::CommandEncoder, dst: &GpuTensor) {
         debug_assert_eq!(self.len(), dst.len());
