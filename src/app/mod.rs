@@ -1,5 +1,5 @@
 //! The command-line application (feature `cli`; the pictures alone: feature `plot`): its arguments ([`cli`]), one module per
-//! subcommand ([`cmd`]), the benchmark grid and the tuner ([`bench`]), and the loss and
+//! subcommand ([`cmd`]), the benchmark grid and the tuner ([`mod@bench`]), and the loss and
 //! forecast pictures ([`plot`]). `src/main.rs` only parses and dispatches.
 
 /// `std::eprintln!`, but each line reaches stderr in one write. The standard macro writes

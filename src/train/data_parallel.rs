@@ -42,7 +42,7 @@ pub struct StepTimes {
 
 impl Trainer {
     /// Trains data-parallel across `comm`'s ranks (nothing changes with one rank). Every
-    /// rank passes the same global batch to [`Train::step`] and trains on its share of
+    /// rank passes the same global batch to [`Train::step`](super::Train::step) and trains on its share of
     /// the rows ([`crate::train::dist::share`]) with the loss normalized by the whole batch's
     /// weights; the gradients are summed across ranks and every rank applies the same
     /// update. CTC's mean divides by the whole batch's rows as well.
@@ -50,7 +50,7 @@ impl Trainer {
     /// At the first step rank 0's parameters, optimizer moments, step count and (for
     /// stateful training) carried state are broadcast, and each rank keeps its own rows
     /// of the carried state from then on; every `check_every` steps (0: never) the ranks
-    /// check that their parameters are bitwise equal. [`Train::evaluate`] runs the whole
+    /// check that their parameters are bitwise equal. [`Train::evaluate`](super::Train::evaluate) runs the whole
     /// batch on each rank.
     ///
     /// [`Train::carried_state`](super::Train::carried_state) is then a collective (it gathers every rank's rows into the whole

@@ -1,5 +1,5 @@
 //! Data-parallel training across processes: the collectives a trainer needs, behind one
-//! trait. [`SingleProcess`] is the no-op of one rank; [`Mpi`] (cargo feature `mpi`) runs
+//! trait. [`SingleProcess`] is the no-op of one rank; `Mpi` (cargo feature `mpi`) runs
 //! them over MPI through rsmpi, for `mpirun -np N wgpu-rnn train ...`.
 //!
 //! Each rank runs forward, loss and backward on its contiguous share of the global batch's

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Regenerates the measured figures the README quotes, with the README's own commands, and
+# prints them with the date and the adapter:
+#
+#   bash benches/readme-figures.sh [text|adding|speech|all] [OUT_DIR]
+#
+#   text    the default run (`cargo run --release`, i.e. `wgpu-rnn train` with no flags):
+#           validation bits per character at every validation, the best, the sample
+#           (a few minutes on lavapipe with 2 cores)
+#   adding  the adding problem's table: Elman, LSTM and GRU at T = 100 (1500 steps) and
+#           T = 200 (3000 steps) (about half an hour on lavapipe)
+#   speech  the spoken-digits demo: examples/speech-digits.sh (needs espeak-ng), training,
+#           held-out CER/WER per validation, and transcripts of three held-out files
+#           (about half an hour on lavapipe)
+#
+# Every run is seeded, so on one adapter the losses repeat exactly; the times and
+# tokens/s depend on the machine and its load. OUT_DIR (default: a fresh temporary
+# folder) keeps the checkpoints, logs and pictures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+what=${1:-all}
+out=${2:-$(mktemp -d)}
+mkdir -p "$out"
+case $what in text | adding | speech | all) ;; *)
+    echo "usage: $0 [text|adding|speech|all] [OUT_DIR]" >&2
+    exit 2
+    ;;
+esac
+
+cargo build --release --quiet
+bin=target/release/wgpu-rnn
+echo "# $(date -u +%Y-%m-%d), $($bin info | sed -n 's/^chosen: *//p'), wgpu-rnn $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "# outputs in $out"
+
+# The validation lines of a train log.
+validations() {
+    grep -E '^step .* val ' "$1" | tr -s ' '
+}
+
+if [[ $what == text || $what == all ]]; then
+    echo
+    echo "## The default run: cargo run --release"
+    $bin train --save "$out/text.safetensors" >"$out/text.out" 2>"$out/text.log"
+    validations "$out/text.log"
+    grep -E "^best validation|^trained" "$out/text.log" || true
+    sed -n '/^--- sample ---$/,/^--------------$/p' "$out/text.out"
+fi
+
+if [[ $what == adding || $what == all ]]; then
+    echo
+    echo "## The adding problem (H=32, B=32, Adam lr 0.01, clip 1, seed 1)"
+    for cell in rnn lstm gru; do
+        for run in "100 1500" "200 3000"; do
+            set -- $run
+            name="adding-$cell-$1"
+            $bin train --task adding --cell "$cell" --seq "$1" --steps "$2" --hidden 32 \
+                --batch 32 --optimizer adam --lr 0.01 --clip 1 --eval-every 250 --seed 1 \
+                --save "$out/$name.safetensors" >"$out/$name.out" 2>"$out/$name.log"
+            echo "$cell T=$1, $2 steps: $(sed -n 's/^final validation: //p' "$out/$name.out")"
+            validations "$out/$name.log" | sed 's/^/    /'
+        done
+    done
+fi
+
+if [[ $what == speech || $what == all ]]; then
+    echo
+    echo "## Spoken digits (examples/speech-digits.sh, 600 utterances, seed 1)"
+    bash examples/speech-digits.sh "$out/digits" 600 1 >/dev/null
+    $bin train --task speech --manifest "$out/digits/train.csv" \
+        --validation-manifest "$out/digits/valid.csv" --cell gru --bidirectional --hidden 96 \
+        --batch 16 --steps 1500 --eval-every 250 --save "$out/digits.safetensors" \
+        >"$out/speech.out" 2>"$out/speech.log"
+    validations "$out/speech.log"
+    grep -E "^trained" "$out/speech.log" || true
+    files=$(sed -n '2,4s/,.*//p' "$out/digits/valid.csv" | sed "s|^|$out/digits/|")
+    echo "held-out transcripts: $(sed -n '2,4s/^[^,]*,//p' "$out/digits/valid.csv" | paste -sd '|')"
+    # shellcheck disable=SC2086
+    echo "transcribed:          $($bin transcribe --model "$out/digits.safetensors" $files | paste -sd '|')"
+fi
