@@ -1,5 +1,5 @@
 //! The command line's arguments (clap), in the library so that tests can drive the parser
-//! and the checks that follow it without running anything. `src/main.rs` runs them.
+//! and the checks that follow it without running anything. [`super::cmd`] runs them.
 
 use std::path::PathBuf;
 

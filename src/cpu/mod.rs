@@ -77,6 +77,15 @@ fn zeros(n: usize) -> Result<Vec<f64>> {
     Ok(v)
 }
 
+/// A zero state (h, and c for LSTM) of every cell, (L·D, B, H) each.
+fn zero_state(cfg: &RnnConfig, b: usize) -> Result<State<Vec<f64>>> {
+    let n = cfg.cells() * b * cfg.hidden_size;
+    Ok(State {
+        h: zeros(n)?,
+        c: cfg.cell.has_c().then(|| zeros(n)).transpose()?,
+    })
+}
+
 /// out[j] = bias[j] + Σ_k w[j, k] v[k] for a row-major w (out.len(), v.len()).
 fn affine(out: &mut [f64], w: &[f64], v: &[f64], bias: Option<&Vec<f64>>) {
     let n = v.len();
@@ -138,14 +147,7 @@ pub fn forward(
     let block = b * h;
     let mut traces = Vec::new();
     let mut outs: Vec<Vec<f64>> = Vec::new();
-    let mut state = State {
-        h: zeros(cfg.cells() * block)?,
-        c: cfg
-            .cell
-            .has_c()
-            .then(|| zeros(cfg.cells() * block))
-            .transpose()?,
-    };
+    let mut state = zero_state(cfg, b)?;
     for layer in 0..cfg.num_layers {
         let input = layer_input(x, &outs, layer);
         let mut out = zeros(rows.count() * d * h)?;
@@ -200,14 +202,7 @@ pub fn backward(
     let top = &fwd.out[cfg.num_layers - 1];
     // dL/d(outputs of the current layer), (T, B, D·H)
     let mut d_out = head_backward(cfg, p, top, dy, rows, &mut gr)?;
-    let mut d_init = State {
-        h: zeros(cfg.cells() * block)?,
-        c: cfg
-            .cell
-            .has_c()
-            .then(|| zeros(cfg.cells() * block))
-            .transpose()?,
-    };
+    let mut d_init = zero_state(cfg, b)?;
     for layer in (0..cfg.num_layers).rev() {
         let input = layer_input(x, &fwd.out, layer);
         let mut d_in = zeros(rows.count() * cfg.layer_input_size(layer))?;
