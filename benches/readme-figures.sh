@@ -8,10 +8,10 @@
 #           validation bits per character at every validation, the best, the sample
 #           (a few minutes on lavapipe with 2 cores)
 #   adding  the adding problem's table: Elman, LSTM and GRU at T = 100 (1500 steps) and
-#           T = 200 (3000 steps) (about half an hour on lavapipe)
+#           T = 200 (3000 steps) (about 15 minutes on lavapipe)
 #   speech  the spoken-digits demo: examples/speech-digits.sh (needs espeak-ng), training,
 #           held-out CER/WER per validation, and transcripts of three held-out files
-#           (about half an hour on lavapipe)
+#           (about 20 minutes on lavapipe)
 #
 # Every run is seeded, so on one adapter the losses repeat exactly; the times and
 # tokens/s depend on the machine and its load. OUT_DIR (default: a fresh temporary
