@@ -214,13 +214,9 @@ pub fn backward(
             let r = recurrence_backward(cfg, pc, tr, &d_out, grad.as_ref(), tl, rows, dir)?;
             recurrence_weight_grads(cfg, tr, &r.dr, tl, rows, gc);
             input_projection_backward(cfg, pc, input, &r.dp, tl, rows, gc, &mut d_in);
-            for (k, s) in d_init.tensors_mut().into_iter().enumerate() {
-                let src = if k == 0 {
-                    &r.d_init.h
-                } else {
-                    r.d_init.c.as_ref().unwrap_or(&r.d_init.h)
-                };
-                s[c * block..][..block].copy_from_slice(src);
+            // Both have c exactly for LSTM.
+            for (dst, src) in d_init.tensors_mut().into_iter().zip(r.d_init.tensors()) {
+                dst[c * block..][..block].copy_from_slice(src);
             }
         }
         d_out = d_in;
@@ -449,15 +445,10 @@ fn recurrence_backward(
     let (mut dp_all, mut dr_all) = (zeros(rows.count() * g * h)?, zeros(rows.count() * g * h)?);
     // The state gradient dL/dh and dL/dc flowing into the state the step handled next
     // wrote: dL/dh_n and dL/dc_n at first.
-    let mut grad = match d_final {
-        Some(s) => s.clone(),
-        None => State {
-            h: vec![0.0; block],
-            c: lstm.then(|| vec![0.0; block]),
-        },
-    };
-    let grad_c = grad.c.get_or_insert_with(|| vec![0.0; block]);
-    let mut grad_c = std::mem::take(grad_c);
+    let mut grad_h = d_final.map_or_else(|| vec![0.0; block], |s| s.h.clone());
+    let mut grad_c = d_final
+        .and_then(|s| s.c.clone())
+        .unwrap_or_else(|| vec![0.0; block]);
     for n in 0..rows.t {
         let tau = tl.backward_time(n);
         let t = tau - 1;
@@ -471,7 +462,7 @@ fn recurrence_backward(
             );
             let mut dh_direct = vec![0.0; h];
             for j in 0..h {
-                let dh = grad.h[b * h + j] + d_out[row * dh_width + dir * h + j];
+                let dh = grad_h[b * h + j] + d_out[row * dh_width + dir * h + j];
                 let saved: [f64; SAVED] = std::array::from_fn(|s| {
                     if s < slots {
                         tr.saved[(row * slots + s) * h + j]
@@ -503,7 +494,7 @@ fn recurrence_backward(
                 grad_c[b * h + j] = u.dc_prev;
             }
             // dL/dh_prev = the direct part + dR W_hh.
-            let grad_b = &mut grad.h[b * h..][..h];
+            let grad_b = &mut grad_h[b * h..][..h];
             grad_b.copy_from_slice(&dh_direct);
             for j in 0..g * h {
                 for k in 0..h {
@@ -512,11 +503,13 @@ fn recurrence_backward(
             }
         }
     }
-    grad.c = lstm.then_some(grad_c);
     Ok(RecurrenceGrads {
         dp: dp_all,
         dr: dr_all,
-        d_init: grad,
+        d_init: State {
+            h: grad_h,
+            c: lstm.then_some(grad_c),
+        },
     })
 }
 

@@ -471,7 +471,7 @@ impl Rnn {
     /// [`Rnn::output_grad`] and dL/d(final state) `d_final` or zeros: the gradients land
     /// in [`Rnn::grads`] (and [`Rnn::grad_buffers`]), dL/dx in [`Rnn::input_grad`].
     pub fn record_backward(
-        &mut self,
+        &self,
         slot: Slot,
         rec: &mut Recorder<'_>,
         d_final: Option<&State<GpuTensor>>,

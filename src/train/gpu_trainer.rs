@@ -181,7 +181,7 @@ impl Trainer {
     /// The index of the loss plan for `slot` and CTC targets of up to `max_u` labels,
     /// built on first use; plans of slots the model dropped go with them.
     fn loss_plan(&mut self, slot: Slot, max_u: usize) -> Result<usize> {
-        let fits = |(s, p): &(Slot, LossPlan)| *s == slot && p.fits(slot.t, slot.b, max_u);
+        let fits = |(s, p): &(Slot, LossPlan)| *s == slot && p.fits(max_u);
         if let Some(i) = self.losses.iter().position(fits) {
             return Ok(i);
         }

@@ -89,8 +89,6 @@ enum LossInputs {
 /// dL/dy into its dy and the batch's normalized loss into one slot of a stats buffer
 /// (the per-row losses summed in a fixed order).
 pub(crate) struct LossPlan {
-    t: usize,
-    b: usize,
     loss: LossKind,
     inputs: LossInputs,
     pub plan: Plan,
@@ -153,22 +151,18 @@ impl LossPlan {
             }
         };
         Ok(LossPlan {
-            t,
-            b,
             loss,
             inputs,
             plan: plan.finish()?,
         })
     }
 
-    /// Whether a batch of (T, B) whose longest CTC target has `max_u` labels fits.
-    pub fn fits(&self, t: usize, b: usize, max_u: usize) -> bool {
-        self.t == t
-            && self.b == b
-            && match &self.inputs {
-                LossInputs::Rows { .. } => true,
-                LossInputs::Ctc(c) => max_u <= c.u_cap,
-            }
+    /// Whether a batch of its shape whose longest CTC target has `max_u` labels fits.
+    pub fn fits(&self, max_u: usize) -> bool {
+        match &self.inputs {
+            LossInputs::Rows { .. } => true,
+            LossInputs::Ctc(c) => max_u <= c.u_cap,
+        }
     }
 
     /// Uploads the batch's targets: weights and the normalizer `scale` for the row losses;
