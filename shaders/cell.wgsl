@@ -18,7 +18,7 @@ struct UnitForward {
 }
 
 fn step_forward(p: vec4<f32>, r: vec4<f32>, h_prev: f32, c_prev: f32) -> UnitForward {
-    var u: UnitForward;
+    var u = UnitForward();
     switch CELL {
         case CELL_LSTM: {
             let i = sigmoid(p.x + r.x);
@@ -57,7 +57,7 @@ struct UnitBackward {
 // what it saved.
 fn step_backward(dh: f32, dc_out: f32, s: vec4<f32>, h: f32, h_prev: f32, c_prev: f32,
                  c: f32) -> UnitBackward {
-    var u: UnitBackward;
+    var u = UnitBackward();
     switch CELL {
         case CELL_LSTM: {
             let tc = tanh_safe(c);

@@ -14,8 +14,8 @@ fn gemm(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i0 >= p.m || j0 >= p.n) {
         return;
     }
-    var rows: vec4<u32>;
-    var cols: vec4<u32>;
+    var rows = vec4<u32>();
+    var cols = vec4<u32>();
     for (var r = 0u; r < TILE; r++) {
         rows[r] = min(i0 + r, p.m - 1u);
         cols[r] = min(j0 + r, p.n - 1u);

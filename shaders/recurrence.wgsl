@@ -15,6 +15,10 @@
 // length the forward carries h (and c) unchanged and the backward passes dL/dh (and dL/dc)
 // through, with dp = dr = 0 there.
 //
+// Locals inside loops are zeroed by explicit initializers (`var acc = T();`), not by
+// `var acc: T;`: Chromium (Tint on SwiftShader) zeroed the latter once per invocation rather
+// than at each iteration, so a second time step summed onto the first one's products.
+//
 // The cell's ids (CELL_RNN, CELL_LSTM, ...) are constants generated from the Rust
 // CellKind and prepended to the source; CELL is one of them, HAS_C whether it carries c.
 

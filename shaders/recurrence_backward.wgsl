@@ -9,8 +9,18 @@
 // it.
 
 @group(0) @binding(1) var<storage, read_write> dp: array<f32>;
-// dL/d(W_hh h_prev + b_hh): its own buffer for GRU, dp's for the other cells.
+// dL/d(W_hh h_prev + b_hh): its own buffer for GRU (SEPARATE_DR); the other cells' dR is
+// dP, and this binding holds a placeholder that is never touched (WebGPU refuses one
+// buffer bound twice where a binding writes).
 @group(0) @binding(3) var<storage, read_write> dr: array<f32>;
+override SEPARATE_DR: bool = false;
+
+fn dr_at(i: u32) -> f32 {
+    if (SEPARATE_DR) {
+        return dr[i];
+    }
+    return dp[i];
+}
 @group(0) @binding(4) var<storage, read> states: array<f32>;
 @group(0) @binding(5) var<storage, read> saved: array<f32>;
 // dL/d(outputs) from the head or the layer above, (T, B, H).
@@ -43,17 +53,17 @@ fn recurrence_backward(
         }
         for (var tile = lid; tile < tiles; tile += WG) {
             let o = tile_origin(reg, tile);
-            var dr_row: array<u32, 4>;
+            var dr_row = array<u32, 4>();
             for (var r = 0u; r < TILE_ROWS; r++) {
                 dr_row[r] = ((tau_before - 1u) * p.b + min(o.x + r, last_row)) * gh;
             }
             let cols = min(o.y + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last_unit));
-            var acc: array<vec4<f32>, 4>;
+            var acc = array<vec4<f32>, 4>();
             for (var k = 0u; k < k_len; k++) {
                 let wk = cols + k * h;
                 let wv = vec4<f32>(weight(wk.x), weight(wk.y), weight(wk.z), weight(wk.w));
                 for (var r = 0u; r < TILE_ROWS; r++) {
-                    acc[r] += dr[dr_row[r] + k] * wv;
+                    acc[r] += dr_at(dr_row[r] + k) * wv;
                 }
             }
             for (var r = 0u; r < TILE_ROWS; r++) {
@@ -78,7 +88,9 @@ fn recurrence_backward(
                         state_grad[ci] = dh_rec;
                         for (var g = 0u; g < G; g++) {
                             dp[at + g * h] = 0.0;
-                            dr[at + g * h] = 0.0;
+                            if (SEPARATE_DR) {
+                                dr[at + g * h] = 0.0;
+                            }
                         }
                         continue;
                     }
@@ -102,7 +114,9 @@ fn recurrence_backward(
                     let u = step_backward(dh, dc, sv, states[hi], states[hp], c_prev, c);
                     for (var g = 0u; g < G; g++) {
                         dp[at + g * h] = u.dp[g];
-                        dr[at + g * h] = u.dr[g];
+                        if (SEPARATE_DR) {
+                            dr[at + g * h] = u.dr[g];
+                        }
                     }
                     state_grad[ci] = u.dh_prev;
                     if (HAS_C) {

@@ -21,15 +21,15 @@ fn recurrence_forward(
         let prev = prev_block(tau) * block;
         for (var tile = lid; tile < tiles; tile += WG) {
             let o = tile_origin(reg, tile);
-            var h_row: array<u32, 4>;
+            var h_row = array<u32, 4>();
             for (var r = 0u; r < TILE_ROWS; r++) {
                 h_row[r] = prev + min(o.x + r, last_row) * h;
             }
             let cols = min(o.y + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last_unit));
             // acc[g][r]: gate g of rows o.x + r, units o.y..o.y+3
-            var acc: array<array<vec4<f32>, 4>, 4>;
+            var acc = array<array<vec4<f32>, 4>, 4>();
             for (var k = 0u; k < h; k++) {
-                var hv: array<f32, 4>;
+                var hv = array<f32, 4>();
                 for (var r = 0u; r < TILE_ROWS; r++) {
                     hv[r] = states[h_row[r] + k];
                 }

@@ -29,12 +29,12 @@ fn recurrence_forward_subgroup(
             let live = u0 + sid < reg.units;
             let j = reg.unit0 + min(u0 + sid, reg.units - 1u);
             for (var r0 = 0u; r0 < reg.rows; r0 += 4u) {
-                var h_row: array<u32, 4>;
+                var h_row = array<u32, 4>();
                 for (var r = 0u; r < 4u; r++) {
                     h_row[r] = prev + (reg.row0 + min(r0 + r, reg.rows - 1u)) * h;
                 }
                 // acc[r][g]: gate g of unit j, row r0 + r, this lane's part.
-                var acc: array<vec4<f32>, 4>;
+                var acc = array<vec4<f32>, 4>();
                 for (var k0 = 0u; k0 < h; k0 += lanes) {
                     let on = k0 + lane < h;
                     let k = min(k0 + lane, h - 1u);

@@ -155,6 +155,10 @@ pub(crate) struct Buffers {
     state_grad: GpuTensor,
     /// Per-row lengths (B, as floats) of a variable-length batch.
     pub lengths: Option<GpuTensor>,
+    /// One float bound where a kernel's writable binding is switched off (the backward
+    /// recurrence's dR for the cells whose dR is dP): WebGPU refuses one buffer bound
+    /// twice in a dispatch when either binding writes.
+    unused: GpuTensor,
     pub path: RecurrencePath,
     /// Batch rows of a stepwise workgroup (this device's choice, [`Gpu::stepwise_rows`]).
     stepwise_rows: usize,
@@ -220,6 +224,7 @@ impl Workspace {
             } else {
                 None
             },
+            unused: GpuTensor::empty(gpu, &[1], "unused binding")?,
             path,
             stepwise_rows: gpu.stepwise_rows(),
             subgroup_recurrence: gpu.subgroup_recurrence(),
@@ -534,7 +539,7 @@ impl<'a> Ctx<'a> {
             .with("HAS_C", cfg.cell.has_c() as u8)
             .with("RELU", (cfg.activation == Activation::Relu) as u8);
         if backward {
-            kernel
+            kernel.with("SEPARATE_DR", cfg.cell.separate_dr() as u8)
         } else {
             kernel.with("HAS_BIAS", cfg.bias as u8)
         }
@@ -650,7 +655,7 @@ impl<'a> Ctx<'a> {
         let buffers = [
             Some(dp),
             Some(self.p.cells[c].w_hh.buffer()),
-            Some(dr),
+            Some(cell.dr.as_ref().unwrap_or(&ws.unused).buffer()),
             Some(cell.states.buffer()),
             Some(cell.saved.buffer()),
             ws.lengths.as_ref().map(GpuTensor::buffer),
