@@ -3,49 +3,12 @@
 
 mod common;
 
-use common::{gpu, uniform};
+use common::gpu;
+use common::training::{batch, B, H, I, O, T};
 use wgpu_rnn::{
-    Batch, CellKind, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Targets,
-    Train, TrainConfig, Trainer,
+    CellKind, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Targets, Train,
+    TrainConfig, Trainer,
 };
-
-const T: usize = 6;
-const B: usize = 3;
-const I: usize = 4;
-const H: usize = 10;
-const O: usize = 5;
-
-fn batch(step: u64, loss: LossKind) -> Batch {
-    let n = T * B;
-    let targets = match loss {
-        LossKind::CrossEntropy => Targets::Classes(
-            uniform(100 + step, n, 1.0)
-                .iter()
-                .map(|v| ((v + 1.0) * 2.5) as u32 % O as u32)
-                .collect(),
-        ),
-        LossKind::Mse => Targets::Values(uniform(200 + step, n * O, 1.0)),
-        LossKind::Ctc { .. } => unreachable!("tests/ctc.rs trains with CTC"),
-    };
-    // Mask a few positions out, weight the rest unevenly.
-    let weights = (0..n)
-        .map(|k| {
-            if k % 7 == 3 {
-                0.0
-            } else {
-                1.0 + (k % 3) as f32
-            }
-        })
-        .collect();
-    Batch {
-        t: T,
-        b: B,
-        x: uniform(300 + step, n * I, 1.0),
-        targets,
-        weights,
-        lengths: None,
-    }
-}
 
 fn compare(
     kind: OptimizerKind,
@@ -84,64 +47,9 @@ fn compare_on(
     clip_norm: Option<f32>,
     clip_value: Option<f32>,
 ) {
-    let params = cfg.init_params(3);
-    let mut opt = OptimizerConfig::new(kind, lr);
-    opt.weight_decay = 0.01;
-    // The SGD comparisons cover the momentum buffer (the default is PyTorch's 0).
-    if kind == OptimizerKind::Sgd {
-        opt.momentum = 0.9;
-    }
-    let mut train = TrainConfig::new(opt, loss);
-    train.clip_norm = clip_norm;
-    train.clip_value = clip_value;
-    train.stateful = true;
-    let rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
-    let mut gpu_t = Trainer::new(rnn, train.clone()).unwrap();
-    let mut cpu_t = CpuTrainer::new(cfg.clone(), &params, train).unwrap();
-    let tag = format!(
-        "{:?} bias={} L={} D={} {kind:?} {loss:?} clip {clip_norm:?}/{clip_value:?}",
-        cfg.cell,
-        cfg.bias,
-        cfg.num_layers,
-        cfg.directions()
-    );
-    let mut clipped = false;
-    for step in 0..8 {
-        let b = batch(step, loss);
-        let g = gpu_t.step(&b).unwrap();
-        let c = cpu_t.step(&b).unwrap();
-        assert!(!g.skipped && !c.skipped);
-        let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 + 1e-4 * b.abs();
-        assert!(
-            close(g.loss, c.loss),
-            "{tag} step {step}: loss gpu {} cpu {}",
-            g.loss,
-            c.loss
-        );
-        assert!(
-            close(g.grad_norm, c.grad_norm),
-            "{tag} step {step}: norm gpu {} cpu {}",
-            g.grad_norm,
-            c.grad_norm
-        );
-        clipped |= clip_norm.is_some_and(|n| c.grad_norm > n);
-    }
-    if clip_norm.is_some() {
-        assert!(
-            clipped,
-            "{tag}: the clip threshold never triggered; the test checks nothing"
-        );
-    }
-    let gp = gpu_t.params().unwrap();
-    let cp = cpu_t.params().unwrap();
-    for (name, (a, b)) in gp
-        .names_for(gpu_t.rnn().config())
-        .iter()
-        .zip(gp.tensors().iter().zip(cp.tensors()))
-    {
-        common::assert_close(&format!("{tag} {name}"), a, &common::widen(b), 1e-5, 1e-3);
-    }
-    assert_eq!(gpu_t.steps(), 8);
+    pollster::block_on(common::training::compare_async(
+        gpu, cfg, kind, lr, loss, clip_norm, clip_value,
+    ))
 }
 
 #[test]

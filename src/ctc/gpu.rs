@@ -185,8 +185,21 @@ pub(crate) fn check_gpu_limits(c: usize, targets: &Labels) -> Result<()> {
 }
 
 /// The CTC loss of `logits` (T, B, C) on the GPU, as [`crate::ctc::ctc_loss`] (in f32):
-/// the reduced loss, the per-row losses and dloss/dlogits (T, B, C).
+/// the reduced loss, the per-row losses and dloss/dlogits (T, B, C). Native only (it
+/// blocks); the browser awaits [`ctc_loss_async`].
+#[cfg(not(target_arch = "wasm32"))]
 pub fn ctc_loss(
+    gpu: &Gpu,
+    logits: &GpuTensor,
+    input_lengths: &[usize],
+    targets: &Labels,
+    opts: &CtcOptions,
+) -> Result<CtcLoss<f32>> {
+    pollster::block_on(ctc_loss_async(gpu, logits, input_lengths, targets, opts))
+}
+
+/// Async form of [`ctc_loss`].
+pub async fn ctc_loss_async(
     gpu: &Gpu,
     logits: &GpuTensor,
     input_lengths: &[usize],
@@ -220,7 +233,7 @@ pub fn ctc_loss(
     let mut rec = Recorder::new(gpu, "ctc loss");
     rec.plans(&[&plan])?;
     rec.submit()?;
-    let scaled = bufs.row_loss.download()?;
+    let scaled = bufs.row_loss.download_async().await?;
     let loss = scaled.iter().sum();
     let rows = scaled
         .iter()
@@ -233,6 +246,6 @@ pub fn ctc_loss(
     Ok(CtcLoss {
         loss,
         rows,
-        grad: grad.download()?,
+        grad: grad.download_async().await?,
     })
 }

@@ -32,8 +32,24 @@ pub struct Text {
 }
 
 impl Text {
-    /// Vocabulary from the corpus; interleaved chunks held out for validation.
+    /// Vocabulary from the corpus; interleaved chunks held out for validation. Refuses an
+    /// empty text, one that looks binary (control characters other than tab, newline,
+    /// carriage return and form feed) and one too short to split.
     pub fn new(corpus: &str) -> Result<Self> {
+        if corpus.is_empty() {
+            return Err(Error::BadText(
+                "the text is empty; give at least 200 characters of UTF-8 text".into(),
+            ));
+        }
+        let binary = |c: &char| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\x0c');
+        if let Some((at, c)) = corpus.chars().enumerate().find(|(_, c)| binary(c)) {
+            let n = corpus.chars().filter(binary).count();
+            return Err(Error::BadText(format!(
+                "the text looks binary: it has {n} control character(s), the first \
+                 U+{:04X} at character {at}; give plain UTF-8 text",
+                c as u32
+            )));
+        }
         let mut vocab: Vec<char> = corpus.chars().collect();
         vocab.sort_unstable();
         vocab.dedup();
@@ -92,6 +108,42 @@ impl Text {
         }
     }
 
+    /// Checks that a model saved with vocabulary `saved` (a checkpoint's) reads this text.
+    pub fn check_vocab(&self, saved: &[char]) -> Result<()> {
+        if self.vocab == saved {
+            return Ok(());
+        }
+        let missing = self.vocab.iter().filter(|c| !saved.contains(c)).count();
+        Err(Error::BadText(format!(
+            "the checkpoint's vocabulary has {} characters and this text's has {}{}; \
+             use the text the model was trained on",
+            saved.len(),
+            self.vocab.len(),
+            if missing > 0 {
+                format!(" ({missing} of them not in the checkpoint's)")
+            } else {
+                String::new()
+            }
+        )))
+    }
+
+    /// Checks that the training text feeds one batch of `b` streams of `t` + 1
+    /// characters: at least b·(t + 2) training characters (about a tenth of a text is
+    /// held out, so the whole text needs about a ninth more).
+    pub fn check_batch(&self, t: usize, b: usize) -> Result<()> {
+        let needed = b * (t + 2);
+        if self.train.len() >= needed {
+            return Ok(());
+        }
+        Err(Error::BadText(format!(
+            "the text has {} training characters, and one batch of {b} streams of {t}+1 \
+             characters needs at least {needed} (about {} characters of text with the \
+             held-out part); use a longer text or a smaller batch or sequence length",
+            self.train.len(),
+            needed + needed / (CHUNKS_PER_HELD_OUT - 1) + 1
+        )))
+    }
+
     pub fn index(&self, c: char) -> Option<u32> {
         self.vocab.binary_search(&c).ok().map(|i| i as u32)
     }
@@ -107,14 +159,8 @@ impl Text {
 
     /// B parallel streams over the training text, each advancing T characters a step.
     pub(super) fn batch(&self, step: u64, t: usize, b: usize) -> Result<(Batch, bool)> {
+        self.check_batch(t, b)?;
         let stream = self.train.len() / b;
-        if stream < t + 2 {
-            return Err(Error::BadText(format!(
-                "{} training characters cannot feed {b} streams of {t}+1 characters; \
-                 use a longer text or smaller --batch/--seq",
-                self.train.len()
-            )));
-        }
         let chunks = ((stream - 1) / t) as u64;
         let chunk = step % chunks;
         let mut inputs = Vec::with_capacity(t * b);
@@ -169,6 +215,40 @@ impl Text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unusable_texts_say_why_and_what_is_needed() {
+        let msg = |r: Result<Text>| r.unwrap_err().to_string();
+        assert!(msg(Text::new("")).contains("empty"));
+        let binary: String = "abc\u{0}\u{1}".repeat(100);
+        let m = msg(Text::new(&binary));
+        assert!(
+            m.contains("binary")
+                && m.contains("200 control")
+                && m.contains("U+0000 at character 3"),
+            "{m}"
+        );
+        // Tabs, newlines, carriage returns and form feeds are text.
+        Text::new(&"a\tb\r\n\x0c".repeat(60)).unwrap();
+        let t = Text::new(&"abcdefghij".repeat(30)).unwrap();
+        t.check_batch(10, 2).unwrap();
+        let m = t.check_batch(48, 32).unwrap_err().to_string();
+        assert!(
+            m.contains(&format!("has {} training characters", t.training_len())),
+            "{m}"
+        );
+        assert!(m.contains("at least 1600"), "{m}");
+        assert!(matches!(t.batch(0, 48, 32), Err(Error::BadText(_))));
+    }
+
+    #[test]
+    fn a_vocabulary_mismatch_names_both_sizes() {
+        let t = Text::new(&"abcdefghij".repeat(30)).unwrap();
+        t.check_vocab(&t.vocab.clone()).unwrap();
+        let m = t.check_vocab(&['a', 'b', 'c']).unwrap_err().to_string();
+        assert!(m.contains("has 3 characters and this text's has 10"), "{m}");
+        assert!(m.contains("7 of them not in the checkpoint's"), "{m}");
+    }
 
     fn decode(t: &Text, ids: &[u32]) -> String {
         ids.iter().map(|&i| t.vocab[i as usize]).collect()

@@ -60,18 +60,6 @@ impl Checkpoint {
         task: &str,
         vocab: Option<Vec<char>>,
     ) -> Result<Checkpoint> {
-        let train = trainer.train_config();
-        let o = &train.optimizer;
-        let extra = [
-            ("optimizer", format!("{:?}", o.kind)),
-            ("lr", o.lr.to_string()),
-            ("momentum", o.momentum.to_string()),
-            ("weight_decay", o.weight_decay.to_string()),
-            ("lr_schedule", format!("{:?}", train.schedule)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
         Ok(Checkpoint {
             config: trainer.rnn_config().clone(),
             task: task.to_string(),
@@ -80,8 +68,25 @@ impl Checkpoint {
             optim: Some(trainer.optim_state()?),
             step: trainer.steps(),
             carried_state: trainer.carried_state()?,
-            extra,
+            extra: Self::optimizer_metadata(trainer.train_config()),
         })
+    }
+
+    /// The metadata [`Checkpoint::from_trainer`] records about the optimizer (`optimizer`,
+    /// `lr`, `momentum`, `weight_decay`, `lr_schedule`): for a checkpoint put together
+    /// from its parts, as the browser does with the trainer's async accessors.
+    pub fn optimizer_metadata(train: &crate::train::TrainConfig) -> BTreeMap<String, String> {
+        let o = &train.optimizer;
+        [
+            ("optimizer", format!("{:?}", o.kind)),
+            ("lr", o.lr.to_string()),
+            ("momentum", o.momentum.to_string()),
+            ("weight_decay", o.weight_decay.to_string()),
+            ("lr_schedule", format!("{:?}", train.schedule)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
     }
 
     /// Puts the optimizer moments, step and carried state back into `trainer` (built

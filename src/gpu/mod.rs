@@ -229,6 +229,26 @@ fn env_switch(name: &str) -> Option<bool> {
     }
 }
 
+/// The limits a device asks for: WebGPU's defaults (what every browser grants), raised to
+/// the adapter's own where a kernel path can use more: buffer and binding sizes (bigger
+/// models and batches), workgroup memory (the recurrence keeps W_hh in it when it fits,
+/// `model::plan`), workgroups per dimension, and immediates when they are wanted. A path
+/// that needs more than the device got is not chosen.
+pub fn requested_limits(adapter: &wgpu::Limits, immediates: bool) -> wgpu::Limits {
+    wgpu::Limits {
+        max_buffer_size: adapter.max_buffer_size,
+        max_storage_buffer_binding_size: adapter.max_storage_buffer_binding_size,
+        max_compute_workgroup_storage_size: adapter.max_compute_workgroup_storage_size,
+        max_compute_workgroups_per_dimension: adapter.max_compute_workgroups_per_dimension,
+        max_immediate_size: if immediates {
+            adapter.max_immediate_size
+        } else {
+            0
+        },
+        ..wgpu::Limits::default()
+    }
+}
+
 /// Preference among adapters when no name is given: real GPUs first, then software.
 fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     let ty = match info.device_type {
@@ -247,16 +267,27 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 
 impl Gpu {
     /// Picks an adapter as [`GpuOptions::from_env`] says and creates a device on it.
+    /// (Native only: it blocks. The browser uses [`Gpu::new_async`].)
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Self> {
         Self::with_options(&GpuOptions::from_env())
     }
 
-    /// Picks an adapter as `options` says and creates a device on it.
+    /// Picks an adapter as `options` says and creates a device on it (native only: it
+    /// blocks; see [`Gpu::with_options_async`]).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_options(options: &GpuOptions) -> Result<Self> {
         pollster::block_on(Self::with_options_async(options))
     }
 
-    /// Async form of [`Gpu::with_options`].
+    /// Async form of [`Gpu::new`], the one the browser uses.
+    pub async fn new_async() -> Result<Self> {
+        Self::with_options_async(&GpuOptions::from_env()).await
+    }
+
+    /// Async form of [`Gpu::with_options`]. The device gets WebGPU's default limits, raised
+    /// to the adapter's where a kernel path can use more ([`requested_limits`]), or
+    /// `options.limits`.
     pub async fn with_options_async(options: &GpuOptions) -> Result<Self> {
         let backends = options.backends.unwrap_or(wgpu::Backends::all());
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
@@ -264,9 +295,13 @@ impl Gpu {
         let instance = wgpu::Instance::new(desc);
         let adapter = Self::choose(&instance, backends, options).await?;
         let info = adapter.get_info();
-        let limits = options.limits.clone().unwrap_or_else(|| adapter.limits());
+        let immediates = !options.no_immediates && adapter.limits().max_immediate_size >= 4;
+        let limits = options
+            .limits
+            .clone()
+            .unwrap_or_else(|| requested_limits(&adapter.limits(), immediates));
         let mut wanted = wgpu::Features::TIMESTAMP_QUERY;
-        if !options.no_immediates && limits.max_immediate_size >= 4 {
+        if immediates && limits.max_immediate_size >= 4 {
             wanted |= wgpu::Features::IMMEDIATES;
         }
         if !options.no_subgroups {
@@ -316,7 +351,9 @@ impl Gpu {
         Ok(gpu)
     }
 
-    /// Lists every adapter the backends in `options` can see (for `info`-style reports).
+    /// Lists every adapter the backends in `options` can see (for `info`-style reports;
+    /// native only: it blocks).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn adapters(options: &GpuOptions) -> Vec<AdapterSummary> {
         let backends = options.backends.unwrap_or(wgpu::Backends::all());
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
@@ -548,8 +585,23 @@ impl Gpu {
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes and turns anything wgpu
-    /// reported into an [`Error::Gpu`].
+    /// reported into an [`Error::Gpu`]. Natively it blocks until the scopes answer. In the
+    /// browser nothing may block: `f` runs without scopes of its own, and what it does
+    /// wrong reaches the device's uncaptured-error handler, or the scopes of an enclosing
+    /// [`Gpu::scoped_async`], and fails the next call ([`Gpu::check_health`]).
     pub(crate) fn scoped<R>(&self, during: &'static str, f: impl FnOnce() -> R) -> Result<R> {
+        #[cfg(not(target_arch = "wasm32"))]
+        return pollster::block_on(self.scoped_async(during, f));
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = during;
+            self.check_health()?;
+            Ok(f())
+        }
+    }
+
+    /// Async form of [`Gpu::scoped`]: the scopes' answers are awaited (the browser's way).
+    pub async fn scoped_async<R>(&self, during: &'static str, f: impl FnOnce() -> R) -> Result<R> {
         self.check_health()?;
         let device = &self.inner.device;
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -557,13 +609,13 @@ impl Gpu {
         let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
         let r = f();
         let errors = [
-            pollster::block_on(internal.pop()),
-            pollster::block_on(validation.pop()),
-            pollster::block_on(oom.pop()),
+            internal.pop().await,
+            validation.pop().await,
+            oom.pop().await,
         ];
         match errors.into_iter().flatten().next() {
             Some(e) => Err(Error::from_wgpu(during, e)),
-            None => Ok(r),
+            None => self.check_health().map(|()| r),
         }
     }
 
@@ -587,7 +639,9 @@ impl Gpu {
         }
     }
 
-    /// Blocks until all submitted work has finished.
+    /// Blocks until all submitted work has finished (native only; the browser awaits a
+    /// readback instead).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(&self) -> Result<()> {
         self.check_health()?;
         self.inner
@@ -599,7 +653,8 @@ impl Gpu {
 
     /// Maps a MAP_READ buffer once the submitted work is done, copies out its values and
     /// unmaps it. The answer comes through a futures-intrusive oneshot fed by `map_async`;
-    /// native backends only answer when polled, which this does (blocking) first.
+    /// native backends only answer when polled, which this does (blocking) first; the
+    /// browser answers from its event loop, which awaiting lets run.
     pub(crate) async fn read_mapped(&self, buffer: &wgpu::Buffer) -> Result<Vec<f32>> {
         let bytes = self.read_mapped_bytes(buffer).await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
@@ -611,10 +666,14 @@ impl Gpu {
         buffer.map_async(wgpu::MapMode::Read, .., move |r| {
             sender.send(r).ok();
         });
+        #[cfg(not(target_arch = "wasm32"))]
         self.wait()?;
         match receiver.receive().await {
             Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
+            Some(Err(e)) => {
+                self.check_health()?;
+                return Err(Error::Readback(e.to_string()));
+            }
             None => return Err(Error::Readback("the map request was dropped".into())),
         }
         let data = buffer
@@ -622,6 +681,8 @@ impl Gpu {
             .map_err(|e| Error::Readback(e.to_string()))?
             .to_vec();
         buffer.unmap();
+        // Work the browser reported outside any awaited scope fails the readback.
+        self.check_health()?;
         Ok(data)
     }
 

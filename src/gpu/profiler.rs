@@ -13,6 +13,8 @@ pub(crate) struct Profiler {
     capacity: usize,
 }
 
+// Timing a step (`Trainer::profile_step`) blocks: native only.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 impl Profiler {
     /// The most dispatches one profiler times (two timestamps each in one query set).
     pub const MAX_DISPATCHES: usize = wgpu::QUERY_SET_MAX_QUERIES as usize / 2;
@@ -96,11 +98,11 @@ impl Profiler {
     }
 
     /// Milliseconds per section, summed over its dispatches, in order of first use.
-    pub fn read(&self, gpu: &Gpu) -> Result<Vec<(&'static str, f64)>> {
+    pub async fn read(&self, gpu: &Gpu) -> Result<Vec<(&'static str, f64)>> {
         if self.sections.is_empty() {
             return Ok(Vec::new());
         }
-        let bytes = pollster::block_on(gpu.read_mapped_bytes(&self.readback))?;
+        let bytes = gpu.read_mapped_bytes(&self.readback).await?;
         // A Vec<u8> need not be 8-byte aligned: copy into u64s.
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
         let period_ns = gpu.queue().get_timestamp_period() as f64;

@@ -190,13 +190,16 @@ impl GpuTensor {
         self.len() as u64 * 4
     }
 
-    /// Copies the tensor to the host, blocking until the GPU is done.
+    /// Copies the tensor to the host, blocking until the GPU is done (native only; the
+    /// browser awaits [`GpuTensor::download_async`]).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn download(&self) -> Result<Vec<f32>> {
         pollster::block_on(self.download_async())
     }
 
     /// Copies the tensor to the host. On native backends the device must be polled for the
-    /// map to complete, which this future does (blocking) before awaiting the answer.
+    /// map to complete, which this future does (blocking) before awaiting the answer; in
+    /// the browser it only awaits.
     pub async fn download_async(&self) -> Result<Vec<f32>> {
         if self.is_empty() {
             return Ok(Vec::new());

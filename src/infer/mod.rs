@@ -81,7 +81,20 @@ impl Predictor {
 
     /// Runs x (T, B, I), time-major, from `init` (h0 and, for LSTM, c0; each (L·D, B, H))
     /// or zeros, with optional per-row `lengths` (see [`Rnn::forward_with_lengths`]).
+    /// Native only (it blocks); the browser awaits [`Predictor::run_async`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(
+        &mut self,
+        x: &[f64],
+        tb: [usize; 2],
+        init: Option<&State<Vec<f64>>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<Prediction> {
+        pollster::block_on(self.run_async(x, tb, init, lengths))
+    }
+
+    /// Async form of [`Predictor::run`].
+    pub async fn run_async(
         &mut self,
         x: &[f64],
         [t, b]: [usize; 2],
@@ -89,10 +102,10 @@ impl Predictor {
         lengths: Option<&[usize]>,
     ) -> Result<Prediction> {
         let init = init.map(|s| Carried::from_host(self, s, b)).transpose()?;
-        let (y, state) = self.forward(x, [t, b], init.as_ref(), lengths)?;
+        let (y, state) = self.forward(x, [t, b], init.as_ref(), lengths).await?;
         Ok(Prediction {
             y,
-            state: state.to_host()?,
+            state: state.to_host().await?,
         })
     }
 
@@ -107,7 +120,7 @@ impl Predictor {
 
     /// The forward of x (T, B, I) from `init`: y on the host, the final state where the
     /// model keeps it.
-    fn forward(
+    async fn forward(
         &mut self,
         x: &[f64],
         [t, b]: [usize; 2],
@@ -124,11 +137,11 @@ impl Predictor {
                     Some(Carried::Gpu(s)) => Some(s),
                     _ => None,
                 };
-                let out = match lengths {
-                    Some(l) => rnn.forward_with_lengths(&xg, init, l)?,
-                    None => rnn.forward(&xg, init)?,
-                };
-                Ok((widen(&out.y.download()?), Carried::Gpu(out.state)))
+                let out = rnn.forward_async(&xg, init, lengths).await?;
+                Ok((
+                    widen(&out.y.download_async().await?),
+                    Carried::Gpu(out.state),
+                ))
             }
             Engine::Cpu(params) => {
                 let init = match init {
@@ -150,18 +163,35 @@ pub struct Stream<'p> {
 }
 
 impl Stream<'_> {
-    /// Runs x (T, B, I) on from the carried state; returns y (T, B, O).
+    /// Runs x (T, B, I) on from the carried state; returns y (T, B, O). Native only (it
+    /// blocks); the browser awaits [`Stream::feed_async`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn feed(&mut self, x: &[f64], t: usize, b: usize) -> Result<Vec<f64>> {
+        pollster::block_on(self.feed_async(x, t, b))
+    }
+
+    /// Async form of [`Stream::feed`].
+    pub async fn feed_async(&mut self, x: &[f64], t: usize, b: usize) -> Result<Vec<f64>> {
         let (y, state) = self
             .predictor
-            .forward(x, [t, b], self.state.as_ref(), None)?;
+            .forward(x, [t, b], self.state.as_ref(), None)
+            .await?;
         self.state = Some(state);
         Ok(y)
     }
 
-    /// The carried state (None before the first batch).
+    /// The carried state (None before the first batch). Native only (it blocks).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn state(&self) -> Result<Option<State<Vec<f64>>>> {
-        self.state.as_ref().map(Carried::to_host).transpose()
+        pollster::block_on(self.state_async())
+    }
+
+    /// Async form of [`Stream::state`].
+    pub async fn state_async(&self) -> Result<Option<State<Vec<f64>>>> {
+        match &self.state {
+            Some(s) => Ok(Some(s.to_host().await?)),
+            None => Ok(None),
+        }
     }
 }
 
@@ -183,9 +213,9 @@ impl Carried {
         })
     }
 
-    fn to_host(&self) -> Result<State<Vec<f64>>> {
+    async fn to_host(&self) -> Result<State<Vec<f64>>> {
         match self {
-            Carried::Gpu(s) => s.try_map(|t| Ok(widen(&t.download()?))),
+            Carried::Gpu(s) => Ok(s.download_async().await?.map(|v| widen(v))),
             Carried::Cpu(s) => Ok(s.clone()),
         }
     }

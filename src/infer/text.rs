@@ -33,7 +33,18 @@ impl Sampling<'_> {
 
 /// Feeds `s.prime` (the state starts from zeros, the first input is a newline), then
 /// samples `s.len` characters one step at a time; returns the prime and the sample.
+/// Native only (it blocks); the browser awaits [`generate_async`].
+#[cfg(not(target_arch = "wasm32"))]
 pub fn generate(model: &mut Predictor, text: &Text, s: &Sampling<'_>) -> Result<String> {
+    pollster::block_on(generate_async(model, text, s))
+}
+
+/// Async form of [`generate`].
+pub async fn generate_async(
+    model: &mut Predictor,
+    text: &Text,
+    s: &Sampling<'_>,
+) -> Result<String> {
     s.check()?;
     let v = text.vocab.len();
     if model.config().input_size != v || model.config().output_size != v {
@@ -45,10 +56,16 @@ pub fn generate(model: &mut Predictor, text: &Text, s: &Sampling<'_>) -> Result<
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed);
     let mut stream = model.stream();
-    let mut step = |id: u32| -> Result<Vec<f32>> {
-        let mut x = vec![0.0f64; v];
+    let mut x = vec![0.0f64; v];
+    let mut step = async |id: u32| -> Result<Vec<f32>> {
+        x.fill(0.0);
         x[id as usize] = 1.0;
-        Ok(stream.feed(&x, 1, 1)?.iter().map(|&a| a as f32).collect())
+        Ok(stream
+            .feed_async(&x, 1, 1)
+            .await?
+            .iter()
+            .map(|&a| a as f32)
+            .collect())
     };
     let mut out = String::new();
     let mut current = text.index('\n').unwrap_or(0);
@@ -58,12 +75,12 @@ pub fn generate(model: &mut Predictor, text: &Text, s: &Sampling<'_>) -> Result<
                 "the prime contains {c:?}, which is not in the model's vocabulary"
             ))
         })?;
-        step(current)?;
+        step(current).await?;
         current = id;
         out.push(c);
     }
     for _ in 0..s.len {
-        let logits = step(current)?;
+        let logits = step(current).await?;
         let next = if s.temperature == 0.0 {
             greedy(&logits)
         } else {

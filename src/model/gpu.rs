@@ -171,9 +171,15 @@ impl Rnn {
         &self.grad_buffers
     }
 
-    /// Downloads the parameters.
+    /// Downloads the parameters (native only: it blocks).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn params_to_host(&self) -> Result<Params<Vec<f32>>> {
-        self.params.try_map(|t| t.download())
+        pollster::block_on(self.params_to_host_async())
+    }
+
+    /// Async form of [`Rnn::params_to_host`].
+    pub async fn params_to_host_async(&self) -> Result<Params<Vec<f32>>> {
+        self.params.download_async().await
     }
 
     /// Replaces the parameters. A pending forward state is dropped (backward would mix
@@ -263,6 +269,30 @@ impl Rnn {
         lengths: &[usize],
     ) -> Result<ForwardOutput> {
         self.forward_impl(x, init, Some(lengths))
+    }
+
+    /// Async form of [`Rnn::forward_with_lengths`] (and, with `lengths` None, of
+    /// [`Rnn::forward`]): GPU errors come from awaited error scopes, the browser's way.
+    pub async fn forward_async(
+        &mut self,
+        x: &GpuTensor,
+        init: Option<&State<GpuTensor>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<ForwardOutput> {
+        let gpu = self.gpu.clone();
+        gpu.scoped_async("rnn forward", || self.forward_impl(x, init, lengths))
+            .await?
+    }
+
+    /// Async form of [`Rnn::backward`].
+    pub async fn backward_async(
+        &mut self,
+        dy: &GpuTensor,
+        d_final: Option<&State<GpuTensor>>,
+    ) -> Result<Gradients> {
+        let gpu = self.gpu.clone();
+        gpu.scoped_async("rnn backward", || self.backward(dy, d_final))
+            .await?
     }
 
     fn forward_impl(

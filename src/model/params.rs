@@ -444,3 +444,28 @@ impl Draws {
         q.into_iter().flatten().map(|v| v as f32).collect()
     }
 }
+
+impl Params<crate::gpu::GpuTensor> {
+    /// Copies every tensor to the host: the async form of
+    /// `try_map(GpuTensor::download)`, which the browser uses.
+    pub async fn download_async(&self) -> Result<Params<Vec<f32>>> {
+        let mut host = self.map(|_| Vec::new());
+        for (dst, src) in host.tensors_mut().into_iter().zip(self.tensors()) {
+            *dst = src.download_async().await?;
+        }
+        Ok(host)
+    }
+}
+
+impl State<crate::gpu::GpuTensor> {
+    /// Copies h (and c) to the host: the async form of `try_map(GpuTensor::download)`.
+    pub async fn download_async(&self) -> Result<State<Vec<f32>>> {
+        Ok(State {
+            h: self.h.download_async().await?,
+            c: match &self.c {
+                Some(c) => Some(c.download_async().await?),
+                None => None,
+            },
+        })
+    }
+}

@@ -3,6 +3,10 @@
 //! loss are read back, summed across the ranks and written back, and every rank applies
 //! the same update in a second submit. Rank 0's state is broadcast at the first step; the
 //! ranks check now and then that their parameters are bitwise equal.
+//!
+//! The step and its collectives block on readbacks, so they are native only; the browser
+//! (one process) compiles the attachment alone and never calls it.
+#![cfg_attr(target_arch = "wasm32", allow(dead_code, unused_imports))]
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -91,6 +95,9 @@ impl Trainer {
     }
 }
 
+/// The data-parallel step and its collectives block on readbacks: native only (the
+/// browser has one process and steps with [`Trainer::step_async`]).
+#[cfg(not(target_arch = "wasm32"))]
 impl Trainer {
     /// Rank 0's parameters, optimizer moments and step count, on every rank.
     fn broadcast_state(&mut self, comm: &dyn Communicator) -> Result<()> {
@@ -283,6 +290,7 @@ impl Trainer {
 }
 
 /// Rows `rows` of each (cell) slice of a host state (L·D, b, H).
+#[cfg(not(target_arch = "wasm32"))]
 fn state_rows(
     v: &[f32],
     cfg: &crate::model::RnnConfig,
@@ -297,6 +305,7 @@ fn state_rows(
 }
 
 /// The state (L·D, Σb, H) whose rows are the ranks' pieces (L·D, b_r, H) in rank order.
+#[cfg(not(target_arch = "wasm32"))]
 fn join_rows(pieces: &[Vec<f32>], cfg: &crate::model::RnnConfig) -> Vec<f32> {
     let (cells, h) = (cfg.cells(), cfg.hidden_size);
     (0..cells)

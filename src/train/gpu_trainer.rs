@@ -7,7 +7,9 @@
 use super::data_parallel::Dist;
 use super::loss::{label_capacity, LossPlan};
 use super::optim::UpdatePlan;
-use super::{Batch, CarriedState, StepStats, Train, TrainConfig};
+#[cfg(not(target_arch = "wasm32"))]
+use super::Train;
+use super::{Batch, CarriedState, StepStats, TrainConfig};
 use crate::error::Result;
 use crate::gpu::{Gpu, GpuTensor, MemTicket, Profiler, Recorder};
 use crate::model::{CallStats, Params, Rnn, Slot, State};
@@ -267,15 +269,23 @@ impl Trainer {
         rec.submit()
     }
 
-    /// The stats of the last submit.
+    /// The stats of the last submit (native only: it blocks).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(super) fn read_stats(&self) -> Result<Vec<f32>> {
-        pollster::block_on(self.rnn.gpu().read_mapped(&self.readback.0))
+        pollster::block_on(self.read_stats_async())
     }
 
-    fn run_step(&mut self, batch: &Batch, profiler: Option<&mut Profiler>) -> Result<StepStats> {
+    /// Async form of [`Trainer::read_stats`].
+    async fn read_stats_async(&self) -> Result<Vec<f32>> {
+        self.rnn.gpu().read_mapped(&self.readback.0).await
+    }
+
+    /// Records and submits one training step; returns the step's learning rate (the
+    /// stats wait in the readback buffer).
+    fn record_step(&mut self, batch: &Batch, profiler: Option<&mut Profiler>) -> Result<f32> {
         let (slot, li) = self.prepare(batch, None)?;
         let init = self.start_state(batch.b);
-        let recording = std::time::Instant::now();
+        let recording = web_time::Instant::now();
         let gpu = self.rnn.gpu().clone();
         let mut rec = match profiler {
             Some(p) => Recorder::profiled(&gpu, "train step", p),
@@ -287,89 +297,88 @@ impl Trainer {
         self.record_carried_state(slot, &mut rec)?;
         self.step += 1;
         let lr = self.update.write_hyper(&gpu, &self.config, self.step);
-        let dispatches = self.submit_with_stats(rec);
+        let dispatches = self.submit_with_stats(rec)?;
         self.last_host_us = recording.elapsed().as_secs_f64() * 1e6;
-        let stats = dispatches.and_then(|d| {
-            self.last = CallStats {
-                dispatches: d,
-                submits: 1,
-            };
-            self.read_stats()
-        })?;
+        self.last = CallStats {
+            dispatches,
+            submits: 1,
+        };
+        Ok(lr)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn run_step(&mut self, batch: &Batch, profiler: Option<&mut Profiler>) -> Result<StepStats> {
+        let lr = self.record_step(batch, profiler)?;
+        let stats = self.read_stats()?;
         Ok(self.step_stats(&stats, lr))
     }
 
-    /// Runs one training step (as [`Train::step`]) with every dispatch in a timed pass of
-    /// its own, and returns the GPU milliseconds of each part of the step. Needs an
-    /// adapter with timestamp queries; the extra passes make the step slower than usual.
-    pub fn profile_step(&mut self, batch: &Batch) -> Result<Vec<(&'static str, f64)>> {
-        let mut profiler = Profiler::new(self.rnn.gpu(), Profiler::MAX_DISPATCHES)?;
-        self.run_step(batch, Some(&mut profiler))?;
-        profiler.read(self.rnn.gpu())
-    }
-}
-
-impl Train for Trainer {
-    fn step_times(&self) -> Option<super::StepTimes> {
-        self.last_step_times()
-    }
-
-    fn step(&mut self, batch: &Batch) -> Result<StepStats> {
+    /// Async form of [`Train::step`], the one the browser uses: the step's GPU errors come
+    /// from awaited error scopes and its stats from an awaited readback. Single-process
+    /// only (a trainer with a communicator steps through [`Train::step`]).
+    pub async fn step_async(&mut self, batch: &Batch) -> Result<StepStats> {
         if self.dist.is_some() {
-            return self.run_step_dist(batch);
+            return Err(crate::error::Error::IncompatibleArgs(
+                "a data-parallel trainer steps through Train::step, not step_async".into(),
+            ));
         }
-        self.run_step(batch, None)
+        let gpu = self.rnn.gpu().clone();
+        let lr = gpu
+            .scoped_async("a training step", || self.record_step(batch, None))
+            .await??;
+        let stats = self.read_stats_async().await?;
+        Ok(self.step_stats(&stats, lr))
     }
 
-    fn evaluate(&mut self, batch: &Batch) -> Result<f32> {
+    /// Async form of [`Train::evaluate`].
+    pub async fn evaluate_async(&mut self, batch: &Batch) -> Result<f32> {
+        let gpu = self.rnn.gpu().clone();
+        gpu.scoped_async("an evaluation", || self.record_evaluation(batch))
+            .await??;
+        Ok(self.read_stats_async().await?[self.update.parts])
+    }
+
+    fn record_evaluation(&mut self, batch: &Batch) -> Result<()> {
         let (slot, li) = self.prepare(batch, None)?;
         let mut rec = Recorder::new(self.rnn.gpu(), "evaluation");
         self.record_forward_loss(slot, li, None, &mut rec)?;
-        self.submit_with_stats(rec)?;
-        Ok(self.read_stats()?[self.update.parts])
+        self.submit_with_stats(rec).map(|_| ())
     }
 
-    fn params(&self) -> Result<Params<Vec<f32>>> {
-        self.rnn.params_to_host()
+    /// Async form of [`Train::params`].
+    pub async fn params_async(&self) -> Result<Params<Vec<f32>>> {
+        self.rnn.params_to_host_async().await
     }
 
-    fn reset_state(&mut self) {
-        self.carried_state = None;
-    }
-
-    fn steps(&self) -> u64 {
-        self.step
-    }
-
-    fn rnn_config(&self) -> &crate::model::RnnConfig {
-        self.rnn.config()
-    }
-
-    fn train_config(&self) -> &TrainConfig {
-        &self.config
-    }
-
-    fn optim_state(&self) -> Result<super::Moments> {
+    /// Async form of [`Train::optim_state`].
+    pub async fn optim_state_async(&self) -> Result<super::Moments> {
         Ok((
-            self.m.try_map(|t| t.download())?,
-            self.v.try_map(|t| t.download())?,
+            self.m.download_async().await?,
+            self.v.download_async().await?,
         ))
     }
 
-    fn carried_state(&self) -> Result<Option<CarriedState>> {
-        if let Some(d) = self.dist.as_ref().filter(|d| d.synced) {
-            let per_row = self.rnn.config().cells() * self.rnn.config().hidden_size;
-            return Ok(self
-                .gather_carried_state(d.comm.as_ref())?
-                .map(|s| (s.h.len() / per_row, s)));
+    /// Async form of [`Train::carried_state`] (single-process).
+    pub async fn carried_state_async(&self) -> Result<Option<CarriedState>> {
+        match &self.carried_state {
+            Some(c) => Ok(Some((c.h.shape()[1], c.download_async().await?))),
+            None => Ok(None),
         }
-        self.carried_state
-            .as_ref()
-            .map(|c| Ok((c.h.shape()[1], c.try_map(GpuTensor::download)?)))
-            .transpose()
     }
 
-    fn restore(
+    /// Steps taken so far (also [`Train::steps`]).
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Forgets the carried state (also [`Train::reset_state`]).
+    pub fn reset_state(&mut self) {
+        self.carried_state = None;
+    }
+
+    /// Puts back optimizer moments, step count and carried state, as [`Train::restore`]
+    /// (which calls this); it does not block, so the browser uses it directly.
+    pub fn restore_state(
         &mut self,
         m: &Params<Vec<f32>>,
         v: &Params<Vec<f32>>,
@@ -399,5 +408,82 @@ impl Train for Trainer {
             d.synced = false;
         }
         Ok(())
+    }
+
+    /// Runs one training step (as [`Train::step`]) with every dispatch in a timed pass of
+    /// its own, and returns the GPU milliseconds of each part of the step. Needs an
+    /// adapter with timestamp queries; the extra passes make the step slower than usual.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile_step(&mut self, batch: &Batch) -> Result<Vec<(&'static str, f64)>> {
+        let mut profiler = Profiler::new(self.rnn.gpu(), Profiler::MAX_DISPATCHES)?;
+        self.run_step(batch, Some(&mut profiler))?;
+        pollster::block_on(profiler.read(self.rnn.gpu()))
+    }
+}
+
+/// The blocking forms (native only); the browser uses the async ones above.
+#[cfg(not(target_arch = "wasm32"))]
+impl Train for Trainer {
+    fn step_times(&self) -> Option<super::StepTimes> {
+        self.last_step_times()
+    }
+
+    fn step(&mut self, batch: &Batch) -> Result<StepStats> {
+        if self.dist.is_some() {
+            return self.run_step_dist(batch);
+        }
+        self.run_step(batch, None)
+    }
+
+    fn evaluate(&mut self, batch: &Batch) -> Result<f32> {
+        self.record_evaluation(batch)?;
+        Ok(self.read_stats()?[self.update.parts])
+    }
+
+    fn params(&self) -> Result<Params<Vec<f32>>> {
+        self.rnn.params_to_host()
+    }
+
+    fn reset_state(&mut self) {
+        Trainer::reset_state(self)
+    }
+
+    fn steps(&self) -> u64 {
+        Trainer::steps(self)
+    }
+
+    fn rnn_config(&self) -> &crate::model::RnnConfig {
+        self.rnn.config()
+    }
+
+    fn train_config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    fn optim_state(&self) -> Result<super::Moments> {
+        pollster::block_on(self.optim_state_async())
+    }
+
+    fn carried_state(&self) -> Result<Option<CarriedState>> {
+        if let Some(d) = self.dist.as_ref().filter(|d| d.synced) {
+            let per_row = self.rnn.config().cells() * self.rnn.config().hidden_size;
+            return Ok(self
+                .gather_carried_state(d.comm.as_ref())?
+                .map(|s| (s.h.len() / per_row, s)));
+        }
+        self.carried_state
+            .as_ref()
+            .map(|c| Ok((c.h.shape()[1], c.try_map(GpuTensor::download)?)))
+            .transpose()
+    }
+
+    fn restore(
+        &mut self,
+        m: &Params<Vec<f32>>,
+        v: &Params<Vec<f32>>,
+        step: u64,
+        carried_state: Option<(usize, &State<Vec<f32>>)>,
+    ) -> Result<()> {
+        self.restore_state(m, v, step, carried_state)
     }
 }

@@ -149,12 +149,10 @@ pub fn model_config(a: &TrainArgs, task: &Task, resumed: Option<&Resumed>) -> Re
         why: why.into(),
     };
     if let (Task::Text(t), Some(v)) = (task, &ck.vocab) {
-        if &t.vocab != v {
-            return Err(bad(
-                "its vocabulary differs from this text's; resume with the \
-                 --text it was trained on",
-            ));
-        }
+        t.check_vocab(v).map_err(|e| match e {
+            Error::BadText(why) => bad(&format!("{why}; resume with the --text it was trained on")),
+            e => e,
+        })?;
     }
     if (ck.config.input_size, ck.config.output_size) != (i, o) {
         return Err(bad("its input/output sizes do not fit this task's data"));
