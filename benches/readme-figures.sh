@@ -2,7 +2,7 @@
 # Regenerates the measured figures the README quotes, with the README's own commands, and
 # prints them with the date and the adapter:
 #
-#   bash benches/readme-figures.sh [text|adding|speech|all] [OUT_DIR]
+#   bash benches/readme-figures.sh [text|adding|speech|web|all] [OUT_DIR]
 #
 #   text    the default run (`cargo run --release`, i.e. `wgpu-rnn train` with no flags):
 #           validation bits per character at every validation, the best, the sample
@@ -12,6 +12,10 @@
 #   speech  the spoken-digits demo: examples/speech-digits.sh (needs espeak-ng), training,
 #           held-out CER/WER per validation, and transcripts of three held-out files
 #           (about 20 minutes on lavapipe)
+#   web     the page's training throughput in headless Chromium (WebGPU on SwiftShader)
+#           against the same model natively (web/bench.py), and the page's screenshot
+#           (web/screenshot.png, from web/e2e.py); needs chromium, chromium-driver,
+#           python3-selenium and wasm-bindgen-cli (about 5 minutes)
 #
 # Every run is seeded, so on one adapter the losses repeat exactly; the times and
 # tokens/s depend on the machine and its load. OUT_DIR (default: a fresh temporary
@@ -22,8 +26,8 @@ cd "$(dirname "$0")/.."
 what=${1:-all}
 out=${2:-$(mktemp -d)}
 mkdir -p "$out"
-case $what in text | adding | speech | all) ;; *)
-    echo "usage: $0 [text|adding|speech|all] [OUT_DIR]" >&2
+case $what in text | adding | speech | web | all) ;; *)
+    echo "usage: $0 [text|adding|speech|web|all] [OUT_DIR]" >&2
     exit 2
     ;;
 esac
@@ -77,4 +81,15 @@ if [[ $what == speech || $what == all ]]; then
     echo "held-out transcripts: $(sed -n '2,4s/^[^,]*,//p' "$out/digits/valid.csv" | paste -sd '|')"
     # shellcheck disable=SC2086
     echo "transcribed:          $($bin transcribe --model "$out/digits.safetensors" $files | paste -sd '|')"
+fi
+
+if [[ $what == web || $what == all ]]; then
+    echo
+    echo "## The browser: the page's default model (web/bench.py), then the screenshot"
+    bash web/serve.sh --build-only >/dev/null 2>&1
+    /usr/bin/python3 web/bench.py
+    WGPU_RNN_BIN=$bin /usr/bin/python3 web/e2e.py --screenshot web/screenshot.png >"$out/e2e.log" 2>&1
+    tail -1 "$out/e2e.log"
+    # Smaller for the repository, where optipng is installed (lossless).
+    if command -v optipng >/dev/null; then optipng -o3 -quiet web/screenshot.png; fi
 fi

@@ -423,6 +423,9 @@ impl Gpu {
         )
     }
 
+    // The browser's wgpu types are neither Send nor Sync (one thread there); natively the
+    // context is shared across threads.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     fn build(
         device: wgpu::Device,
         queue: wgpu::Queue,

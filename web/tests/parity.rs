@@ -1,0 +1,177 @@
+//! The GPU against the f64 CPU reference inside a browser tab, on WebGPU (Chromium's Dawn and
+//! Tint; SwiftShader in CI): the same comparisons as the native tests
+//! (`tests/common/compare.rs`, included by path) through the library's async calls.
+//!
+//! Run: `CHROMEDRIVER=/usr/bin/chromedriver
+//! CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+//! cargo test -p wgpu-rnn-web --target wasm32-unknown-unknown --test parity` from the
+//! repository root (`web/webdriver.json` gives Chromium its WebGPU flags).
+#![cfg(target_arch = "wasm32")]
+
+#[path = "../../tests/common/compare.rs"]
+mod compare;
+
+use compare::{assert_close, compare_async, paths, training, widen, Comparison};
+use wasm_bindgen_test::*;
+use wgpu_rnn::ctc::{self, CtcOptions, Labels, Reduction};
+use wgpu_rnn::{Activation, CellKind, Gpu, LossKind, OptimizerKind, RnnConfig};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// The page's device. No adapter fails the test with the fix, never a quiet pass.
+async fn gpu() -> Gpu {
+    match Gpu::new_async().await {
+        Ok(g) => {
+            let a = g.adapter();
+            web_sys_log(&format!("adapter: {} ({:?})", a.name, a.backend));
+            assert_eq!(
+                format!("{:?}", a.backend),
+                "BrowserWebGpu",
+                "the browser tests must run on the browser's WebGPU"
+            );
+            g
+        }
+        Err(e) => panic!(
+            "these tests need WebGPU in the browser and found none: {e}\nRun them in \
+             Chromium with --enable-unsafe-webgpu --use-webgpu-adapter=swiftshader (see \
+             web/webdriver.json) through CHROMEDRIVER=/usr/bin/chromedriver (Debian's \
+             chromium-driver)."
+        ),
+    }
+}
+
+fn web_sys_log(s: &str) {
+    wasm_bindgen_test::console_log!("{s}");
+}
+
+/// The cells as the native parity tests name them.
+const CELLS: [(CellKind, Activation); 4] = [
+    (CellKind::Rnn, Activation::Tanh),
+    (CellKind::Rnn, Activation::Relu),
+    (CellKind::Lstm, Activation::Tanh),
+    (CellKind::Gru, Activation::Tanh),
+];
+
+async fn check(gpu: &Gpu, cfg: RnnConfig, t: usize, b: usize, lengths: Option<Vec<usize>>) {
+    let tag = format!(
+        "T={t} B={b} {} {:?} L={} D={} lengths={lengths:?}",
+        cfg.cell.name(),
+        cfg.activation,
+        cfg.num_layers,
+        cfg.directions()
+    );
+    let c = Comparison {
+        t,
+        b,
+        seed: (t * 1000 + b * 100 + cfg.hidden_size) as u64,
+        x_scale: 1.0,
+        with_init: true,
+        with_d_final: true,
+        lengths,
+    };
+    for path in paths(b) {
+        compare_async(gpu, &tag, &cfg, path, &c).await;
+    }
+}
+
+#[wasm_bindgen_test]
+async fn every_cell_forward_final_state_and_gradients() {
+    let gpu = gpu().await;
+    for (cell, act) in CELLS {
+        let cfg = RnnConfig::new(5, 11, 4)
+            .with_cell(cell)
+            .with_activation(act);
+        check(&gpu, cfg, 7, 3, None).await;
+    }
+}
+
+#[wasm_bindgen_test]
+async fn two_layers_bidirectional() {
+    let gpu = gpu().await;
+    for (cell, act) in CELLS {
+        let cfg = RnnConfig::new(3, 6, 2)
+            .with_cell(cell)
+            .with_activation(act)
+            .with_layers(2)
+            .with_bidirectional(true);
+        check(&gpu, cfg, 5, 4, None).await;
+    }
+}
+
+#[wasm_bindgen_test]
+async fn variable_lengths() {
+    let gpu = gpu().await;
+    for (cell, act) in CELLS {
+        let cfg = RnnConfig::new(4, 7, 3)
+            .with_cell(cell)
+            .with_activation(act)
+            .with_layers(2)
+            .with_bidirectional(true);
+        check(&gpu, cfg, 6, 4, Some(vec![6, 2, 5, 1])).await;
+    }
+}
+
+#[wasm_bindgen_test]
+async fn gpu_trainer_steps_like_the_cpu_trainer() {
+    let gpu = gpu().await;
+    let (i, h, o) = (training::I, training::H, training::O);
+    for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+        let cfg = RnnConfig::new(i, h, o).with_cell(cell);
+        training::compare_async(
+            &gpu,
+            cfg,
+            OptimizerKind::Adam,
+            0.05,
+            LossKind::CrossEntropy,
+            Some(0.2),
+            None,
+        )
+        .await;
+    }
+    let stacked = RnnConfig::new(i, h, o)
+        .with_layers(2)
+        .with_bidirectional(true);
+    training::compare_async(
+        &gpu,
+        stacked,
+        OptimizerKind::Sgd,
+        0.1,
+        LossKind::Mse,
+        None,
+        None,
+    )
+    .await;
+}
+
+#[wasm_bindgen_test]
+async fn ctc_loss_matches_the_reference() {
+    let gpu = gpu().await;
+    let (t, c) = (9, 5);
+    let targets: Vec<Vec<u32>> = vec![vec![1, 2, 2], vec![3], vec![4, 1, 4, 2]];
+    let labels = Labels::from_rows(&targets);
+    let lengths = [9, 6, 8];
+    let b = lengths.len();
+    let logits = compare::uniform(17, t * b * c, 2.0);
+    for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+        let opts = CtcOptions {
+            blank: 0,
+            reduction,
+            zero_infinity: false,
+        };
+        let want = ctc::ctc_loss(&widen(&logits), [t, b, c], &lengths, &labels, &opts).unwrap();
+        let y = gpu.tensor(&[t, b, c], &logits).unwrap();
+        let got = ctc::gpu::ctc_loss_async(&gpu, &y, &lengths, &labels, &opts)
+            .await
+            .unwrap();
+        let what = format!("CTC {reduction:?}");
+        assert_close(
+            &format!("{what} loss"),
+            &[got.loss],
+            &[want.loss],
+            1e-4,
+            1e-4,
+        );
+        assert_close(&format!("{what} rows"), &got.rows, &want.rows, 1e-4, 1e-4);
+        assert_close(&format!("{what} grad"), &got.grad, &want.grad, 1e-5, 1e-4);
+    }
+}
