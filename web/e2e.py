@@ -25,6 +25,7 @@ import http.server
 import json
 import os
 import random
+import re
 import struct
 import subprocess
 import sys
@@ -281,6 +282,12 @@ def cli_checkpoint_trains_on(page, scratch):
     info = page.text_of("model-info")
     if "GRU, hidden 24" not in info:
         raise Failure(f"the page does not show the CLI model's shape: {info!r}")
+    # A text with another vocabulary cannot train this model: both sizes are named.
+    page.set_textarea("ab" * 300)
+    data = page.expect_error("a text with another vocabulary", lambda: page.click("use-text"))
+    if not re.search(r"has \d+ characters and this text's has 2\b", data["error"]):
+        raise Failure(f"the vocabulary mismatch does not name both sizes: {data['error']!r}")
+    print(f"ok  another vocabulary: {data['error']!r}")
     page.click("resume")
     page.wait("training to go on from the CLI's step 20", lambda d: int(d["step"]) > 20)
     page.click("pause")

@@ -92,7 +92,11 @@ function updateStatus() {
 }
 
 function showError(err) {
-  const message = (err && err.message) || String(err);
+  let message = (err && err.message) || String(err);
+  if (/device was lost/i.test(message)) {
+    message += ' On this page: Download checkpoint saves the last good one (from the last '
+      + 'validation); reload the page and load it to go on.';
+  }
   console.error(err);
   app.stopRequested = true;
   app.errors += 1;
