@@ -2,7 +2,7 @@
 //! Tint; SwiftShader in CI): the same comparisons as the native tests
 //! (`tests/common/compare.rs`, included by path) through the library's async calls.
 //!
-//! Run: `CHROMEDRIVER=/usr/bin/chromedriver
+//! Run: `CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600
 //! CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 //! cargo test -p wgpu-rnn-web --target wasm32-unknown-unknown --test parity` from the
 //! repository root (`web/webdriver.json` gives Chromium its WebGPU flags).
@@ -14,13 +14,19 @@ mod compare;
 use compare::{assert_close, compare_async, paths, training, widen, Comparison};
 use wasm_bindgen_test::*;
 use wgpu_rnn::ctc::{self, CtcOptions, Labels, Reduction};
-use wgpu_rnn::{Activation, CellKind, Gpu, LossKind, OptimizerKind, RnnConfig};
+use wgpu_rnn::{Activation, CellKind, Gpu, GpuOptions, LossKind, OptimizerKind, RnnConfig};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 /// The page's device. No adapter fails the test with the fix, never a quiet pass.
 async fn gpu() -> Gpu {
-    match Gpu::new_async().await {
+    gpu_with(GpuOptions::default()).await
+}
+
+/// A device whose kernels are chosen by `options` (the browser has no environment
+/// variables, so the variants are named here).
+async fn gpu_with(options: GpuOptions) -> Gpu {
+    match Gpu::with_options_async(&options).await {
         Ok(g) => {
             let a = g.adapter();
             web_sys_log(&format!("adapter: {} ({:?})", a.name, a.backend));
@@ -83,6 +89,45 @@ async fn every_cell_forward_final_state_and_gradients() {
             .with_activation(act);
         check(&gpu, cfg, 7, 3, None).await;
     }
+}
+
+/// The kernels a GPU adapter gets by default (the tiled matrix products, split-K, 4-row
+/// stepwise blocks) rather than a CPU adapter's, with `gemm`: as `.ci/run` forces them
+/// natively.
+async fn gpu_default_kernels(gemm: &str) {
+    let options = GpuOptions::default()
+        .with_gemm(gemm.parse().unwrap())
+        .with_stepwise_rows(4);
+    let gpu = gpu_with(options).await;
+    for (cell, act) in CELLS {
+        let cfg = RnnConfig::new(5, 11, 4)
+            .with_cell(cell)
+            .with_activation(act)
+            .with_layers(2);
+        check(&gpu, cfg, 7, 9, Some(vec![7, 3, 5, 1, 7, 2, 6, 4, 7])).await;
+    }
+    let (i, h, o) = (training::I, training::H, training::O);
+    training::compare_async(
+        &gpu,
+        RnnConfig::new(i, h, o).with_cell(CellKind::Lstm),
+        OptimizerKind::AdamW,
+        0.05,
+        LossKind::CrossEntropy,
+        Some(0.2),
+        None,
+    )
+    .await;
+}
+
+#[wasm_bindgen_test]
+async fn gpu_default_kernels_large_tiles() {
+    gpu_default_kernels("tiled:64x64x16/split8").await;
+}
+
+/// Small tiles, so that the awkward shapes cross tile edges.
+#[wasm_bindgen_test]
+async fn gpu_default_kernels_small_tiles() {
+    gpu_default_kernels("tiled:16x32x8/split4").await;
 }
 
 #[wasm_bindgen_test]
