@@ -318,10 +318,20 @@ pub struct ExportArgs {
     /// A checkpoint written by `wgpu-rnn train`.
     #[arg(long)]
     pub model: PathBuf,
-    /// The safetensors file to write (model tensors only, PyTorch's names and shapes,
-    /// the config and nonlinearity in its metadata).
+    /// The file to write: for pytorch a safetensors state_dict (model tensors only,
+    /// PyTorch's names and shapes, the config and nonlinearity in its metadata); for onnx
+    /// an ONNX model (opset 14; inputs x, h0, c0 for LSTM, lengths; outputs y, h_n, c_n).
     #[arg(long)]
     pub output: PathBuf,
+    /// pytorch (safetensors state_dict) or onnx.
+    #[arg(long, value_enum, default_value = "pytorch")]
+    pub format: ExportFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum ExportFormat {
+    Pytorch,
+    Onnx,
 }
 
 #[derive(Args)]

@@ -357,9 +357,26 @@ fn vocabulary(
 }
 
 /// Exports the model of the checkpoint at `checkpoint` to `output` for PyTorch
-/// ([`Checkpoint::export_torch`]). Refuses when `output` is that checkpoint, by another
-/// name too (a symlink, a hard link, `./`): the export would replace it with the bare model.
+/// ([`Checkpoint::export_torch`]), after [`check_export_target`].
 pub fn export_torch(checkpoint: &Path, output: &Path) -> Result<()> {
+    check_export_target(checkpoint, output)?;
+    Checkpoint::load(checkpoint)?.export_torch(output)
+}
+
+/// Checks, before any work, where an export of the checkpoint at `checkpoint` goes: not
+/// over that checkpoint, by any name (a symlink, a hard link, `./`), which the export would
+/// replace with the bare model, and into a folder that exists.
+pub fn check_export_target(checkpoint: &Path, output: &Path) -> Result<()> {
+    if let Some(folder) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !folder.is_dir() {
+            return Err(Error::IncompatibleArgs(format!(
+                "the export's output {} is in {}, which does not exist; create the folder \
+                 or choose another output",
+                output.display(),
+                folder.display()
+            )));
+        }
+    }
     if same_file(checkpoint, output) {
         return Err(err(
             checkpoint,
@@ -371,7 +388,7 @@ pub fn export_torch(checkpoint: &Path, output: &Path) -> Result<()> {
             ),
         ));
     }
-    Checkpoint::load(checkpoint)?.export_torch(output)
+    Ok(())
 }
 
 /// Whether two paths name one existing file.
