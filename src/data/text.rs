@@ -33,17 +33,25 @@ pub struct Text {
 
 impl Text {
     /// Vocabulary from the corpus; interleaved chunks held out for validation. Refuses an
-    /// empty text, one that looks binary (control characters other than tab, newline,
-    /// carriage return and form feed) and one too short to split.
+    /// empty text, one that looks binary (a NUL, or more than 1 % control characters other
+    /// than tab, newline, carriage return, vertical tab, form feed and escape) and one too
+    /// short to split.
     pub fn new(corpus: &str) -> Result<Self> {
         if corpus.is_empty() {
             return Err(Error::BadText(
                 "the text is empty; give at least 200 characters of UTF-8 text".into(),
             ));
         }
-        let binary = |c: &char| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\x0c');
-        if let Some((at, c)) = corpus.chars().enumerate().find(|(_, c)| binary(c)) {
-            let n = corpus.chars().filter(binary).count();
+        let control = |c: &char| {
+            c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\x0b' | '\x0c' | '\x1b')
+        };
+        let n = corpus.chars().filter(control).count();
+        if corpus.contains('\0') || n > corpus.chars().count() / 100 {
+            let (at, c) = corpus
+                .chars()
+                .enumerate()
+                .find(|(_, c)| control(c))
+                .unwrap_or((0, '\0'));
             return Err(Error::BadText(format!(
                 "the text looks binary: it has {n} control character(s), the first \
                  U+{:04X} at character {at}; give plain UTF-8 text",
@@ -228,8 +236,11 @@ mod tests {
                 && m.contains("U+0000 at character 3"),
             "{m}"
         );
-        // Tabs, newlines, carriage returns and form feeds are text.
-        Text::new(&"a\tb\r\n\x0c".repeat(60)).unwrap();
+        // Tabs, newlines, carriage returns, form feeds and escapes are text, and so is a
+        // stray control character in a long text; a NUL is not.
+        Text::new(&"a\tb\r\n\x0c\x1b[0m".repeat(60)).unwrap();
+        Text::new(&format!("{}\x07", "abcdefghij".repeat(30))).unwrap();
+        assert!(msg(Text::new(&format!("{}\0", "abcdefghij".repeat(30)))).contains("binary"));
         let t = Text::new(&"abcdefghij".repeat(30)).unwrap();
         t.check_batch(10, 2).unwrap();
         let m = t.check_batch(48, 32).unwrap_err().to_string();

@@ -229,23 +229,28 @@ fn env_switch(name: &str) -> Option<bool> {
     }
 }
 
-/// The limits a device asks for: WebGPU's defaults (what every browser grants), raised to
-/// the adapter's own where a kernel path can use more: buffer and binding sizes (bigger
-/// models and batches), workgroup memory (the recurrence keeps W_hh in it when it fits,
-/// `model::plan`), workgroups per dimension, and immediates when they are wanted. A path
-/// that needs more than the device got is not chosen.
+/// The limits a device asks for: WebGPU's defaults (what every browser grants; lowered to
+/// the adapter's where it offers less), raised to the adapter's own where a kernel path
+/// can use more: buffer and binding sizes (bigger models and batches), workgroup memory
+/// (the recurrence keeps W_hh in it when it fits, `model::plan`), workgroup sizes and
+/// counts (the larger gemm tiles), and immediates when they are wanted. A path that needs
+/// more than the device got is not chosen.
 pub fn requested_limits(adapter: &wgpu::Limits, immediates: bool) -> wgpu::Limits {
     wgpu::Limits {
         max_buffer_size: adapter.max_buffer_size,
         max_storage_buffer_binding_size: adapter.max_storage_buffer_binding_size,
         max_compute_workgroup_storage_size: adapter.max_compute_workgroup_storage_size,
+        max_compute_invocations_per_workgroup: adapter.max_compute_invocations_per_workgroup,
+        max_compute_workgroup_size_x: adapter.max_compute_workgroup_size_x,
+        max_compute_workgroup_size_y: adapter.max_compute_workgroup_size_y,
+        max_compute_workgroup_size_z: adapter.max_compute_workgroup_size_z,
         max_compute_workgroups_per_dimension: adapter.max_compute_workgroups_per_dimension,
         max_immediate_size: if immediates {
             adapter.max_immediate_size
         } else {
             0
         },
-        ..wgpu::Limits::default()
+        ..wgpu::Limits::default().or_worse_values_from(adapter)
     }
 }
 
@@ -611,11 +616,10 @@ impl Gpu {
         let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
         let r = f();
-        let errors = [
-            internal.pop().await,
-            validation.pop().await,
-            oom.pop().await,
-        ];
+        // Every scope closes now, and only then are the answers awaited: no scope stays
+        // open across an await, where other work could land in it.
+        let (internal, validation, oom) = (internal.pop(), validation.pop(), oom.pop());
+        let errors = [internal.await, validation.await, oom.await];
         match errors.into_iter().flatten().next() {
             Some(e) => Err(Error::from_wgpu(during, e)),
             None => self.check_health().map(|()| r),
@@ -665,12 +669,18 @@ impl Gpu {
 
     /// [`Gpu::read_mapped`] as raw bytes.
     pub(crate) async fn read_mapped_bytes(&self, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
+        // Checked before the map: no error may leave the buffer mapped (the trainer reads
+        // its stats through the same buffer every step).
+        self.check_health()?;
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
         buffer.map_async(wgpu::MapMode::Read, .., move |r| {
             sender.send(r).ok();
         });
         #[cfg(not(target_arch = "wasm32"))]
-        self.wait()?;
+        if let Err(e) = self.inner.device.poll(wgpu::PollType::wait_indefinitely()) {
+            buffer.unmap(); // cancels the pending map
+            return Err(Error::Readback(e.to_string()));
+        }
         match receiver.receive().await {
             Some(Ok(())) => {}
             Some(Err(e)) => {
@@ -679,11 +689,9 @@ impl Gpu {
             }
             None => return Err(Error::Readback("the map request was dropped".into())),
         }
-        let data = buffer
-            .get_mapped_range(..)
-            .map_err(|e| Error::Readback(e.to_string()))?
-            .to_vec();
+        let data = buffer.get_mapped_range(..).map(|r| r.to_vec());
         buffer.unmap();
+        let data = data.map_err(|e| Error::Readback(e.to_string()))?;
         // Work the browser reported outside any awaited scope fails the readback.
         self.check_health()?;
         Ok(data)

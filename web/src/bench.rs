@@ -10,6 +10,9 @@ use wgpu_rnn::{Gpu, Rnn};
 
 use crate::{Inner, Options};
 
+/// The most timed chunks one run takes.
+const MAX_CHUNKS: usize = 10_000;
+
 /// What [`bench`] measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchResult {
@@ -51,6 +54,11 @@ pub async fn bench(
     let config = options
         .model(text.vocab.len())
         .map_err(wgpu_rnn::Error::IncompatibleArgs)?;
+    if chunks > MAX_CHUNKS {
+        return Err(wgpu_rnn::Error::IncompatibleArgs(format!(
+            "{chunks} timed chunks is too many; at most {MAX_CHUNKS}"
+        )));
+    }
     let rnn = Rnn::new(gpu, config, options.seed)?;
     let mut inner = Inner::new(rnn, text, options.clone())?;
     inner.train(warmup).await?;

@@ -121,7 +121,7 @@ impl Session {
 
     /// Continues from a checkpoint's bytes (one `wgpu-rnn train --task text` or this page
     /// saved): the model, its vocabulary, and, when the optimizer is the same, its
-    /// moments, step and carried state. `options` gives the sequence length, batch,
+    /// moments, step and carried state (another optimizer starts afresh at step 0). `options` gives the sequence length, batch,
     /// optimizer, learning rate and seed (its model sizes are ignored: the checkpoint's
     /// hold). The text (null: the built-in corpus) must have the checkpoint's vocabulary.
     pub fn load(checkpoint: Vec<u8>, options: String, text: Option<String>) -> Promise {
@@ -154,13 +154,9 @@ impl Session {
                             .restore_state(m, v, ck.step, carried)
                             .map_err(js)?;
                     }
-                    // Another optimizer starts with fresh moments, at the saved step.
-                    _ => {
-                        let zeros = ck.params.map(|p| vec![0.0; p.len()]);
-                        s.trainer
-                            .restore_state(&zeros, &zeros, ck.step, None)
-                            .map_err(js)?;
-                    }
+                    // Another optimizer (or none saved) starts afresh, at step 0: Adam's
+                    // bias correction assumes moments as old as the step count.
+                    _ => {}
                 }
             }
             Ok(JsValue::from(session))

@@ -257,14 +257,15 @@ function showConfig(config, dispatches) {
 }
 
 async function start() {
+  if (app.busy) return;  // a second click while a model is being made
   const options = readOptions();
   const steps = readSteps();
   app.busy = true;
+  updateButtons();
   try {
     await stopLoop();
     clearError();
     setStatus('Creating the model (compiling the shaders)…');
-    updateButtons();
     const session = await Session.create(JSON.stringify(options), app.text);
     await replaceSession(session, null);
   } finally {
@@ -411,6 +412,7 @@ function settleError() {
 }
 
 async function loadCheckpoint(file) {
+  if (app.busy) throw new Error('A model is being made or loaded; wait for it, then load the file.');
   const bytes = new Uint8Array(await file.arrayBuffer());
   // The model's shape comes from the checkpoint; the controls give the training options.
   const { seq, batch, lr, optimizer, seed } = readOptions();
@@ -467,6 +469,7 @@ async function dropFile(event) {
   const file = event.dataTransfer.files[0];
   if (!file) return;
   if (!app.ready) throw new Error('The page is not ready for files yet (see the message above).');
+  if (app.busy) throw new Error('A model is being made or loaded; wait for it, then drop the file.');
   if (/\.safetensors$/i.test(file.name)) {
     await loadCheckpoint(file);
   } else {
