@@ -155,10 +155,6 @@ pub(crate) struct Buffers {
     state_grad: GpuTensor,
     /// Per-row lengths (B, as floats) of a variable-length batch.
     pub lengths: Option<GpuTensor>,
-    /// One float bound where a kernel's writable binding is switched off (the backward
-    /// recurrence's dR for the cells whose dR is dP): WebGPU refuses one buffer bound
-    /// twice in a dispatch when either binding writes.
-    unused: GpuTensor,
     pub path: RecurrencePath,
     /// Batch rows of a stepwise workgroup (this device's choice, [`Gpu::stepwise_rows`]).
     stepwise_rows: usize,
@@ -224,7 +220,6 @@ impl Workspace {
             } else {
                 None
             },
-            unused: GpuTensor::empty(gpu, &[1], "unused binding")?,
             path,
             stepwise_rows: gpu.stepwise_rows(),
             subgroup_recurrence: gpu.subgroup_recurrence(),
@@ -655,7 +650,9 @@ impl<'a> Ctx<'a> {
         let buffers = [
             Some(dp),
             Some(self.p.cells[c].w_hh.buffer()),
-            Some(cell.dr.as_ref().unwrap_or(&ws.unused).buffer()),
+            // None for the cells whose dR is dP: the plan binds a placeholder (WebGPU
+            // refuses one buffer bound twice in a dispatch where either binding writes).
+            cell.dr.as_ref().map(GpuTensor::buffer),
             Some(cell.states.buffer()),
             Some(cell.saved.buffer()),
             ws.lengths.as_ref().map(GpuTensor::buffer),
