@@ -2,11 +2,14 @@
 # Regenerates the measured figures the README quotes, with the README's own commands, and
 # prints them with the date and the adapter:
 #
-#   bash benches/readme-figures.sh [text|adding|speech|web|all] [OUT_DIR]
+#   bash benches/readme-figures.sh [text|dropout|adding|speech|web|all] [OUT_DIR]
 #
 #   text    the default run (`cargo run --release`, i.e. `wgpu-rnn train` with no flags):
 #           validation bits per character at every validation, the best, the sample
 #           (a few minutes on lavapipe with 2 cores)
+#   dropout the default run again with --head-dropout 0.25 (the default model has one
+#           layer, so dropout between layers has nothing to drop): the same validations
+#           (a few minutes)
 #   adding  the adding problem's table: Elman, LSTM and GRU at T = 100 (1500 steps) and
 #           T = 200 (3000 steps) (about 15 minutes on lavapipe)
 #   speech  the spoken-digits demo: examples/speech-digits.sh (needs espeak-ng), training,
@@ -26,8 +29,8 @@ cd "$(dirname "$0")/.."
 what=${1:-all}
 out=${2:-$(mktemp -d)}
 mkdir -p "$out"
-case $what in text | adding | speech | web | all) ;; *)
-    echo "usage: $0 [text|adding|speech|web|all] [OUT_DIR]" >&2
+case $what in text | dropout | adding | speech | web | all) ;; *)
+    echo "usage: $0 [text|dropout|adding|speech|web|all] [OUT_DIR]" >&2
     exit 2
     ;;
 esac
@@ -49,6 +52,14 @@ if [[ $what == text || $what == all ]]; then
     validations "$out/text.log"
     grep -E "^best validation|^trained" "$out/text.log" || true
     sed -n '/^--- sample ---$/,/^--------------$/p' "$out/text.out"
+fi
+
+if [[ $what == dropout || $what == all ]]; then
+    echo
+    echo "## The default run with dropout on the head's input: cargo run --release -- train --head-dropout 0.25"
+    $bin train --head-dropout 0.25 --save "$out/dropout.safetensors" >"$out/dropout.out" 2>"$out/dropout.log"
+    validations "$out/dropout.log"
+    grep -E "^best validation|^trained" "$out/dropout.log" || true
 fi
 
 if [[ $what == adding || $what == all ]]; then

@@ -43,8 +43,8 @@ pub use error::{Error, GpuErrorKind, Result};
 pub use files::checkpoint::Checkpoint;
 pub use gpu::{AdapterSummary, GemmTuning, Gpu, GpuOptions, GpuTensor};
 pub use model::{
-    Activation, CallStats, Cell, CellKind, ForwardOutput, Gradients, Init, Params, RecurrencePath,
-    Rnn, RnnConfig, State,
+    Activation, CallStats, Cell, CellKind, DropoutKey, ForwardOutput, Gradients, Init, Params,
+    RecurrencePath, Rnn, RnnConfig, State,
 };
 pub use train::dist::{self, Communicator, SingleProcess};
 pub use train::{

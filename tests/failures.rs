@@ -464,9 +464,12 @@ fn hostile_checkpoints_are_errors() {
     let p = dir.join("liar.safetensors");
     ck.save(&p).unwrap();
     let mut bytes = std::fs::read(&p).unwrap();
-    let text = String::from_utf8_lossy(&bytes).to_string();
-    let at = text
-        .find(r#""hidden_size":"3""#)
+    // Found among the bytes (a lossy UTF-8 copy would shift the index past the length
+    // prefix's bytes).
+    let needle = br#""hidden_size":"3""#;
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
         .expect("metadata in the header");
     bytes[at..at + 17].copy_from_slice(br#""hidden_size":"9""#);
     std::fs::write(&p, &bytes).unwrap();

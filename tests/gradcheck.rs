@@ -6,7 +6,7 @@
 mod common;
 
 use common::{state, uniform, widen};
-use wgpu_rnn::{cpu, Activation, CellKind, Params, RnnConfig, State};
+use wgpu_rnn::{cpu, Activation, CellKind, DropoutKey, Params, RnnConfig, State};
 
 const T: usize = 4;
 const B: usize = 2;
@@ -21,19 +21,22 @@ struct Problem {
     r: Vec<f64>,
     s: State<Vec<f64>>,
     lengths: Option<Vec<usize>>,
+    /// A training forward's dropout (fixed masks), or none.
+    key: Option<DropoutKey>,
 }
 
 impl Problem {
+    fn forward(&self, p: &Params<Vec<f64>>, x: &[f64], init: &State<Vec<f64>>) -> cpu::Forward {
+        let (cfg, shape, l) = (&self.cfg, &[T, B, I], self.lengths.as_deref());
+        match self.key {
+            Some(k) => cpu::forward_train(cfg, p, x, shape, Some(init), l, k),
+            None => cpu::forward(cfg, p, x, shape, Some(init), l),
+        }
+        .unwrap()
+    }
+
     fn loss(&self, p: &Params<Vec<f64>>, x: &[f64], init: &State<Vec<f64>>) -> f64 {
-        let f = cpu::forward(
-            &self.cfg,
-            p,
-            x,
-            &[T, B, I],
-            Some(init),
-            self.lengths.as_deref(),
-        )
-        .unwrap();
+        let f = self.forward(p, x, init);
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(u, v)| u * v).sum::<f64>();
         let states: f64 = f
             .state
@@ -74,6 +77,10 @@ fn assert_grad(what: &str, analytic: &[f64], numeric: &[f64]) {
 }
 
 fn gradcheck(cfg: RnnConfig, lengths: Option<Vec<usize>>) {
+    gradcheck_with(cfg, lengths, None)
+}
+
+fn gradcheck_with(cfg: RnnConfig, lengths: Option<Vec<usize>>, key: Option<DropoutKey>) {
     let p = cfg.init_params(11).to_f64();
     // Larger weights than the default so relu units are not all in one regime.
     let p = p.map(|v| v.iter().map(|w| w * 2.0).collect::<Vec<_>>());
@@ -86,6 +93,7 @@ fn gradcheck(cfg: RnnConfig, lengths: Option<Vec<usize>>) {
         s: state(cfg.cell, 4, n, 1.0).map(|v| widen(v)),
         cfg,
         lengths,
+        key,
     };
     let tag = format!(
         "{} bias={} L={} D={} {:?} lengths={:?}",
@@ -96,15 +104,7 @@ fn gradcheck(cfg: RnnConfig, lengths: Option<Vec<usize>>) {
         prob.cfg.activation,
         prob.lengths
     );
-    let fwd = cpu::forward(
-        &prob.cfg,
-        &p,
-        &prob.x,
-        &[T, B, I],
-        Some(&prob.init),
-        prob.lengths.as_deref(),
-    )
-    .unwrap();
+    let fwd = prob.forward(&p, &prob.x, &prob.init);
     let g = cpu::backward(&prob.cfg, &p, &prob.x, &fwd, &prob.r, Some(&prob.s)).unwrap();
 
     let names = p.names_for(&prob.cfg);
@@ -192,5 +192,22 @@ fn lstm_and_gru_variable_lengths_and_no_bias() {
             .with_bidirectional(true);
         gradcheck(cfg.clone(), Some(vec![T, 2]));
         gradcheck(cfg.with_bias(false), None);
+    }
+}
+
+/// Dropout between the layers and on the head's input, with fixed masks: the gradient
+/// flows through the kept units, scaled, and not through the dropped ones.
+#[test]
+fn dropout_between_layers_and_on_the_head() {
+    let key = DropoutKey { seed: 3, step: 9 };
+    for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+        let cfg = RnnConfig::new(I, H, O)
+            .with_cell(cell)
+            .with_layers(2)
+            .with_bidirectional(true)
+            .with_dropout(0.4)
+            .with_head_dropout(0.3);
+        gradcheck_with(cfg.clone(), None, Some(key));
+        gradcheck_with(cfg, Some(vec![T, 2]), Some(key));
     }
 }

@@ -213,6 +213,13 @@ pub struct TrainArgs {
     /// Cells without the biases b_ih and b_hh (PyTorch's bias=False).
     #[arg(long)]
     pub no_bias: bool,
+    /// Dropout on the outputs of every layer but the last, in training only (PyTorch's
+    /// dropout=p), in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
+    /// Dropout on the head's input (the last layer's outputs), in training only, in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub head_dropout: f32,
     /// Initialisation: pytorch (default), xavier, orthogonal, identity (IRNN, for relu).
     #[arg(long, default_value = "pytorch")]
     pub init: String,
@@ -499,6 +506,25 @@ impl TrainArgs {
                  asked to predict; use it with --task adding or speech",
                 self.task.name()
             )));
+        }
+        for (what, p) in [
+            ("--dropout", self.dropout),
+            ("--head-dropout", self.head_dropout),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::BadHyperparameter {
+                    what,
+                    value: p,
+                    expected: "in [0, 1): the probability of zeroing a unit in training",
+                });
+            }
+        }
+        if self.dropout > 0.0 && self.layers == 1 {
+            return Err(Error::IncompatibleArgs(
+                "--dropout drops the outputs of every layer but the last, and with --layers 1 \
+                 there is none (as in PyTorch); use --head-dropout, or --layers 2 or more"
+                    .into(),
+            ));
         }
         if self.cell != CellKind::Rnn {
             if let Some(n) = self.nonlinearity {

@@ -21,7 +21,7 @@
 pub mod cell;
 
 use crate::error::{Error, Result};
-use crate::model::{Cell, Params, RnnConfig, State, Timeline};
+use crate::model::{dropout, Cell, DropoutKey, Params, RnnConfig, State, Timeline};
 use crate::shapes::{check_lengths, check_shape, numel};
 use cell::{step_backward, step_forward, SAVED};
 
@@ -47,8 +47,12 @@ pub struct Forward {
     pub y: Vec<f64>,
     /// Per cell, its states and saved values.
     pub cells: Vec<CellTrace>,
-    /// Per layer, (T, B, D·H) outputs (zero past a row's length).
+    /// Per layer, (T, B, D·H) outputs (zero past a row's length), after dropout in a
+    /// training forward ([`forward_train`]).
     pub out: Vec<Vec<f64>>,
+    /// Per layer, the dropout factors its outputs were multiplied by (0 or 1/(1 − p)),
+    /// where a training forward dropped them; backward applies them to the gradient.
+    pub dropout: Vec<Option<Vec<f64>>>,
     /// h_n (and c_n): each cell's state after its last step, (L·D, B, H).
     pub state: State<Vec<f64>>,
     pub lengths: Option<Vec<usize>>,
@@ -123,7 +127,8 @@ fn layer_input<'a>(x: &'a [f64], outs: &'a [Vec<f64>], layer: usize) -> &'a [f64
 }
 
 /// The forward pass. x is (T, B, I) given with its shape; `init` is h0 (and c0), (L·D,
-/// B, H), or zeros; `lengths` are per-row lengths (see the module documentation).
+/// B, H), or zeros; `lengths` are per-row lengths (see the module documentation). No
+/// dropout: this is evaluation and inference.
 pub fn forward(
     cfg: &RnnConfig,
     p: &Params<Vec<f64>>,
@@ -131,6 +136,48 @@ pub fn forward(
     x_shape: &[usize],
     init: Option<&State<Vec<f64>>>,
     lengths: Option<&[usize]>,
+) -> Result<Forward> {
+    forward_impl(cfg, p, x, x_shape, (init, lengths), None)
+}
+
+/// [`forward`] in a training step: where the config has dropout, each dropped layer's
+/// outputs are masked with the draws of `key` ([`crate::model::dropout`]), as the GPU masks
+/// them, bit for bit.
+pub fn forward_train(
+    cfg: &RnnConfig,
+    p: &Params<Vec<f64>>,
+    x: &[f64],
+    x_shape: &[usize],
+    init: Option<&State<Vec<f64>>>,
+    lengths: Option<&[usize]>,
+    key: DropoutKey,
+) -> Result<Forward> {
+    forward_impl(cfg, p, x, x_shape, (init, lengths), Some(key))
+}
+
+/// The dropout factors of layer `layer`'s outputs, (T·B, D·H): 1/(1 − p) where a unit is
+/// kept, 0 where it is dropped.
+pub fn dropout_factors(cfg: &RnnConfig, key: DropoutKey, layer: usize, rows: usize) -> Vec<f64> {
+    let p = cfg.dropout_after(layer);
+    let (threshold, scale) = (dropout::threshold(p), 1.0 / (1.0 - p as f64));
+    let n = rows * cfg.directions() * cfg.hidden_size;
+    (0..n)
+        .map(
+            |i| match dropout::keep(key, layer as u32, i as u32, threshold) {
+                true => scale,
+                false => 0.0,
+            },
+        )
+        .collect()
+}
+
+fn forward_impl(
+    cfg: &RnnConfig,
+    p: &Params<Vec<f64>>,
+    x: &[f64],
+    x_shape: &[usize],
+    (init, lengths): (Option<&State<Vec<f64>>>, Option<&[usize]>),
+    key: Option<DropoutKey>,
 ) -> Result<Forward> {
     cfg.validate()?;
     p.check_f64(cfg)?;
@@ -147,6 +194,7 @@ pub fn forward(
     let block = b * h;
     let mut traces = Vec::new();
     let mut outs: Vec<Vec<f64>> = Vec::new();
+    let mut drops = Vec::new();
     let mut state = zero_state(cfg, b)?;
     for layer in 0..cfg.num_layers {
         let input = layer_input(x, &outs, layer);
@@ -164,7 +212,14 @@ pub fn forward(
             write_outputs(&mut out, &tr, tl, rows, (dir, d, h));
             traces.push(tr);
         }
+        let drop = key
+            .filter(|_| cfg.dropout_after(layer) > 0.0)
+            .map(|k| dropout_factors(cfg, k, layer, rows.count()));
+        if let Some(f) = &drop {
+            out.iter_mut().zip(f).for_each(|(v, f)| *v *= f);
+        }
         outs.push(out);
+        drops.push(drop);
     }
     let y = head_forward(cfg, p, &outs[cfg.num_layers - 1], rows)?;
     Ok(Forward {
@@ -173,6 +228,7 @@ pub fn forward(
         y,
         cells: traces,
         out: outs,
+        dropout: drops,
         state,
         lengths: lengths.map(<[usize]>::to_vec),
     })
@@ -204,6 +260,9 @@ pub fn backward(
     let mut d_out = head_backward(cfg, p, top, dy, rows, &mut gr)?;
     let mut d_init = zero_state(cfg, b)?;
     for layer in (0..cfg.num_layers).rev() {
+        if let Some(f) = &fwd.dropout[layer] {
+            d_out.iter_mut().zip(f).for_each(|(g, f)| *g *= f);
+        }
         let input = layer_input(x, &fwd.out, layer);
         let mut d_in = zeros(rows.count() * cfg.layer_input_size(layer))?;
         for dir in 0..cfg.directions() {
@@ -247,6 +306,12 @@ fn check_backward(
     let lstm = cfg.cell.has_c();
     let fits = fwd.cells.len() == cfg.cells()
         && fwd.out.len() == cfg.num_layers
+        && fwd.dropout.len() == cfg.num_layers
+        && fwd
+            .dropout
+            .iter()
+            .flatten()
+            .all(|f| f.len() == t * b * cfg.directions() * h)
         && fwd.cells.iter().all(|c| {
             c.h.len() == (t + 1) * block
                 && c.c.len() == if lstm { (t + 1) * block } else { 0 }

@@ -83,6 +83,7 @@ impl Checkpoint {
             ("momentum", o.momentum.to_string()),
             ("weight_decay", o.weight_decay.to_string()),
             ("lr_schedule", format!("{:?}", train.schedule)),
+            ("dropout_seed", train.dropout_seed.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -167,7 +168,9 @@ impl Checkpoint {
 }
 
 /// The metadata keys a checkpoint reserves; the others are [`Checkpoint::extra`].
-const RESERVED: [&str; 12] = [
+const RESERVED: [&str; 14] = [
+    "dropout",
+    "head_dropout",
     "format",
     "input_size",
     "hidden_size",
@@ -258,6 +261,7 @@ fn config_from_metadata(meta: &HashMap<String, String>) -> std::result::Result<R
         None => 1,
         Some(_) => size("num_layers", MAX_LAYERS as u64)?,
     };
+    let (dropout, head_dropout) = interop::dropout_from_metadata(meta)?;
     Ok(RnnConfig::new(
         size("input_size", 1 << 20)?,
         size("hidden_size", 1 << 20)?,
@@ -267,7 +271,9 @@ fn config_from_metadata(meta: &HashMap<String, String>) -> std::result::Result<R
     .with_activation(activation)
     .with_layers(layers)
     .with_bidirectional(flag("bidirectional", false)?)
-    .with_bias(flag("bias", true)?))
+    .with_bias(flag("bias", true)?)
+    .with_dropout(dropout)
+    .with_head_dropout(head_dropout))
 }
 
 /// Tensor `name`, which must have `shape`.

@@ -61,7 +61,25 @@ pub fn config_metadata(config: &RnnConfig) -> Vec<(String, String)> {
         ("input_size".into(), config.input_size.to_string()),
         ("hidden_size".into(), config.hidden_size.to_string()),
         ("output_size".into(), config.output_size.to_string()),
+        ("dropout".into(), config.dropout.to_string()),
+        ("head_dropout".into(), config.head_dropout.to_string()),
     ]
+}
+
+/// The training-only dropout of a model's metadata ([`config_metadata`]; 0 where absent:
+/// files from before dropout, and PyTorch's own).
+pub(crate) fn dropout_from_metadata(
+    meta: &HashMap<String, String>,
+) -> std::result::Result<(f32, f32), String> {
+    let p = |key: &str| match meta.get(key) {
+        None => Ok(0.0),
+        Some(v) => v
+            .parse::<f32>()
+            .ok()
+            .filter(|p| (0.0..1.0).contains(p))
+            .ok_or_else(|| format!("metadata '{key}' = {v:?} is not a probability in [0, 1)")),
+    };
+    Ok((p("dropout")?, p("head_dropout")?))
 }
 
 /// Serialises named f32 tensors with metadata as safetensors; `err` names the failure.
@@ -369,12 +387,15 @@ fn infer_config(
             ))
         }
     };
+    let (dropout, head_dropout) = dropout_from_metadata(meta)?;
     let config = RnnConfig::new(i, h, o)
         .with_cell(cell)
         .with_activation(activation)
         .with_layers(layers)
         .with_bidirectional(bidirectional)
-        .with_bias(bias);
+        .with_bias(bias)
+        .with_dropout(dropout)
+        .with_head_dropout(head_dropout);
     config.validate().map_err(|e| e.to_string())?;
     Ok((config, prefix))
 }

@@ -78,6 +78,8 @@ pub struct Rnn {
     last_forward: Option<Slot>,
     stats: CallStats,
     pinned_path: Option<RecurrencePath>,
+    /// The dropout key the slots' plans read ([`Rnn::set_dropout`]): six u32 words.
+    dropout_key: GpuTensor,
 }
 
 impl std::fmt::Debug for Rnn {
@@ -138,6 +140,7 @@ impl Rnn {
             last_forward: None,
             stats: CallStats::default(),
             pinned_path: None,
+            dropout_key: GpuTensor::empty(gpu, &[6], "dropout key")?,
         })
     }
 
@@ -295,12 +298,26 @@ impl Rnn {
             .await?
     }
 
+    /// Whether the next recorded forward and backward apply dropout masks (`Some`: a
+    /// training step, with its key) or pass values through (`None`: evaluation and
+    /// inference), for a model whose config has dropout. [`Rnn::forward`] and
+    /// [`Rnn::forward_with_lengths`] set `None` themselves; the trainer sets its step's key.
+    /// The key reaches the GPU with the next submit, ahead of its commands.
+    pub fn set_dropout(&self, key: Option<super::DropoutKey>) {
+        let words = super::dropout::key_words(key);
+        let t = &self.dropout_key;
+        self.gpu
+            .queue()
+            .write_buffer(t.buffer(), t.byte_offset(), bytemuck::cast_slice(&words));
+    }
+
     fn forward_impl(
         &mut self,
         x: &GpuTensor,
         init: Option<&State<GpuTensor>>,
         lengths: Option<&[usize]>,
     ) -> Result<ForwardOutput> {
+        self.set_dropout(None);
         let (t, b) = self.config.check_input(x.shape())?;
         self.check_device("x", x)?;
         let slot = self.slot(t, b, lengths)?;
@@ -422,6 +439,7 @@ impl Rnn {
             &self.config,
             &self.params,
             &self.grads,
+            &self.dropout_key,
             (t, b, variable_length),
             self.pinned_path,
         )?;

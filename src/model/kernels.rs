@@ -110,9 +110,46 @@ pub(crate) const RECURRENCE_BACKWARD_IMMEDIATE: KernelDef = KernelDef {
     ..RECURRENCE_BACKWARD
 };
 
+wgsl_struct! {
+    /// A dropout dispatch over one cell's outputs (shaders/dropout.wgsl).
+    pub(crate) struct DropoutUniform = "Dropout" {
+        n: u32, h: u32, width: u32, unit0: u32,
+        layer: u32, threshold: u32, scale: f32, src_off: u32,
+    }
+}
+
+const DROPOUT: &str = include_str!("../../shaders/dropout.wgsl");
+
+/// Dropout of a cell's outputs into the copy the layer above or the head reads
+/// (shaders/dropout_copy.wgsl): outputs, dropped, key.
+pub(crate) const DROPOUT_COPY: KernelDef = KernelDef {
+    entry: "dropout_copy",
+    source: include_str!("../../shaders/dropout_copy.wgsl"),
+    prelude: &[COMMON, DROPOUT],
+    consts: crate::gpu::no_consts,
+    bindings: &[Read, ReadWrite, Read],
+    uniform: StructLayout::of::<DropoutUniform>(),
+    requires: wgpu::Features::empty(),
+    immediate_size: 0,
+};
+
+/// The same mask on dL/d(outputs), in place (shaders/dropout_grad.wgsl): gradient, key.
+pub(crate) const DROPOUT_GRAD: KernelDef = KernelDef {
+    entry: "dropout_grad",
+    source: include_str!("../../shaders/dropout_grad.wgsl"),
+    prelude: &[COMMON, DROPOUT],
+    consts: crate::gpu::no_consts,
+    bindings: &[ReadWrite, Read],
+    uniform: StructLayout::of::<DropoutUniform>(),
+    requires: wgpu::Features::empty(),
+    immediate_size: 0,
+};
+
 /// The kernels of this layer.
 #[cfg(test)]
 pub(crate) const KERNELS: &[&KernelDef] = &[
+    &DROPOUT_COPY,
+    &DROPOUT_GRAD,
     &RECURRENCE_FORWARD,
     &RECURRENCE_BACKWARD,
     &RECURRENCE_FORWARD_IMMEDIATE,

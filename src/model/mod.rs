@@ -1,12 +1,14 @@
 //! The model: configuration (cell kind, sizes, layers, directions), parameters and their
 //! initialisation, the recurrent state, and the GPU implementation ([`Rnn`]).
 
+pub mod dropout;
 mod gpu;
 pub(crate) mod kernels;
 mod params;
 mod plan;
 mod timeline;
 
+pub use dropout::DropoutKey;
 pub use gpu::{CallStats, ForwardOutput, Gradients, RecurrencePath, Rnn, Slot};
 pub use params::{cell_suffix, Cell, Init, Params, State};
 pub use timeline::Timeline;
@@ -123,7 +125,7 @@ impl std::str::FromStr for CellKind {
 /// of D directions (2 when `bidirectional`), the reverse direction running from t = T down
 /// to 1; layer k > 0 reads the D·H outputs of layer k−1 (forward direction first);
 /// `y_t = W_hy [h_t of the last layer's directions] + b_y`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct RnnConfig {
     /// I: features per input step.
@@ -141,6 +143,12 @@ pub struct RnnConfig {
     pub bidirectional: bool,
     /// The cells have the biases b_ih and b_hh (PyTorch's `bias`, true by default).
     pub bias: bool,
+    /// Dropout on the outputs of every layer but the last, in training only (PyTorch's
+    /// `dropout`), in [0, 1); 0 by default. See [`dropout`].
+    pub dropout: f32,
+    /// Dropout on the head's input (the last layer's outputs), in training only, in
+    /// [0, 1); 0 by default.
+    pub head_dropout: f32,
 }
 
 /// Most values a cell saves per unit and step (see [`CellKind::saved_slots`]).
@@ -165,6 +173,30 @@ impl RnnConfig {
             num_layers: 1,
             bidirectional: false,
             bias: true,
+            dropout: 0.0,
+            head_dropout: 0.0,
+        }
+    }
+
+    /// Dropout p between layers (PyTorch's `dropout=p`; training only).
+    pub fn with_dropout(mut self, p: f32) -> Self {
+        self.dropout = p;
+        self
+    }
+
+    /// Dropout p on the head's input (training only).
+    pub fn with_head_dropout(mut self, p: f32) -> Self {
+        self.head_dropout = p;
+        self
+    }
+
+    /// The dropout probability on layer `layer`'s outputs: [`RnnConfig::dropout`] below
+    /// the last layer, [`RnnConfig::head_dropout`] on it.
+    pub fn dropout_after(&self, layer: usize) -> f32 {
+        if layer + 1 < self.num_layers {
+            self.dropout
+        } else {
+            self.head_dropout
         }
     }
 
@@ -241,6 +273,18 @@ impl RnnConfig {
                 limit: MAX_LAYERS as u64,
                 why: "layers in one model",
             });
+        }
+        for (what, p) in [
+            ("dropout", self.dropout),
+            ("head_dropout", self.head_dropout),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::BadHyperparameter {
+                    what,
+                    value: p,
+                    expected: "in [0, 1): the probability of zeroing a unit in training",
+                });
+            }
         }
         if self.cell != CellKind::Rnn && self.activation != Activation::Tanh {
             return Err(Error::IncompatibleArgs(format!(

@@ -3,9 +3,9 @@
 //! order and backward in reverse.
 
 use super::kernels::{
-    SeqUniform, RECURRENCE_BACKWARD, RECURRENCE_BACKWARD_IMMEDIATE, RECURRENCE_FORWARD,
-    RECURRENCE_FORWARD_IMMEDIATE, RECURRENCE_FORWARD_SUBGROUP,
-    RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE,
+    DropoutUniform, SeqUniform, DROPOUT_COPY, DROPOUT_GRAD, RECURRENCE_BACKWARD,
+    RECURRENCE_BACKWARD_IMMEDIATE, RECURRENCE_FORWARD, RECURRENCE_FORWARD_IMMEDIATE,
+    RECURRENCE_FORWARD_SUBGROUP, RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE,
 };
 use super::{Activation, Params, RnnConfig, Timeline};
 use crate::error::{Error, Result};
@@ -119,6 +119,9 @@ pub(crate) struct CellBuffers {
     saved: GpuTensor,
     /// (T, B, H): dL/d(this cell's outputs) from the head or the layer above.
     dh: GpuTensor,
+    /// (T, B, H): the outputs after dropout, what the layer above or the head reads, where
+    /// the config drops this layer's outputs ([`RnnConfig::dropout_after`]).
+    dropped: Option<GpuTensor>,
 }
 
 /// Buffers and plans for one (T, B), full-length or variable-length. It dereferences to
@@ -168,6 +171,7 @@ impl Workspace {
         cfg: &RnnConfig,
         p: &Params<GpuTensor>,
         g: &Params<GpuTensor>,
+        dropout_key: &GpuTensor,
         (t, b, variable_length): (usize, usize, bool),
         path: Option<RecurrencePath>,
     ) -> Result<Self> {
@@ -184,7 +188,7 @@ impl Workspace {
         let gh = cfg.gates() * h;
         let lstm = cfg.cell.has_c();
         let cells = (0..cfg.cells())
-            .map(|_| {
+            .map(|c| {
                 Ok(CellBuffers {
                     pre: GpuTensor::empty(gpu, &[t, b, gh], "input projection")?,
                     dr: match cfg.cell.separate_dr() {
@@ -202,6 +206,10 @@ impl Workspace {
                         "saved gates",
                     )?,
                     dh: GpuTensor::empty(gpu, &[t, b, h], "dL/d(outputs)")?,
+                    dropped: match cfg.dropout_after(c / cfg.directions()) > 0.0 {
+                        true => Some(GpuTensor::empty(gpu, &[t, b, h], "dropped outputs")?),
+                        false => None,
+                    },
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -224,7 +232,13 @@ impl Workspace {
             stepwise_rows: gpu.stepwise_rows(),
             subgroup_recurrence: gpu.subgroup_recurrence(),
         };
-        let ctx = Ctx { cfg, p, g, ws: &ws };
+        let ctx = Ctx {
+            cfg,
+            p,
+            g,
+            ws: &ws,
+            key: dropout_key.buffer(),
+        };
         let mut fwd = PlanBuilder::new(gpu);
         for layer in 0..cfg.num_layers {
             for dir in 0..cfg.directions() {
@@ -232,11 +246,17 @@ impl Workspace {
                 ctx.input_projection_forward(&mut fwd, c)?;
                 ctx.recurrence_forward(&mut fwd, c)?;
             }
+            for dir in 0..cfg.directions() {
+                ctx.dropout(&mut fwd, layer * cfg.directions() + dir, false)?;
+            }
         }
         ctx.head_forward(&mut fwd)?;
         let mut bwd = PlanBuilder::new(gpu);
         ctx.head_backward(&mut bwd)?;
         for layer in (0..cfg.num_layers).rev() {
+            for dir in 0..cfg.directions() {
+                ctx.dropout(&mut bwd, layer * cfg.directions() + dir, true)?;
+            }
             for dir in 0..cfg.directions() {
                 ctx.recurrence_backward(&mut bwd, layer * cfg.directions() + dir)?;
             }
@@ -387,6 +407,8 @@ struct Ctx<'a> {
     p: &'a Params<GpuTensor>,
     g: &'a Params<GpuTensor>,
     ws: &'a Buffers,
+    /// The model's dropout key ([`super::dropout::key_words`]), written before each call.
+    key: &'a wgpu::Buffer,
 }
 
 impl<'a> Ctx<'a> {
@@ -402,6 +424,53 @@ impl<'a> Ctx<'a> {
             first * self.block(),
             self.cfg.hidden_size,
         )
+    }
+
+    /// Outputs of cell c as the layer above or the head reads them: after dropout where
+    /// the config drops them.
+    fn layer_out(&self, c: usize) -> Operand<'a> {
+        match &self.ws.cells[c].dropped {
+            Some(d) => Operand::rows(d.buffer(), 0, self.cfg.hidden_size),
+            None => self.out(c),
+        }
+    }
+
+    /// Dropout of cell c's outputs into its dropped copy (forward), or the same mask on
+    /// dL/d(outputs) in place (`grad`), where the config drops them; the key decides per
+    /// call whether masks apply (a training step) or values pass through.
+    fn dropout(&self, plan: &mut PlanBuilder, c: usize, grad: bool) -> Result<()> {
+        let Some(dropped) = &self.ws.cells[c].dropped else {
+            return Ok(());
+        };
+        let (cfg, ws) = (self.cfg, self.ws);
+        let (d, h) = (cfg.directions(), cfg.hidden_size);
+        let layer = c / d;
+        let n = ws.t * ws.b * h;
+        to_u32("dropout elements", ws.t * ws.b * d * h)?;
+        let p = cfg.dropout_after(layer);
+        let src_off = ws.timeline(cfg, c).out_block(1) * self.block();
+        let u = DropoutUniform {
+            n: to_u32("dropout elements", n)?,
+            h: to_u32("hidden size", h)?,
+            width: to_u32("layer width", d * h)?,
+            unit0: to_u32("layer width", (c % d) * h)?,
+            layer: to_u32("layers", layer)?,
+            threshold: super::dropout::threshold(p),
+            scale: super::dropout::scale(p),
+            src_off: to_u32("state offset", src_off)?,
+        };
+        let groups = plan.groups_1d(n)?;
+        plan.section(if grad { "dropout backward" } else { "dropout" });
+        if grad {
+            let kernel = Kernel::new(&DROPOUT_GRAD).with("WG", WG);
+            let buffers = [Some(ws.cells[c].dh.buffer()), Some(self.key)];
+            plan.push(kernel, bytemuck::bytes_of(&u), &buffers, groups)
+        } else {
+            let kernel = Kernel::new(&DROPOUT_COPY).with("WG", WG);
+            let src = ws.cells[c].states.buffer();
+            let buffers = [Some(src), Some(dropped.buffer()), Some(self.key)];
+            plan.push(kernel, bytemuck::bytes_of(&u), &buffers, groups)
+        }
     }
 
     /// What cell c reads, each piece with the columns of W_ih it meets: x (T·B, I) for
@@ -422,7 +491,7 @@ impl<'a> Ctx<'a> {
         }
         ((layer - 1) * d..layer * d)
             .map(|below| Input {
-                x: self.out(below),
+                x: self.layer_out(below),
                 dx: Operand::rows(ws.cells[below].dh.buffer(), 0, h),
                 cols: h,
                 w_off: (below % d) * h,
@@ -697,7 +766,7 @@ impl<'a> Ctx<'a> {
                     tb,
                     o,
                     h,
-                    self.out(c),
+                    self.layer_out(c),
                     column_slice_t(&self.p.w_hy, k * h, width),
                     Operand::rows(ws.y.buffer(), 0, o),
                 )
@@ -739,7 +808,7 @@ impl<'a> Ctx<'a> {
                 h,
                 tb,
                 Operand::transposed(dy, 0, o),
-                self.out(c),
+                self.layer_out(c),
                 column_slice(&self.g.w_hy, k * h, width),
             ))?;
         }

@@ -5,7 +5,7 @@ use super::optim::{clip_and_update, OptimState};
 use super::{Batch, CarriedState, LossKind, StepStats, Targets, Train, TrainConfig};
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::model::{Params, RnnConfig, State};
+use crate::model::{DropoutKey, Params, RnnConfig, State};
 
 /// Trains on the CPU reference in f64, with the same rules as [`super::Trainer`].
 pub struct CpuTrainer {
@@ -32,17 +32,23 @@ impl CpuTrainer {
         })
     }
 
-    /// Forward and loss from `init` (or zeros); returns (loss, dy, forward state).
+    /// Forward and loss from `init` (or zeros), with the dropout of `key` (a training
+    /// step) or none; returns (loss, dy, forward state).
     fn loss(
         &self,
         batch: &Batch,
         init: Option<&State<Vec<f64>>>,
+        key: Option<DropoutKey>,
     ) -> Result<(f64, Vec<f64>, cpu::Forward)> {
         let scale = batch.check(&self.config, self.train.loss)? as f64;
         let x: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
         let shape = [batch.t, batch.b, self.config.input_size];
         let lengths = batch.lengths.as_deref();
-        let fwd = cpu::forward(&self.config, &self.params, &x, &shape, init, lengths)?;
+        let (cfg, p) = (&self.config, &self.params);
+        let fwd = match key {
+            Some(k) => cpu::forward_train(cfg, p, &x, &shape, init, lengths, k)?,
+            None => cpu::forward(cfg, p, &x, &shape, init, lengths)?,
+        };
         let w: Vec<f64> = batch.weights.iter().map(|&v| v as f64).collect();
         let o = self.config.output_size;
         let (loss, dy) = match (&batch.targets, self.train.loss) {
@@ -72,7 +78,11 @@ impl Train for CpuTrainer {
             Some(c) if self.train.stateful && c.h.len() == n => Some(c.clone()),
             _ => None,
         };
-        let (loss, dy, fwd) = self.loss(batch, init.as_ref())?;
+        let key = DropoutKey {
+            seed: self.train.dropout_seed,
+            step: self.step,
+        };
+        let (loss, dy, fwd) = self.loss(batch, init.as_ref(), Some(key))?;
         let x: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
         let g = cpu::backward(&self.config, &self.params, &x, &fwd, &dy, None)?;
         self.step += 1;
@@ -98,7 +108,7 @@ impl Train for CpuTrainer {
     }
 
     fn evaluate(&mut self, batch: &Batch) -> Result<f32> {
-        Ok(self.loss(batch, None)?.0 as f32)
+        Ok(self.loss(batch, None, None)?.0 as f32)
     }
 
     fn params(&self) -> Result<Params<Vec<f32>>> {

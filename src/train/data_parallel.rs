@@ -66,6 +66,15 @@ impl Trainer {
         comm: Arc<dyn Communicator>,
         check_every: u64,
     ) -> Result<Self> {
+        let cfg = self.rnn.config();
+        if comm.size() > 1 && (cfg.dropout > 0.0 || cfg.head_dropout > 0.0) {
+            // A rank's masks would be drawn for its own rows, not the whole batch's.
+            return Err(crate::error::Error::IncompatibleArgs(
+                "dropout with data-parallel training (several ranks) is not supported yet; \
+                 train with one rank, or without --dropout/--head-dropout"
+                    .into(),
+            ));
+        }
         if comm.size() > 1 {
             let values: usize = self.rnn.grad_buffers().iter().map(GpuTensor::len).sum();
             let readback = self.rnn.gpu().buffer(

@@ -12,7 +12,7 @@ use super::Train;
 use super::{Batch, CarriedState, StepStats, TrainConfig};
 use crate::error::Result;
 use crate::gpu::{Gpu, GpuTensor, MemTicket, Profiler, Recorder};
-use crate::model::{CallStats, Params, Rnn, Slot, State};
+use crate::model::{CallStats, DropoutKey, Params, Rnn, Slot, State};
 
 /// Trains an [`Rnn`] on the GPU.
 ///
@@ -285,6 +285,10 @@ impl Trainer {
     fn record_step(&mut self, batch: &Batch, profiler: Option<&mut Profiler>) -> Result<f32> {
         let (slot, li) = self.prepare(batch, None)?;
         let init = self.start_state(batch.b);
+        self.rnn.set_dropout(Some(DropoutKey {
+            seed: self.config.dropout_seed,
+            step: self.step,
+        }));
         let recording = web_time::Instant::now();
         let gpu = self.rnn.gpu().clone();
         let mut rec = match profiler {
@@ -340,6 +344,7 @@ impl Trainer {
 
     fn record_evaluation(&mut self, batch: &Batch) -> Result<()> {
         let (slot, li) = self.prepare(batch, None)?;
+        self.rnn.set_dropout(None);
         let mut rec = Recorder::new(self.rnn.gpu(), "evaluation");
         self.record_forward_loss(slot, li, None, &mut rec)?;
         self.submit_with_stats(rec).map(|_| ())

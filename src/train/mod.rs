@@ -39,6 +39,9 @@ pub struct TrainConfig {
     /// Carry h_T of one batch into h_0 of the next (no gradient crosses the boundary).
     /// Default false.
     pub stateful: bool,
+    /// The seed of the model's dropout masks (with the step, see
+    /// [`crate::model::dropout`]); unused without dropout. Default 0.
+    pub dropout_seed: u64,
 }
 
 impl TrainConfig {
@@ -50,7 +53,14 @@ impl TrainConfig {
             clip_norm: Some(5.0),
             clip_value: None,
             stateful: false,
+            dropout_seed: 0,
         }
+    }
+
+    /// The same with dropout masks drawn from `seed`.
+    pub fn with_dropout_seed(mut self, seed: u64) -> Self {
+        self.dropout_seed = seed;
+        self
     }
 
     /// The same with learning-rate schedule `schedule`.

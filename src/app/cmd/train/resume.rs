@@ -160,6 +160,18 @@ fn check_model_flags(a: &TrainArgs, ck: &Checkpoint) -> Result<()> {
             format!("directions={}", c.directions()),
             !c.bidirectional,
         ),
+        (
+            "dropout",
+            a.dropout.to_string(),
+            c.dropout.to_string(),
+            a.dropout != c.dropout,
+        ),
+        (
+            "head_dropout",
+            a.head_dropout.to_string(),
+            c.head_dropout.to_string(),
+            a.head_dropout != c.head_dropout,
+        ),
     ] {
         if a.typed(id) && differs {
             return Err(conflict(&flag(id), typed, format!("{} {saved}", flag(id))));

@@ -125,6 +125,7 @@ pub fn train_config(a: &TrainArgs, task: &Task) -> Result<TrainConfig> {
     // 0 turns clipping off; NaN or negative values reach validate, which names them.
     tc.clip_norm = (a.clip != 0.0).then_some(a.clip);
     tc.stateful = task.stateful();
+    tc.dropout_seed = a.seed;
     tc.validate()?;
     Ok(tc)
 }
@@ -139,7 +140,9 @@ pub fn model_config(a: &TrainArgs, task: &Task, resumed: Option<&Resumed>) -> Re
             .with_layers(a.layers)
             .with_bidirectional(a.bidirectional)
             .with_bias(!a.no_bias)
-            .with_activation(a.nonlinearity.map(Into::into).unwrap_or_default());
+            .with_activation(a.nonlinearity.map(Into::into).unwrap_or_default())
+            .with_dropout(a.dropout)
+            .with_head_dropout(a.head_dropout);
         c.validate()?;
         return Ok(c);
     };

@@ -1,0 +1,14 @@
+@group(0) @binding(1) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(2) var<storage, read> key: array<u32, 6>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn dropout_grad(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let i = folded_index(gid, groups, WG);
+    if (i >= p.n) {
+        return;
+    }
+    grad[i] = grad[i] * factor(i);
+}
