@@ -74,7 +74,7 @@ fn write_input(
 }
 
 /// Every cell (tanh and relu Elman, LSTM, GRU) x 1-2 layers x one or two directions x with
-/// and without biases.
+/// and without biases (some with dropout, which inference leaves out).
 fn configs() -> Vec<RnnConfig> {
     let cells = [
         (CellKind::Rnn, Activation::Tanh),
@@ -93,7 +93,10 @@ fn configs() -> Vec<RnnConfig> {
                             .with_activation(act)
                             .with_layers(layers)
                             .with_bidirectional(bidirectional)
-                            .with_bias(bias),
+                            .with_bias(bias)
+                            // Training-only dropout: the export, like eval, leaves it out.
+                            .with_dropout(if layers > 1 { 0.3 } else { 0.0 })
+                            .with_head_dropout(if bias { 0.2 } else { 0.0 }),
                     );
                 }
             }

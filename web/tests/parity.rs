@@ -239,7 +239,9 @@ async fn dropout_masks_match_the_reference() {
     // The identity head: y is the dropped outputs of the last layer.
     let mut params = cfg.init_params(3);
     let n = cfg.output_size;
-    params.w_hy = (0..n * n).map(|k| if k % (n + 1) == 0 { 1.0 } else { 0.0 }).collect();
+    params.w_hy = (0..n * n)
+        .map(|k| if k % (n + 1) == 0 { 1.0 } else { 0.0 })
+        .collect();
     params.b_y = vec![0.0; n];
     let x = compare::uniform(5, t * b * 4, 1.0);
     let mut rnn = Rnn::from_params(&gpu, cfg.clone(), &params).unwrap();
@@ -250,11 +252,23 @@ async fn dropout_masks_match_the_reference() {
     rnn.record_forward(slot, &mut rec, None).unwrap();
     rec.submit().unwrap();
     let y = rnn.output(slot).unwrap().download_async().await.unwrap();
-    let fwd = cpu::forward_train(&cfg, &params.to_f64(), &widen(&x), &[t, b, 4], None, None, key)
-        .unwrap();
+    let fwd = cpu::forward_train(
+        &cfg,
+        &params.to_f64(),
+        &widen(&x),
+        &[t, b, 4],
+        None,
+        None,
+        key,
+    )
+    .unwrap();
     let head = fwd.dropout[1].as_ref().unwrap();
     for (i, (&g, &f)) in y.iter().zip(head).enumerate() {
-        assert_eq!(g == 0.0, f == 0.0, "element {i}: GPU {g}, reference factor {f}");
+        assert_eq!(
+            g == 0.0,
+            f == 0.0,
+            "element {i}: GPU {g}, reference factor {f}"
+        );
     }
     assert_close("dropout y", &y, &fwd.y, 1e-5, 1e-4);
 }
