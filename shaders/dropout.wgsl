@@ -8,6 +8,7 @@
 struct Dropout {
     n: u32, h: u32, width: u32, unit0: u32,
     layer: u32, threshold: u32, scale: f32, src_off: u32,
+    b: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 override WG: u32 = 64u;
@@ -44,12 +45,18 @@ fn philox_first(counter: vec4<u32>, key: vec2<u32>) -> u32 {
 }
 
 // The factor for element i (row i / h, unit i % h) of this cell: 1 where the key is off.
-// `key` (seed lo, hi, step lo, hi, enabled, 0) is bound by the file that includes this.
+// `key` (seed lo, hi, step lo, hi, enabled, first row, whole batch, 0) is bound by the file
+// that includes this. A data-parallel rank's rows are rows first_row.. of a whole batch,
+// whose (t, b) counts the mask draws (whole batch 0: the rows are the whole batch).
 fn factor(i: u32) -> f32 {
     if (key[4] == 0u) {
         return 1.0;
     }
-    let index = (i / p.h) * p.width + p.unit0 + i % p.h;
+    var row = i / p.h;
+    if (key[6] != 0u) {
+        row = (row / p.b) * key[6] + key[5] + row % p.b;
+    }
+    let index = row * p.width + p.unit0 + i % p.h;
     let r = philox_first(vec4<u32>(key[2], key[3], p.layer, index), vec2<u32>(key[0], key[1]));
     return select(0.0, p.scale, r >= p.threshold);
 }

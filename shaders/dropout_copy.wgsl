@@ -1,6 +1,6 @@
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(3) var<storage, read> key: array<u32, 6>;
+@group(0) @binding(3) var<storage, read> key: array<u32, 8>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn dropout_copy(

@@ -1,5 +1,5 @@
 @group(0) @binding(1) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(2) var<storage, read> key: array<u32, 6>;
+@group(0) @binding(2) var<storage, read> key: array<u32, 8>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn dropout_grad(

@@ -40,6 +40,8 @@ struct Case {
     /// Truncated BPTT: each step starts from the last one's final state.
     stateful: bool,
     bidirectional: bool,
+    /// Dropout on the head's input: each rank must draw the whole batch's masks.
+    dropout: bool,
 }
 
 const fn case(name: &'static str, cell: CellKind, loss: LossKind, stateful: bool) -> Case {
@@ -49,6 +51,7 @@ const fn case(name: &'static str, cell: CellKind, loss: LossKind, stateful: bool
         loss,
         stateful,
         bidirectional: false,
+        dropout: false,
     }
 }
 
@@ -57,7 +60,7 @@ const CTC: LossKind = LossKind::Ctc {
     zero_infinity: false,
 };
 
-const CASES: [Case; 8] = [
+const CASES: [Case; 9] = [
     case("elman-mse", CellKind::Rnn, LossKind::Mse, false),
     case("elman-xent", CellKind::Rnn, LossKind::CrossEntropy, false),
     case("lstm-mse", CellKind::Lstm, LossKind::Mse, false),
@@ -74,6 +77,15 @@ const CASES: [Case; 8] = [
     Case {
         bidirectional: true,
         ..case("lstm-ctc-bidirectional", CellKind::Lstm, CTC, false)
+    },
+    Case {
+        dropout: true,
+        ..case(
+            "gru-xent-dropout",
+            CellKind::Gru,
+            LossKind::CrossEntropy,
+            true,
+        )
     },
 ];
 
@@ -125,6 +137,7 @@ fn rnn_config(case: Case) -> RnnConfig {
     RnnConfig::new(I, H, O)
         .with_cell(case.cell)
         .with_bidirectional(case.bidirectional)
+        .with_head_dropout(if case.dropout { 0.3 } else { 0.0 })
 }
 
 fn run(trainer: &mut Trainer, case: Case, steps: std::ops::Range<u64>) -> Vec<f32> {

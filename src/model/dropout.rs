@@ -56,9 +56,12 @@ pub fn keep(key: DropoutKey, layer: u32, index: u32, threshold: u32) -> bool {
     philox4x32(counter, seed)[0] >= threshold
 }
 
-/// The GPU's key buffer: seed and step as (lo, hi) words, then 1 to apply the masks (a
-/// training step) or 0 to pass values through (evaluation, inference).
-pub(crate) fn key_words(key: Option<DropoutKey>) -> [u32; 6] {
+/// The GPU's key buffer: seed and step as (lo, hi) words, 1 to apply the masks (a
+/// training step) or 0 to pass values through (evaluation, inference), then where the
+/// batch's rows sit in the whole batch the masks are drawn for: the first row and the whole
+/// batch's size (a data-parallel rank's share; 0 and 0 for the batch itself).
+pub(crate) fn key_words(key: Option<DropoutKey>, rows: Option<(u32, u32)>) -> [u32; 8] {
+    let (row0, whole) = rows.unwrap_or((0, 0));
     match key {
         Some(k) => [
             k.seed as u32,
@@ -66,9 +69,11 @@ pub(crate) fn key_words(key: Option<DropoutKey>) -> [u32; 6] {
             k.step as u32,
             (k.step >> 32) as u32,
             1,
+            row0,
+            whole,
             0,
         ],
-        None => [0; 6],
+        None => [0; 8],
     }
 }
 

@@ -78,7 +78,7 @@ pub struct Rnn {
     last_forward: Option<Slot>,
     stats: CallStats,
     pinned_path: Option<RecurrencePath>,
-    /// The dropout key the slots' plans read ([`Rnn::set_dropout`]): six u32 words.
+    /// The dropout key the slots' plans read ([`Rnn::set_dropout`]): eight u32 words.
     dropout_key: GpuTensor,
 }
 
@@ -140,7 +140,7 @@ impl Rnn {
             last_forward: None,
             stats: CallStats::default(),
             pinned_path: None,
-            dropout_key: GpuTensor::empty(gpu, &[6], "dropout key")?,
+            dropout_key: GpuTensor::empty(gpu, &[8], "dropout key")?,
         })
     }
 
@@ -304,7 +304,24 @@ impl Rnn {
     /// [`Rnn::forward_with_lengths`] set `None` themselves; the trainer sets its step's key.
     /// The key reaches the GPU with the next submit, ahead of its commands.
     pub fn set_dropout(&self, key: Option<super::DropoutKey>) {
-        let words = super::dropout::key_words(key);
+        self.write_dropout_key(super::dropout::key_words(key, None));
+    }
+
+    /// [`Rnn::set_dropout`] for rows `rows.start..` of a batch of `whole` rows (a
+    /// data-parallel rank's share): the masks are the whole batch's for those rows.
+    pub fn set_dropout_rows(
+        &self,
+        key: super::DropoutKey,
+        rows: std::ops::Range<usize>,
+        whole: usize,
+    ) -> Result<()> {
+        let row0 = crate::gpu::to_u32("batch rows", rows.start)?;
+        let whole = crate::gpu::to_u32("batch rows", whole)?;
+        self.write_dropout_key(super::dropout::key_words(Some(key), Some((row0, whole))));
+        Ok(())
+    }
+
+    fn write_dropout_key(&self, words: [u32; 8]) {
         let t = &self.dropout_key;
         self.gpu
             .queue()

@@ -115,6 +115,7 @@ wgsl_struct! {
     pub(crate) struct DropoutUniform = "Dropout" {
         n: u32, h: u32, width: u32, unit0: u32,
         layer: u32, threshold: u32, scale: f32, src_off: u32,
+        b: u32, _pad0: u32, _pad1: u32, _pad2: u32,
     }
 }
 

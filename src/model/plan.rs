@@ -458,6 +458,10 @@ impl<'a> Ctx<'a> {
             threshold: super::dropout::threshold(p),
             scale: super::dropout::scale(p),
             src_off: to_u32("state offset", src_off)?,
+            b: to_u32("batch", ws.b)?,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         };
         let groups = plan.groups_1d(n)?;
         plan.section(if grad { "dropout backward" } else { "dropout" });

@@ -66,15 +66,6 @@ impl Trainer {
         comm: Arc<dyn Communicator>,
         check_every: u64,
     ) -> Result<Self> {
-        let cfg = self.rnn.config();
-        if comm.size() > 1 && (cfg.dropout > 0.0 || cfg.head_dropout > 0.0) {
-            // A rank's masks would be drawn for its own rows, not the whole batch's.
-            return Err(crate::error::Error::IncompatibleArgs(
-                "dropout with data-parallel training (several ranks) is not supported yet; \
-                 train with one rank, or without --dropout/--head-dropout"
-                    .into(),
-            ));
-        }
         if comm.size() > 1 {
             let values: usize = self.rnn.grad_buffers().iter().map(GpuTensor::len).sum();
             let readback = self.rnn.gpu().buffer(
@@ -229,11 +220,14 @@ impl Trainer {
         }
         let started = Instant::now();
         let scale = global.check(self.rnn.config(), self.config.loss)?;
-        let batch = global.rows(crate::train::dist::share(
-            global.b,
-            comm.rank(),
-            comm.size(),
-        )?)?;
+        let rows = crate::train::dist::share(global.b, comm.rank(), comm.size())?;
+        // Each rank draws the whole batch's masks for its rows: as one process would.
+        let key = crate::model::DropoutKey {
+            seed: self.config.dropout_seed,
+            step: self.step,
+        };
+        self.rnn.set_dropout_rows(key, rows.clone(), global.b)?;
+        let batch = global.rows(rows)?;
         let (slot, li) = self.prepare(&batch, Some((scale, global.b)))?;
         let init = self.start_state(batch.b);
         let gpu = self.rnn.gpu().clone();
