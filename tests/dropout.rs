@@ -5,98 +5,17 @@
 
 mod common;
 
-use common::{gpu, run_cli, uniform, widen};
+use common::{dropout, gpu, run_cli, uniform};
 use wgpu_rnn::cpu;
-use wgpu_rnn::gpu::Recorder;
 use wgpu_rnn::{
-    Batch, CellKind, Checkpoint, DropoutKey, LossKind, OptimizerConfig, OptimizerKind, Params, Rnn,
-    RnnConfig, Targets, Train, TrainConfig, Trainer,
+    Batch, CellKind, Checkpoint, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Targets,
+    Train, TrainConfig, Trainer,
 };
-
-const KEY: DropoutKey = DropoutKey { seed: 11, step: 4 };
-
-/// A model whose head is the identity (O = D·H, W_hy = I, b_y = 0), so y is the dropped
-/// outputs of the last layer.
-fn identity_head(cfg: &RnnConfig, seed: u64) -> Params<Vec<f32>> {
-    let mut p = cfg.init_params(seed);
-    let n = cfg.output_size;
-    p.w_hy = (0..n * n)
-        .map(|k| if k % (n + 1) == 0 { 1.0 } else { 0.0 })
-        .collect();
-    p.b_y = vec![0.0; n];
-    p
-}
-
-/// One training-mode forward (and, with `dy`, backward) on the GPU through the recording
-/// API: y and the parameter gradients.
-fn gpu_train_pass(
-    cfg: &RnnConfig,
-    params: &Params<Vec<f32>>,
-    x: &[f32],
-    (t, b): (usize, usize),
-    dy: &[f32],
-) -> (Vec<f32>, Params<Vec<f32>>) {
-    let g = gpu();
-    let mut rnn = Rnn::from_params(g, cfg.clone(), params).unwrap();
-    let slot = rnn.slot(t, b, None).unwrap();
-    rnn.input(slot).unwrap().write(x).unwrap();
-    rnn.output_grad(slot).unwrap().write(dy).unwrap();
-    rnn.set_dropout(Some(KEY));
-    let mut rec = Recorder::new(g, "dropout test");
-    rnn.record_forward(slot, &mut rec, None).unwrap();
-    rnn.record_backward(slot, &mut rec, None).unwrap();
-    rec.submit().unwrap();
-    let y = rnn.output(slot).unwrap().download().unwrap();
-    let grads = rnn.grads().try_map(|t| t.download()).unwrap();
-    (y, grads)
-}
 
 #[test]
 fn the_gpu_masks_are_the_cpu_references_bit_for_bit() {
     for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
-        let (t, b, h) = (5, 3, 7);
-        let cfg = RnnConfig::new(4, h, 2 * h)
-            .with_cell(cell)
-            .with_layers(2)
-            .with_bidirectional(true)
-            .with_dropout(0.4)
-            .with_head_dropout(0.3);
-        let params = identity_head(&cfg, 3);
-        let x = uniform(5, t * b * 4, 1.0);
-        let dy = vec![0.0; t * b * 2 * h];
-        let (y, _) = gpu_train_pass(&cfg, &params, &x, (t, b), &dy);
-        let fwd = cpu::forward_train(
-            &cfg,
-            &params.to_f64(),
-            &widen(&x),
-            &[t, b, 4],
-            None,
-            None,
-            KEY,
-        )
-        .unwrap();
-        let head = fwd.dropout[1]
-            .as_ref()
-            .expect("the head's input is dropped");
-        let dropped: usize = head.iter().filter(|&&f| f == 0.0).count();
-        assert!(
-            dropped > 0 && dropped < head.len(),
-            "{cell:?}: {dropped} of {}",
-            head.len()
-        );
-        for (i, (&g, &f)) in y.iter().zip(head).enumerate() {
-            assert_eq!(
-                g == 0.0,
-                f == 0.0,
-                "{cell:?} element {i}: GPU {g}, reference factor {f}"
-            );
-        }
-        // The layer below's mask decides layer 1's input: any disagreement shows in y.
-        common::assert_close(&format!("{cell:?} y"), &y, &fwd.y, 1e-5, 1e-4);
-        // Evaluation draws nothing: the reference's plain forward has no dropout.
-        let plain =
-            cpu::forward(&cfg, &params.to_f64(), &widen(&x), &[t, b, 4], None, None).unwrap();
-        assert!(plain.dropout.iter().all(Option::is_none));
+        pollster::block_on(dropout::compare_masks_async(gpu(), cell));
     }
 }
 
@@ -106,10 +25,17 @@ fn gradients_are_zero_exactly_where_units_were_dropped() {
     // of dropped units are exactly zero and the others are not.
     let h = 16;
     let cfg = RnnConfig::new(3, h, h).with_head_dropout(0.5);
-    let params = identity_head(&cfg, 7);
+    let params = dropout::identity_head(&cfg, 7);
     let x = [0.3, -0.7, 0.9];
-    let (_, grads) = gpu_train_pass(&cfg, &params, &x, (1, 1), &vec![1.0; h]);
-    let factors = cpu::dropout_factors(&cfg, KEY, 0, 1);
+    let (_, grads) = pollster::block_on(dropout::gpu_train_pass(
+        gpu(),
+        &cfg,
+        &params,
+        &x,
+        (1, 1),
+        &vec![1.0; h],
+    ));
+    let factors = cpu::dropout_factors(&cfg, dropout::KEY, 0, 1);
     let w = &grads.cells[0].w_ih;
     let mut dropped = 0;
     for (j, f) in factors.iter().enumerate() {

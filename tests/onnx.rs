@@ -35,6 +35,13 @@ fn checkpoint(cfg: &RnnConfig, seed: u64, path: &Path) {
     .unwrap();
 }
 
+/// `wgpu-rnn export --format onnx --model ck --output out`: the exit code and stderr.
+fn export_onnx(ck: &Path, out: &Path) -> (i32, String) {
+    let (ck, out) = (ck.to_str().unwrap(), out.to_str().unwrap());
+    let (code, _, err) = run_cli(&["export", "--format", "onnx", "--model", ck, "--output", out]);
+    (code, err)
+}
+
 /// x, h0 (c0) and, if given, lengths, as `wgpu-rnn eval` reads them.
 fn write_input(
     cfg: &RnnConfig,
@@ -110,38 +117,19 @@ fn export_refuses_a_missing_folder_and_its_own_checkpoint() {
     let dir = scratch("refusals");
     let ck = dir.join("model.safetensors");
     checkpoint(&RnnConfig::new(2, 3, 2), 1, &ck);
-    let ck_s = ck.to_str().unwrap();
     let missing = dir.join("no-such-folder").join("model.onnx");
-    let (code, _, err) = run_cli(&[
-        "export",
-        "--format",
-        "onnx",
-        "--model",
-        ck_s,
-        "--output",
-        missing.to_str().unwrap(),
-    ]);
+    let (code, err) = export_onnx(&ck, &missing);
     assert_ne!(code, 0);
     assert!(
         err.contains("no-such-folder") && err.contains("does not exist"),
         "{err}"
     );
-    let (code, _, err) = run_cli(&[
-        "export", "--format", "onnx", "--model", ck_s, "--output", ck_s,
-    ]);
+    let (code, err) = export_onnx(&ck, &ck);
     assert_ne!(code, 0);
     assert!(err.contains("is this checkpoint"), "{err}");
     assert!(Checkpoint::load(&ck).is_ok(), "the checkpoint survives");
     let out = dir.join("model.onnx");
-    let (code, _, err) = run_cli(&[
-        "export",
-        "--format",
-        "onnx",
-        "--model",
-        ck_s,
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let (code, err) = export_onnx(&ck, &out);
     assert_eq!(code, 0, "{err}");
     assert!(std::fs::metadata(&out).unwrap().len() > 100);
     std::fs::remove_dir_all(&dir).ok();
@@ -175,33 +163,22 @@ fn onnxruntime_matches_eval_for_every_kind_of_model() {
                 seed + 100,
                 &case.join("input.safetensors"),
             );
-            for args in [
-                vec![
-                    "export",
-                    "--format",
-                    "onnx",
-                    "--model",
-                    ck.to_str().unwrap(),
-                    "--output",
-                ],
-                vec!["eval", "--model", ck.to_str().unwrap(), "--input"],
-            ] {
-                let mut args = args.clone();
-                let onnx = case.join("model.onnx");
-                let input = case.join("input.safetensors");
-                let output = case.join("eval.safetensors");
-                if args[0] == "export" {
-                    args.push(onnx.to_str().unwrap());
-                } else {
-                    args.extend([
-                        input.to_str().unwrap(),
-                        "--output",
-                        output.to_str().unwrap(),
-                    ]);
-                }
-                let (code, _, err) = run_cli(&args);
-                assert_eq!(code, 0, "{args:?}: {err}");
-            }
+            let (code, err) = export_onnx(&ck, &case.join("model.onnx"));
+            assert_eq!(code, 0, "export: {err}");
+            let (input, output) = (
+                case.join("input.safetensors"),
+                case.join("eval.safetensors"),
+            );
+            let (code, _, err) = run_cli(&[
+                "eval",
+                "--model",
+                ck.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                output.to_str().unwrap(),
+            ]);
+            assert_eq!(code, 0, "eval: {err}");
             cases += 1;
         }
     }

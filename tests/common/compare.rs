@@ -305,3 +305,87 @@ pub mod training {
         assert_eq!(gpu_t.steps(), 8);
     }
 }
+
+/// Dropout's masks on the GPU against the CPU reference (`tests/dropout.rs` and the
+/// browser's tests).
+pub mod dropout {
+    use wgpu_rnn::gpu::Recorder;
+    use wgpu_rnn::{cpu, CellKind, DropoutKey, Gpu, Params, Rnn, RnnConfig};
+
+    pub const KEY: DropoutKey = DropoutKey { seed: 11, step: 4 };
+
+    /// A model whose head is the identity (O = D·H, W_hy = I, b_y = 0), so y is the
+    /// dropped outputs of the last layer.
+    pub fn identity_head(cfg: &RnnConfig, seed: u64) -> Params<Vec<f32>> {
+        let mut p = cfg.init_params(seed);
+        let n = cfg.output_size;
+        p.w_hy = (0..n * n)
+            .map(|k| if k % (n + 1) == 0 { 1.0 } else { 0.0 })
+            .collect();
+        p.b_y = vec![0.0; n];
+        p
+    }
+
+    /// One training-mode forward and backward (of `dy`) on the GPU through the recording
+    /// API, with [`KEY`]'s masks: y and the parameter gradients.
+    pub async fn gpu_train_pass(
+        gpu: &Gpu,
+        cfg: &RnnConfig,
+        params: &Params<Vec<f32>>,
+        x: &[f32],
+        (t, b): (usize, usize),
+        dy: &[f32],
+    ) -> (Vec<f32>, Params<Vec<f32>>) {
+        let mut rnn = Rnn::from_params(gpu, cfg.clone(), params).unwrap();
+        let slot = rnn.slot(t, b, None).unwrap();
+        rnn.input(slot).unwrap().write(x).unwrap();
+        rnn.output_grad(slot).unwrap().write(dy).unwrap();
+        rnn.set_dropout(Some(KEY));
+        let mut rec = Recorder::new(gpu, "dropout test");
+        rnn.record_forward(slot, &mut rec, None).unwrap();
+        rnn.record_backward(slot, &mut rec, None).unwrap();
+        rec.submit().unwrap();
+        let y = rnn.output(slot).unwrap().download_async().await.unwrap();
+        let grads = rnn.grads().download_async().await.unwrap();
+        (y, grads)
+    }
+
+    /// A 2-layer bidirectional `cell` model with dropout between the layers and on the
+    /// head: the GPU zeroes exactly the units the reference drops, and y agrees (the layer
+    /// below's mask decides layer 1's input, so any disagreement there shows in y).
+    pub async fn compare_masks_async(gpu: &Gpu, cell: CellKind) {
+        let (t, b, h) = (5, 3, 7);
+        let cfg = RnnConfig::new(4, h, 2 * h)
+            .with_cell(cell)
+            .with_layers(2)
+            .with_bidirectional(true)
+            .with_dropout(0.4)
+            .with_head_dropout(0.3);
+        let params = identity_head(&cfg, 3);
+        let x = super::uniform(5, t * b * 4, 1.0);
+        let dy = vec![0.0; t * b * 2 * h];
+        let (y, _) = gpu_train_pass(gpu, &cfg, &params, &x, (t, b), &dy).await;
+        let (p64, x64) = (params.to_f64(), super::widen(&x));
+        let fwd = cpu::forward_train(&cfg, &p64, &x64, &[t, b, 4], None, None, KEY).unwrap();
+        let head = fwd.dropout[1]
+            .as_ref()
+            .expect("the head's input is dropped");
+        let dropped = head.iter().filter(|&&f| f == 0.0).count();
+        assert!(
+            dropped > 0 && dropped < head.len(),
+            "{cell:?}: {dropped} of {}",
+            head.len()
+        );
+        for (i, (&g, &f)) in y.iter().zip(head).enumerate() {
+            assert_eq!(
+                g == 0.0,
+                f == 0.0,
+                "{cell:?} element {i}: GPU {g}, reference factor {f}"
+            );
+        }
+        super::assert_close(&format!("{cell:?} y"), &y, &fwd.y, 1e-5, 1e-4);
+        // Evaluation draws nothing: the reference's plain forward has no dropout.
+        let plain = cpu::forward(&cfg, &p64, &x64, &[t, b, 4], None, None).unwrap();
+        assert!(plain.dropout.iter().all(Option::is_none));
+    }
+}

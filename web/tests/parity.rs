@@ -225,50 +225,8 @@ async fn ctc_loss_matches_the_reference() {
 /// arithmetic) are the CPU reference's, bit for bit.
 #[wasm_bindgen_test]
 async fn dropout_masks_match_the_reference() {
-    use wgpu_rnn::gpu::Recorder;
-    use wgpu_rnn::{cpu, DropoutKey, Rnn};
     let gpu = gpu().await;
-    let key = DropoutKey { seed: 11, step: 4 };
-    let (t, b, h) = (5, 3, 7);
-    let cfg = RnnConfig::new(4, h, 2 * h)
-        .with_cell(CellKind::Gru)
-        .with_layers(2)
-        .with_bidirectional(true)
-        .with_dropout(0.4)
-        .with_head_dropout(0.3);
-    // The identity head: y is the dropped outputs of the last layer.
-    let mut params = cfg.init_params(3);
-    let n = cfg.output_size;
-    params.w_hy = (0..n * n)
-        .map(|k| if k % (n + 1) == 0 { 1.0 } else { 0.0 })
-        .collect();
-    params.b_y = vec![0.0; n];
-    let x = compare::uniform(5, t * b * 4, 1.0);
-    let mut rnn = Rnn::from_params(&gpu, cfg.clone(), &params).unwrap();
-    let slot = rnn.slot(t, b, None).unwrap();
-    rnn.input(slot).unwrap().write(&x).unwrap();
-    rnn.set_dropout(Some(key));
-    let mut rec = Recorder::new(&gpu, "dropout test");
-    rnn.record_forward(slot, &mut rec, None).unwrap();
-    rec.submit().unwrap();
-    let y = rnn.output(slot).unwrap().download_async().await.unwrap();
-    let fwd = cpu::forward_train(
-        &cfg,
-        &params.to_f64(),
-        &widen(&x),
-        &[t, b, 4],
-        None,
-        None,
-        key,
-    )
-    .unwrap();
-    let head = fwd.dropout[1].as_ref().unwrap();
-    for (i, (&g, &f)) in y.iter().zip(head).enumerate() {
-        assert_eq!(
-            g == 0.0,
-            f == 0.0,
-            "element {i}: GPU {g}, reference factor {f}"
-        );
+    for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+        compare::dropout::compare_masks_async(&gpu, cell).await;
     }
-    assert_close("dropout y", &y, &fwd.y, 1e-5, 1e-4);
 }
