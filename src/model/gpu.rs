@@ -322,6 +322,10 @@ impl Rnn {
     }
 
     fn write_dropout_key(&self, words: [u32; 8]) {
+        // Without dropout no plan reads the key: no write per step.
+        if self.config.dropout == 0.0 && self.config.head_dropout == 0.0 {
+            return;
+        }
         let t = &self.dropout_key;
         self.gpu
             .queue()
