@@ -94,6 +94,14 @@ pub enum Error {
     #[error("class target {class} is out of range: the model has {classes} output classes")]
     BadTarget { class: u32, classes: usize },
 
+    /// A token id outside the embedding's vocabulary 0..V.
+    #[error("token id {id} at (t, b) = ({}, {}) is out of range: the embedding has {vocab} tokens (ids 0..{vocab}); map unknown tokens to an id below {vocab}", at[0], at[1])]
+    BadToken {
+        id: u32,
+        vocab: usize,
+        at: [usize; 2],
+    },
+
     /// Class targets with MSE, or value targets with cross-entropy.
     #[error("the batch's targets do not fit the loss: cross-entropy takes class indices, MSE takes values, CTC takes label sequences (Targets::Labels) and per-row lengths (Batch::with_lengths)")]
     LossMismatch,

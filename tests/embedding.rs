@@ -1,48 +1,128 @@
-//! A caller's own wgpu device can carry the model (embedding in an existing wgpu program).
+//! The embedding before layer 0 (`nn.Embedding(V, I)`): token ids in, the gather and the
+//! deterministic segmented-sum backward on the GPU against the CPU reference, training,
+//! bitwise reproducibility, and ids outside the vocabulary.
 
 mod common;
 
-use common::{assert_close, uniform, widen};
-use wgpu_rnn::{cpu, Error, Gpu, GpuOptions, Rnn, RnnConfig};
+use common::compare::embedding;
+use wgpu_rnn::{
+    cpu, Batch, CellKind, Error, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Targets,
+    Train, TrainConfig, Trainer,
+};
+
+fn cfg(cell: CellKind, layers: usize, bi: bool, vocab: usize) -> RnnConfig {
+    RnnConfig::new(6, 8, 5)
+        .with_cell(cell)
+        .with_layers(layers)
+        .with_bidirectional(bi)
+        .with_embedding(vocab)
+}
 
 #[test]
-fn model_runs_on_a_device_the_caller_created() {
-    let options = GpuOptions::from_env();
-    let backends = options.backends.unwrap_or(wgpu::Backends::all());
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = backends;
-    let instance = wgpu::Instance::new(desc);
-    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
-    let adapter = adapters
-        .into_iter()
-        .next()
-        .expect("a wgpu adapter (run .ci/install-adapter on a machine without a GPU)");
-    let (device, queue) =
-        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
-    let gpu = Gpu::from_device(device, queue).unwrap();
-
-    let cfg = RnnConfig::new(3, 6, 2);
-    let mut rnn = Rnn::new(&gpu, cfg.clone(), 1).unwrap();
-    let x = uniform(5, 4 * 2 * 3, 1.0);
-    let out = rnn
-        .forward(&gpu.tensor(&[4, 2, 3], &x).unwrap(), None)
-        .unwrap();
-    let p = rnn.params_to_host().unwrap().to_f64();
-    let reference = cpu::forward(&cfg, &p, &widen(&x), &[4, 2, 3], None, None).unwrap();
-    assert_close("y", &out.y.download().unwrap(), &reference.y, 1e-5, 1e-4);
-
-    // A tensor from another device is refused, not silently misused.
-    let other = common::gpu().tensor(&[4, 2, 3], &x).unwrap();
-    assert!(matches!(
-        rnn.forward(&other, None),
-        Err(Error::WrongDevice("x"))
+fn every_cell_matches_the_reference_with_the_tables_gradient() {
+    let gpu = common::gpu();
+    for cell in CellKind::ALL {
+        for (layers, bi) in [(1, false), (2, true)] {
+            let c = cfg(cell, layers, bi, 13);
+            pollster::block_on(embedding::compare_async(gpu, &c, (7, 4), None, 1));
+        }
+    }
+    // Variable lengths: rows past their end read ids too, and get no gradient from them.
+    let c = cfg(CellKind::Lstm, 2, true, 11);
+    pollster::block_on(embedding::compare_async(
+        gpu,
+        &c,
+        (6, 3),
+        Some(&[6, 2, 4]),
+        2,
     ));
 }
 
 #[test]
-fn no_backend_at_all_says_how_to_get_an_adapter() {
-    let options = GpuOptions::default().with_backends(wgpu::Backends::empty());
-    let e = Gpu::with_options(&options).unwrap_err();
-    assert!(matches!(e, Error::NoAdapter { .. }), "{e}");
-    assert!(e.to_string().contains("mesa-vulkan-drivers"), "{e}");
+fn a_large_vocabulary_and_batch_sum_the_same_bits_every_run() {
+    // V = 1000 rows, T·B = 2048 positions (a few ids read hundreds of times): the sum per
+    // row runs in a fixed order, so two runs agree bit for bit.
+    let gpu = common::gpu();
+    let c = RnnConfig::new(16, 8, 4).with_embedding(1000);
+    let a = pollster::block_on(embedding::compare_async(gpu, &c, (64, 32), None, 3));
+    let b = pollster::block_on(embedding::compare_async(gpu, &c, (64, 32), None, 3));
+    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert!(a.iter().any(|&g| g != 0.0));
+}
+
+#[test]
+fn training_on_tokens_matches_the_reference_trainer() {
+    let gpu = common::gpu();
+    for cell in [CellKind::Gru, CellKind::Lstm] {
+        pollster::block_on(embedding::training_async(gpu, cfg(cell, 2, false, 9)));
+    }
+}
+
+#[test]
+fn an_id_outside_the_vocabulary_is_refused_before_any_work() {
+    let gpu = common::gpu();
+    let c = cfg(CellKind::Gru, 1, false, 10);
+    let mut rnn = Rnn::new(gpu, c.clone(), 0).unwrap();
+    let mut ids = vec![1u32; 12];
+    ids[7] = 10;
+    let e = rnn.forward_tokens(&ids, [4, 3], None, None).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::BadToken {
+                id: 10,
+                vocab: 10,
+                at: [2, 1]
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("token id 10 at (t, b) = (2, 1)"),
+        "{e}"
+    );
+    // Nothing ran, so there is no forward to go back through.
+    let dy = gpu.tensor(&[4, 3, 5], &[0.0; 60]).unwrap();
+    assert!(matches!(rnn.backward(&dy, None), Err(Error::NoForward(_))));
+
+    let p = c.init_params(0).to_f64();
+    assert!(matches!(
+        cpu::embed(&c, &p, &ids, 4, 3),
+        Err(Error::BadToken { id: 10, .. })
+    ));
+
+    let train = TrainConfig::new(
+        OptimizerConfig::new(OptimizerKind::Adam, 0.01),
+        LossKind::CrossEntropy,
+    );
+    let mut trainer = Trainer::new(rnn, train).unwrap();
+    let before = trainer.params().unwrap();
+    let batch = Batch::from_tokens(4, 3, ids, Targets::Classes(vec![0; 12])).unwrap();
+    assert!(matches!(trainer.step(&batch), Err(Error::BadToken { .. })));
+    assert_eq!(trainer.steps(), 0);
+    assert_eq!(trainer.params().unwrap(), before);
+}
+
+#[test]
+fn features_and_ids_go_only_to_the_models_that_take_them() {
+    let gpu = common::gpu();
+    let mut with = Rnn::new(gpu, cfg(CellKind::Rnn, 1, false, 10), 0).unwrap();
+    let x = gpu.tensor(&[2, 1, 6], &[0.0; 12]).unwrap();
+    let e = with.forward(&x, None).unwrap_err().to_string();
+    assert!(e.contains("embeds token ids (vocabulary 10)"), "{e}");
+    let mut without = Rnn::new(gpu, RnnConfig::new(6, 8, 5), 0).unwrap();
+    let e = without
+        .forward_tokens(&[0, 1], [2, 1], None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("has no embedding"), "{e}");
+    // A batch of features for a model of ids, and the reverse.
+    let train = TrainConfig::new(OptimizerConfig::new(OptimizerKind::Sgd, 0.1), LossKind::Mse);
+    let mut t = Trainer::new(with, train).unwrap();
+    let features = Batch::new(2, 1, vec![0.0; 12], Targets::Values(vec![0.0; 10])).unwrap();
+    assert!(t.step(&features).is_err());
+    assert!(RnnConfig::new(6, 8, 5)
+        .with_embedding(0)
+        .validate()
+        .is_err());
 }

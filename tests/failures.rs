@@ -70,6 +70,7 @@ fn mse_batch(t: usize, b: usize, i: usize, o: usize, seed: u64) -> Batch {
         targets: Targets::Values(uniform(seed + 1, t * b * o, 1.0)),
         weights: vec![1.0; t * b],
         lengths: None,
+        tokens: None,
     }
 }
 

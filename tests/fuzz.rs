@@ -297,6 +297,7 @@ fn ten_thousand_random_cases_never_panic_and_valid_ones_match_the_reference() {
                 targets,
                 weights: values(&mut rng, n, wild).iter().map(|v| v.abs()).collect(),
                 lengths: None,
+                tokens: None,
             };
             let mut opt = OptimizerConfig::new(OptimizerKind::Adam, 0.01);
             opt.lr = if wild { -1.0 } else { 0.01 };

@@ -211,3 +211,42 @@ fn dropout_between_layers_and_on_the_head() {
         gradcheck_with(cfg, Some(vec![T, 2]), Some(key));
     }
 }
+
+/// The embedding table's gradient (and every other) on token ids, where some ids repeat
+/// and some rows are never read, with dropout and variable lengths in the mix.
+#[test]
+fn embedding_table() {
+    let vocab = 6;
+    let ids: Vec<u32> = vec![0, 3, 3, 5, 1, 3, 0, 0]; // (T, B) = (4, 2); rows 2 and 4 unread
+    for (cell, lengths, key) in [
+        (CellKind::Rnn, None, None),
+        (CellKind::Lstm, Some(vec![T, 2]), None),
+        (CellKind::Gru, None, Some(DropoutKey { seed: 1, step: 2 })),
+    ] {
+        let cfg = RnnConfig::new(I, H, O)
+            .with_cell(cell)
+            .with_layers(2)
+            .with_dropout(0.3)
+            .with_embedding(vocab);
+        let p = cfg.init_params(5).to_f64();
+        let l = lengths.as_deref();
+        let r = widen(&uniform(3, T * B * O, 1.0));
+        let loss = |p: &Params<Vec<f64>>| {
+            let (_, f) = cpu::forward_tokens(&cfg, p, &ids, [T, B], None, l, key).unwrap();
+            f.y.iter().zip(&r).map(|(y, r)| y * r).sum::<f64>()
+        };
+        let (x, fwd) = cpu::forward_tokens(&cfg, &p, &ids, [T, B], None, l, key).unwrap();
+        let g = cpu::backward(&cfg, &p, &x, &fwd, &r, None).unwrap();
+        for (idx, name) in p.names_for(&cfg).iter().enumerate() {
+            let num = numeric(p.tensors()[idx], |w| {
+                let mut q = p.clone();
+                q.tensors_mut()[idx].copy_from_slice(w);
+                loss(&q)
+            });
+            assert_grad(&format!("{cell:?} d{name}"), g.params.tensors()[idx], &num);
+        }
+        let table = g.params.embedding.as_ref().unwrap();
+        assert!(table[2 * I..3 * I].iter().all(|&v| v == 0.0));
+        assert!(table[3 * I..4 * I].iter().any(|&v| v != 0.0));
+    }
+}

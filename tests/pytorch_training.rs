@@ -120,6 +120,7 @@ fn load(name: &str) -> Run {
                 targets,
                 weights: vec![1.0; t * b],
                 lengths: None,
+                tokens: None,
             }
         })
         .collect();

@@ -384,6 +384,7 @@ pub fn batch(shape: Shape) -> Result<Batch> {
         targets: Targets::Values(uniform(t * b * o, 2)),
         weights: vec![1.0; t * b],
         lengths: None,
+        tokens: None,
     })
 }
 

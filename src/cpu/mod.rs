@@ -56,13 +56,16 @@ pub struct Forward {
     /// h_n (and c_n): each cell's state after its last step, (L·D, B, H).
     pub state: State<Vec<f64>>,
     pub lengths: Option<Vec<usize>>,
+    /// The token ids (T, B) of a model with an embedding ([`forward_tokens`]): backward
+    /// sums dx into the embedding's rows by them.
+    pub tokens: Option<Vec<u32>>,
 }
 
 /// Gradients of the loss with respect to every parameter, x and the initial state.
 #[derive(Debug, Clone)]
 pub struct Grads {
     pub params: Params<Vec<f64>>,
-    /// (T, B, I)
+    /// (T, B, I): dL/dx, or dL/d(embedded x) for a model with an embedding.
     pub dx: Vec<f64>,
     /// dL/dh0 (and dL/dc0), (L·D, B, H).
     pub d_init: State<Vec<f64>>,
@@ -137,7 +140,64 @@ pub fn forward(
     init: Option<&State<Vec<f64>>>,
     lengths: Option<&[usize]>,
 ) -> Result<Forward> {
+    cfg.check_input(x_shape)?;
     forward_impl(cfg, p, x, x_shape, (init, lengths), None)
+}
+
+/// The embedded inputs of token ids (T, B) for a model with an embedding: row `id` of the
+/// table per (t, b), (T, B, I). Refuses an id outside the vocabulary.
+pub fn embed(
+    cfg: &RnnConfig,
+    p: &Params<Vec<f64>>,
+    ids: &[u32],
+    t: usize,
+    b: usize,
+) -> Result<Vec<f64>> {
+    cfg.check_tokens(ids, t, b)?;
+    p.check_f64(cfg)?;
+    let table = p
+        .embedding
+        .as_ref()
+        .expect("checked: the model has an embedding");
+    let i = cfg.input_size;
+    Ok(ids
+        .iter()
+        .flat_map(|&id| &table[id as usize * i..][..i])
+        .copied()
+        .collect())
+}
+
+/// [`forward`] (or, with `key`, [`forward_train`]) of a model with an embedding on token
+/// ids (T, B): returns the embedded inputs (T, B, I), which [`backward`] takes as x, and
+/// the forward, which keeps the ids for the embedding's gradient.
+pub fn forward_tokens(
+    cfg: &RnnConfig,
+    p: &Params<Vec<f64>>,
+    ids: &[u32],
+    [t, b]: [usize; 2],
+    init: Option<&State<Vec<f64>>>,
+    lengths: Option<&[usize]>,
+    key: Option<DropoutKey>,
+) -> Result<(Vec<f64>, Forward)> {
+    let x = embed(cfg, p, ids, t, b)?;
+    let shape = [t, b, cfg.input_size];
+    let mut f = forward_impl(cfg, p, &x, &shape, (init, lengths), key)?;
+    f.tokens = Some(ids.to_vec());
+    Ok((x, f))
+}
+
+/// dL/d(embedding table) (V, I): each row the sum of dx over the (t, b) that read it, in
+/// (t, b) order.
+pub fn embedding_grad(cfg: &RnnConfig, ids: &[u32], dx: &[f64]) -> Vec<f64> {
+    let (v, i) = (cfg.embedding.unwrap_or(0), cfg.input_size);
+    let mut g = vec![0.0; v * i];
+    for (row, &id) in ids.iter().enumerate() {
+        let dst = &mut g[id as usize * i..][..i];
+        dst.iter_mut()
+            .zip(&dx[row * i..][..i])
+            .for_each(|(a, d)| *a += d);
+    }
+    g
 }
 
 /// [`forward`] in a training step: where the config has dropout, each dropped layer's
@@ -152,6 +212,7 @@ pub fn forward_train(
     lengths: Option<&[usize]>,
     key: DropoutKey,
 ) -> Result<Forward> {
+    cfg.check_input(x_shape)?;
     forward_impl(cfg, p, x, x_shape, (init, lengths), Some(key))
 }
 
@@ -181,7 +242,7 @@ fn forward_impl(
 ) -> Result<Forward> {
     cfg.validate()?;
     p.check_f64(cfg)?;
-    let (t, b) = cfg.check_input(x_shape)?;
+    let (t, b) = cfg.check_feature_shape(x_shape)?;
     check_shape("x data", &[x.len()], &[numel(&[t, b, cfg.input_size])])?;
     if let Some(l) = lengths {
         check_lengths(l, t, b)?;
@@ -231,6 +292,7 @@ fn forward_impl(
         dropout: drops,
         state,
         lengths: lengths.map(<[usize]>::to_vec),
+        tokens: None,
     })
 }
 
@@ -280,6 +342,9 @@ pub fn backward(
         }
         d_out = d_in;
     }
+    if let (Some(ids), Some(g)) = (&fwd.tokens, &mut gr.embedding) {
+        *g = embedding_grad(cfg, ids, &d_out);
+    }
     Ok(Grads {
         params: gr,
         dx: d_out,
@@ -324,7 +389,12 @@ fn check_backward(
         && fwd
             .lengths
             .as_ref()
-            .is_none_or(|l| check_lengths(l, t, b).is_ok());
+            .is_none_or(|l| check_lengths(l, t, b).is_ok())
+        && fwd.tokens.is_some() == cfg.embedding.is_some()
+        && fwd
+            .tokens
+            .as_ref()
+            .is_none_or(|ids| cfg.check_tokens(ids, t, b).is_ok());
     if !fits {
         return Err(Error::Shape {
             what: "forward state",

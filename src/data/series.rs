@@ -549,6 +549,7 @@ impl Series {
             targets: Targets::Values(y),
             weights: vec![1.0; t * b],
             lengths: None,
+            tokens: None,
         })
     }
 
@@ -585,6 +586,7 @@ impl Series {
             targets: Targets::Values(y),
             weights: w,
             lengths: None,
+            tokens: None,
         })
     }
 }

@@ -48,6 +48,7 @@ impl Sine {
             targets: Targets::Values(y),
             weights: vec![1.0; t * b],
             lengths: None,
+            tokens: None,
         }
     }
 }
@@ -92,6 +93,7 @@ impl Adding {
             targets: Targets::Values(y),
             weights: w,
             lengths: None,
+            tokens: None,
         }
     }
 }

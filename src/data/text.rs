@@ -187,6 +187,7 @@ impl Text {
             targets: Targets::Classes(targets),
             weights: vec![1.0; t * b],
             lengths: None,
+            tokens: None,
         };
         Ok((batch, chunk == 0))
     }
@@ -216,6 +217,7 @@ impl Text {
             targets: Targets::Classes(targets),
             weights: vec![1.0; t * b],
             lengths: None,
+            tokens: None,
         })
     }
 }

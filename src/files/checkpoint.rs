@@ -168,7 +168,8 @@ impl Checkpoint {
 }
 
 /// The metadata keys a checkpoint reserves; the others are [`Checkpoint::extra`].
-const RESERVED: [&str; 14] = [
+const RESERVED: [&str; 15] = [
+    "embedding",
     "dropout",
     "head_dropout",
     "format",
@@ -262,7 +263,11 @@ fn config_from_metadata(meta: &HashMap<String, String>) -> std::result::Result<R
         Some(_) => size("num_layers", MAX_LAYERS as u64)?,
     };
     let (dropout, head_dropout) = interop::dropout_from_metadata(meta)?;
-    Ok(RnnConfig::new(
+    let embedding = match meta.get("embedding") {
+        None => None,
+        Some(_) => Some(size("embedding", u32::MAX as u64)?),
+    };
+    let config = RnnConfig::new(
         size("input_size", 1 << 20)?,
         size("hidden_size", 1 << 20)?,
         size("output_size", 1 << 20)?,
@@ -273,7 +278,11 @@ fn config_from_metadata(meta: &HashMap<String, String>) -> std::result::Result<R
     .with_bidirectional(flag("bidirectional", false)?)
     .with_bias(flag("bias", true)?)
     .with_dropout(dropout)
-    .with_head_dropout(head_dropout))
+    .with_head_dropout(head_dropout);
+    Ok(match embedding {
+        Some(v) => config.with_embedding(v),
+        None => config,
+    })
 }
 
 /// Tensor `name`, which must have `shape`.

@@ -30,6 +30,9 @@ pub fn torch_entries<'a>(
     let shapes = config.param_shapes();
     let d = config.directions();
     let mut out = Vec::new();
+    if let (Some(p), Some(s)) = (&params.embedding, shapes.embedding) {
+        out.push((EMBEDDING.into(), s, &p[..]));
+    }
     for (c, (p, s)) in params.cells.iter().zip(&shapes.cells).enumerate() {
         let sfx = cell_suffix(c, d);
         let tensors = [
@@ -49,10 +52,17 @@ pub fn torch_entries<'a>(
     out
 }
 
-/// The metadata that describes a model: cell, nonlinearity, layers, directions, biases
-/// and sizes.
+/// The embedding table's name in a state_dict: a module's `embedding` submodule
+/// (`nn.Embedding(V, I)`), before `rnn` and `head`.
+pub const EMBEDDING: &str = "embedding.weight";
+
+/// The metadata that describes a model: cell, nonlinearity, layers, directions, biases,
+/// sizes and the embedding's vocabulary (where there is one).
 pub fn config_metadata(config: &RnnConfig) -> Vec<(String, String)> {
-    vec![
+    let embedding = config
+        .embedding
+        .map(|v| ("embedding".into(), v.to_string()));
+    let mut meta = vec![
         ("cell".into(), config.cell.name().into()),
         ("nonlinearity".into(), config.activation.name().into()),
         ("num_layers".into(), config.num_layers.to_string()),
@@ -63,7 +73,9 @@ pub fn config_metadata(config: &RnnConfig) -> Vec<(String, String)> {
         ("output_size".into(), config.output_size.to_string()),
         ("dropout".into(), config.dropout.to_string()),
         ("head_dropout".into(), config.head_dropout.to_string()),
-    ]
+    ];
+    meta.extend(embedding);
+    meta
 }
 
 /// The training-only dropout of a model's metadata ([`config_metadata`]; 0 where absent:
@@ -388,7 +400,7 @@ fn infer_config(
         }
     };
     let (dropout, head_dropout) = dropout_from_metadata(meta)?;
-    let config = RnnConfig::new(i, h, o)
+    let mut config = RnnConfig::new(i, h, o)
         .with_cell(cell)
         .with_activation(activation)
         .with_layers(layers)
@@ -396,6 +408,28 @@ fn infer_config(
         .with_bias(bias)
         .with_dropout(dropout)
         .with_head_dropout(head_dropout);
+    if let Some((shape, _)) = get(EMBEDDING)? {
+        match shape[..] {
+            [v, e] if e == i && v > 0 => config = config.with_embedding(v),
+            _ => {
+                return Err(format!(
+                    "{EMBEDDING} has shape {shape:?}, expected (vocabulary, {i}): its rows \
+                     feed {prefix}weight_ih_l0, which reads {i} features"
+                ))
+            }
+        }
+    }
+    if let Some(named) = meta.get("embedding") {
+        if config.embedding.map(|v| v.to_string()).as_ref() != Some(named) {
+            return Err(format!(
+                "metadata embedding = {named:?} but the file has {}",
+                match config.embedding {
+                    Some(v) => format!("an {EMBEDDING} of {v} rows"),
+                    None => format!("no {EMBEDDING}"),
+                }
+            ));
+        }
+    }
     config.validate().map_err(|e| e.to_string())?;
     Ok((config, prefix))
 }
@@ -439,6 +473,10 @@ fn read_params(
         Some((s, _)) => return Err(format!("tensor head.bias has shape {s:?}, expected [{o}]")),
     };
     Ok(Params {
+        embedding: match &shapes.embedding {
+            Some(s) => Some(take(EMBEDDING.into(), s)?),
+            None => None,
+        },
         cells,
         w_hy: take("head.weight".into(), &shapes.w_hy)?,
         b_y,

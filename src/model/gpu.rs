@@ -14,6 +14,14 @@ use crate::shapes::{check_lengths, check_shape};
 /// How many (T, B) shapes keep their buffers and plans alive at once.
 const MAX_WORKSPACES: usize = 8;
 
+/// What a forward reads: features x (T, B, I), or token ids (T, B) for a model with an
+/// embedding.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Features(&'a GpuTensor),
+    Tokens(&'a [u32], [usize; 2]),
+}
+
 /// What `forward` returns. Fresh tensors: later calls do not overwrite them.
 #[derive(Debug, Clone)]
 pub struct ForwardOutput {
@@ -28,7 +36,7 @@ pub struct ForwardOutput {
 pub struct Gradients {
     /// dL/d(parameter), each with its parameter's shape.
     pub params: Params<GpuTensor>,
-    /// (T, B, I)
+    /// (T, B, I): dL/dx, or dL/d(embedded x) for a model with an embedding.
     pub dx: GpuTensor,
     /// dL/dh0 (and dL/dc0), (L·D, B, H).
     pub d_init: State<GpuTensor>,
@@ -252,12 +260,42 @@ impl Rnn {
 
     /// Runs the sequence: x (T, B, I) time-major, `init` the initial state (h0 and, for
     /// LSTM, c0; each (L·D, B, H)) or zeros. Keeps on the GPU what [`Rnn::backward`] needs.
+    /// A model with an embedding takes token ids instead ([`Rnn::forward_tokens`]).
     pub fn forward(
         &mut self,
         x: &GpuTensor,
         init: Option<&State<GpuTensor>>,
     ) -> Result<ForwardOutput> {
-        self.forward_impl(x, init, None)
+        self.forward_impl(Input::Features(x), init, None)
+    }
+
+    /// [`Rnn::forward`] (with per-row `lengths`, [`Rnn::forward_with_lengths`]) of a model
+    /// with an embedding: `ids` (T, B) time-major token ids, each below the vocabulary V
+    /// (checked on the host first: an id ≥ V is [`Error::BadToken`]). The gradient of
+    /// the embedding table comes with [`Rnn::backward`]; its `dx` is dL/d(embedded x).
+    pub fn forward_tokens(
+        &mut self,
+        ids: &[u32],
+        [t, b]: [usize; 2],
+        init: Option<&State<GpuTensor>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<ForwardOutput> {
+        self.forward_impl(Input::Tokens(ids, [t, b]), init, lengths)
+    }
+
+    /// Async form of [`Rnn::forward_tokens`]: GPU errors come from awaited error scopes.
+    pub async fn forward_tokens_async(
+        &mut self,
+        ids: &[u32],
+        tb: [usize; 2],
+        init: Option<&State<GpuTensor>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<ForwardOutput> {
+        let gpu = self.gpu.clone();
+        gpu.scoped_async("rnn forward", || {
+            self.forward_impl(Input::Tokens(ids, tb), init, lengths)
+        })
+        .await?
     }
 
     /// [`Rnn::forward`] for a right-padded batch whose row b holds `lengths[b]` steps
@@ -271,7 +309,7 @@ impl Rnn {
         init: Option<&State<GpuTensor>>,
         lengths: &[usize],
     ) -> Result<ForwardOutput> {
-        self.forward_impl(x, init, Some(lengths))
+        self.forward_impl(Input::Features(x), init, Some(lengths))
     }
 
     /// Async form of [`Rnn::forward_with_lengths`] (and, with `lengths` None, of
@@ -283,8 +321,10 @@ impl Rnn {
         lengths: Option<&[usize]>,
     ) -> Result<ForwardOutput> {
         let gpu = self.gpu.clone();
-        gpu.scoped_async("rnn forward", || self.forward_impl(x, init, lengths))
-            .await?
+        gpu.scoped_async("rnn forward", || {
+            self.forward_impl(Input::Features(x), init, lengths)
+        })
+        .await?
     }
 
     /// Async form of [`Rnn::backward`].
@@ -334,21 +374,31 @@ impl Rnn {
 
     fn forward_impl(
         &mut self,
-        x: &GpuTensor,
+        input: Input<'_>,
         init: Option<&State<GpuTensor>>,
         lengths: Option<&[usize]>,
     ) -> Result<ForwardOutput> {
         self.set_dropout(None);
-        let (t, b) = self.config.check_input(x.shape())?;
-        self.check_device("x", x)?;
+        let (t, b) = match input {
+            Input::Features(x) => {
+                self.check_device("x", x)?;
+                self.config.check_input(x.shape())?
+            }
+            Input::Tokens(ids, [t, b]) => self.config.check_tokens(ids, t, b)?,
+        };
         let slot = self.slot(t, b, lengths)?;
+        if let Input::Tokens(ids, _) = input {
+            self.write_tokens(slot, ids)?;
+        }
         let gpu = self.gpu.clone();
         let out = ForwardOutput {
             y: GpuTensor::empty(&gpu, self.output(slot)?.shape(), "y")?,
             state: self.fresh_state(b, "final state")?,
         };
         let mut rec = Recorder::new(&gpu, "rnn forward");
-        x.record_copy_to(rec.encoder(), self.input(slot)?);
+        if let Input::Features(x) = input {
+            x.record_copy_to(rec.encoder(), self.input(slot)?);
+        }
         self.record_forward(slot, &mut rec, init)?;
         self.output(slot)?.record_copy_to(rec.encoder(), &out.y);
         self.record_final_state(slot, &mut rec, &out.state)?;
@@ -497,8 +547,15 @@ impl Rnn {
             ))
     }
 
+    /// Writes the token ids (T, B) the slot's next forward embeds, for a model with an
+    /// embedding (checked against the vocabulary first): its [`Rnn::input`] then.
+    pub fn write_tokens(&self, slot: Slot, ids: &[u32]) -> Result<()> {
+        self.workspace(slot)?.write_tokens(&self.config, ids)
+    }
+
     /// The slot's input x (T, B, I), which its forward reads: write it (or copy into it)
-    /// before the forward runs.
+    /// before the forward runs. A model with an embedding writes it itself from the ids of
+    /// [`Rnn::write_tokens`].
     pub fn input(&self, slot: Slot) -> Result<&GpuTensor> {
         Ok(&self.workspace(slot)?.x)
     }

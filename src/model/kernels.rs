@@ -146,9 +146,47 @@ pub(crate) const DROPOUT_GRAD: KernelDef = KernelDef {
     immediate_size: 0,
 };
 
+wgsl_struct! {
+    /// An embedding dispatch (shaders/embedding.wgsl): values, dimension E, vocabulary V,
+    /// the table's (or its gradient's) first value in its buffer.
+    pub(crate) struct EmbeddingUniform = "Embedding" {
+        n: u32, e: u32, vocab: u32, w_off: u32,
+    }
+}
+
+const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
+
+/// x = rows of the embedding table by token id (shaders/embedding_gather.wgsl): ids,
+/// table, x.
+pub(crate) const EMBEDDING_GATHER: KernelDef = KernelDef {
+    entry: "embedding_gather",
+    source: include_str!("../../shaders/embedding_gather.wgsl"),
+    prelude: &[COMMON, EMBEDDING],
+    consts: crate::gpu::no_consts,
+    bindings: &[Read, Read, ReadWrite],
+    uniform: StructLayout::of::<EmbeddingUniform>(),
+    requires: wgpu::Features::empty(),
+    immediate_size: 0,
+};
+
+/// dL/d(table) as a segmented sum of dL/dx over the rows sorted by id
+/// (shaders/embedding_grad.wgsl): order, offsets, dx, gradient.
+pub(crate) const EMBEDDING_GRAD: KernelDef = KernelDef {
+    entry: "embedding_grad",
+    source: include_str!("../../shaders/embedding_grad.wgsl"),
+    prelude: &[COMMON, EMBEDDING],
+    consts: crate::gpu::no_consts,
+    bindings: &[Read, Read, Read, ReadWrite],
+    uniform: StructLayout::of::<EmbeddingUniform>(),
+    requires: wgpu::Features::empty(),
+    immediate_size: 0,
+};
+
 /// The kernels of this layer.
 #[cfg(test)]
 pub(crate) const KERNELS: &[&KernelDef] = &[
+    &EMBEDDING_GATHER,
+    &EMBEDDING_GRAD,
     &DROPOUT_COPY,
     &DROPOUT_GRAD,
     &RECURRENCE_FORWARD,

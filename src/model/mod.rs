@@ -124,11 +124,13 @@ impl std::str::FromStr for CellKind {
 /// `nn.RNN` / `nn.LSTM` / `nn.GRU` followed by `nn.Linear`: L layers (`num_layers`), each
 /// of D directions (2 when `bidirectional`), the reverse direction running from t = T down
 /// to 1; layer k > 0 reads the D·H outputs of layer k−1 (forward direction first);
-/// `y_t = W_hy [h_t of the last layer's directions] + b_y`.
+/// `y_t = W_hy [h_t of the last layer's directions] + b_y`. With an
+/// [`RnnConfig::embedding`] of V tokens, an `nn.Embedding(V, I)` comes first: inputs are
+/// token ids (T, B), and x_t is row id of the embedding table.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct RnnConfig {
-    /// I: features per input step.
+    /// I: features per input step (the embedding's dimension E where there is one).
     pub input_size: usize,
     /// H: hidden units per direction.
     pub hidden_size: usize,
@@ -149,6 +151,9 @@ pub struct RnnConfig {
     /// Dropout on the head's input (the last layer's outputs), in training only, in
     /// [0, 1); 0 by default.
     pub head_dropout: f32,
+    /// `Some(V)`: an embedding table (V, I) before layer 0 (PyTorch's `nn.Embedding(V, I)`),
+    /// and the inputs are token ids in 0..V rather than features; `None` by default.
+    pub embedding: Option<usize>,
 }
 
 /// Most values a cell saves per unit and step (see [`CellKind::saved_slots`]).
@@ -175,7 +180,15 @@ impl RnnConfig {
             bias: true,
             dropout: 0.0,
             head_dropout: 0.0,
+            embedding: None,
         }
+    }
+
+    /// An embedding of `vocab` tokens before layer 0 (`nn.Embedding(vocab, input_size)`):
+    /// inputs become token ids, and I is the embedding's dimension.
+    pub fn with_embedding(mut self, vocab: usize) -> Self {
+        self.embedding = Some(vocab);
+        self
     }
 
     /// Dropout p between layers (PyTorch's `dropout=p`; training only).
@@ -266,6 +279,17 @@ impl RnnConfig {
         nonzero("hidden_size", self.hidden_size)?;
         nonzero("output_size", self.output_size)?;
         nonzero("num_layers", self.num_layers)?;
+        if let Some(v) = self.embedding {
+            nonzero("embedding vocabulary", v)?;
+            if v > u32::MAX as usize {
+                return Err(Error::TooLarge {
+                    what: "embedding vocabulary",
+                    value: v as u64,
+                    limit: u32::MAX as u64,
+                    why: "token ids reach the GPU as u32",
+                });
+            }
+        }
         if self.num_layers > MAX_LAYERS {
             return Err(Error::TooLarge {
                 what: "num_layers",
@@ -301,7 +325,9 @@ impl RnnConfig {
             self.hidden_size as u128,
             self.output_size as u128,
         );
+        let vocab = self.embedding.unwrap_or(0) as u128;
         for (what, n) in [
+            ("values in the embedding (vocabulary × input)", vocab * i),
             (
                 "values in W_ih (gates·hidden × input)",
                 g * h * i.max(d * h),
@@ -321,8 +347,9 @@ impl RnnConfig {
         Ok(())
     }
 
-    /// The shape of each parameter: per cell W_ih (G·H, in), W_hh (G·H, H), and with
-    /// biases b_ih (G·H), b_hh (G·H); then W_hy (O, D·H) and b_y (O).
+    /// The shape of each parameter: the embedding (V, I) where there is one; per cell W_ih
+    /// (G·H, in), W_hh (G·H, H), and with biases b_ih (G·H), b_hh (G·H); then W_hy
+    /// (O, D·H) and b_y (O).
     pub fn param_shapes(&self) -> Params<Vec<usize>> {
         let gh = self.gates() * self.hidden_size;
         let cells = (0..self.cells())
@@ -334,14 +361,50 @@ impl RnnConfig {
             })
             .collect();
         Params {
+            embedding: self.embedding.map(|v| vec![v, self.input_size]),
             cells,
             w_hy: vec![self.output_size, self.directions() * self.hidden_size],
             b_y: vec![self.output_size],
         }
     }
 
-    /// Checks x's shape (T, B, I) and returns (T, B).
+    /// Checks token ids (T·B of them, each below the vocabulary V) for a model with an
+    /// embedding; returns (T, B). A model without one is refused: it takes features.
+    pub fn check_tokens(&self, ids: &[u32], t: usize, b: usize) -> Result<(usize, usize)> {
+        let Some(vocab) = self.embedding else {
+            return Err(Error::IncompatibleArgs(format!(
+                "this model has no embedding: it reads {} features per step (x of shape \
+                 (T, B, {})), not token ids",
+                self.input_size, self.input_size
+            )));
+        };
+        nonzero("sequence length T", t)?;
+        nonzero("batch size B", b)?;
+        crate::shapes::check_len("token ids", &[t, b], ids.len())?;
+        if let Some((at, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
+            return Err(Error::BadToken {
+                id,
+                vocab,
+                at: [at / b, at % b],
+            });
+        }
+        Ok((t, b))
+    }
+
+    /// Checks x's shape (T, B, I) and returns (T, B). A model with an embedding is
+    /// refused: it takes token ids ([`RnnConfig::check_tokens`]).
     pub fn check_input(&self, shape: &[usize]) -> Result<(usize, usize)> {
+        if let Some(v) = self.embedding {
+            return Err(Error::IncompatibleArgs(format!(
+                "this model embeds token ids (vocabulary {v}); give ids of shape (T, B), not \
+                 features"
+            )));
+        }
+        self.check_feature_shape(shape)
+    }
+
+    /// [`RnnConfig::check_input`]'s shape check alone: x (T, B, I), embedded or not.
+    pub(crate) fn check_feature_shape(&self, shape: &[usize]) -> Result<(usize, usize)> {
         match *shape {
             [t, b, i] if i == self.input_size => {
                 nonzero("sequence length T (x.shape[0])", t)?;
@@ -365,6 +428,7 @@ impl RnnConfig {
     /// of every cell (G·H outputs each) and the head.
     pub fn forward_macs_per_token(&self) -> usize {
         let (g, h) = (self.gates(), self.hidden_size);
+        // The embedding's gather is a copy, not a product.
         let cells: usize = (0..self.cells())
             .map(|c| g * h * (self.layer_input_size(c / self.directions()) + h))
             .sum();

@@ -44,6 +44,8 @@ impl<T> Cell<T> {
 /// All parameters of a model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params<T> {
+    /// (V, I), the embedding table (`nn.Embedding.weight`) of a model with one.
+    pub embedding: Option<T>,
     /// L·D cells: layer by layer, forward then reverse direction.
     pub cells: Vec<Cell<T>>,
     /// (O, D·H), the head's `nn.Linear.weight`.
@@ -53,10 +55,10 @@ pub struct Params<T> {
 }
 
 impl<T> Params<T> {
-    /// Every tensor in a fixed order: each cell's w_ih, w_hh, b_ih, b_hh (those present),
-    /// then w_hy, b_y.
+    /// Every tensor in a fixed order: the embedding (if any), each cell's w_ih, w_hh, b_ih,
+    /// b_hh (those present), then w_hy, b_y.
     pub fn tensors(&self) -> Vec<&T> {
-        let mut v = Vec::new();
+        let mut v: Vec<&T> = self.embedding.iter().collect();
         for c in &self.cells {
             v.extend(
                 [
@@ -76,7 +78,7 @@ impl<T> Params<T> {
 
     /// [`Params::tensors`], mutably.
     pub fn tensors_mut(&mut self) -> Vec<&mut T> {
-        let mut v = Vec::new();
+        let mut v: Vec<&mut T> = self.embedding.iter_mut().collect();
         for c in &mut self.cells {
             v.push(&mut c.w_ih);
             v.push(&mut c.w_hh);
@@ -90,6 +92,7 @@ impl<T> Params<T> {
 
     pub fn map<U>(&self, mut f: impl FnMut(&T) -> U) -> Params<U> {
         Params {
+            embedding: self.embedding.as_ref().map(&mut f),
             cells: self.cells.iter().map(|c| c.map(&mut f)).collect(),
             w_hy: f(&self.w_hy),
             b_y: f(&self.b_y),
@@ -98,23 +101,25 @@ impl<T> Params<T> {
 
     /// Like [`Params::map`] for a fallible `f`, stopping at the first error.
     pub fn try_map<U, E>(&self, mut f: impl FnMut(&T) -> Result<U, E>) -> Result<Params<U>, E> {
+        let embedding = self.embedding.as_ref().map(&mut f).transpose()?;
         let cells = self
             .cells
             .iter()
             .map(|c| c.try_map(&mut f))
             .collect::<Result<Vec<_>, E>>()?;
         Ok(Params {
+            embedding,
             cells,
             w_hy: f(&self.w_hy)?,
             b_y: f(&self.b_y)?,
         })
     }
 
-    /// A name for each of [`Params::tensors`] of a model of `config`: `w_ih_l0`,
-    /// `b_hh_l0_reverse`, ..., `w_hy`, `b_y`.
+    /// A name for each of [`Params::tensors`] of a model of `config`: `embedding`,
+    /// `w_ih_l0`, `b_hh_l0_reverse`, ..., `w_hy`, `b_y`.
     pub fn names_for(&self, config: &RnnConfig) -> Vec<String> {
         let d = config.directions();
-        let mut v = Vec::new();
+        let mut v: Vec<String> = self.embedding.iter().map(|_| "embedding".into()).collect();
         for (c, cell) in self.cells.iter().enumerate() {
             let sfx = cell_suffix(c, d);
             v.push(format!("w_ih_{sfx}"));
@@ -176,6 +181,20 @@ impl Params<usize> {
                 expected: shapes.cells.len(),
                 got: self.cells.len(),
             });
+        }
+        if self.embedding.is_some() != config.embedding.is_some() {
+            return Err(Error::IncompatibleArgs(format!(
+                "the parameters {} an embedding table but the config {}",
+                if self.embedding.is_some() {
+                    "have"
+                } else {
+                    "lack"
+                },
+                match config.embedding {
+                    Some(v) => format!("has one of {v} tokens"),
+                    None => "has none".into(),
+                }
+            )));
         }
         if let Some(c) = self
             .cells
@@ -293,7 +312,8 @@ impl<T: Clone> State<T> {
     }
 }
 
-/// How recurrent cells are initialised (the head is always PyTorch's default).
+/// How recurrent cells are initialised (the head and the embedding are always PyTorch's
+/// defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Init {
     /// PyTorch's default for `nn.RNN`, `nn.LSTM`, `nn.GRU`: every weight and bias uniform
@@ -395,7 +415,15 @@ impl RnnConfig {
         let head_bound = 1.0 / ((self.directions() * h) as f32).sqrt();
         let w_hy = rng.uniform(self.output_size * self.directions() * h, head_bound);
         let b_y = rng.uniform(self.output_size, head_bound);
-        Params { cells, w_hy, b_y }
+        // PyTorch's nn.Embedding default, N(0, 1); drawn last, so that a model's other
+        // parameters are the same with or without an embedding.
+        let embedding = self.embedding.map(|v| rng.normal(v * self.input_size, 1.0));
+        Params {
+            embedding,
+            cells,
+            w_hy,
+            b_y,
+        }
     }
 }
 

@@ -3,9 +3,10 @@
 //! order and backward in reverse.
 
 use super::kernels::{
-    DropoutUniform, SeqUniform, DROPOUT_COPY, DROPOUT_GRAD, RECURRENCE_BACKWARD,
-    RECURRENCE_BACKWARD_IMMEDIATE, RECURRENCE_FORWARD, RECURRENCE_FORWARD_IMMEDIATE,
-    RECURRENCE_FORWARD_SUBGROUP, RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE,
+    DropoutUniform, EmbeddingUniform, SeqUniform, DROPOUT_COPY, DROPOUT_GRAD, EMBEDDING_GATHER,
+    EMBEDDING_GRAD, RECURRENCE_BACKWARD, RECURRENCE_BACKWARD_IMMEDIATE, RECURRENCE_FORWARD,
+    RECURRENCE_FORWARD_IMMEDIATE, RECURRENCE_FORWARD_SUBGROUP,
+    RECURRENCE_FORWARD_SUBGROUP_IMMEDIATE,
 };
 use super::{Activation, Params, RnnConfig, Timeline};
 use crate::error::{Error, Result};
@@ -124,6 +125,36 @@ pub(crate) struct CellBuffers {
     dropped: Option<GpuTensor>,
 }
 
+/// The token inputs of a model with an embedding, written per call
+/// ([`Buffers::write_tokens`]); u32 values in f32-typed buffers.
+pub(crate) struct TokenBuffers {
+    /// (T, B) token ids.
+    ids: GpuTensor,
+    /// (T·B) rows sorted by id, stably (rows in (t, b) order within an id).
+    order: GpuTensor,
+    /// (V + 1): id v's rows are order[offsets[v]..offsets[v + 1]].
+    offsets: GpuTensor,
+}
+
+/// Rows 0..ids.len() sorted by id, stably, and where each id's run starts: a counting sort,
+/// O(V + T·B). The ids are below `vocab` (checked by the caller).
+pub(crate) fn token_order(ids: &[u32], vocab: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut offsets = vec![0u32; vocab + 1];
+    for &id in ids {
+        offsets[id as usize + 1] += 1;
+    }
+    for v in 0..vocab {
+        offsets[v + 1] += offsets[v];
+    }
+    let mut next = offsets.clone();
+    let mut order = vec![0u32; ids.len()];
+    for (row, &id) in ids.iter().enumerate() {
+        order[next[id as usize] as usize] = row as u32;
+        next[id as usize] += 1;
+    }
+    (order, offsets)
+}
+
 /// Buffers and plans for one (T, B), full-length or variable-length. It dereferences to
 /// its buffers.
 pub(crate) struct Workspace {
@@ -158,6 +189,8 @@ pub(crate) struct Buffers {
     state_grad: GpuTensor,
     /// Per-row lengths (B, as floats) of a variable-length batch.
     pub lengths: Option<GpuTensor>,
+    /// The token ids and their order, for a model with an embedding.
+    tokens: Option<TokenBuffers>,
     pub path: RecurrencePath,
     /// Batch rows of a stepwise workgroup (this device's choice, [`Gpu::stepwise_rows`]).
     stepwise_rows: usize,
@@ -228,6 +261,14 @@ impl Workspace {
             } else {
                 None
             },
+            tokens: match cfg.embedding {
+                Some(vocab) => Some(TokenBuffers {
+                    ids: GpuTensor::empty(gpu, &[t, b], "token ids")?,
+                    order: GpuTensor::empty(gpu, &[t * b], "token order")?,
+                    offsets: GpuTensor::empty(gpu, &[vocab + 1], "token offsets")?,
+                }),
+                None => None,
+            },
             path,
             stepwise_rows: gpu.stepwise_rows(),
             subgroup_recurrence: gpu.subgroup_recurrence(),
@@ -240,6 +281,7 @@ impl Workspace {
             key: dropout_key.buffer(),
         };
         let mut fwd = PlanBuilder::new(gpu);
+        ctx.embedding(&mut fwd, false)?;
         for layer in 0..cfg.num_layers {
             for dir in 0..cfg.directions() {
                 let c = layer * cfg.directions() + dir;
@@ -264,6 +306,7 @@ impl Workspace {
                 ctx.input_projection_backward(&mut bwd, layer * cfg.directions() + dir)?;
             }
         }
+        ctx.embedding(&mut bwd, true)?;
         Ok(Workspace {
             forward: fwd.finish()?,
             backward: bwd.finish()?,
@@ -273,6 +316,22 @@ impl Workspace {
 }
 
 impl Buffers {
+    /// Writes the token ids (T, B) of the next forward and their order for its backward,
+    /// after checking each against the vocabulary.
+    pub fn write_tokens(&self, cfg: &RnnConfig, ids: &[u32]) -> Result<()> {
+        cfg.check_tokens(ids, self.t, self.b)?;
+        let (Some(tok), Some(vocab)) = (&self.tokens, cfg.embedding) else {
+            return Err(Error::IncompatibleArgs(
+                "this workspace was built for a model without an embedding".into(),
+            ));
+        };
+        to_u32("token rows", ids.len())?;
+        let (order, offsets) = token_order(ids, vocab);
+        tok.ids.write(bytemuck::cast_slice(ids))?;
+        tok.order.write(bytemuck::cast_slice(&order))?;
+        tok.offsets.write(bytemuck::cast_slice(&offsets))
+    }
+
     fn timeline(&self, cfg: &RnnConfig, c: usize) -> Timeline {
         Timeline::new(self.t, cfg.is_reverse(c))
     }
@@ -474,6 +533,58 @@ impl<'a> Ctx<'a> {
             let src = ws.cells[c].states.buffer();
             let buffers = [Some(src), Some(dropped.buffer()), Some(self.key)];
             plan.push(kernel, bytemuck::bytes_of(&u), &buffers, groups)
+        }
+    }
+
+    /// The embedding's gather of x from the table (forward), or the segmented sum of dL/dx
+    /// into dL/d(table) (`grad`), for a model with one.
+    fn embedding(&self, plan: &mut PlanBuilder, grad: bool) -> Result<()> {
+        let (Some(tok), Some(vocab), Some(table), Some(dtable)) = (
+            &self.ws.tokens,
+            self.cfg.embedding,
+            &self.p.embedding,
+            &self.g.embedding,
+        ) else {
+            return Ok(());
+        };
+        let (ws, e) = (self.ws, self.cfg.input_size);
+        let mut u = EmbeddingUniform {
+            n: to_u32("embedded values (T·B·I)", ws.t * ws.b * e)?,
+            e: to_u32("embedding dimension", e)?,
+            vocab: to_u32("embedding vocabulary", vocab)?,
+            w_off: to_u32("embedding offset", table.offset())?,
+        };
+        if grad {
+            plan.section("embedding gradient");
+            u.n = to_u32("embedding values (V·I)", vocab * e)?;
+            u.w_off = to_u32("embedding offset", dtable.offset())?;
+            let buffers = [
+                Some(tok.order.buffer()),
+                Some(tok.offsets.buffer()),
+                Some(ws.dx.buffer()),
+                Some(dtable.buffer()),
+            ];
+            let kernel = Kernel::new(&EMBEDDING_GRAD).with("WG", WG);
+            plan.push(
+                kernel,
+                bytemuck::bytes_of(&u),
+                &buffers,
+                plan.groups_1d(vocab * e)?,
+            )
+        } else {
+            plan.section("embedding");
+            let buffers = [
+                Some(tok.ids.buffer()),
+                Some(table.buffer()),
+                Some(ws.x.buffer()),
+            ];
+            let kernel = Kernel::new(&EMBEDDING_GATHER).with("WG", WG);
+            plan.push(
+                kernel,
+                bytemuck::bytes_of(&u),
+                &buffers,
+                plan.groups_1d(ws.t * ws.b * e)?,
+            )
         }
     }
 

@@ -33,21 +33,27 @@ impl CpuTrainer {
     }
 
     /// Forward and loss from `init` (or zeros), with the dropout of `key` (a training
-    /// step) or none; returns (loss, dy, forward state).
+    /// step) or none; returns (loss, dy, forward state, the layer-0 input x).
     fn loss(
         &self,
         batch: &Batch,
         init: Option<&State<Vec<f64>>>,
         key: Option<DropoutKey>,
-    ) -> Result<(f64, Vec<f64>, cpu::Forward)> {
+    ) -> Result<(f64, Vec<f64>, cpu::Forward, Vec<f64>)> {
         let scale = batch.check(&self.config, self.train.loss)? as f64;
-        let x: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
         let shape = [batch.t, batch.b, self.config.input_size];
         let lengths = batch.lengths.as_deref();
         let (cfg, p) = (&self.config, &self.params);
-        let fwd = match key {
-            Some(k) => cpu::forward_train(cfg, p, &x, &shape, init, lengths, k)?,
-            None => cpu::forward(cfg, p, &x, &shape, init, lengths)?,
+        let (x, fwd) = match &batch.tokens {
+            Some(ids) => cpu::forward_tokens(cfg, p, ids, [batch.t, batch.b], init, lengths, key)?,
+            None => {
+                let x: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
+                let fwd = match key {
+                    Some(k) => cpu::forward_train(cfg, p, &x, &shape, init, lengths, k)?,
+                    None => cpu::forward(cfg, p, &x, &shape, init, lengths)?,
+                };
+                (x, fwd)
+            }
         };
         let w: Vec<f64> = batch.weights.iter().map(|&v| v as f64).collect();
         let o = self.config.output_size;
@@ -67,7 +73,7 @@ impl CpuTrainer {
             }
             _ => return Err(Error::LossMismatch),
         };
-        Ok((loss, dy, fwd))
+        Ok((loss, dy, fwd, x))
     }
 }
 
@@ -82,8 +88,7 @@ impl Train for CpuTrainer {
             seed: self.train.dropout_seed,
             step: self.step,
         };
-        let (loss, dy, fwd) = self.loss(batch, init.as_ref(), Some(key))?;
-        let x: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
+        let (loss, dy, fwd, x) = self.loss(batch, init.as_ref(), Some(key))?;
         let g = cpu::backward(&self.config, &self.params, &x, &fwd, &dy, None)?;
         self.step += 1;
         let norm = if loss.is_finite() {

@@ -175,7 +175,10 @@ impl Trainer {
         let max_u = label_capacity(batch, o)?;
         let slot = self.rnn.slot(batch.t, batch.b, batch.lengths.as_deref())?;
         let li = self.loss_plan(slot, max_u)?;
-        self.rnn.input(slot)?.write(&batch.x)?;
+        match &batch.tokens {
+            Some(ids) => self.rnn.write_tokens(slot, ids)?,
+            None => self.rnn.input(slot)?.write(&batch.x)?,
+        }
         self.losses[li].1.write(batch, o, scale, rows)?;
         Ok((slot, li))
     }

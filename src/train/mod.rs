@@ -129,14 +129,17 @@ pub enum Targets {
     Labels(crate::ctc::Labels),
 }
 
-/// One batch: inputs, targets, per-(t, b) weights (0 masks a position out) and optional
-/// per-row lengths.
+/// One batch: inputs (features, or token ids for a model with an embedding), targets,
+/// per-(t, b) weights (0 masks a position out) and optional per-row lengths.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub t: usize,
     pub b: usize,
-    /// (T, B, I)
+    /// (T, B, I) features; empty where the batch holds [`Batch::tokens`].
     pub x: Vec<f32>,
+    /// (T, B) token ids, for a model with an embedding ([`Batch::from_tokens`]); `None`
+    /// for features.
+    pub tokens: Option<Vec<u32>>,
     pub targets: Targets,
     /// (T, B); the loss is Σ w·loss / Σ w (also divided by O for MSE). Ones for CTC.
     pub weights: Vec<f32>,
@@ -153,14 +156,35 @@ impl Batch {
     /// classes; B sequences whose lengths add up for labels); the sizes I and O are
     /// checked against the model when the batch is used.
     pub fn new(t: usize, b: usize, x: Vec<f32>, targets: Targets) -> Result<Batch> {
-        crate::shapes::nonzero("batch T", t)?;
-        crate::shapes::nonzero("batch B", b)?;
-        let tb = t.checked_mul(b).ok_or(Error::TooLarge {
-            what: "batch T·B",
-            value: u64::MAX,
-            limit: usize::MAX as u64,
-            why: "it overflows usize",
-        })?;
+        let tb = positions(t, b)?;
+        if x.is_empty() || !x.len().is_multiple_of(tb) {
+            return Err(Error::Shape {
+                what: "batch x",
+                expected: format!("T·B·I = {t}·{b}·I values, I ≥ 1"),
+                got: vec![x.len()],
+            });
+        }
+        Self::checked(t, b, x, None, targets)
+    }
+
+    /// A batch of token ids (T, B), time-major, for a model with an embedding; otherwise
+    /// as [`Batch::new`]. The ids are checked against the model's vocabulary when the
+    /// batch is used.
+    pub fn from_tokens(t: usize, b: usize, ids: Vec<u32>, targets: Targets) -> Result<Batch> {
+        positions(t, b)?;
+        crate::shapes::check_len("batch token ids", &[t, b], ids.len())?;
+        Self::checked(t, b, Vec::new(), Some(ids), targets)
+    }
+
+    /// The batch, once its targets are checked against T and B.
+    fn checked(
+        t: usize,
+        b: usize,
+        x: Vec<f32>,
+        tokens: Option<Vec<u32>>,
+        targets: Targets,
+    ) -> Result<Batch> {
+        let tb = t * b;
         let per_position = |what, got: usize, name: &'static str| {
             if got == 0 || !got.is_multiple_of(tb) {
                 return Err(Error::Shape {
@@ -171,7 +195,6 @@ impl Batch {
             }
             Ok(())
         };
-        per_position("batch x", x.len(), "I")?;
         match &targets {
             Targets::Classes(c) => {
                 crate::shapes::check_len("batch class targets", &[t, b], c.len())?
@@ -183,6 +206,7 @@ impl Batch {
             t,
             b,
             x,
+            tokens,
             targets,
             weights: vec![1.0; tb],
             lengths: None,
@@ -205,9 +229,26 @@ impl Batch {
 
     /// Checks every length against the model and loss; returns the loss normaliser.
     pub(crate) fn check(&self, cfg: &RnnConfig, loss: LossKind) -> Result<f32> {
-        let (t, b) = cfg.check_input(&[self.t, self.b, cfg.input_size])?;
         let len = |what, got: usize, shape: Vec<usize>| crate::shapes::check_len(what, &shape, got);
-        len("batch x", self.x.len(), vec![t, b, cfg.input_size])?;
+        let (t, b) = match &self.tokens {
+            Some(ids) => {
+                if !self.x.is_empty() {
+                    return Err(Error::IncompatibleArgs(
+                        "the batch holds both token ids and features; give one".into(),
+                    ));
+                }
+                cfg.check_tokens(ids, self.t, self.b)?
+            }
+            None => {
+                let tb = cfg.check_input(&[self.t, self.b, cfg.input_size])?;
+                len(
+                    "batch x",
+                    self.x.len(),
+                    vec![self.t, self.b, cfg.input_size],
+                )?;
+                tb
+            }
+        };
         len("batch weights", self.weights.len(), vec![t, b])?;
         if let Some(l) = &self.lengths {
             crate::shapes::check_lengths(l, t, b)?;
@@ -289,7 +330,12 @@ impl Batch {
         Ok(Batch {
             t,
             b: rows.len(),
-            x: take(&self.x, t, b, &rows),
+            x: if self.x.is_empty() {
+                Vec::new()
+            } else {
+                take(&self.x, t, b, &rows)
+            },
+            tokens: self.tokens.as_ref().map(|ids| take(ids, t, b, &rows)),
             targets,
             weights: take(&self.weights, t, b, &rows),
             lengths: self.lengths.as_ref().map(|l| l[rows.clone()].to_vec()),
@@ -300,6 +346,18 @@ impl Batch {
     pub fn input_lengths(&self) -> Vec<usize> {
         self.lengths.clone().unwrap_or_else(|| vec![self.t; self.b])
     }
+}
+
+/// T·B, checking that both are positive and the product fits.
+fn positions(t: usize, b: usize) -> Result<usize> {
+    crate::shapes::nonzero("batch T", t)?;
+    crate::shapes::nonzero("batch B", b)?;
+    t.checked_mul(b).ok_or(Error::TooLarge {
+        what: "batch T·B",
+        value: u64::MAX,
+        limit: usize::MAX as u64,
+        why: "it overflows usize",
+    })
 }
 
 /// B label sequences whose lengths add up to the labels given.

@@ -231,6 +231,7 @@ pub mod training {
             targets,
             weights,
             lengths: None,
+            tokens: None,
         }
     }
 
@@ -387,5 +388,139 @@ pub mod dropout {
         // Evaluation draws nothing: the reference's plain forward has no dropout.
         let plain = cpu::forward(&cfg, &p64, &x64, &[t, b, 4], None, None).unwrap();
         assert!(plain.dropout.iter().all(Option::is_none));
+    }
+}
+
+/// A model with an embedding (`nn.Embedding` before layer 0) on the GPU against the CPU
+/// reference (`tests/embedding.rs` and the browser's tests).
+pub mod embedding {
+    use wgpu_rnn::{
+        cpu, Batch, CpuTrainer, LossKind, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Targets,
+        Train, TrainConfig, Trainer,
+    };
+
+    /// T·B token ids below `vocab`, skewed like text (a few ids common, most rare), so
+    /// that some table rows are read many times, some once and some never.
+    pub fn ids(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
+        super::uniform(seed, n, 1.0)
+            .iter()
+            .map(|u| {
+                let r = (u + 1.0) / 2.0; // [0, 1)
+                ((r * r * r) * vocab as f32) as u32 % vocab as u32
+            })
+            .collect()
+    }
+
+    /// Forward and backward of `cfg` (which has an embedding) on token ids, GPU against the
+    /// reference: y, the final state and every gradient, the embedding table's included.
+    /// Returns the GPU's embedding gradient (for bitwise comparisons between runs).
+    pub async fn compare_async(
+        gpu: &wgpu_rnn::Gpu,
+        cfg: &RnnConfig,
+        (t, b): (usize, usize),
+        lengths: Option<&[usize]>,
+        seed: u64,
+    ) -> Vec<f32> {
+        let vocab = cfg.embedding.expect("a model with an embedding");
+        let params = cfg.init_params(seed);
+        let ids = ids(seed + 1, t * b, vocab);
+        let dy = super::uniform(seed + 3, t * b * cfg.output_size, 1.0);
+        let mut rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
+        let out = rnn
+            .forward_tokens_async(&ids, [t, b], None, lengths)
+            .await
+            .unwrap();
+        let grads = rnn
+            .backward_async(&gpu.tensor(&[t, b, cfg.output_size], &dy).unwrap(), None)
+            .await
+            .unwrap();
+        let p64 = params.to_f64();
+        let (x, fwd) = cpu::forward_tokens(cfg, &p64, &ids, [t, b], None, lengths, None).unwrap();
+        let g = cpu::backward(cfg, &p64, &x, &fwd, &super::widen(&dy), None).unwrap();
+
+        let tag = format!(
+            "{:?} L={} D={} V={vocab}",
+            cfg.cell,
+            cfg.num_layers,
+            cfg.directions()
+        );
+        let steps = (t as f64).sqrt();
+        let rows = ((t * b) as f64).sqrt();
+        let y = out.y.download_async().await.unwrap();
+        super::assert_close(&format!("{tag} y"), &y, &fwd.y, 2e-6 * steps, 1e-4);
+        let state = out.state.download_async().await.unwrap();
+        for (gv, cv) in state.tensors().into_iter().zip(fwd.state.tensors()) {
+            super::assert_close(&format!("{tag} final state"), gv, cv, 2e-6 * steps, 1e-4);
+        }
+        let gp = grads.params.download_async().await.unwrap();
+        for ((name, gv), cv) in gp
+            .names_for(cfg)
+            .iter()
+            .zip(gp.tensors())
+            .zip(g.params.tensors())
+        {
+            super::assert_close(&format!("{tag} d{name}"), gv, cv, 2e-6 * rows * steps, 1e-3);
+        }
+        let demb = gp.embedding.clone().expect("an embedding gradient");
+        // Rows no token read have exactly zero gradient; at least one row was read twice.
+        for v in 0..vocab {
+            if !ids.contains(&(v as u32)) {
+                let row = &demb[v * cfg.input_size..][..cfg.input_size];
+                assert!(row.iter().all(|&g| g == 0.0), "{tag}: unread row {v}");
+            }
+        }
+        demb
+    }
+
+    /// Token batches of (T, B) from `seed`: next-token classes.
+    pub fn batch(step: u64, (t, b): (usize, usize), vocab: usize, classes: usize) -> Batch {
+        let inputs = ids(400 + step, t * b, vocab);
+        let targets = ids(500 + step, t * b, classes);
+        Batch::from_tokens(t, b, inputs, Targets::Classes(targets)).unwrap()
+    }
+
+    /// Eight Adam steps with clipping on token batches, GPU trainer against the CPU
+    /// trainer: losses, gradient norms and every parameter (the table's too) agree.
+    pub async fn training_async(gpu: &wgpu_rnn::Gpu, cfg: RnnConfig) {
+        let vocab = cfg.embedding.expect("a model with an embedding");
+        let params = cfg.init_params(7);
+        let mut train = TrainConfig::new(
+            OptimizerConfig::new(OptimizerKind::Adam, 0.02),
+            LossKind::CrossEntropy,
+        );
+        train.clip_norm = Some(1.0);
+        train.stateful = true;
+        let rnn = Rnn::from_params(gpu, cfg.clone(), &params).unwrap();
+        let mut gpu_t = Trainer::new(rnn, train.clone()).unwrap();
+        let mut cpu_t = CpuTrainer::new(cfg.clone(), &params, train).unwrap();
+        for step in 0..8 {
+            let batch = batch(step, (5, 3), vocab, cfg.output_size);
+            let g = gpu_t.step_async(&batch).await.unwrap();
+            let c = cpu_t.step(&batch).unwrap();
+            let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 + 1e-4 * b.abs();
+            assert!(
+                close(g.loss, c.loss),
+                "step {step}: loss {} vs {}",
+                g.loss,
+                c.loss
+            );
+            assert!(
+                close(g.grad_norm, c.grad_norm),
+                "step {step}: norm {} vs {}",
+                g.grad_norm,
+                c.grad_norm
+            );
+        }
+        let gp = gpu_t.params_async().await.unwrap();
+        let cp = cpu_t.params().unwrap();
+        for (name, (a, b)) in gp
+            .names_for(&cfg)
+            .iter()
+            .zip(gp.tensors().iter().zip(cp.tensors()))
+        {
+            super::assert_close(&format!("trained {name}"), a, &super::widen(b), 1e-5, 1e-3);
+        }
+        // The table moved: its gradient reached the optimizer.
+        assert_ne!(gp.embedding, params.embedding);
     }
 }
