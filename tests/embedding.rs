@@ -126,3 +126,80 @@ fn features_and_ids_go_only_to_the_models_that_take_them() {
         .validate()
         .is_err());
 }
+
+#[test]
+fn the_table_goes_in_and_out_of_state_dicts_and_checkpoints() {
+    use wgpu_rnn::files::interop::{export_torch, load_torch, parse_torch};
+    use wgpu_rnn::Checkpoint;
+    let dir = std::env::temp_dir().join(format!("wgpu-rnn-embedding-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let c = cfg(CellKind::Lstm, 2, true, 10);
+    let params = c.init_params(4);
+    let path = dir.join("model.safetensors");
+    export_torch(&c, &params, &path).unwrap();
+    let back = load_torch(&path, None).unwrap();
+    assert_eq!((back.config, back.params), (c.clone(), params.clone()));
+
+    // Without the metadata, the importer infers the table from its name and shape; a table
+    // whose width is not weight_ih_l0's is refused, naming both.
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let strip = |rename: &dyn Fn(&str, Vec<usize>) -> (String, Vec<usize>)| -> Vec<u8> {
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| {
+                let (n, shape) = rename(&n, v.shape().to_vec());
+                let data = &v.data()[..shape.iter().product::<usize>() * 4];
+                (
+                    n,
+                    safetensors::tensor::TensorView::new(v.dtype(), shape, data).unwrap(),
+                )
+            })
+            .collect();
+        safetensors::serialize(views, None).unwrap()
+    };
+    let inferred = parse_torch(&strip(&|n, s| (n.to_string(), s)), None).unwrap();
+    assert_eq!(inferred.config.embedding, Some(10));
+    let narrow = strip(&|n, s| match n {
+        "embedding.weight" => (n.to_string(), vec![10, 5]),
+        _ => (n.to_string(), s),
+    });
+    let e = parse_torch(&narrow, None).unwrap_err();
+    assert!(
+        e.contains("embedding.weight has shape [10, 5], expected (vocabulary, 6)"),
+        "{e}"
+    );
+
+    // A checkpoint keeps the table's optimizer moments too, and resumes exactly.
+    let gpu = common::gpu();
+    let train = TrainConfig::new(
+        OptimizerConfig::new(OptimizerKind::Adam, 0.01),
+        LossKind::CrossEntropy,
+    );
+    let mut a = Trainer::new(
+        Rnn::from_params(gpu, c.clone(), &params).unwrap(),
+        train.clone(),
+    )
+    .unwrap();
+    for step in 0..3 {
+        a.step(&embedding::batch(step, (4, 2), 10, 5)).unwrap();
+    }
+    let ck_path = dir.join("run.safetensors");
+    Checkpoint::from_trainer(&a, "text", None)
+        .unwrap()
+        .save(&ck_path)
+        .unwrap();
+    let ck = Checkpoint::load(&ck_path).unwrap();
+    assert_eq!(ck.config, c);
+    let (m, _) = ck.optim.as_ref().unwrap();
+    assert!(m.embedding.as_ref().unwrap().iter().any(|&v| v != 0.0));
+    let mut b = Trainer::new(Rnn::from_params(gpu, c.clone(), &ck.params).unwrap(), train).unwrap();
+    ck.restore_into(&mut b).unwrap();
+    for step in 3..5 {
+        let batch = embedding::batch(step, (4, 2), 10, 5);
+        assert_eq!(a.step(&batch).unwrap().loss, b.step(&batch).unwrap().loss);
+    }
+    assert_eq!(a.params().unwrap(), b.params().unwrap());
+    std::fs::remove_dir_all(&dir).ok();
+}

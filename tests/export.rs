@@ -50,6 +50,8 @@ struct Layout {
     num_layers: usize,
     bidirectional: bool,
     bias: bool,
+    /// The vocabulary of an `embedding` before `rnn` (None: no embedding).
+    embedding: Option<usize>,
     state_dict: Vec<Entry>,
 }
 
@@ -79,12 +81,16 @@ fn config_of(keys: &Keys, l: &Layout) -> RnnConfig {
         "relu" => Activation::Relu,
         a => panic!("{}: nonlinearity {a}", l.name),
     };
-    RnnConfig::new(keys.input_size, keys.hidden_size, keys.output_size)
+    let cfg = RnnConfig::new(keys.input_size, keys.hidden_size, keys.output_size)
         .with_cell(cell)
         .with_activation(activation)
         .with_layers(l.num_layers)
         .with_bidirectional(l.bidirectional)
-        .with_bias(l.bias)
+        .with_bias(l.bias);
+    match l.embedding {
+        Some(v) => cfg.with_embedding(v),
+        None => cfg,
+    }
 }
 
 /// Every tensor's (shape, dtype) by name, and the metadata.
@@ -131,8 +137,9 @@ fn same_bits(a: &Params<Vec<f32>>, b: &Params<Vec<f32>>) -> bool {
 fn every_layout_exports_exactly_pytorchs_state_dict_keys_shapes_and_dtypes() {
     let keys = torch_keys();
     assert!(keys.source.contains("torch"), "{}", keys.source);
-    // The JSON covers every cell x layers 1, 2 x uni/bidirectional x bias on/off.
-    let layouts: BTreeSet<(String, String, usize, bool, bool)> = keys
+    // The JSON covers every cell x layers 1, 2 x uni/bidirectional x bias on/off, and two
+    // layouts with an embedding.
+    let layouts: BTreeSet<(String, String, usize, bool, bool, Option<usize>)> = keys
         .layouts
         .iter()
         .map(|l| {
@@ -142,10 +149,18 @@ fn every_layout_exports_exactly_pytorchs_state_dict_keys_shapes_and_dtypes() {
                 l.num_layers,
                 l.bidirectional,
                 l.bias,
+                l.embedding,
             )
         })
         .collect();
-    assert_eq!((keys.layouts.len(), layouts.len()), (32, 32));
+    assert_eq!((keys.layouts.len(), layouts.len()), (34, 34));
+    assert_eq!(
+        keys.layouts
+            .iter()
+            .filter(|l| l.embedding.is_some())
+            .count(),
+        2
+    );
     let dir = folder("layouts");
     for (n, l) in keys.layouts.iter().enumerate() {
         let cfg = config_of(&keys, l);
@@ -174,6 +189,13 @@ fn every_layout_exports_exactly_pytorchs_state_dict_keys_shapes_and_dtypes() {
         ] {
             assert_eq!(meta.get(k), Some(&v), "{}: metadata {k}", l.name);
         }
+        let vocab = l.embedding.map(|v| v.to_string());
+        assert_eq!(
+            meta.get("embedding"),
+            vocab.as_ref(),
+            "{}: metadata embedding",
+            l.name
+        );
         let back = load_torch(&path, None).unwrap();
         assert_eq!(back.config, cfg, "{}", l.name);
         assert_eq!(back.prefix, "rnn.", "{}", l.name);

@@ -57,6 +57,12 @@ impl Fixture {
     fn param_grads(&self) -> Vec<(String, &[f64])> {
         let cfg = &self.model.config;
         let mut out = Vec::new();
+        if cfg.embedding.is_some() {
+            out.push((
+                "grad.embedding.weight".into(),
+                self.get("grad.embedding.weight"),
+            ));
+        }
         for c in 0..cfg.cells() {
             let sfx = wgpu_rnn::model::cell_suffix(c, cfg.directions());
             let mut names = vec!["weight_ih", "weight_hh"];
@@ -253,6 +259,68 @@ fn gpu_matches_pytorch() {
         );
         if let Some(dc) = &g.d_init.c {
             close(&format!("{name} gpu grad.c0"), &wide(dc), f.get("grad.c0"));
+        }
+    }
+}
+
+/// The embedding fixtures: nn.Embedding + nn.LSTM / nn.GRU / nn.RNN + nn.Linear on token
+/// ids (repeated ids, unread rows, a packed batch).
+const EMBEDDED: [&str; 4] = [
+    "emb_lstm_l1",
+    "emb_gru_bi_l2",
+    "emb_lstm_bi_l2_lengths",
+    "emb_rnn_l2",
+];
+
+#[test]
+fn embedding_models_match_pytorch_on_the_cpu_and_the_gpu() {
+    let gpu = common::gpu();
+    for name in EMBEDDED {
+        let f = Fixture::load(name);
+        let cfg = f.model.config.clone();
+        assert!(
+            cfg.embedding.is_some(),
+            "{name}: the importer found the table"
+        );
+        let (t, b) = (f.shape("ids")[0], f.shape("ids")[1]);
+        let ids: Vec<u32> = f.get("ids").iter().map(|&v| v as u32).collect();
+        let lengths = f.lengths();
+        let d_final = f.state("s", "u");
+        let p = f.model.params.to_f64();
+        let (x, fwd) =
+            cpu::forward_tokens(&cfg, &p, &ids, [t, b], None, lengths.as_deref(), None).unwrap();
+        let g = cpu::backward(&cfg, &p, &x, &fwd, f.get("r"), Some(&d_final)).unwrap();
+        let wide = |v: &[f32]| -> Vec<f64> { v.iter().map(|&a| a as f64).collect() };
+        let mut rnn = Rnn::from_params(gpu, cfg.clone(), &f.model.params).unwrap();
+        let out = rnn
+            .forward_tokens(&ids, [t, b], None, lengths.as_deref())
+            .unwrap();
+        let dy = gpu.tensor(f.shape("r"), &f.f32("r")).unwrap();
+        let d_final_gpu = d_final.map(|v| {
+            let v: Vec<f32> = v.iter().map(|&a| a as f32).collect();
+            gpu.tensor(f.shape("s"), &v).unwrap()
+        });
+        let gg = rnn.backward(&dy, Some(&d_final_gpu)).unwrap();
+        let gpu_y = wide(&out.y.download().unwrap());
+        let gpu_h = wide(&out.state.h.download().unwrap());
+        let gpu_grads = gg.params.try_map(|t| t.download()).unwrap().to_f64();
+        for (device, y, h, grads) in [
+            ("cpu", &fwd.y, &fwd.state.h, &g.params),
+            ("gpu", &gpu_y, &gpu_h, &gpu_grads),
+        ] {
+            close(&format!("{name} {device} y"), y, f.get("y"));
+            close(&format!("{name} {device} h_n"), h, f.get("h_n"));
+            for ((k, want), got) in f.param_grads().into_iter().zip(grads.tensors()) {
+                close(&format!("{name} {device} {k}"), got, want);
+            }
+        }
+        if let (Some(c), Some(gc)) = (&fwd.state.c, &out.state.c) {
+            close(&format!("{name} cpu c_n"), c, f.get("c_n"));
+            close(
+                &format!("{name} gpu c_n"),
+                &wide(&gc.download().unwrap()),
+                f.get("c_n"),
+            );
         }
     }
 }
