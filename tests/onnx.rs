@@ -42,7 +42,8 @@ fn export_onnx(ck: &Path, out: &Path) -> (i32, String) {
     (code, err)
 }
 
-/// x, h0 (c0) and, if given, lengths, as `wgpu-rnn eval` reads them.
+/// x (or for a model with an embedding int64 ids, as PyTorch keeps them), h0 (c0) and, if
+/// given, lengths, as `wgpu-rnn eval` reads them.
 fn write_input(
     cfg: &RnnConfig,
     (t, b): (usize, usize),
@@ -52,28 +53,38 @@ fn write_input(
 ) {
     let n = cfg.cells() * b * cfg.hidden_size;
     let x = uniform(seed, t * b * cfg.input_size, 1.0);
+    let ids: Vec<i64> = match cfg.embedding {
+        Some(v) => common::compare::embedding::ids(seed, t * b, v)
+            .iter()
+            .map(|&i| i as i64)
+            .collect(),
+        None => Vec::new(),
+    };
     let s = state(cfg.cell, seed + 1, n, 0.5);
     let shape = cfg.state_shape(b).to_vec();
     let l: Vec<f32> = lengths.unwrap_or(&[]).iter().map(|&v| v as f32).collect();
-    let mut tensors = vec![
-        ("x", vec![t, b, cfg.input_size], &x[..]),
-        ("h0", shape.clone(), &s.h[..]),
-    ];
+    use safetensors::Dtype::{F32, I64};
+    let mut tensors: Vec<(&str, safetensors::Dtype, Vec<usize>, &[u8])> =
+        vec![match cfg.embedding {
+            Some(_) => ("ids", I64, vec![t, b], bytemuck::cast_slice(&ids)),
+            None => (
+                "x",
+                F32,
+                vec![t, b, cfg.input_size],
+                bytemuck::cast_slice(&x),
+            ),
+        }];
+    tensors.push(("h0", F32, shape.clone(), bytemuck::cast_slice(&s.h)));
     if let Some(c) = &s.c {
-        tensors.push(("c0", shape, &c[..]));
+        tensors.push(("c0", F32, shape, bytemuck::cast_slice(c)));
     }
     if lengths.is_some() {
-        tensors.push(("lengths", vec![b], &l[..]));
+        tensors.push(("lengths", F32, vec![b], bytemuck::cast_slice(&l)));
     }
     let views: Vec<(&str, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
-        .map(|(name, shape, v)| {
-            let view = safetensors::tensor::TensorView::new(
-                safetensors::Dtype::F32,
-                shape.clone(),
-                bytemuck::cast_slice(v),
-            )
-            .unwrap();
+        .map(|(name, dtype, shape, v)| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), v).unwrap();
             (*name, view)
         })
         .collect();
@@ -81,7 +92,8 @@ fn write_input(
 }
 
 /// Every cell (tanh and relu Elman, LSTM, GRU) x 1-2 layers x one or two directions x with
-/// and without biases (some with dropout, which inference leaves out).
+/// and without biases x with and without an embedding (some with dropout, which inference
+/// leaves out).
 fn configs() -> Vec<RnnConfig> {
     let cells = [
         (CellKind::Rnn, Activation::Tanh),
@@ -93,18 +105,24 @@ fn configs() -> Vec<RnnConfig> {
     for (cell, act) in cells {
         for layers in [1, 2] {
             for bidirectional in [false, true] {
-                for bias in [true, false] {
-                    out.push(
-                        RnnConfig::new(3, 5, 4)
-                            .with_cell(cell)
-                            .with_activation(act)
-                            .with_layers(layers)
-                            .with_bidirectional(bidirectional)
-                            .with_bias(bias)
-                            // Training-only dropout: the export, like eval, leaves it out.
-                            .with_dropout(if layers > 1 { 0.3 } else { 0.0 })
-                            .with_head_dropout(if bias { 0.2 } else { 0.0 }),
-                    );
+                for (bias, embedding) in [true, false]
+                    .into_iter()
+                    .flat_map(|b| [(b, false), (b, true)])
+                {
+                    let cfg = RnnConfig::new(3, 5, 4)
+                        .with_cell(cell)
+                        .with_activation(act)
+                        .with_layers(layers)
+                        .with_bidirectional(bidirectional)
+                        .with_bias(bias)
+                        // Training-only dropout: the export, like eval, leaves it out.
+                        .with_dropout(if layers > 1 { 0.3 } else { 0.0 })
+                        .with_head_dropout(if bias { 0.2 } else { 0.0 });
+                    out.push(if embedding {
+                        cfg.with_embedding(7)
+                    } else {
+                        cfg
+                    });
                 }
             }
         }
@@ -144,7 +162,8 @@ fn onnxruntime_matches_eval_for_every_kind_of_model() {
     for (k, cfg) in configs().iter().enumerate() {
         for lengths in [None, Some(&[6usize, 2, 5, 1][..])] {
             let case = dir.join(format!(
-                "{k:02}-{}-{}-L{}-D{}-bias{}-{}",
+                "{k:03}-{}{}-{}-L{}-D{}-bias{}-{}",
+                if cfg.embedding.is_some() { "emb-" } else { "" },
                 cfg.cell.name(),
                 cfg.activation.name(),
                 cfg.num_layers,
@@ -182,7 +201,7 @@ fn onnxruntime_matches_eval_for_every_kind_of_model() {
             cases += 1;
         }
     }
-    assert_eq!(cases, 64);
+    assert_eq!(cases, 128);
     let python = std::env::var("WGPU_RNN_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx_check.py");
     let out = std::process::Command::new(&python)
@@ -197,6 +216,6 @@ fn onnxruntime_matches_eval_for_every_kind_of_model() {
         out.status.success(),
         "onnxruntime disagrees with eval, or the checker refused a model:\n{stdout}{stderr}"
     );
-    assert!(stdout.contains("64 of 64 cases match"), "{stdout}");
+    assert!(stdout.contains("128 of 128 cases match"), "{stdout}");
     std::fs::remove_dir_all(&dir).ok();
 }

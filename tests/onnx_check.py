@@ -31,9 +31,10 @@ def check(case):
     session = ort.InferenceSession(str(case / "model.onnx"), providers=["CPUExecutionProvider"])
     given = load_file(case / "input.safetensors")
     want = load_file(case / "eval.safetensors")
-    t, b = given["x"].shape[:2]
+    inputs = "ids" if "ids" in given else "x"  # token ids (int64) for a model with an embedding
+    t, b = given[inputs].shape[:2]
     lengths = given.get("lengths", np.full(b, t, dtype=np.float32)).astype(np.int32)
-    feeds = {"x": given["x"], "h0": given["h0"], "lengths": lengths}
+    feeds = {inputs: given[inputs], "h0": given["h0"], "lengths": lengths}
     if "c0" in given:
         feeds["c0"] = given["c0"]
     names = [o.name for o in session.get_outputs()]

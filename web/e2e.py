@@ -43,7 +43,8 @@ except ImportError:
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_NAME = "wgpu-rnn-text.safetensors"
-CELLS = ["rnn", "lstm", "gru"]
+# Each cell once, with the default inputs, one-hot characters and a 16-wide embedding.
+CELLS = [("rnn", None), ("lstm", 0), ("gru", 16)]
 STEPS = 100
 RUN_QUERY = f"hidden=32&seq=16&batch=8&steps={STEPS}&sample_every=50&autostart=1"
 
@@ -160,9 +161,10 @@ class Page:
         return data
 
 
-def train_cell(page, base, cell):
+def train_cell(page, base, cell, embedding):
     t0 = time.monotonic()
-    page.driver.get(f"{base}?cell={cell}&{RUN_QUERY}")
+    extra = "" if embedding is None else f"&embedding={embedding}"
+    page.driver.get(f"{base}?cell={cell}&{RUN_QUERY}{extra}")
     data = page.wait(f"{cell} to train {STEPS} steps", lambda d: d.get("state") == "done")
     seconds = time.monotonic() - t0
     step = int(data["step"])
@@ -176,6 +178,10 @@ def train_cell(page, base, cell):
     sample = page.text_of("sample")
     if not sample.strip():
         raise Failure(f"{cell}: no sample printed")
+    info = page.text_of("model-info")
+    want = {None: "", 0: "one-hot inputs", 16: "16-dimensional embedding"}[embedding]
+    if want not in info:
+        raise Failure(f"{cell}: the model line does not say {want!r}: {info!r}")
     print(
         f"ok  {cell}: {step} steps in {seconds:.1f} s, loss {first:.3f} -> {last:.3f}, "
         f"validation {float(data['val']):.3f}, sample {sample[:40]!r}..."
@@ -373,9 +379,9 @@ def main():
         driver = make_driver(args, downloads)
         page = Page(driver, args.timeout)
         try:
-            for cell in CELLS:
-                train_cell(page, base, cell)
-                if args.screenshot and cell == CELLS[0]:
+            for cell, embedding in CELLS:
+                train_cell(page, base, cell, embedding)
+                if args.screenshot and cell == CELLS[0][0]:
                     screenshot(page, args.screenshot)
             print(f"    adapter: {page.data().get('adapter')}")
             checkpoint = download_checkpoint(page, downloads)

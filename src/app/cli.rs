@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::data::text::DEFAULT_EMBEDDING;
 use crate::error::{Error, Result};
 use crate::model::{Activation, CellKind};
 
@@ -220,6 +221,10 @@ pub struct TrainArgs {
     /// Dropout on the head's input (the last layer's outputs), in training only, in [0, 1).
     #[arg(long, default_value_t = 0.0)]
     pub head_dropout: f32,
+    /// --task text: a token embedding of this dimension before the first layer
+    /// (nn.Embedding(V, E)); 0 reads each character as a one-hot vector instead.
+    #[arg(long, default_value_t = DEFAULT_EMBEDDING)]
+    pub embedding: usize,
     /// Initialisation: pytorch (default), xavier, orthogonal, identity (IRNN, for relu).
     #[arg(long, default_value = "pytorch")]
     pub init: String,
@@ -448,7 +453,7 @@ impl TrainArgs {
             }
         };
         only(
-            &["text", "sample_len"],
+            &["text", "sample_len", "embedding"],
             task == TaskArg::Text,
             &format!("is for --task text, not {}", task.name()),
         )?;
@@ -608,6 +613,14 @@ fn check_sizes(a: &TrainArgs) -> Result<()> {
                 why: "must be at least 1 and at most the limit",
             });
         }
+    }
+    if a.embedding > 1 << 14 {
+        return Err(Error::TooLarge {
+            what: "--embedding",
+            value: a.embedding as u64,
+            limit: 1 << 14,
+            why: "the embedding's dimension (0: one-hot characters)",
+        });
     }
     Ok(())
 }

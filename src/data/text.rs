@@ -8,6 +8,11 @@ use crate::train::{Batch, Targets};
 /// 2026-12-06, frozen so that the default run's figures hold as the code grows.
 pub const DEFAULT_CORPUS: &str = include_str!("default_corpus.txt");
 
+/// The text task's default token embedding dimension (`wgpu-rnn train --embedding`, the
+/// page's `embedding`); 0 would read one-hot characters. Chosen by measurement: README,
+/// "Measured".
+pub const DEFAULT_EMBEDDING: usize = 0;
+
 /// Characters per chunk when a text is split into training and validation parts (fewer
 /// for texts under 20 such chunks, so that every text has at least 20 chunks).
 pub const TEXT_CHUNK: usize = 1024;
@@ -29,6 +34,8 @@ pub struct Text {
     val: Vec<u32>,
     chunk: usize,
     held_out: Vec<std::ops::Range<usize>>,
+    /// Batches hold token ids (for a model with an embedding) rather than one-hot rows.
+    tokens: bool,
 }
 
 impl Text {
@@ -92,7 +99,32 @@ impl Text {
             val,
             chunk,
             held_out,
+            tokens: false,
         })
+    }
+
+    /// Batches of token ids (T, B), for a model with an embedding (`true`), or of one-hot
+    /// rows (T, B, V) (`false`, the default).
+    pub fn with_token_inputs(mut self, tokens: bool) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// The batch of `inputs` (T, B) and next-character `targets`, as ids or one-hot rows.
+    fn make_batch(&self, t: usize, b: usize, inputs: Vec<u32>, targets: Vec<u32>) -> Batch {
+        let (x, tokens) = match self.tokens {
+            true => (Vec::new(), Some(inputs)),
+            false => (self.one_hot(&inputs), None),
+        };
+        Batch {
+            t,
+            b,
+            x,
+            tokens,
+            targets: Targets::Classes(targets),
+            weights: vec![1.0; t * b],
+            lengths: None,
+        }
     }
 
     /// The corpus's held-out character ranges (character indices, not bytes).
@@ -113,6 +145,7 @@ impl Text {
             val: Vec::new(),
             chunk: 0,
             held_out: Vec::new(),
+            tokens: false,
         }
     }
 
@@ -180,16 +213,7 @@ impl Text {
                 targets.push(self.train[at + 1]);
             }
         }
-        let batch = Batch {
-            t,
-            b,
-            x: self.one_hot(&inputs),
-            targets: Targets::Classes(targets),
-            weights: vec![1.0; t * b],
-            lengths: None,
-            tokens: None,
-        };
-        Ok((batch, chunk == 0))
+        Ok((self.make_batch(t, b, inputs, targets), chunk == 0))
     }
 
     /// The whole validation part as one stream per held-out chunk, from h_0 = 0, so that
@@ -210,15 +234,7 @@ impl Text {
                 targets.push(self.val[r * self.chunk + s + 1]);
             }
         }
-        Ok(Batch {
-            t,
-            b,
-            x: self.one_hot(&inputs),
-            targets: Targets::Classes(targets),
-            weights: vec![1.0; t * b],
-            lengths: None,
-            tokens: None,
-        })
+        Ok(self.make_batch(t, b, inputs, targets))
     }
 }
 

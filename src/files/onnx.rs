@@ -2,7 +2,8 @@
 //! ONNX runtimes run, with ONNX's own recurrent operators, one per layer.
 //!
 //! The graph (opset [`OPSET`]) takes
-//! - `x` (T, B, I) float, time-major;
+//! - `x` (T, B, I) float, time-major; or for a model with an embedding `ids` (T, B) int64,
+//!   token ids, which a `Gather` of the table turns into x;
 //! - `h0` (L·D, B, H) float and, for LSTM, `c0` (L·D, B, H): the initial state (zeros for
 //!   none);
 //! - `lengths` (B) int32: each row's steps, 1..=T (T for every row of a full batch);
@@ -36,7 +37,7 @@ pub const OPSET: i64 = 14;
 const IR_VERSION: i64 = 7;
 
 /// The graph's inputs and outputs, as named above.
-pub const INPUTS: [&str; 4] = ["x", "h0", "c0", "lengths"];
+pub const INPUTS: [&str; 5] = ["x", "ids", "h0", "c0", "lengths"];
 pub const OUTPUTS: [&str; 3] = ["y", "h_n", "c_n"];
 
 mod proto {
@@ -344,6 +345,10 @@ pub fn to_onnx(config: &RnnConfig, params: &Params<Vec<f32>>) -> Result<Vec<u8>>
         CellKind::Gru => "GRU",
     };
     let axis0 = g.int64s("axis0", &[1], &[0]);
+    if let (Some(table), Some(vocab)) = (&params.embedding, config.embedding) {
+        let table = g.floats("embedding_weight", &[vocab, config.input_size], table);
+        g.one("Gather", "x", &[&table, "ids"], vec![attr_int("axis", 0)]);
+    }
     let mut layer_input = "x".to_string();
     let (mut h_n, mut c_n) = (Vec::new(), Vec::new());
     for layer in 0..l {
@@ -435,9 +440,12 @@ pub fn to_onnx(config: &RnnConfig, params: &Params<Vec<f32>>) -> Result<Vec<u8>>
         producer_name: "wgpu-rnn".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         doc_string: format!(
-            "{} model: x (T, B, {}), h0{} (L·D = {}, B, {h}), lengths (B) -> y (T, B, {}), h_n{}",
+            "{} model: {}, h0{} (L·D = {}, B, {h}), lengths (B) -> y (T, B, {}), h_n{}",
             config.cell.name(),
-            config.input_size,
+            match config.embedding {
+                Some(v) => format!("ids (T, B) below {v}"),
+                None => format!("x (T, B, {})", config.input_size),
+            },
             if lstm { ", c0" } else { "" },
             config.cells(),
             config.output_size,
@@ -513,7 +521,10 @@ fn graph(config: &RnnConfig, g: Builder) -> GraphProto {
     );
     let state = || [Fixed(cells), Named("B"), Fixed(h)];
     let mut input = vec![
-        value_info("x", DT_FLOAT, &[Named("T"), Named("B"), Fixed(i)]),
+        match config.embedding {
+            Some(_) => value_info("ids", DT_INT64, &[Named("T"), Named("B")]),
+            None => value_info("x", DT_FLOAT, &[Named("T"), Named("B"), Fixed(i)]),
+        },
         value_info("h0", DT_FLOAT, &state()),
     ];
     let mut output = vec![

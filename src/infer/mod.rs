@@ -97,12 +97,47 @@ impl Predictor {
     pub async fn run_async(
         &mut self,
         x: &[f64],
+        tb: [usize; 2],
+        init: Option<&State<Vec<f64>>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<Prediction> {
+        self.run_input(Feed::Features(x), tb, init, lengths).await
+    }
+
+    /// [`Predictor::run`] for a model with an embedding: token ids (T, B), time-major,
+    /// each below the vocabulary. Native only; the browser awaits
+    /// [`Predictor::run_tokens_async`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run_tokens(
+        &mut self,
+        ids: &[u32],
+        tb: [usize; 2],
+        init: Option<&State<Vec<f64>>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<Prediction> {
+        pollster::block_on(self.run_tokens_async(ids, tb, init, lengths))
+    }
+
+    /// Async form of [`Predictor::run_tokens`].
+    pub async fn run_tokens_async(
+        &mut self,
+        ids: &[u32],
+        tb: [usize; 2],
+        init: Option<&State<Vec<f64>>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<Prediction> {
+        self.run_input(Feed::Tokens(ids), tb, init, lengths).await
+    }
+
+    async fn run_input(
+        &mut self,
+        input: Feed<'_>,
         [t, b]: [usize; 2],
         init: Option<&State<Vec<f64>>>,
         lengths: Option<&[usize]>,
     ) -> Result<Prediction> {
         let init = init.map(|s| Carried::from_host(self, s, b)).transpose()?;
-        let (y, state) = self.forward(x, [t, b], init.as_ref(), lengths).await?;
+        let (y, state) = self.forward(input, [t, b], init.as_ref(), lengths).await?;
         Ok(Prediction {
             y,
             state: state.to_host().await?,
@@ -118,11 +153,11 @@ impl Predictor {
         }
     }
 
-    /// The forward of x (T, B, I) from `init`: y on the host, the final state where the
-    /// model keeps it.
+    /// The forward of x (T, B, I) or ids (T, B) from `init`: y on the host, the final
+    /// state where the model keeps it.
     async fn forward(
         &mut self,
-        x: &[f64],
+        input: Feed<'_>,
         [t, b]: [usize; 2],
         init: Option<&Carried>,
         lengths: Option<&[usize]>,
@@ -131,13 +166,21 @@ impl Predictor {
         match &mut self.engine {
             Engine::Gpu(rnn) => {
                 let gpu = rnn.gpu().clone();
-                crate::shapes::check_len("x", &shape, x.len())?;
-                let xg = gpu.tensor(&shape, &narrow(x))?;
                 let init = match init {
                     Some(Carried::Gpu(s)) => Some(s),
                     _ => None,
                 };
-                let out = rnn.forward_async(&xg, init, lengths).await?;
+                let out = match input {
+                    Feed::Features(x) => {
+                        self.config.check_input(&shape)?;
+                        crate::shapes::check_len("x", &shape, x.len())?;
+                        let xg = gpu.tensor(&shape, &narrow(x))?;
+                        rnn.forward_async(&xg, init, lengths).await?
+                    }
+                    Feed::Tokens(ids) => {
+                        rnn.forward_tokens_async(ids, [t, b], init, lengths).await?
+                    }
+                };
                 Ok((
                     widen(&out.y.download_async().await?),
                     Carried::Gpu(out.state),
@@ -148,12 +191,30 @@ impl Predictor {
                     Some(Carried::Cpu(s)) => Some(s),
                     _ => None,
                 };
-                let f = crate::cpu::forward(&self.config, params, x, &shape, init, lengths)?;
+                let cfg = &self.config;
+                let f = match input {
+                    Feed::Features(x) => {
+                        crate::cpu::forward(cfg, params, x, &shape, init, lengths)?
+                    }
+                    Feed::Tokens(ids) => {
+                        crate::cpu::forward_tokens(cfg, params, ids, [t, b], init, lengths, None)?.1
+                    }
+                };
                 Ok((f.y, Carried::Cpu(f.state)))
             }
         }
     }
 }
+
+/// What a forward reads: features x (T, B, I), or token ids (T, B) for a model with an
+/// embedding.
+#[derive(Clone, Copy)]
+enum Feed<'a> {
+    Features(&'a [f64]),
+    Tokens(&'a [u32]),
+}
+
+impl Predictor {}
 
 /// Batches run one after another through a [`Predictor`], each from the state the one
 /// before left: step-by-step generation, or a long series fed in pieces.
@@ -172,9 +233,24 @@ impl Stream<'_> {
 
     /// Async form of [`Stream::feed`].
     pub async fn feed_async(&mut self, x: &[f64], t: usize, b: usize) -> Result<Vec<f64>> {
+        self.feed_input(Feed::Features(x), t, b).await
+    }
+
+    /// [`Stream::feed`] for a model with an embedding: token ids (T, B). Native only.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn feed_tokens(&mut self, ids: &[u32], t: usize, b: usize) -> Result<Vec<f64>> {
+        pollster::block_on(self.feed_tokens_async(ids, t, b))
+    }
+
+    /// Async form of [`Stream::feed_tokens`].
+    pub async fn feed_tokens_async(&mut self, ids: &[u32], t: usize, b: usize) -> Result<Vec<f64>> {
+        self.feed_input(Feed::Tokens(ids), t, b).await
+    }
+
+    async fn feed_input(&mut self, input: Feed<'_>, t: usize, b: usize) -> Result<Vec<f64>> {
         let (y, state) = self
             .predictor
-            .forward(x, [t, b], self.state.as_ref(), None)
+            .forward(input, [t, b], self.state.as_ref(), None)
             .await?;
         self.state = Some(state);
         Ok(y)

@@ -47,25 +47,29 @@ pub async fn generate_async(
 ) -> Result<String> {
     s.check()?;
     let v = text.vocab.len();
-    if model.config().input_size != v || model.config().output_size != v {
+    let cfg = model.config();
+    // A model reads each character as a token id (with an embedding) or one-hot.
+    let reads = cfg.embedding.unwrap_or(cfg.input_size);
+    if reads != v || cfg.output_size != v {
         return Err(Error::BadText(format!(
-            "the model reads {} and predicts {} classes, but the vocabulary has {v} characters",
-            model.config().input_size,
-            model.config().output_size
+            "the model reads {reads} and predicts {} classes, but the vocabulary has {v} \
+             characters",
+            cfg.output_size
         )));
     }
+    let embedded = cfg.embedding.is_some();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed);
     let mut stream = model.stream();
     let mut x = vec![0.0f64; v];
     let mut step = async |id: u32| -> Result<Vec<f32>> {
-        x.fill(0.0);
-        x[id as usize] = 1.0;
-        Ok(stream
-            .feed_async(&x, 1, 1)
-            .await?
-            .iter()
-            .map(|&a| a as f32)
-            .collect())
+        let y = if embedded {
+            stream.feed_tokens_async(&[id], 1, 1).await?
+        } else {
+            x.fill(0.0);
+            x[id as usize] = 1.0;
+            stream.feed_async(&x, 1, 1).await?
+        };
+        Ok(y.iter().map(|&a| a as f32).collect())
     };
     let mut out = String::new();
     let mut current = text.index('\n').unwrap_or(0);

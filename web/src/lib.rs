@@ -188,7 +188,8 @@ impl Session {
         Ok(self.borrow()?.dispatches)
     }
 
-    /// The model as JSON: cell, nonlinearity, hidden, layers, vocab.
+    /// The model as JSON: cell, nonlinearity, hidden, layers, embedding (its dimension, 0
+    /// for one-hot inputs), vocab.
     #[wasm_bindgen(getter)]
     pub fn config(&self) -> Result<String, JsValue> {
         let s = self.borrow()?;
@@ -198,6 +199,7 @@ impl Session {
             "nonlinearity": c.activation.name(),
             "hidden": c.hidden_size,
             "layers": c.num_layers,
+            "embedding": c.embedding.map_or(0, |_| c.input_size),
             "vocab": s.vocab.len(),
         })
         .to_string())
@@ -277,7 +279,7 @@ impl Session {
         let mut s = self.inner.try_borrow_mut().map_err(|_| busy_error())?;
         let new = text_task(Some(text), s.options.seq, s.options.batch).map_err(js)?;
         new.check_vocab(&s.vocab).map_err(js)?;
-        s.task = Task::Text(new);
+        s.task = Task::Text(new.with_token_inputs(s.trainer.rnn().config().embedding.is_some()));
         s.trainer.reset_state();
         Ok(())
     }
@@ -310,13 +312,15 @@ impl Session {
 
 impl Inner {
     fn new(rnn: Rnn, text: Text, options: Options) -> wgpu_rnn::Result<Self> {
+        // The text's batches hold token ids for a model with an embedding.
+        let rnn_embeds = rnn.config().embedding.is_some();
         let train = options
             .train_config()
             .map_err(wgpu_rnn::Error::IncompatibleArgs)?;
         Ok(Inner {
             trainer: Trainer::new(rnn, train)?,
             vocab: text.vocab.clone(),
-            task: Task::Text(text),
+            task: Task::Text(text.with_token_inputs(rnn_embeds)),
             options,
             dispatches: 0,
         })

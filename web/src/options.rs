@@ -17,6 +17,8 @@ pub struct Options {
     pub nonlinearity: String,
     pub hidden: usize,
     pub layers: usize,
+    /// The token embedding's dimension (0: one-hot characters).
+    pub embedding: usize,
     /// Characters per sequence (truncated BPTT length).
     pub seq: usize,
     /// Sequences per batch.
@@ -34,6 +36,7 @@ impl Default for Options {
             nonlinearity: "tanh".into(),
             hidden: 128,
             layers: 1,
+            embedding: wgpu_rnn::data::text::DEFAULT_EMBEDDING,
             seq: 48,
             batch: 32,
             optimizer: "adam".into(),
@@ -43,7 +46,7 @@ impl Default for Options {
     }
 }
 
-const KEYS: &str = "cell, nonlinearity, hidden, layers, seq, batch, optimizer, lr, seed";
+const KEYS: &str = "cell, nonlinearity, hidden, layers, embedding, seq, batch, optimizer, lr, seed";
 
 /// The CLI's gradient clipping (`--clip` default) and SGD momentum (`--momentum` default).
 const CLIP: f32 = 5.0;
@@ -94,6 +97,15 @@ impl Options {
                 "nonlinearity" => o.nonlinearity = text(k, v)?,
                 "hidden" => o.hidden = count(k, v, 4096)?,
                 "layers" => o.layers = count(k, v, wgpu_rnn::model::MAX_LAYERS)?,
+                "embedding" => {
+                    let x = number(k, v)?;
+                    if x.fract() != 0.0 || !(0.0..=4096.0).contains(&x) {
+                        return Err(format!(
+                            "option embedding: {x} is not a whole number from 0 (one-hot) to 4096"
+                        ));
+                    }
+                    o.embedding = x as usize;
+                }
                 "seq" => o.seq = count(k, v, 4096)?,
                 "batch" => o.batch = count(k, v, 4096)?,
                 "optimizer" => o.optimizer = text(k, v)?,
@@ -113,7 +125,8 @@ impl Options {
         Ok(o)
     }
 
-    /// The model for a vocabulary of `vocab` characters.
+    /// The model for a vocabulary of `vocab` characters: an embedding of them into
+    /// [`Options::embedding`] features, or one-hot inputs for 0.
     pub fn model(&self, vocab: usize) -> Result<RnnConfig, String> {
         let cell: CellKind = self.cell.parse().map_err(|e| format!("option cell: {e}"))?;
         let activation = match self.nonlinearity.as_str() {
@@ -131,10 +144,19 @@ impl Options {
                 ))
             }
         };
-        let c = RnnConfig::new(vocab, self.hidden, vocab)
+        let inputs = if self.embedding > 0 {
+            self.embedding
+        } else {
+            vocab
+        };
+        let c = RnnConfig::new(inputs, self.hidden, vocab)
             .with_cell(cell)
             .with_layers(self.layers)
             .with_activation(activation);
+        let c = match self.embedding {
+            0 => c,
+            _ => c.with_embedding(vocab),
+        };
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }

@@ -230,3 +230,22 @@ async fn dropout_masks_match_the_reference() {
         compare::dropout::compare_masks_async(&gpu, cell).await;
     }
 }
+
+/// The embedding's gather and its segmented-sum backward (Tint's compile) against the
+/// reference, for every cell, with a packed batch; and training on token ids.
+#[wasm_bindgen_test]
+async fn embedding_matches_the_reference() {
+    let gpu = gpu().await;
+    for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+        let cfg = RnnConfig::new(6, 8, 5)
+            .with_cell(cell)
+            .with_layers(2)
+            .with_embedding(13);
+        compare::embedding::compare_async(&gpu, &cfg, (7, 4), None, 1).await;
+        compare::embedding::compare_async(&gpu, &cfg, (6, 3), Some(&[6, 2, 4]), 2).await;
+    }
+    let cfg = RnnConfig::new(6, 8, 5)
+        .with_cell(CellKind::Gru)
+        .with_embedding(9);
+    compare::embedding::training_async(&gpu, cfg).await;
+}

@@ -169,6 +169,7 @@ function readOptions() {
     cell,
     hidden: parseInteger('hidden', $('hidden').value, 1),
     layers: parseInteger('layers', $('layers').value, 1),
+    embedding: parseInteger('embedding', $('embedding').value, 0),
     seq: parseInteger('seq', $('seq').value, 1),
     batch: parseInteger('batch', $('batch').value, 1),
     optimizer: $('optimizer').value,
@@ -198,7 +199,7 @@ function applyUrl() {
       case 'nonlinearity': nonlinearity = parseChoice(name, value, ['tanh', 'relu']); break;
       case 'hidden': case 'layers': case 'seq': case 'batch':
         $(key).value = parseInteger(name, value, 1); break;
-      case 'seed': case 'steps':
+      case 'seed': case 'steps': case 'embedding':
         $(key).value = parseInteger(name, value, 0); break;
       case 'lr': $('lr').value = parsePositive(name, value); break;
       case 'optimizer':
@@ -209,7 +210,7 @@ function applyUrl() {
       case 'lose_device_at': app.loseDeviceAt = parseInteger(name, value, 1); break;
       default:
         throw new Error(`unknown URL parameter '${key}' (known: cell, nonlinearity, hidden, layers, `
-          + 'seq, batch, optimizer, lr, seed, steps, sample_every, autostart, lose_device_at)');
+          + 'embedding, seq, batch, optimizer, lr, seed, steps, sample_every, autostart, lose_device_at)');
     }
   }
   if (nonlinearity && (cell ?? 'rnn') !== 'rnn') {
@@ -248,12 +249,14 @@ function showConfig(config, dispatches) {
   const rnn = `rnn-${config.nonlinearity ?? 'tanh'}`;
   const cell = config.cell === 'rnn' ? `RNN (${config.nonlinearity ?? 'tanh'})` : config.cell.toUpperCase();
   const layers = `${config.layers} layer${config.layers === 1 ? '' : 's'}`;
+  const inputs = config.embedding > 0 ? `, ${config.embedding}-dimensional embedding` : ', one-hot inputs';
   $('model-info').textContent = `Model: ${cell}, hidden ${config.hidden}, ${layers}, `
-    + `${config.vocab}-character vocabulary`
+    + `${config.vocab}-character vocabulary${inputs}`
     + (dispatches > 0 ? `, ${dispatches} GPU dispatches per training step.` : '.');
   $('cell').value = config.cell === 'rnn' ? rnn : config.cell;
   $('hidden').value = config.hidden;
   $('layers').value = config.layers;
+  $('embedding').value = config.embedding;
 }
 
 async function start() {

@@ -10,12 +10,13 @@ use crate::files::interop;
 use crate::infer::Predictor;
 use crate::model::{RnnConfig, State};
 
-/// What the input file holds: x (T, B, I), and optionally h0 and c0 (L·D, B, H) and the
-/// per-row lengths (B).
+/// What the input file holds: x (T, B, I), or for a model with an embedding token ids
+/// (T, B); and optionally h0 and c0 (L·D, B, H) and the per-row lengths (B).
 struct Inputs {
     t: usize,
     b: usize,
     x: Vec<f32>,
+    ids: Option<Vec<u32>>,
     init: Option<State<Vec<f32>>>,
     lengths: Option<Vec<usize>>,
 }
@@ -33,8 +34,26 @@ fn read_inputs(path: &Path, cfg: &RnnConfig) -> Result<Inputs> {
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
     let read = |name: &str| interop::read_f32(&st, name).map_err(bad);
-    let (x_shape, x) = read("x")?.ok_or_else(|| bad("no tensor named x (T, B, I)".into()))?;
-    let (t, b) = cfg.check_input(&x_shape)?;
+    let (t, b, x, ids) = match cfg.embedding {
+        Some(v) => {
+            let (shape, ids) = read_ids(&st, "ids").map_err(bad)?.ok_or_else(|| {
+                bad(format!(
+                    "no tensor named ids: this model embeds token ids (T, B), each below {v}"
+                ))
+            })?;
+            let [t, b] = shape[..] else {
+                return Err(bad(format!("ids has shape {shape:?}, expected (T, B)")));
+            };
+            cfg.check_tokens(&ids, t, b)?;
+            (t, b, Vec::new(), Some(ids))
+        }
+        None => {
+            let (x_shape, x) =
+                read("x")?.ok_or_else(|| bad("no tensor named x (T, B, I)".into()))?;
+            let (t, b) = cfg.check_input(&x_shape)?;
+            (t, b, x, None)
+        }
+    };
     let state = cfg.state_shape(b);
     let read_state = |name: &str| -> Result<Option<Vec<f32>>> {
         match read(name)? {
@@ -80,9 +99,65 @@ fn read_inputs(path: &Path, cfg: &RnnConfig) -> Result<Inputs> {
         t,
         b,
         x,
+        ids,
         init,
         lengths,
     })
+}
+
+/// Token ids: a tensor of any integer dtype (PyTorch's are int64), or whole numbers in
+/// f32 / f64; each must be at least 0 and fit u32 (the vocabulary is checked after).
+fn read_ids(
+    st: &safetensors::SafeTensors<'_>,
+    name: &str,
+) -> std::result::Result<Option<(Vec<usize>, Vec<u32>)>, String> {
+    use safetensors::Dtype;
+    let Ok(t) = st.tensor(name) else {
+        return Ok(None);
+    };
+    let d = t.data();
+    let values: Vec<f64> = match t.dtype() {
+        Dtype::I64 => d
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap_or_default()) as f64)
+            .collect(),
+        Dtype::U64 => d
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()) as f64)
+            .collect(),
+        Dtype::I32 => d
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap_or_default()) as f64)
+            .collect(),
+        Dtype::U32 => d
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as f64)
+            .collect(),
+        Dtype::I16 => d
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes(b.try_into().unwrap_or_default()) as f64)
+            .collect(),
+        Dtype::U16 => d
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes(b.try_into().unwrap_or_default()) as f64)
+            .collect(),
+        Dtype::U8 => d.iter().map(|&b| b as f64).collect(),
+        Dtype::I8 => d.iter().map(|&b| b as i8 as f64).collect(),
+        Dtype::F32 | Dtype::F64 => match interop::read_f32(st, name)? {
+            Some((_, v)) => v.into_iter().map(f64::from).collect(),
+            None => Vec::new(),
+        },
+        other => return Err(format!("{name} is {other:?}; expected an integer dtype")),
+    };
+    let ids = values
+        .iter()
+        .map(|&v| {
+            (v >= 0.0 && v <= u32::MAX as f64 && v.fract() == 0.0)
+                .then_some(v as u32)
+                .ok_or_else(|| format!("{name} holds {v}, which is not a token id (0, 1, 2, ...)"))
+        })
+        .collect::<std::result::Result<Vec<u32>, String>>()?;
+    Ok(Some((t.shape().to_vec(), ids)))
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
@@ -94,12 +169,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let mut predictor = Predictor::new(gpu.as_ref(), cfg, &model.params)?;
     let wide = |v: &Vec<f32>| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
     let init = input.init.as_ref().map(|s| s.map(wide));
-    let out = predictor.run(
-        &wide(&input.x),
-        [t, b],
-        init.as_ref(),
-        input.lengths.as_deref(),
-    )?;
+    let (init, lengths) = (init.as_ref(), input.lengths.as_deref());
+    let out = match &input.ids {
+        Some(ids) => predictor.run_tokens(ids, [t, b], init, lengths)?,
+        None => predictor.run(&wide(&input.x), [t, b], init, lengths)?,
+    };
     let narrow = |v: &Vec<f64>| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
     let (y, last) = (narrow(&out.y), out.state.map(narrow));
     let state = cfg.state_shape(b).to_vec();
@@ -113,11 +187,13 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let meta = interop::config_metadata(cfg).into_iter().collect();
     interop::write_safetensors_file(&a.output, &tensors, meta)?;
     eprintln!(
-        "eval: {} L={} D={} I={} H={} O={} {:?}, T={t} B={b}{} -> {}",
+        "eval: {} L={} D={} I={}{} H={} O={} {:?}, T={t} B={b}{} -> {}",
         cfg.cell.name(),
         cfg.num_layers,
         cfg.directions(),
         cfg.input_size,
+        cfg.embedding
+            .map_or(String::new(), |v| format!(" (embedding of {v} tokens)")),
         cfg.hidden_size,
         cfg.output_size,
         cfg.activation,

@@ -137,8 +137,12 @@ fn announce(s: &Setup, ranks: usize, start: u64) {
         _ => a.seq.to_string(),
     };
     let (i, o) = (c.input_size, c.output_size);
+    let inputs = match c.embedding {
+        Some(v) => format!("embedding V={v} E={i}"),
+        None => format!("I={i}"),
+    };
     eprintln!(
-        "task {}: {} I={i} H={} O={o} L={} D={} {:?}, T={t_text} B={}, {:?} lr {}, steps {}..{}",
+        "task {}: {} {inputs} H={} O={o} L={} D={} {:?}, T={t_text} B={}, {:?} lr {}, steps {}..{}",
         s.task.kind().name(),
         c.cell.name(),
         c.hidden_size,

@@ -161,6 +161,12 @@ fn check_model_flags(a: &TrainArgs, ck: &Checkpoint) -> Result<()> {
             !c.bidirectional,
         ),
         (
+            "embedding",
+            a.embedding.to_string(),
+            embedding_of(c).to_string(),
+            a.embedding != embedding_of(c),
+        ),
+        (
             "dropout",
             a.dropout.to_string(),
             c.dropout.to_string(),
@@ -183,6 +189,11 @@ fn check_model_flags(a: &TrainArgs, ck: &Checkpoint) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A model's `--embedding`: its embedding's dimension, 0 without one.
+pub fn embedding_of(c: &crate::model::RnnConfig) -> usize {
+    c.embedding.map_or(0, |_| c.input_size)
 }
 
 /// Sets every [`INHERITED`] flag not typed from the checkpoint; a typed optimizer or seed

@@ -52,9 +52,12 @@ impl Setup {
             check_columns_kept(&a, r)?;
         }
         let extra = resumed.as_ref().map(|r| &r.checkpoint.extra);
-        let task = load_task(&a, task_arg, extra)?;
+        let mut task = load_task(&a, task_arg, extra)?;
         let train = train_config(&a, &task)?;
         let config = model_config(&a, &task, resumed.as_ref())?;
+        if let Task::Text(t) = task {
+            task = Task::Text(t.with_token_inputs(config.embedding.is_some()));
+        }
         let save = a
             .save
             .clone()
@@ -135,14 +138,27 @@ pub fn train_config(a: &TrainArgs, task: &Task) -> Result<TrainConfig> {
 pub fn model_config(a: &TrainArgs, task: &Task, resumed: Option<&Resumed>) -> Result<RnnConfig> {
     let (i, o) = task.io();
     let Some(r) = resumed else {
-        let c = RnnConfig::new(i, a.hidden, o)
-            .with_cell(a.cell)
-            .with_layers(a.layers)
-            .with_bidirectional(a.bidirectional)
-            .with_bias(!a.no_bias)
-            .with_activation(a.nonlinearity.map(Into::into).unwrap_or_default())
-            .with_dropout(a.dropout)
-            .with_head_dropout(a.head_dropout);
+        // A text model embeds its characters (V of them) into --embedding features.
+        let embedding = match task {
+            Task::Text(_) if a.embedding > 0 => Some(i),
+            _ => None,
+        };
+        let c = RnnConfig::new(
+            if embedding.is_some() { a.embedding } else { i },
+            a.hidden,
+            o,
+        )
+        .with_cell(a.cell)
+        .with_layers(a.layers)
+        .with_bidirectional(a.bidirectional)
+        .with_bias(!a.no_bias)
+        .with_activation(a.nonlinearity.map(Into::into).unwrap_or_default())
+        .with_dropout(a.dropout)
+        .with_head_dropout(a.head_dropout);
+        let c = match embedding {
+            Some(v) => c.with_embedding(v),
+            None => c,
+        };
         c.validate()?;
         return Ok(c);
     };
@@ -157,7 +173,9 @@ pub fn model_config(a: &TrainArgs, task: &Task, resumed: Option<&Resumed>) -> Re
             e => e,
         })?;
     }
-    if (ck.config.input_size, ck.config.output_size) != (i, o) {
+    // What the model reads: its vocabulary where it embeds token ids, else its features.
+    let reads = ck.config.embedding.unwrap_or(ck.config.input_size);
+    if (reads, ck.config.output_size) != (i, o) {
         return Err(bad("its input/output sizes do not fit this task's data"));
     }
     Ok(ck.config.clone())
