@@ -114,6 +114,45 @@ fn short_run_trains_saves_and_samples() {
 }
 
 #[test]
+fn text_models_embed_their_characters_or_read_them_one_hot() {
+    let common = [
+        "--steps", "4", "--hidden", "12", "--batch", "4", "--seq", "8",
+    ];
+    let mut paths = Vec::new();
+    for (e, what) in [("6", "embedding V="), ("0", "I=")] {
+        let path = temp(&format!("text-e{e}.safetensors"));
+        let p = path.display().to_string();
+        let mut args = common.to_vec();
+        args.extend(["--embedding", e, "--save", &p, "--sample-len", "10"]);
+        let (ok, out, err) = cli(&args);
+        assert!(ok, "{err}");
+        assert!(
+            err.contains(what) && out.contains("--- sample ---"),
+            "{err}"
+        );
+        let ck = wgpu_rnn::Checkpoint::load(&path).unwrap();
+        assert_eq!(ck.config.embedding.is_some(), e != "0");
+        let (ok, out, err) = cli(&["sample", "--model", &p, "--len", "8", "--prime", "fn "]);
+        assert!(ok && out.starts_with("fn "), "{err}");
+        paths.push(p);
+    }
+    // The flag belongs to the text task, and a resumed run keeps the checkpoint's inputs.
+    fails_with(
+        &["--task", "sine", "--embedding", "8"],
+        "--embedding is for --task text",
+    );
+    fails_with(
+        &["--resume", &paths[0], "--steps", "8", "--embedding", "7"],
+        "--embedding",
+    );
+    fails_with(&["--embedding", "100000"], "--embedding");
+    let mut more = vec!["--resume", paths[0].as_str(), "--steps", "6"];
+    more.extend(["--sample-len", "5"]);
+    let (ok, _, err) = cli(&more);
+    assert!(ok, "resuming the embedding model: {err}");
+}
+
+#[test]
 fn bench_prints_a_table_and_json() {
     let base = [
         "bench",
@@ -223,6 +262,9 @@ fn eval_reproduces_pytorch_from_files() {
         ("gru_bi_l2", "gpu"),
         ("gru_l2_lengths", "cpu"),
         ("lstm_nobias_l1", "gpu"),
+        // nn.Embedding + LSTM / GRU: eval reads the ids tensor.
+        ("emb_lstm_bi_l2_lengths", "gpu"),
+        ("emb_gru_bi_l2", "cpu"),
     ] {
         let f = fixture(name);
         let out = temp(&format!("eval-{name}.safetensors"));

@@ -615,6 +615,7 @@ fn bench_json_lines_parse_with_their_fields() {
         h: 6,
         o: 2,
         cell: wgpu_rnn::CellKind::Lstm,
+        vocab: None,
     };
     let row = BenchRow {
         shape,
@@ -638,6 +639,7 @@ fn bench_json_lines_parse_with_their_fields() {
     let keys = [
         "shape",
         "cell",
+        "vocab",
         "device",
         "adapter",
         "path",

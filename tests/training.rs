@@ -177,6 +177,7 @@ fn profile_and_memory_accounting() {
         h: 5,
         o: 2,
         cell: CellKind::Rnn,
+        vocab: None,
     };
     let before = gpu.memory().live_bytes;
     if gpu

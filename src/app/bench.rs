@@ -25,8 +25,9 @@ use crate::train::{
 pub const DEFAULT_SHAPES: &str =
     "1,256,32,64,32;16,128,64,128,64;64,64,64,256,64;256,64,128,512,128";
 
-/// A benchmark shape: batch B, sequence length T, input I, hidden H, output O, and the
-/// cell (one layer, one direction).
+/// A benchmark shape: batch B, sequence length T, input I, hidden H, output O, the cell
+/// (one layer, one direction), and optionally a vocabulary: token ids embedded into I
+/// features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
     pub b: usize,
@@ -35,17 +36,29 @@ pub struct Shape {
     pub h: usize,
     pub o: usize,
     pub cell: CellKind,
+    /// `Some(V)`: the inputs are token ids below V, through an embedding (V, I).
+    pub vocab: Option<usize>,
 }
 
 impl Shape {
     /// The model measured at this shape.
     pub fn config(&self) -> RnnConfig {
-        RnnConfig::new(self.i, self.h, self.o).with_cell(self.cell)
+        let c = RnnConfig::new(self.i, self.h, self.o).with_cell(self.cell);
+        match self.vocab {
+            Some(v) => c.with_embedding(v),
+            None => c,
+        }
     }
 
     /// The same shape with another cell.
     pub fn with_cell(mut self, cell: CellKind) -> Self {
         self.cell = cell;
+        self
+    }
+
+    /// The same shape with token ids of a `vocab`-token vocabulary as its inputs.
+    pub fn with_vocab(mut self, vocab: Option<usize>) -> Self {
+        self.vocab = vocab;
         self
     }
 
@@ -117,6 +130,7 @@ impl FromStr for Shape {
                 h,
                 o,
                 cell: CellKind::Rnn,
+                vocab: None,
             },
             _ => return Err(Error::BadShapeList(s.to_string())),
         };
@@ -226,6 +240,7 @@ impl BenchRow {
         to_json_line(&BenchJson {
             shape: [s.b, s.t, s.i, s.h, s.o],
             cell: s.cell.name(),
+            vocab: s.vocab,
             device: self.device,
             adapter: &self.adapter,
             path: &self.path,
@@ -249,6 +264,8 @@ impl BenchRow {
 struct BenchJson<'a> {
     shape: [usize; 5],
     cell: &'a str,
+    /// The inputs' vocabulary (token ids through an embedding); null for features.
+    vocab: Option<usize>,
     device: &'a str,
     adapter: &'a str,
     path: &'a str,
@@ -373,19 +390,27 @@ fn uniform(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
 }
 
-/// The batch every measurement uses: uniform x and targets in [-1, 1), weights 1.
+/// The batch every measurement uses: uniform x and targets in [-1, 1), weights 1. With a
+/// vocabulary, token ids instead of x, skewed as in text: id ⌊u³·V⌋ for u uniform in
+/// [0, 1), so that a few ids fill much of the batch (the embedding backward's longest
+/// sums) and many appear once or never.
 pub fn batch(shape: Shape) -> Result<Batch> {
     shape.check()?;
     let Shape { b, t, i, o, .. } = shape;
-    Ok(Batch {
-        t,
-        b,
-        x: uniform(t * b * i, 1),
-        targets: Targets::Values(uniform(t * b * o, 2)),
-        weights: vec![1.0; t * b],
-        lengths: None,
-        tokens: None,
-    })
+    let targets = Targets::Values(uniform(t * b * o, 2));
+    match shape.vocab {
+        Some(v) => {
+            let ids = uniform(t * b, 1)
+                .iter()
+                .map(|&u| {
+                    let r = (u + 1.0) / 2.0;
+                    ((r * r * r * v as f32) as u32).min(v as u32 - 1)
+                })
+                .collect();
+            Batch::from_tokens(t, b, ids, targets)
+        }
+        None => Batch::new(t, b, uniform(t * b * i, 1), targets),
+    }
 }
 
 /// The training setup every measurement uses, like the PyTorch baseline: MSE and plain
@@ -404,11 +429,18 @@ pub fn bench_gpu(gpu: &Gpu, shape: Shape, opts: &BenchOptions) -> Result<BenchRo
     shape.check()?;
     let cfg = shape.config();
     let batch = batch(shape)?;
-    let x = gpu.tensor(&[shape.t, shape.b, shape.i], &batch.x)?;
+    let x = match &batch.tokens {
+        Some(_) => None,
+        None => Some(gpu.tensor(&[shape.t, shape.b, shape.i], &batch.x)?),
+    };
 
     let mut rnn = Rnn::new(gpu, cfg.clone(), 0)?;
     let (forward_s, fwd_reps) = median_secs(opts, || {
-        rnn.forward(&x, None)?;
+        if let Some(ids) = &batch.tokens {
+            rnn.forward_tokens(ids, [shape.t, shape.b], None, None)?;
+        } else if let Some(x) = &x {
+            rnn.forward(x, None)?;
+        }
         gpu.wait()
     })?;
     let subgroup = if gpu.subgroup_recurrence() {
@@ -463,8 +495,12 @@ pub fn bench_cpu(shape: Shape, opts: &BenchOptions) -> Result<BenchRow> {
     let p64 = params.to_f64();
     let x64: Vec<f64> = batch.x.iter().map(|&v| v as f64).collect();
     let dims = [shape.t, shape.b, shape.i];
-    let (forward_s, fwd_reps) = median_secs(opts, || {
-        crate::cpu::forward(&cfg, &p64, &x64, &dims, None, None).map(|_| ())
+    let (forward_s, fwd_reps) = median_secs(opts, || match &batch.tokens {
+        Some(ids) => {
+            crate::cpu::forward_tokens(&cfg, &p64, ids, [shape.t, shape.b], None, None, None)
+                .map(|_| ())
+        }
+        None => crate::cpu::forward(&cfg, &p64, &x64, &dims, None, None).map(|_| ()),
     })?;
     let mut trainer = CpuTrainer::new(cfg, &params, train_config())?;
     let (train_s, train_reps) = median_secs(opts, || trainer.step(&batch).map(|_| ()))?;

@@ -354,6 +354,10 @@ pub struct BenchArgs {
     /// The recurrent cell measured at every shape.
     #[arg(long, default_value = "rnn", value_parser = cell_parser())]
     pub cell: CellKind,
+    /// Token ids of a vocabulary of this many tokens as the inputs, through an embedding
+    /// into I features (text-like skewed ids; see `app::bench::batch`).
+    #[arg(long)]
+    pub vocab: Option<usize>,
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,

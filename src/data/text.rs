@@ -271,6 +271,28 @@ mod tests {
     }
 
     #[test]
+    fn token_batches_hold_the_ids_the_one_hot_rows_encode() {
+        let one_hot = Text::new(DEFAULT_CORPUS).unwrap();
+        let ids = one_hot.clone().with_token_inputs(true);
+        let v = one_hot.vocab.len();
+        for (a, b) in [
+            (
+                one_hot.batch(3, 8, 4).unwrap().0,
+                ids.batch(3, 8, 4).unwrap().0,
+            ),
+            (one_hot.validation().unwrap(), ids.validation().unwrap()),
+        ] {
+            assert!(a.tokens.is_none() && b.x.is_empty());
+            assert_eq!((a.targets, a.t, a.b), (b.targets, b.t, b.b));
+            let tokens = b.tokens.unwrap();
+            for (k, &id) in tokens.iter().enumerate() {
+                let row = &a.x[k * v..(k + 1) * v];
+                assert_eq!(row.iter().position(|&x| x == 1.0), Some(id as usize));
+            }
+        }
+    }
+
+    #[test]
     fn a_vocabulary_mismatch_names_both_sizes() {
         let t = Text::new(&"abcdefghij".repeat(30)).unwrap();
         t.check_vocab(&t.vocab.clone()).unwrap();

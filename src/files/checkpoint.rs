@@ -360,11 +360,12 @@ fn vocabulary(
         .map(|c| c.parse::<u32>().ok().and_then(char::from_u32))
         .collect::<Option<Vec<char>>>()
         .ok_or("metadata 'vocab' is corrupt")?;
-    if v.len() != config.input_size || v.len() != config.output_size {
+    // A model reads its characters as token ids (its embedding's vocabulary) or one-hot.
+    let reads = config.embedding.unwrap_or(config.input_size);
+    if v.len() != reads || v.len() != config.output_size {
         return Err(format!(
-            "its vocabulary has {} characters but the model takes {} and predicts {}",
+            "its vocabulary has {} characters but the model takes {reads} and predicts {}",
             v.len(),
-            config.input_size,
             config.output_size
         ));
     }

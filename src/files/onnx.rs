@@ -581,6 +581,34 @@ mod tests {
     }
 
     #[test]
+    fn an_embedding_is_a_gather_of_the_table_by_int64_ids() {
+        let cfg = RnnConfig::new(3, 5, 4).with_embedding(9);
+        let params = cfg.init_params(2);
+        let m = ModelProto::decode(to_onnx(&cfg, &params).unwrap().as_slice()).unwrap();
+        let g = m.graph.unwrap();
+        assert_eq!(
+            (g.input[0].name.as_str(), g.node[0].op_type.as_str()),
+            ("ids", "Gather")
+        );
+        assert_eq!(g.node[0].input, ["embedding_weight", "ids"]);
+        assert_eq!(g.node[0].output, ["x"]);
+        let table = g
+            .initializer
+            .iter()
+            .find(|t| t.name == "embedding_weight")
+            .unwrap();
+        assert_eq!(table.dims, [9, 3]);
+        assert_eq!(
+            table.raw_data,
+            bytemuck::cast_slice::<f32, u8>(params.embedding.as_ref().unwrap())
+        );
+        assert!(m
+            .metadata_props
+            .iter()
+            .any(|p| p.key == "embedding" && p.value == "9"));
+    }
+
+    #[test]
     fn one_recurrent_node_per_layer_with_the_attributes() {
         for (cell, op) in [
             (CellKind::Rnn, "RNN"),

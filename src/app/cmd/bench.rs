@@ -87,7 +87,10 @@ struct Plan {
 /// The flags as a plan; nothing typed is dropped (the GPU-only and CPU-only flags need
 /// their device).
 fn plan(a: &BenchArgs) -> Result<Plan> {
-    let shapes = shapes(&a.shapes, a.cell)?;
+    let shapes: Vec<Shape> = shapes(&a.shapes, a.cell)?
+        .into_iter()
+        .map(|s| s.with_vocab(a.vocab))
+        .collect();
     for s in &shapes {
         s.check()?;
     }
@@ -140,6 +143,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let p = plan(&a)?;
     if !p.json {
         print_header(p.gpu.as_ref(), a.cell);
+        if let Some(v) = a.vocab {
+            println!("# inputs: token ids of a {v}-token vocabulary, embedded into I features");
+        }
     }
     for &shape in &p.shapes {
         if let Some(gpu) = &p.gpu {
