@@ -42,7 +42,12 @@ struct Case {
     bidirectional: bool,
     /// Dropout on the head's input: each rank must draw the whole batch's masks.
     dropout: bool,
+    /// Token ids through an embedding of VOCAB rows: the table's gradient is all-reduced
+    /// with the rest.
+    embedding: bool,
 }
+
+const VOCAB: usize = 7;
 
 const fn case(name: &'static str, cell: CellKind, loss: LossKind, stateful: bool) -> Case {
     Case {
@@ -52,6 +57,7 @@ const fn case(name: &'static str, cell: CellKind, loss: LossKind, stateful: bool
         stateful,
         bidirectional: false,
         dropout: false,
+        embedding: false,
     }
 }
 
@@ -60,7 +66,7 @@ const CTC: LossKind = LossKind::Ctc {
     zero_infinity: false,
 };
 
-const CASES: [Case; 9] = [
+const CASES: [Case; 10] = [
     case("elman-mse", CellKind::Rnn, LossKind::Mse, false),
     case("elman-xent", CellKind::Rnn, LossKind::CrossEntropy, false),
     case("lstm-mse", CellKind::Lstm, LossKind::Mse, false),
@@ -83,6 +89,15 @@ const CASES: [Case; 9] = [
         ..case(
             "gru-xent-dropout",
             CellKind::Gru,
+            LossKind::CrossEntropy,
+            true,
+        )
+    },
+    Case {
+        embedding: true,
+        ..case(
+            "lstm-xent-embedding",
+            CellKind::Lstm,
             LossKind::CrossEntropy,
             true,
         )
@@ -118,7 +133,15 @@ fn batch(case: Case, step: u64) -> Batch {
         ),
         _ => Targets::Classes((0..T * B).map(|_| rng.random_range(0..O as u32)).collect()),
     };
-    let mut b = Batch::new(T, B, x, targets).unwrap();
+    let mut b = match case.embedding {
+        true => {
+            let ids = x
+                .chunks(I)
+                .map(|v| ((v[0] + 1.0) * 3.5) as u32 % VOCAB as u32);
+            Batch::from_tokens(T, B, ids.collect(), targets).unwrap()
+        }
+        false => Batch::new(T, B, x, targets).unwrap(),
+    };
     b.weights = (0..T * B)
         .map(|k| [0.0, 0.5, 1.0, 2.0][(k * 7 + step as usize) % 4])
         .collect();
@@ -134,10 +157,14 @@ fn train_config(case: Case) -> TrainConfig {
 }
 
 fn rnn_config(case: Case) -> RnnConfig {
-    RnnConfig::new(I, H, O)
+    let c = RnnConfig::new(I, H, O)
         .with_cell(case.cell)
         .with_bidirectional(case.bidirectional)
-        .with_head_dropout(if case.dropout { 0.3 } else { 0.0 })
+        .with_head_dropout(if case.dropout { 0.3 } else { 0.0 });
+    match case.embedding {
+        true => c.with_embedding(VOCAB),
+        false => c,
+    }
 }
 
 fn run(trainer: &mut Trainer, case: Case, steps: std::ops::Range<u64>) -> Vec<f32> {
