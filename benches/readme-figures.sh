@@ -2,7 +2,7 @@
 # Regenerates the measured figures the README quotes, with the README's own commands, and
 # prints them with the date and the adapter:
 #
-#   bash benches/readme-figures.sh [text|dropout|adding|speech|web|all] [OUT_DIR]
+#   bash benches/readme-figures.sh [text|dropout|embedding|adding|speech|web|all] [OUT_DIR]
 #
 #   text    the default run (`cargo run --release`, i.e. `wgpu-rnn train` with no flags):
 #           validation bits per character at every validation, the best, the sample
@@ -10,6 +10,9 @@
 #   dropout the default run again with --head-dropout 0.25 (the default model has one
 #           layer, so dropout between layers has nothing to drop): the same validations
 #           (a few minutes)
+#   embedding the default run with --embedding 0 (one-hot), 16, 32 and 64: the validations
+#           of each (about 15 minutes), and the embedding's GPU cost at V = 10,000 and
+#           T·B = 8,192 (`bench --vocab 10000 --profile` against the same shape fed features)
 #   adding  the adding problem's table: Elman, LSTM and GRU at T = 100 (1500 steps) and
 #           T = 200 (3000 steps) (about 15 minutes on lavapipe)
 #   speech  the spoken-digits demo: examples/speech-digits.sh (needs espeak-ng), training,
@@ -29,8 +32,8 @@ cd "$(dirname "$0")/.."
 what=${1:-all}
 out=${2:-$(mktemp -d)}
 mkdir -p "$out"
-case $what in text | dropout | adding | speech | web | all) ;; *)
-    echo "usage: $0 [text|dropout|adding|speech|web|all] [OUT_DIR]" >&2
+case $what in text | dropout | embedding | adding | speech | web | all) ;; *)
+    echo "usage: $0 [text|dropout|embedding|adding|speech|web|all] [OUT_DIR]" >&2
     exit 2
     ;;
 esac
@@ -60,6 +63,22 @@ if [[ $what == dropout || $what == all ]]; then
     $bin train --head-dropout 0.25 --save "$out/dropout.safetensors" >"$out/dropout.out" 2>"$out/dropout.log"
     validations "$out/dropout.log"
     grep -E "^best validation|^trained" "$out/dropout.log" || true
+fi
+
+if [[ $what == embedding || $what == all ]]; then
+    echo
+    echo "## The default run with each --embedding (0: one-hot characters)"
+    for e in 0 16 32 64; do
+        $bin train --embedding "$e" --save "$out/embedding-$e.safetensors" \
+            >"$out/embedding-$e.out" 2>"$out/embedding-$e.log"
+        echo "--embedding $e:"
+        validations "$out/embedding-$e.log" | sed 's/^/    /'
+        grep -E "^best validation|^trained" "$out/embedding-$e.log" | sed 's/^/    /' || true
+    done
+    echo
+    echo "## The embedding's cost at V = 10000, T·B = 64·128 (B,T,I,H,O = 128,64,64,128,64)"
+    $bin bench --devices gpu --shapes 128,64,64,128,64 --profile --budget 10
+    $bin bench --devices gpu --shapes 128,64,64,128,64 --profile --budget 10 --vocab 10000
 fi
 
 if [[ $what == adding || $what == all ]]; then

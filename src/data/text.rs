@@ -11,7 +11,7 @@ pub const DEFAULT_CORPUS: &str = include_str!("default_corpus.txt");
 /// The text task's default token embedding dimension (`wgpu-rnn train --embedding`, the
 /// page's `embedding`); 0 would read one-hot characters. Chosen by measurement: README,
 /// "Measured".
-pub const DEFAULT_EMBEDDING: usize = 0;
+pub const DEFAULT_EMBEDDING: usize = 64;
 
 /// Characters per chunk when a text is split into training and validation parts (fewer
 /// for texts under 20 such chunks, so that every text has at least 20 chunks).
