@@ -144,7 +144,8 @@ fn the_table_goes_in_and_out_of_state_dicts_and_checkpoints() {
     // whose width is not weight_ih_l0's is refused, naming both.
     let bytes = std::fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let strip = |rename: &dyn Fn(&str, Vec<usize>) -> (String, Vec<usize>)| -> Vec<u8> {
+    type Rename = dyn Fn(&str, Vec<usize>) -> (String, Vec<usize>);
+    let strip = |rename: &Rename| -> Vec<u8> {
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
             .tensors()
             .into_iter()

@@ -515,6 +515,157 @@ fn csv_series_trains_and_forecasts() {
     );
 }
 
+/// The series task's trend, season and baselines through the CLI: a trended series with
+/// gaps, filled; validation lines, the metrics log and the loss picture carry the
+/// baselines; `forecast --holdout` and `--backtest` score against known rows and say
+/// whether the model beat them; bad options name their numbers.
+#[test]
+fn series_baselines_gaps_holdout_and_backtest() {
+    let d = dir("series-baselines");
+    let values = wgpu_rnn::data::synthetic::series(
+        wgpu_rnn::data::synthetic::SeriesKind::TrendSeason,
+        400,
+        3,
+    );
+    let mut text = String::from("t,co2\n");
+    for (t, v) in values.iter().enumerate() {
+        // Every 37th row is missing.
+        let cell = if t % 37 == 5 {
+            String::new()
+        } else {
+            v.to_string()
+        };
+        text.push_str(&format!("{t},{cell}\n"));
+    }
+    let csv = d.join("co2.csv");
+    std::fs::write(&csv, &text).unwrap();
+    let model = d.join("co2.safetensors");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--task",
+            "series",
+            "--csv",
+            &s(&csv),
+            "--cell",
+            "gru",
+            "--hidden",
+            "16",
+            "--steps",
+            "60",
+            "--eval-every",
+            "30",
+            "--save",
+            &s(&model),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&refs)
+    };
+    let (code, _, err) = train(&[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("line 7") && err.contains("--fill"), "{err}");
+    let (code, _, err) = train(&["--fill", "linear"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("filled 11 missing cell(s) of column \"co2\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("first differences (chosen by a KPSS test"),
+        "{err}"
+    );
+    assert!(err.contains("season 12 rows (estimated"), "{err}");
+    assert!(
+        err.contains("naive MAE") && err.contains("seasonal naive MAE"),
+        "{err}"
+    );
+    let log = std::fs::read_to_string(model.with_extension("metrics.jsonl")).unwrap();
+    assert!(log.contains("\"seasonal_naive_mae\""), "{log}");
+    let svg = std::fs::read_to_string(model.with_extension("svg")).unwrap();
+    assert!(svg.contains("seasonal naive") && svg.contains("MAE (target units)"));
+
+    let forecast = |extra: &[&str]| {
+        let mut args = vec![
+            "forecast",
+            "--model",
+            &s(&model),
+            "--csv",
+            &s(&csv),
+            "--fill",
+            "linear",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&refs)
+    };
+    let (code, out, err) = forecast(&["--holdout", "24"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("held out the last 24 of 400 rows (season 12 rows)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("beats both baselines") || out.contains("does NOT beat"),
+        "{out}"
+    );
+    let (code, out, err) = forecast(&["--backtest", "5", "--horizon", "24"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("backtest: 5 forecasts of 24 rows from rows 372..=376 of 400"),
+        "{out}"
+    );
+
+    for (extra, needle) in [
+        (&["--season", "1"][..], "--season 1"),
+        (&["--season", "200"][..], "at most 180"),
+        (
+            &["--difference", "second"][..],
+            "expected auto, none, first",
+        ),
+    ] {
+        let (code, _, err) = train(&[&["--fill", "linear"][..], extra].concat());
+        assert_ne!(code, 0, "{extra:?}");
+        assert!(err.contains(needle), "{extra:?}: {err}");
+    }
+    for (extra, needle) in [
+        (&["--holdout", "395"][..], "needs at least"),
+        (&["--backtest", "0", "--horizon", "5"][..], "--backtest"),
+        (
+            &["--holdout", "24", "--horizon", "12"][..],
+            "give one of the two",
+        ),
+    ] {
+        let (code, _, err) = forecast(extra);
+        assert_ne!(code, 0, "{extra:?}");
+        assert!(err.contains(needle), "{extra:?}: {err}");
+    }
+    fails_with(
+        &[
+            "forecast",
+            "--model",
+            &s(&model),
+            "--csv",
+            &s(&csv),
+            "--fill",
+            "spline",
+            "--horizon",
+            "3",
+        ],
+        "expected linear or previous",
+    );
+    fails_with(
+        &["train", "--task", "sine", "--season", "12"],
+        "--season is for --task series",
+    );
+}
+
 /// The default build (no feature `mpi`) started as one of several MPI ranks refuses to
 /// train (each rank would train alone, writing the same files) and says how to build it;
 /// as the only rank it trains as usual.

@@ -124,6 +124,19 @@ pub struct TrainArgs {
     /// The series task's input columns, comma separated (default: the target alone).
     #[arg(long)]
     pub inputs: Option<String>,
+    /// The series task: what the model learns of the target: auto (first differences
+    /// when the training part trends or wanders, by a KPSS test; else levels), none
+    /// (levels), first, seasonal (y_t − y_{t−P}) or both.
+    #[arg(long, default_value = "auto")]
+    pub difference: String,
+    /// The series task's season P in rows, for seasonal differences and the seasonal
+    /// naive baseline (default: estimated from the training part's autocorrelation).
+    #[arg(long)]
+    pub season: Option<usize>,
+    /// The series task: fill missing cells of the used columns: linear or previous
+    /// (default: a missing cell is an error naming its line and column).
+    #[arg(long)]
+    pub fill: Option<String>,
     /// The speech task's utterances: a CSV file with a header row and columns
     /// path,transcript (WAV paths relative to the file's folder).
     #[arg(long)]
@@ -297,9 +310,10 @@ pub struct ForecastArgs {
     /// its rows.
     #[arg(long)]
     pub csv: PathBuf,
-    /// Steps to forecast after the last row.
+    /// Steps to forecast after the last row (with --holdout N: N, after the rows before
+    /// the held-out ones).
     #[arg(long)]
-    pub horizon: usize,
+    pub horizon: Option<usize>,
     /// Where to write the forecast CSV (step, forecast in the target's units); the plot
     /// goes next to it as .svg. Default: `MODEL.forecast.csv` beside the model.
     #[arg(long)]
@@ -307,6 +321,19 @@ pub struct ForecastArgs {
     /// gpu, or cpu for the reference implementation.
     #[arg(long, value_enum, default_value = "gpu")]
     pub device: DeviceArg,
+    /// Hold out the file's last N rows: forecast them from the rows before (N is the
+    /// horizon) and score the forecast against them beside the naive and seasonal naive
+    /// baselines.
+    #[arg(long)]
+    pub holdout: Option<usize>,
+    /// Score forecasts of --horizon rows from K successive origins ending --horizon rows
+    /// before the file's end (rolling origin), and report their mean errors beside the
+    /// baselines'.
+    #[arg(long)]
+    pub backtest: Option<usize>,
+    /// Fill missing cells (linear or previous), as `train --fill` does.
+    #[arg(long)]
+    pub fill: Option<String>,
 }
 
 #[derive(Args)]
@@ -462,7 +489,7 @@ impl TrainArgs {
             &format!("is for --task text, not {}", task.name()),
         )?;
         only(
-            &["csv", "target", "inputs"],
+            &["csv", "target", "inputs", "difference", "season", "fill"],
             task == TaskArg::Series,
             &format!("is for --task series, not {}", task.name()),
         )?;

@@ -19,6 +19,8 @@ const SIZE: (u32, u32) = (800, 480);
 const BLUE: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
 const RED: RGBColor = RGBColor(0xd6, 0x27, 0x28);
 const ORANGE: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
+const GREEN: RGBColor = RGBColor(0x2c, 0xa0, 0x2c);
+const GREY: RGBColor = RGBColor(0x7f, 0x7f, 0x7f);
 /// Series with at most this many points also get a dot per point, so that a single
 /// point or a sparse validation curve stays visible.
 const MARKED_POINTS: usize = 30;
@@ -61,6 +63,57 @@ pub fn loss_plot(
         },
     ];
     draw(path, title, "step", y_label, &series)
+}
+
+/// A series model's validation errors in the target's units, per validation step: the
+/// model's and the naive and seasonal naive forecasts' of the same rows.
+pub struct ErrorCurves {
+    pub what: &'static str,
+    pub model: Vec<(u64, f64)>,
+    pub naive: Vec<(u64, f64)>,
+    pub seasonal_naive: Vec<(u64, f64)>,
+}
+
+/// [`loss_plot`] with a second panel below: the validation errors beside the baselines'.
+pub fn loss_plot_with_errors(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    train: &[(u64, f32)],
+    validation: &[(u64, f32)],
+    errors: ErrorCurves,
+) -> Result<()> {
+    let points = |s: &[(u64, f32)]| s.iter().map(|&(x, y)| (x, y as f64)).collect();
+    let curve = |name, color, points| Series {
+        name,
+        color,
+        points,
+        lead_in: None,
+    };
+    let losses = [
+        curve("training", BLUE, points(train)),
+        curve("validation", RED, points(validation)),
+    ];
+    let errs = [
+        curve("model", RED, errors.model),
+        curve("naive", GREY, errors.naive),
+        curve("seasonal naive", GREEN, errors.seasonal_naive),
+    ];
+    let panels = [
+        Panel {
+            title,
+            x_label: "step",
+            y_label,
+            series: &losses,
+        },
+        Panel {
+            title: "validation error beside the baselines (same rows)",
+            x_label: "step",
+            y_label: errors.what,
+            series: &errs,
+        },
+    ];
+    draw_panels(path, &panels)
 }
 
 /// Draws a history of values at time steps 1..=n and a forecast continuing it at
@@ -121,29 +174,58 @@ fn plottable(y: f64) -> bool {
     y.is_finite() && y.abs() <= LARGEST
 }
 
-/// Renders into a string first, so that a failure leaves no half-written file, then
-/// writes the file in one go.
+/// One chart of a picture.
+struct Panel<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    series: &'a [Series],
+}
+
 fn draw(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<()> {
-    let series: Vec<Series> = series
-        .iter()
-        .map(|s| Series {
-            points: s
-                .points
-                .iter()
-                .copied()
-                .filter(|p| plottable(p.1))
-                .collect(),
-            lead_in: s.lead_in.filter(|p| plottable(p.1)),
-            ..*s
-        })
-        .collect();
+    draw_panels(
+        path,
+        &[Panel {
+            title,
+            x_label,
+            y_label,
+            series,
+        }],
+    )
+}
+
+/// Renders the panels one above the other into a string first, so that a failure leaves
+/// no half-written file, then writes the file in one go.
+fn draw_panels(path: &Path, panels: &[Panel<'_>]) -> Result<()> {
+    let finite = |series: &[Series]| -> Vec<Series> {
+        series
+            .iter()
+            .map(|s| Series {
+                points: s
+                    .points
+                    .iter()
+                    .copied()
+                    .filter(|p| plottable(p.1))
+                    .collect(),
+                lead_in: s.lead_in.filter(|p| plottable(p.1)),
+                name: s.name,
+                color: s.color,
+            })
+            .collect()
+    };
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        render(&root, title, x_label, y_label, &series).map_err(|e| Error::Plot {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        })?;
+        let size = (SIZE.0, SIZE.1 * panels.len() as u32);
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        let areas = root.split_evenly((panels.len(), 1));
+        for (area, p) in areas.iter().zip(panels) {
+            render(area, p.title, p.x_label, p.y_label, &finite(p.series)).map_err(|e| {
+                Error::Plot {
+                    path: path.display().to_string(),
+                    why: e.to_string(),
+                }
+            })?;
+        }
         root.present().map_err(|e| Error::Plot {
             path: path.display().to_string(),
             why: e.to_string(),

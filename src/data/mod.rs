@@ -10,6 +10,8 @@ pub mod audio;
 #[cfg(any(feature = "series", feature = "audio"))]
 mod csv_lines;
 #[cfg(feature = "series")]
+pub mod seasonal;
+#[cfg(feature = "series")]
 pub mod series;
 #[cfg(feature = "audio")]
 pub mod speech;

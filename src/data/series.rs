@@ -17,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::csv_lines::Lines;
+use super::seasonal::{self, Difference, Errors, Scores};
 use crate::error::{Error, Result};
 use crate::train::{Batch, Targets};
 
@@ -54,6 +55,8 @@ pub struct SeriesData {
     x: Vec<f64>,
     /// One target value per row.
     y: Vec<f64>,
+    /// Columns whose gaps were filled, with how many.
+    filled: Vec<(String, usize)>,
 }
 
 /// A header cell's name for messages: quoted, or `column N` (1-based) when empty.
@@ -66,6 +69,69 @@ fn column_label(header: &csv::StringRecord, c: usize) -> String {
 
 fn parse_finite(cell: &str) -> Option<f64> {
     cell.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// How missing cells of the used columns are handled: empty cells and the usual markers
+/// of a missing value (`NA`, `NaN`, `null`, `?`, `-`, any case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fill {
+    /// A missing cell is an error naming its line and column (the default).
+    #[default]
+    Error,
+    /// Straight lines between the known values on either side; a gap at the start takes
+    /// the first known value, one at the end the last.
+    Linear,
+    /// The last known value carried forward; a gap at the start takes the first known one.
+    Previous,
+}
+
+impl std::str::FromStr for Fill {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "error" | "none" => Ok(Fill::Error),
+            "linear" => Ok(Fill::Linear),
+            "previous" | "ffill" => Ok(Fill::Previous),
+            _ => Err(Error::IncompatibleArgs(format!(
+                "--fill {s:?}: expected linear or previous (the default is to refuse gaps)"
+            ))),
+        }
+    }
+}
+
+/// Whether a cell marks a missing value rather than holding a number.
+fn is_gap(cell: &str) -> bool {
+    cell.is_empty()
+        || ["na", "n/a", "nan", "null", "none", "?", "-"]
+            .iter()
+            .any(|m| cell.eq_ignore_ascii_case(m))
+}
+
+/// Fills the gaps (`None`) of one column in place as `fill` says; returns how many it
+/// filled. A column with no known value at all has nothing to fill from: `None`.
+fn fill_column(v: &mut [Option<f64>], fill: Fill) -> Option<usize> {
+    let known: Vec<usize> = (0..v.len()).filter(|&k| v[k].is_some()).collect();
+    let (&first, &last) = (known.first()?, known.last()?);
+    let gaps = v.len() - known.len();
+    let at = |k: usize, v: &[Option<f64>]| v[k].unwrap_or_default();
+    for k in 0..first {
+        v[k] = Some(at(first, v));
+    }
+    for k in last + 1..v.len() {
+        v[k] = Some(at(last, v));
+    }
+    for w in known.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let (va, vb) = (at(a, v), at(b, v));
+        for (k, cell) in v.iter_mut().enumerate().take(b).skip(a + 1) {
+            *cell = Some(match fill {
+                Fill::Linear => va + (vb - va) * (k - a) as f64 / (b - a) as f64,
+                Fill::Previous | Fill::Error => va,
+            });
+        }
+    }
+    Some(gaps)
 }
 
 /// A CSV file's header and data rows (each with its 1-based line), and which columns hold
@@ -159,6 +225,13 @@ impl<'a> Table<'a> {
                     self.available()
                 ))
             })?;
+        if self.rows.iter().all(|(_, r)| is_gap(&r[c])) {
+            return Err(self.fail(format!(
+                "column {name:?} (given as {role}) has no values: all {} of its cells are \
+                 missing",
+                self.rows.len()
+            )));
+        }
         if !self.numeric[c] {
             let (line, r) = &self.rows[0];
             return Err(self.fail(format!(
@@ -209,18 +282,26 @@ impl<'a> Table<'a> {
         Ok(cols)
     }
 
-    /// Cell `c` of row `r` (on line `line`) as a finite number.
-    fn value(&self, line: u64, r: &csv::StringRecord, c: usize) -> Result<f64> {
+    /// Cell `c` of row `r` (on line `line`) as a finite number, or `None` for a missing
+    /// value (see [`is_gap`]); with `fill` [`Fill::Error`] a missing value is an error.
+    fn value(&self, line: u64, r: &csv::StringRecord, c: usize, fill: Fill) -> Result<Option<f64>> {
         let cell = &r[c];
         let column = column_label(&self.header, c);
-        if cell.is_empty() {
+        if is_gap(cell) {
+            if fill != Fill::Error {
+                return Ok(None);
+            }
+            let what = match cell {
+                "" => "the cell is empty".to_string(),
+                m => format!("{m:?} marks a missing value"),
+            };
             return Err(self.fail(format!(
-                "line {line}, column {column}: the cell is empty; fill in the missing value \
-                 or remove the row"
+                "line {line}, column {column}: {what}; fill in the value or remove the row, \
+                 or fill the gaps with --fill linear|previous"
             )));
         }
         match cell.parse::<f64>() {
-            Ok(v) if v.is_finite() => Ok(v),
+            Ok(v) if v.is_finite() => Ok(Some(v)),
             Ok(_) => Err(self.fail(format!(
                 "line {line}, column {column}: {cell:?} is not a finite number; replace it \
                  with a measured value or remove the row"
@@ -229,6 +310,26 @@ impl<'a> Table<'a> {
                 "line {line}, column {column}: {cell:?} is not a number"
             ))),
         }
+    }
+
+    /// Column `c`'s values, gaps filled as `fill` says; and how many were filled.
+    fn column(&self, c: usize, fill: Fill) -> Result<(Vec<f64>, usize)> {
+        let mut v = self
+            .rows
+            .iter()
+            .map(|(line, r)| self.value(*line, r, c, fill))
+            .collect::<Result<Vec<_>>>()?;
+        let filled = fill_column(&mut v, fill).ok_or_else(|| {
+            self.fail(format!(
+                "column {} has no values: all {} of its cells are missing",
+                column_label(&self.header, c),
+                v.len()
+            ))
+        })?;
+        Ok((
+            v.into_iter().map(Option::unwrap_or_default).collect(),
+            filled,
+        ))
     }
 }
 
@@ -259,10 +360,43 @@ impl SeriesData {
 
     /// [`SeriesData::from_csv`] on any reader; `source` names it in messages.
     pub fn from_reader(
+        reader: impl Read,
+        source: &str,
+        target: Option<&str>,
+        inputs: Option<&[String]>,
+    ) -> Result<Self> {
+        Self::from_reader_filled(reader, source, target, inputs, Fill::Error)
+    }
+
+    /// [`SeriesData::from_csv`] with missing cells of the used columns filled as `fill`
+    /// says ([`SeriesData::filled`] counts them); a column with no value at all is an
+    /// error either way.
+    pub fn from_csv_filled(
+        path: &Path,
+        target: Option<&str>,
+        inputs: Option<&[String]>,
+        fill: Fill,
+    ) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_reader_filled(
+            &bytes[..],
+            &path.display().to_string(),
+            target,
+            inputs,
+            fill,
+        )
+    }
+
+    /// [`SeriesData::from_csv_filled`] on any reader; `source` names it in messages.
+    pub fn from_reader_filled(
         mut reader: impl Read,
         source: &str,
         target: Option<&str>,
         inputs: Option<&[String]>,
+        fill: Fill,
     ) -> Result<Self> {
         let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes).map_err(|e| Error::Io {
@@ -272,25 +406,40 @@ impl SeriesData {
         let table = Table::read(&bytes, source)?;
         let target_col = table.target_column(target)?;
         let input_cols = table.input_columns(inputs, target_col)?;
-        let mut x = Vec::with_capacity(table.rows.len() * input_cols.len());
-        let mut y = Vec::with_capacity(table.rows.len());
-        for (line, r) in &table.rows {
-            for &c in &input_cols {
-                x.push(table.value(*line, r, c)?);
-            }
-            y.push(table.value(*line, r, target_col)?);
-        }
         let name = |c: usize| match &table.header[c] {
             "" => format!("column {}", c + 1),
             n => n.to_string(),
         };
+        let mut filled = Vec::new();
+        let mut read = |c: usize| -> Result<Vec<f64>> {
+            let (v, n) = table.column(c, fill)?;
+            if n > 0 && !filled.iter().any(|(f, _): &(String, usize)| *f == name(c)) {
+                filled.push((name(c), n));
+            }
+            Ok(v)
+        };
+        let y = read(target_col)?;
+        let columns = input_cols
+            .iter()
+            .map(|&c| read(c))
+            .collect::<Result<Vec<_>>>()?;
+        let x = (0..y.len())
+            .flat_map(|r| columns.iter().map(move |col| col[r]))
+            .collect();
         Ok(SeriesData {
             source: source.to_string(),
             inputs: input_cols.into_iter().map(name).collect(),
             target: name(target_col),
             x,
             y,
+            filled,
         })
+    }
+
+    /// The gaps filled while reading ([`SeriesData::from_csv_filled`]): each column that
+    /// had any, with its count.
+    pub fn filled(&self) -> &[(String, usize)] {
+        &self.filled
     }
 
     /// Time steps (data rows).
@@ -362,28 +511,72 @@ impl ColumnScale {
 }
 
 /// Per-column normalization of a series model: its input columns, in order, and its
-/// target column, each with the statistics of the training part it was fitted on.
+/// target column, each with the statistics of the training part it was fitted on; and
+/// what the model learns of the target, its levels or their differences
+/// ([`Difference`]), with the season P of a seasonal difference and of the seasonal
+/// naive baseline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Normalization {
     pub inputs: Vec<ColumnScale>,
     pub target: ColumnScale,
     /// Training rows the statistics came from.
     pub fitted_rows: usize,
+    /// The target's differencing (models from before it learned levels). The target, and
+    /// an input column that is the target, are differenced before they are normalized.
+    #[serde(default)]
+    pub difference: Difference,
+    /// The season P: given, or estimated from the training part (`None`: none found).
+    #[serde(default)]
+    pub season: Option<usize>,
+}
+
+/// How a series task treats trends and seasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SeriesOptions {
+    /// The target's differencing; `None` chooses it from the training part
+    /// ([`seasonal::auto_difference`]).
+    pub difference: Option<Difference>,
+    /// The season P; `None` estimates it ([`seasonal::estimate_season`]).
+    pub season: Option<usize>,
 }
 
 impl Normalization {
     /// Fits every used column on the training part of `data` (its first
-    /// [`training_rows`] rows); the validation rows play no part.
+    /// [`training_rows`] rows), the target's levels learned as they are.
     pub fn fit(data: &SeriesData) -> Self {
+        Self::fit_with(data, Difference::None, None)
+    }
+
+    /// Fits every used column on the training part of `data` (its first
+    /// [`training_rows`] rows; the validation rows play no part), the target (and an input
+    /// that is the target) after `difference` with season `season`.
+    pub fn fit_with(data: &SeriesData, difference: Difference, season: Option<usize>) -> Self {
         let n = training_rows(data.rows()).max(1);
+        let lag = difference.lag(season.unwrap_or(0));
+        let target = difference.apply(&data.y[..n], season.unwrap_or(0));
         let inputs = (0..data.inputs.len())
-            .map(|k| ColumnScale::fit(&data.inputs[k], (0..n).map(|r| data.input_row(r)[k])))
+            .map(|k| match data.inputs[k] == data.target {
+                true => ColumnScale::fit(&data.inputs[k], target.iter().copied()),
+                false => ColumnScale::fit(&data.inputs[k], (lag..n).map(|r| data.input_row(r)[k])),
+            })
             .collect();
         Normalization {
             inputs,
-            target: ColumnScale::fit(&data.target, data.y[..n].iter().copied()),
+            target: ColumnScale::fit(&data.target, target.iter().copied()),
             fitted_rows: n,
+            difference,
+            season,
         }
+    }
+
+    /// The season P of a seasonal difference (0 for the others, which read none).
+    fn lag_season(&self) -> usize {
+        self.season.unwrap_or(0)
+    }
+
+    /// Rows at the start of a series that have no difference.
+    pub fn lag(&self) -> usize {
+        self.difference.lag(self.lag_season())
     }
 
     pub fn input_names(&self) -> Vec<String> {
@@ -404,6 +597,13 @@ impl Normalization {
         })?;
         if n.inputs.is_empty() {
             return Err(bad("the stored normalization lists no input columns"));
+        }
+        if n.difference.seasonal() && n.season.is_none_or(|p| p < 2) {
+            return Err(bad(format!(
+                "the stored normalization takes {} differences but has no season of 2 rows \
+                 or more",
+                n.difference.name()
+            )));
         }
         for c in n.inputs.iter().chain([&n.target]) {
             if !(c.mean.is_finite() && c.std.is_finite() && c.std > 0.0) {
@@ -449,53 +649,113 @@ impl Normalization {
         Ok(())
     }
 
-    fn normalized_inputs(&self, data: &SeriesData) -> Vec<f32> {
-        let i = self.inputs.len();
-        data.x
-            .iter()
-            .enumerate()
-            .map(|(k, &v)| self.inputs[k % i].normalize(v) as f32)
+    /// The target of `data` as the model learns it: differenced, then normalized, for rows
+    /// lag..n.
+    pub fn model_target(&self, data: &SeriesData) -> Vec<f64> {
+        self.difference
+            .apply(&data.y, self.lag_season())
+            .into_iter()
+            .map(|v| self.target.normalize(v))
             .collect()
+    }
+
+    /// The inputs of rows lag..n as the model reads them, (n − lag, I): each column
+    /// normalized, the target's column differenced first.
+    fn normalized_inputs(&self, data: &SeriesData) -> Vec<f32> {
+        let lag = self.lag();
+        let target = self.model_target(data);
+        (lag..data.rows())
+            .flat_map(|r| {
+                let target = &target;
+                data.input_row(r).iter().enumerate().map(move |(k, &v)| {
+                    match data.inputs[k] == data.target {
+                        true => target[r - lag] as f32,
+                        false => self.inputs[k].normalize(v) as f32,
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// The level a model's normalized output `z` means at a row whose earlier levels are
+    /// `before`: the difference undone.
+    pub fn level(&self, before: &[f64], z: f64) -> f64 {
+        let d = self.target.denormalize(z);
+        match self.difference {
+            Difference::None => d,
+            other => other.base(before, self.lag_season()) + d,
+        }
     }
 }
 
 /// Next-step forecasting of a CSV series: inputs at step s are the normalized input
-/// columns of row s, the target is the normalized target of row s + 1.
+/// columns of row s, the target is the normalized target of row s + 1 (differenced first
+/// where the normalization says so: then rows start at the first difference).
 #[derive(Debug, Clone)]
 pub struct Series {
     norm: Normalization,
-    /// (rows, I) normalized inputs.
+    /// (rows − lag, I) normalized inputs.
     x: Vec<f32>,
-    /// Normalized target, one per row.
+    /// Normalized (differenced) target, one per row from the lag on.
     y: Vec<f32>,
+    /// The target's levels, every row, original units.
+    levels: Vec<f64>,
+    /// Training rows of `y` (rows lag..training_rows); the rest are validation rows.
     split: usize,
 }
 
 impl Series {
-    /// The task on `data`, normalization fitted on its training part.
+    /// The task on `data` with the default [`SeriesOptions`]: differencing chosen from the
+    /// training part, the season estimated.
     pub fn new(data: &SeriesData) -> Result<Self> {
-        Self::with_normalization(data, Normalization::fit(data))
+        Self::with_options(data, SeriesOptions::default())
+    }
+
+    /// The task on `data` with its trend and season treated as `options` say (choices left
+    /// open are made from the training part); the normalization is fitted on the training
+    /// part after differencing.
+    pub fn with_options(data: &SeriesData, options: SeriesOptions) -> Result<Self> {
+        check_rows(data)?;
+        let train = &data.target_values()[..training_rows(data.rows())];
+        if let Some(p) = options.season {
+            seasonal::check_season(p, train.len())?;
+        }
+        let difference = options
+            .difference
+            .unwrap_or_else(|| seasonal::auto_difference(train));
+        let season = options.season.or_else(|| seasonal::estimate_season(train));
+        if difference.seasonal() && season.is_none() {
+            return Err(bad(format!(
+                "--difference {}: no season stands out in the training part's \
+                 autocorrelation; give it with --season P",
+                difference.name()
+            )));
+        }
+        let norm = Normalization::fit_with(data, difference, season);
+        Self::with_normalization(data, norm)
     }
 
     /// The task on `data` with a given normalization (e.g. a checkpoint's, to resume).
     pub fn with_normalization(data: &SeriesData, norm: Normalization) -> Result<Self> {
-        if data.rows() < MIN_ROWS {
+        check_rows(data)?;
+        norm.check_columns(data)?;
+        let (lag, train) = (norm.lag(), training_rows(data.rows()));
+        if train < lag + MIN_ROWS / 2 {
             return Err(bad(format!(
-                "{}: {} rows; training needs at least {MIN_ROWS} (90 % for training windows, \
-                 10 % for validation)",
+                "{}: the training part has {train} rows, and {} differences with season {} \
+                 leave {} of them, fewer than {}; use a shorter --season or a longer series",
                 data.source,
-                data.rows()
+                norm.difference.name(),
+                norm.lag_season(),
+                train.saturating_sub(lag),
+                MIN_ROWS / 2
             )));
         }
-        norm.check_columns(data)?;
         Ok(Series {
             x: norm.normalized_inputs(data),
-            y: data
-                .y
-                .iter()
-                .map(|&v| norm.target.normalize(v) as f32)
-                .collect(),
-            split: training_rows(data.rows()),
+            y: norm.model_target(data).iter().map(|&v| v as f32).collect(),
+            levels: data.y.clone(),
+            split: train - lag,
             norm,
         })
     }
@@ -513,9 +773,41 @@ impl Series {
         self.y.len()
     }
 
-    /// Rows in the training part; rows `split..rows` are the validation part.
+    /// Rows in the training part (after the lag); rows `split..rows` are the validation
+    /// part.
     pub fn split(&self) -> usize {
         self.split
+    }
+
+    /// The one-step forecasts of the validation rows in target units, from the model's
+    /// outputs `y` on [`Series::validation`]`(t)` (normalized, (T', B, 1)), scored beside
+    /// the naive and seasonal naive forecasts of the same rows.
+    pub fn validation_scores(&self, t: usize, y: &[f64]) -> Result<Scores> {
+        let n = self.rows();
+        let t = t.min(n - self.split).max(1);
+        let b = (n - self.split).div_ceil(t);
+        crate::shapes::check_len("validation outputs", &[t, b], y.len())?;
+        let lag = self.norm.lag();
+        let (mut model, mut naive, mut snaive, mut actual) = (vec![], vec![], vec![], vec![]);
+        for row in 0..b {
+            for s in 0..t {
+                let at = self.split + row * t + s;
+                if at >= n {
+                    continue;
+                }
+                let a = at + lag; // the row of the whole series
+                let before = &self.levels[..a];
+                model.push(self.norm.level(before, y[s * b + row]));
+                naive.push(before[a - 1]);
+                snaive.push(seasonal::seasonal_naive(before, 1, self.norm.season)[0]);
+                actual.push(self.levels[a]);
+            }
+        }
+        Ok(Scores {
+            model: Errors::of(&model, &actual),
+            naive: Errors::of(&naive, &actual),
+            seasonal_naive: Errors::of(&snaive, &actual),
+        })
     }
 
     /// B windows of T + 1 rows at uniform random starts within the training part: inputs
@@ -589,6 +881,19 @@ impl Series {
             tokens: None,
         })
     }
+}
+
+/// Refuses a series too short to train on.
+fn check_rows(data: &SeriesData) -> Result<()> {
+    if data.rows() < MIN_ROWS {
+        return Err(bad(format!(
+            "{}: {} rows; training needs at least {MIN_ROWS} (90 % for training windows, \
+             10 % for validation)",
+            data.source,
+            data.rows()
+        )));
+    }
+    Ok(())
 }
 
 /// Writes forecasts as CSV: a `step,forecast` header, then steps 1..=N with their values.
@@ -686,13 +991,63 @@ mod tests {
             m.contains("line 3") && m.contains("\"abc\" is not a number"),
             "{m}"
         );
-        for bad in ["nan", "inf", "-Infinity", "NaN"] {
+        for bad in ["inf", "-Infinity"] {
             let m = message(load(&format!("t,v\n0,1\n1,2\n2,{bad}\n"), None, None));
             assert!(
                 m.contains("line 4") && m.contains("not a finite number"),
                 "{bad}: {m}"
             );
         }
+        // NaN, NA and the like mark a missing value: a gap, which --fill fills.
+        for gap in ["nan", "NaN", "NA", "null", "?"] {
+            let m = message(load(&format!("t,v\n0,1\n1,2\n2,{gap}\n"), None, None));
+            assert!(
+                m.contains("line 4") && m.contains("missing value") && m.contains("--fill"),
+                "{gap}: {m}"
+            );
+        }
+    }
+
+    #[test]
+    fn gaps_fill_linearly_or_with_the_previous_value_and_are_counted() {
+        let text = "t,a,v\n0,,\n1,2,1\n2,NA,\n3,,NaN\n4,8,4\n5,9,\n";
+        let read = |fill| {
+            let inputs = ["a".to_string(), "v".to_string()];
+            SeriesData::from_reader_filled(
+                text.as_bytes(),
+                "gaps.csv",
+                Some("v"),
+                Some(&inputs),
+                fill,
+            )
+        };
+        let m = message(read(Fill::Error));
+        assert!(
+            m.contains("line 2, column \"v\"") && m.contains("--fill"),
+            "{m}"
+        );
+        let d = read(Fill::Linear).unwrap();
+        // Leading gaps take the first known value, trailing ones the last.
+        assert_eq!(d.target_values(), [1.0, 1.0, 2.0, 3.0, 4.0, 4.0]);
+        let a: Vec<f64> = (0..6).map(|r| d.input_row(r)[0]).collect();
+        assert_eq!(a, [2.0, 2.0, 4.0, 6.0, 8.0, 9.0]);
+        assert_eq!(d.filled(), [("v".to_string(), 4), ("a".to_string(), 3)]);
+        let d = read(Fill::Previous).unwrap();
+        assert_eq!(d.target_values(), [1.0, 1.0, 1.0, 1.0, 4.0, 4.0]);
+        // A column with no value at all has nothing to fill from.
+        let m = message(SeriesData::from_reader_filled(
+            "t,v\n0,\n1,NA\n".as_bytes(),
+            "empty.csv",
+            Some("v"),
+            None,
+            Fill::Linear,
+        ));
+        assert!(
+            m.contains("column \"v\" (given as the target) has no values: all 2"),
+            "{m}"
+        );
+        assert_eq!("linear".parse::<Fill>().unwrap(), Fill::Linear);
+        assert!("spline".parse::<Fill>().is_err());
     }
 
     #[test]
@@ -792,7 +1147,13 @@ mod tests {
             s += &format!("{},{r}\n", 1000 - r);
         }
         let inputs: &[&str] = if extra_input { &["a", "v"] } else { &["v"] };
-        let series = Series::new(&load(&s, Some("v"), Some(inputs)).unwrap()).unwrap();
+        // Levels, not the differences the trend would get by default.
+        let levels = SeriesOptions {
+            difference: Some(Difference::None),
+            season: None,
+        };
+        let data = load(&s, Some("v"), Some(inputs)).unwrap();
+        let series = Series::with_options(&data, levels).unwrap();
         let scale = series.normalization().target.clone();
         let row = move |z: f32| {
             let r = scale.denormalize(z as f64);

@@ -97,3 +97,78 @@ impl Adding {
         }
     }
 }
+
+/// The kinds of synthetic series [`series`] makes, for measuring forecasts (none of them
+/// third-party data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesKind {
+    /// A linear trend (0.2 per step) plus a 12-step cycle (amplitude 3) plus Gaussian-ish
+    /// noise (σ ≈ 0.5): CO₂-like.
+    TrendSeason,
+    /// A random walk of ±1-scale steps: nothing to learn beyond the last value.
+    RandomWalk,
+    /// A stationary sum of two cycles, 12 and 30 steps (amplitudes 2 and 1), plus noise
+    /// (σ ≈ 0.3): sunspot- or El Niño-like.
+    TwoCycles,
+}
+
+impl SeriesKind {
+    pub const ALL: [SeriesKind; 3] = [
+        SeriesKind::TrendSeason,
+        SeriesKind::RandomWalk,
+        SeriesKind::TwoCycles,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SeriesKind::TrendSeason => "trend-season",
+            SeriesKind::RandomWalk => "random-walk",
+            SeriesKind::TwoCycles => "two-cycles",
+        }
+    }
+
+    /// The season a forecaster should find (the shorter cycle for two cycles).
+    pub fn season(self) -> Option<usize> {
+        match self {
+            SeriesKind::TrendSeason | SeriesKind::TwoCycles => Some(12),
+            SeriesKind::RandomWalk => None,
+        }
+    }
+}
+
+/// `n` values of a synthetic series of `kind` drawn from `seed` (ChaCha8: the same values
+/// on every platform).
+pub fn series(kind: SeriesKind, n: usize, seed: u64) -> Vec<f64> {
+    use rand::SeedableRng;
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    // A sum of 4 uniforms in [-1, 1): mean 0, σ = √(4/3) ≈ 1.15, close to Gaussian.
+    let mut noise = move || (0..4).map(|_| r.random_range(-1.0..1.0)).sum::<f64>() / 1.155;
+    let tau = std::f64::consts::TAU;
+    let mut level = 0.0;
+    (0..n)
+        .map(|t| {
+            let t = t as f64;
+            match kind {
+                SeriesKind::TrendSeason => {
+                    10.0 + 0.2 * t + 3.0 * (tau * t / 12.0).sin() + 0.5 * noise()
+                }
+                SeriesKind::RandomWalk => {
+                    level += noise();
+                    level
+                }
+                SeriesKind::TwoCycles => {
+                    2.0 * (tau * t / 12.0).sin() + (tau * t / 30.0).cos() + 0.3 * noise()
+                }
+            }
+        })
+        .collect()
+}
+
+/// The values as a CSV file's text: a header `t,value`, then one row per step.
+pub fn series_csv(values: &[f64]) -> String {
+    let mut s = String::from("t,value\n");
+    for (t, v) in values.iter().enumerate() {
+        s.push_str(&format!("{t},{v}\n"));
+    }
+    s
+}

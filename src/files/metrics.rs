@@ -59,6 +59,28 @@ pub struct MetricsRecord {
     pub grad_norm: f32,
     /// The loss or the gradient norm was not finite and the update was not applied.
     pub skipped: bool,
+    /// A series model's validation: its errors in the target's units beside the naive and
+    /// seasonal naive forecasts of the same rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<ValidationErrors>,
+}
+
+/// A series validation's one-step errors in the target's units: the model's, and the
+/// naive (last value) and seasonal naive (one season back) forecasts' of the same rows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ValidationErrors {
+    #[serde(with = "nullable")]
+    pub mae: f64,
+    #[serde(with = "nullable")]
+    pub rmse: f64,
+    #[serde(with = "nullable")]
+    pub naive_mae: f64,
+    #[serde(with = "nullable")]
+    pub naive_rmse: f64,
+    #[serde(with = "nullable")]
+    pub seasonal_naive_mae: f64,
+    #[serde(with = "nullable")]
+    pub seasonal_naive_rmse: f64,
 }
 
 /// Where the metrics log of a checkpoint goes: `run.safetensors` → `run.metrics.jsonl`.
@@ -268,6 +290,7 @@ mod tests {
             learning_rate: 2e-3,
             grad_norm: 1.5,
             skipped: false,
+            errors: None,
         }
     }
 

@@ -105,12 +105,15 @@ fn read_inputs(path: &Path, cfg: &RnnConfig) -> Result<Inputs> {
     })
 }
 
+/// A tensor's shape and token ids.
+type Ids = (Vec<usize>, Vec<u32>);
+
 /// Token ids: a tensor of any integer dtype (PyTorch's are int64), or whole numbers in
 /// f32 / f64; each must be at least 0 and fit u32 (the vocabulary is checked after).
 fn read_ids(
     st: &safetensors::SafeTensors<'_>,
     name: &str,
-) -> std::result::Result<Option<(Vec<usize>, Vec<u32>)>, String> {
+) -> std::result::Result<Option<Ids>, String> {
     use safetensors::Dtype;
     let Ok(t) = st.tensor(name) else {
         return Ok(None);

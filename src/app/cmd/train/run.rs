@@ -12,7 +12,7 @@ use super::task;
 use crate::app::plot;
 use crate::error::Result;
 use crate::files::checkpoint::Checkpoint;
-use crate::files::metrics::{self, MetricsLog, MetricsRecord};
+use crate::files::metrics::{self, MetricsLog, MetricsRecord, ValidationErrors};
 use crate::gpu::Gpu;
 use crate::train::dist::Communicator;
 use crate::train::{Batch, StepStats, StepTimes, Train};
@@ -120,6 +120,23 @@ impl<'s> Run<'s> {
         } else {
             None
         };
+        // What the task adds to a validation (rank 0): its line, and a series model's
+        // errors beside the baselines', which the metrics log keeps.
+        let extra = match v.is_some() && self.comm.is_root() {
+            true => task::validation_extra(&self.s.task, self.gpu.as_ref(), trainer, &self.val)?,
+            false => None,
+        };
+        let errors = extra
+            .as_ref()
+            .and_then(|(_, s)| *s)
+            .map(|s| ValidationErrors {
+                mae: s.model.mae,
+                rmse: s.model.rmse,
+                naive_mae: s.naive.mae,
+                naive_rmse: s.naive.rmse,
+                seasonal_naive_mae: s.seasonal_naive.mae,
+                seasonal_naive_rmse: s.seasonal_naive.rmse,
+            });
         self.log.append(&MetricsRecord {
             step,
             loss: s.loss,
@@ -128,9 +145,11 @@ impl<'s> Run<'s> {
             learning_rate: s.lr,
             grad_norm: s.grad_norm,
             skipped: s.skipped,
+            errors,
         })?;
         if let Some(v) = v {
-            self.report_validation(trainer, step, s.loss, v, rate)?;
+            let extra = extra.map(|(line, _)| line).unwrap_or_default();
+            self.report_validation(trainer, step, s.loss, v, rate, &extra)?;
         }
         if a.save_every > 0 && step.is_multiple_of(a.save_every) && !done && !stopping {
             self.save(trainer, &self.s.save)?;
@@ -157,15 +176,13 @@ impl<'s> Run<'s> {
         loss: f32,
         v: f32,
         rate: f64,
+        extra: &str,
     ) -> Result<()> {
         let t = &self.s.task;
         let mut line = format!(
-            "step {step:>6}  loss {loss:.4}  val {}  {rate:.0} tokens/s",
+            "step {step:>6}  loss {loss:.4}  val {}  {rate:.0} tokens/s{extra}",
             task::describe(t, v),
         );
-        if self.comm.is_root() {
-            line += &task::validation_extra(t, self.gpu.as_ref(), trainer)?;
-        }
         if self.s.args.keep_best && v < self.best {
             self.best = v;
             self.save(trainer, &best_path(&self.s.save))?;
@@ -203,16 +220,28 @@ impl<'s> Run<'s> {
         }
         ck.save(path)?;
         self.log.sync()?;
-        let (train, val) = metrics::loss_curves(&self.log.records()?);
+        let records = self.log.records()?;
+        let (train, val) = metrics::loss_curves(&records);
         let (title, unit) = task::plot_labels(&self.s.task);
         let c = &self.s.config;
-        plot::loss_plot(
-            &plot::loss_plot_path(&self.s.save),
-            &format!("{title}: {} H={}", c.cell.name(), c.hidden_size),
-            unit,
-            &train,
-            &val,
-        )
+        let path = plot::loss_plot_path(&self.s.save);
+        let title = format!("{title}: {} H={}", c.cell.name(), c.hidden_size);
+        let errors: Vec<(u64, ValidationErrors)> = records
+            .iter()
+            .filter_map(|r| r.errors.map(|e| (r.step, e)))
+            .collect();
+        if errors.is_empty() {
+            return plot::loss_plot(&path, &title, unit, &train, &val);
+        }
+        let curve =
+            |f: fn(&ValidationErrors) -> f64| errors.iter().map(|(s, e)| (*s, f(e))).collect();
+        let curves = plot::ErrorCurves {
+            what: "MAE (target units)",
+            model: curve(|e| e.mae),
+            naive: curve(|e| e.naive_mae),
+            seasonal_naive: curve(|e| e.seasonal_naive_mae),
+        };
+        plot::loss_plot_with_errors(&path, &title, unit, &train, &val, curves)
     }
 
     /// Saves the run at its end, and (rank 0) prints what it did and where it went;

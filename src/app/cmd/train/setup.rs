@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::resume::{adopt, check_columns_kept, Resumed};
 use crate::app::cli::{OptArg, ScheduleArg, TaskArg, TrainArgs};
-use crate::data::series::{Normalization, Series, SeriesData};
+use crate::data::seasonal::Difference;
+use crate::data::series::{Fill, Normalization, Series, SeriesData, SeriesOptions};
 use crate::data::speech::{self, SpeechConfig, SpeechCorpus, SpeechTask};
 use crate::data::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
 use crate::error::{Error, Result};
@@ -255,6 +256,24 @@ fn speech_task(a: &TrainArgs, resumed: Option<&BTreeMap<String, String>>) -> Res
 /// The CSV file's columns: a resumed run keeps its columns and scaling, and its file
 /// unless `--csv` names another.
 fn series_task(a: &TrainArgs, resumed: Option<&BTreeMap<String, String>>) -> Result<Series> {
+    let fill = a
+        .fill
+        .as_deref()
+        .map(str::parse)
+        .transpose()?
+        .unwrap_or(Fill::Error);
+    let difference = match a.difference.as_str() {
+        "auto" => None,
+        d => Some(d.parse::<Difference>()?),
+    };
+    let read =
+        |csv: &Path, target: Option<&str>, inputs: Option<&[String]>| -> Result<SeriesData> {
+            let data = SeriesData::from_csv_filled(csv, target, inputs, fill)?;
+            for (column, n) in data.filled() {
+                eprintln!("filled {n} missing cell(s) of column {column:?} ({fill:?})");
+            }
+            Ok(data)
+        };
     let Some(extra) = resumed else {
         let csv = a
             .csv
@@ -264,10 +283,46 @@ fn series_task(a: &TrainArgs, resumed: Option<&BTreeMap<String, String>>) -> Res
             .inputs
             .as_ref()
             .map(|s| s.split(',').map(|c| c.trim().to_string()).collect());
-        let data = SeriesData::from_csv(csv, a.target.as_deref(), inputs.as_deref())?;
-        return Series::new(&data);
+        let data = read(csv, a.target.as_deref(), inputs.as_deref())?;
+        let series = Series::with_options(
+            &data,
+            SeriesOptions {
+                difference,
+                season: a.season,
+            },
+        )?;
+        let n = series.normalization();
+        eprintln!(
+            "series: {} differences ({}), season {}",
+            n.difference.name(),
+            if difference.is_some() {
+                "given"
+            } else {
+                "chosen by a KPSS test of the training part"
+            },
+            match (n.season, a.season) {
+                (Some(p), Some(_)) => format!("{p} rows (given)"),
+                (Some(p), None) => format!("{p} rows (estimated from the training part)"),
+                (None, _) => "none found (seasonal naive is naive)".into(),
+            }
+        );
+        return Ok(series);
     };
     let norm = Normalization::from_extra(extra)?;
+    // The resumed model learned one kind of target: typed flags must agree with it.
+    if let Some(d) = difference.filter(|&d| d != norm.difference) {
+        return Err(Error::IncompatibleArgs(format!(
+            "--difference {} with --resume: the model learned {} differences",
+            d.name(),
+            norm.difference.name()
+        )));
+    }
+    if let Some(p) = a.season.filter(|&p| Some(p) != norm.season) {
+        return Err(Error::IncompatibleArgs(format!(
+            "--season {p} with --resume: the model's season is {}",
+            norm.season.map_or("none".into(), |p| p.to_string())
+        )));
+    }
     let csv = match (&a.csv, extra.get(CSV_KEY)) {
         (Some(p), _) => p.clone(),
         (None, Some(saved)) => PathBuf::from(saved),
@@ -277,7 +332,7 @@ fn series_task(a: &TrainArgs, resumed: Option<&BTreeMap<String, String>>) -> Res
             ))
         }
     };
-    let data = SeriesData::from_csv(&csv, Some(&norm.target.name), Some(&norm.input_names()))?;
+    let data = read(&csv, Some(&norm.target.name), Some(&norm.input_names()))?;
     Series::with_normalization(&data, norm)
 }
 

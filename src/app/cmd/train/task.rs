@@ -75,11 +75,24 @@ pub fn checkpoint_extra(s: &Setup) -> BTreeMap<String, String> {
     extra
 }
 
-/// What a validation line adds for the task: the speech model's held-out character and
-/// word error rates of greedy decoding.
-pub fn validation_extra(task: &Task, gpu: Option<&Gpu>, trainer: &dyn Train) -> Result<String> {
+/// What a validation line adds for the task: a series model's one-step errors in the
+/// target's units beside the naive and seasonal naive forecasts of the same rows; the
+/// speech model's held-out character and word error rates of greedy decoding.
+pub fn validation_extra(
+    task: &Task,
+    gpu: Option<&Gpu>,
+    trainer: &dyn Train,
+    val: &crate::train::Batch,
+) -> Result<Option<(String, Option<crate::data::seasonal::Scores>)>> {
+    if let Task::Series(series) = task {
+        let mut model = Predictor::new(gpu, trainer.rnn_config(), &trainer.params()?)?;
+        let x: Vec<f64> = val.x.iter().map(|&v| v as f64).collect();
+        let y = model.run(&x, [val.t, val.b], None, None)?.y;
+        let scores = series.validation_scores(val.t, &y)?;
+        return Ok(Some((format!("  {}", scores.line()), Some(scores))));
+    }
     let Task::Speech(sp) = task else {
-        return Ok(String::new());
+        return Ok(None);
     };
     let mut model = Predictor::new(gpu, trainer.rnn_config(), &trainer.params()?)?;
     let (cer, wer) = speech::error_rates(
@@ -87,11 +100,12 @@ pub fn validation_extra(task: &Task, gpu: Option<&Gpu>, trainer: &dyn Train) -> 
         &sp.corpus.front_end.vocabulary,
         &sp.corpus.valid,
     )?;
-    Ok(format!(
+    let line = format!(
         "  CER {:.1} %  WER {:.1} %",
         100.0 * cer.rate(),
         100.0 * wer.rate()
-    ))
+    );
+    Ok(Some((line, None)))
 }
 
 /// A text model's sample after training: `len` characters at temperature 0.8.
