@@ -2,7 +2,7 @@
 # Regenerates the measured figures the README quotes, with the README's own commands, and
 # prints them with the date and the adapter:
 #
-#   bash benches/readme-figures.sh [text|dropout|embedding|adding|speech|web|all] [OUT_DIR]
+#   bash benches/readme-figures.sh [text|dropout|embedding|forecast|adding|speech|web|all] [OUT_DIR]
 #
 #   text    the default run (`cargo run --release`, i.e. `wgpu-rnn train` with no flags):
 #           validation bits per character at every validation, the best, the sample
@@ -13,6 +13,9 @@
 #   embedding the default run with --embedding 0 (one-hot), 16, 32 and 64: the validations
 #           of each (about 15 minutes), and the embedding's GPU cost at V = 10,000 and
 #           T·B = 8,192 (`bench --vocab 10000 --profile` against the same shape fed features)
+#   forecast the forecasting table: three synthetic series x every --difference option, a
+#           rolling-origin backtest at 2.5 seasons beside naive and seasonal naive
+#           (examples/forecast_table.rs; about 5 minutes on lavapipe)
 #   adding  the adding problem's table: Elman, LSTM and GRU at T = 100 (1500 steps) and
 #           T = 200 (3000 steps) (about 15 minutes on lavapipe)
 #   speech  the spoken-digits demo: examples/speech-digits.sh (needs espeak-ng), training,
@@ -32,8 +35,8 @@ cd "$(dirname "$0")/.."
 what=${1:-all}
 out=${2:-$(mktemp -d)}
 mkdir -p "$out"
-case $what in text | dropout | embedding | adding | speech | web | all) ;; *)
-    echo "usage: $0 [text|dropout|embedding|adding|speech|web|all] [OUT_DIR]" >&2
+case $what in text | dropout | embedding | forecast | adding | speech | web | all) ;; *)
+    echo "usage: $0 [text|dropout|embedding|forecast|adding|speech|web|all] [OUT_DIR]" >&2
     exit 2
     ;;
 esac
@@ -79,6 +82,12 @@ if [[ $what == embedding || $what == all ]]; then
     echo "## The embedding's cost at V = 10000, T·B = 64·128 (B,T,I,H,O = 128,64,64,128,64)"
     $bin bench --devices gpu --shapes 128,64,64,128,64 --profile --budget 10
     $bin bench --devices gpu --shapes 128,64,64,128,64 --profile --budget 10 --vocab 10000
+fi
+
+if [[ $what == forecast || $what == all ]]; then
+    echo
+    echo "## Forecasts of synthetic series: cargo run --release --example forecast_table -- 800 1"
+    cargo run --release --quiet --example forecast_table -- 800 1
 fi
 
 if [[ $what == adding || $what == all ]]; then

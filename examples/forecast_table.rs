@@ -1,9 +1,10 @@
 //! The forecasting table of README ("Your own time series"): three synthetic series (a
 //! trend plus a season, a random walk, two stationary cycles; `data::synthetic::series`),
 //! each trained with every `--difference` option as `wgpu-rnn train --task series` would
-//! (GRU, H 32, T 48, B 32, Adam 0.01, clip 5), then scored by a rolling-origin backtest
-//! over the held-out rows at a horizon of about 2.5 seasons, beside naive and seasonal
-//! naive forecasts from the same origins. Prints a Markdown table.
+//! (GRU, H 32, T 48, B 32, Adam 0.01, clip 5), and with `auto`'s choice again with a head
+//! that predicts the whole horizon at once (`--ahead`), then scored by a rolling-origin
+//! backtest over the held-out rows at a horizon of about 2.5 seasons, beside naive and
+//! seasonal naive forecasts from the same origins. Prints a Markdown table.
 //!
 //!   cargo run --release --example forecast_table [-- STEPS [SEED]]
 
@@ -37,18 +38,21 @@ fn main() -> wgpu_rnn::Result<()> {
         let season = seasonal::estimate_season(train);
         let horizon = season.map_or(30, |p| (p * 5 / 2).min(ROWS / 10 - ORIGINS));
         let auto = seasonal::auto_difference(train);
-        for difference in Difference::ALL {
-            if difference.seasonal() && season.is_none() {
-                continue;
-            }
+        let runs = Difference::ALL
+            .into_iter()
+            .filter(|d| !d.seasonal() || season.is_some())
+            .map(|d| (d, 1))
+            .chain([(auto, horizon)]);
+        for (difference, ahead) in runs {
             let options = SeriesOptions {
                 difference: Some(difference),
                 season,
+                ahead,
             };
             let task = Series::with_options(&data, options)?;
             let norm = task.normalization().clone();
             let task = Task::Series(task);
-            let cfg = RnnConfig::new(1, 32, 1).with_cell(CellKind::Gru);
+            let cfg = RnnConfig::new(1, 32, ahead).with_cell(CellKind::Gru);
             let mut tc = TrainConfig::new(
                 OptimizerConfig::new(OptimizerKind::Adam, 0.01),
                 LossKind::Mse,
@@ -62,7 +66,11 @@ fn main() -> wgpu_rnn::Result<()> {
             let origins = rolling_origins(ROWS, horizon, ORIGINS);
             let params = trainer.params()?;
             let (_, s) = backtest(Some(&gpu), &cfg, &params, &norm, &data, horizon, &origins)?;
-            let mark = if difference == auto { " (auto)" } else { "" };
+            let mark = match (difference == auto, ahead) {
+                (true, 1) => " (auto)".to_string(),
+                (true, n) => format!(" (auto), {n} steps at once"),
+                _ => String::new(),
+            };
             println!(
                 "| {} (season {}) | {horizon} | {}{mark} | {:.3} | {:.3} | {:.3} |",
                 kind.name(),

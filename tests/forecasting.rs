@@ -71,15 +71,89 @@ fn two_stationary_cycles_beat_seasonal_naive_by_default() {
     assert!(s.model.mae < 0.7 * s.seasonal_naive.mae, "{}", s.line());
 }
 
+/// A head of 5 steps at once on first differences: the GPU trainer steps like the CPU
+/// reference (same losses, gradient norms and weights), and forecasts agree.
+#[test]
+fn a_multi_step_head_trains_on_the_gpu_like_the_reference() {
+    use wgpu_rnn::CpuTrainer;
+    let values = series(SeriesKind::TrendSeason, 300, 4);
+    let data = SeriesData::from_csv_str(&series_csv(&values), "t.csv", None, None).unwrap();
+    let options = SeriesOptions {
+        difference: Some(Difference::First),
+        season: None,
+        ahead: 5,
+    };
+    let task = Series::with_options(&data, options).unwrap();
+    let norm = task.normalization().clone();
+    let task = Task::Series(task);
+    assert_eq!(task.io(), (1, 5));
+    let cfg = RnnConfig::new(1, 12, 5).with_cell(CellKind::Lstm);
+    let mut tc = TrainConfig::new(
+        OptimizerConfig::new(OptimizerKind::Adam, 0.01),
+        LossKind::Mse,
+    );
+    tc.clip_norm = Some(0.5);
+    let gpu = common::gpu();
+    let params = cfg.init_params(3);
+    let mut g = Trainer::new(
+        Rnn::from_params(gpu, cfg.clone(), &params).unwrap(),
+        tc.clone(),
+    )
+    .unwrap();
+    let mut c = CpuTrainer::new(cfg.clone(), &params, tc).unwrap();
+    for step in 0..6 {
+        let (batch, _) = task.batch(2, step, 20, 6).unwrap();
+        let wgpu_rnn::train::Targets::Values(y) = &batch.targets else {
+            panic!("values")
+        };
+        assert_eq!(y.len(), 20 * 6 * 5);
+        let (a, b) = (g.step(&batch).unwrap(), c.step(&batch).unwrap());
+        assert!(
+            (a.loss - b.loss).abs() <= 1e-5 + 1e-4 * b.loss,
+            "{a:?} {b:?}"
+        );
+        assert!((a.grad_norm - b.grad_norm).abs() <= 1e-5 + 1e-4 * b.grad_norm);
+    }
+    let (gp, cp) = (g.params().unwrap(), c.params().unwrap());
+    for (a, b) in gp.tensors().iter().zip(cp.tensors()) {
+        common::assert_close("weights", a, &common::widen(b), 1e-5, 1e-3);
+    }
+    let f_gpu = wgpu_rnn::infer::series::forecast(Some(gpu), &cfg, &gp, &norm, &data, 12).unwrap();
+    let f_cpu = wgpu_rnn::infer::series::forecast(None, &cfg, &gp, &norm, &data, 12).unwrap();
+    common::assert_close(
+        "forecast",
+        &f_gpu.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        &f_cpu,
+        1e-3,
+        1e-4,
+    );
+    // A one-output model cannot forecast with a five-step normalization.
+    let one = RnnConfig::new(1, 12, 1).with_cell(CellKind::Lstm);
+    let e = wgpu_rnn::infer::series::forecast(None, &one, &one.init_params(1), &norm, &data, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("one output per step its head predicts (5)"),
+        "{e}"
+    );
+}
+
 #[test]
 fn bad_seasons_short_histories_and_empty_columns_name_the_numbers() {
     let values = series(SeriesKind::TrendSeason, 100, 2);
     let data = SeriesData::from_csv_str(&series_csv(&values), "s.csv", None, None).unwrap();
     let with = |season, difference| {
-        Series::with_options(&data, SeriesOptions { difference, season })
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default()
+        Series::with_options(
+            &data,
+            SeriesOptions {
+                difference,
+                season,
+                ahead: 1,
+            },
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
     };
     // 90 training rows: a season is 2 to 45 rows.
     assert!(with(Some(1), None).contains("--season 1") && with(Some(1), None).contains("90 rows"));

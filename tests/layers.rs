@@ -206,9 +206,10 @@ fn resume_rules_adopt_the_checkpoints_settings_and_refuse_contradictions() {
         "--hidden", "12", "--lr", "0.02", "--seed", "5", "--steps", "9",
     ]);
     let cfg = model_config(&a, &task, None).unwrap();
+    // The characters go in through the default 64-wide embedding.
     assert_eq!(
-        (cfg.input_size, cfg.hidden_size, cfg.output_size),
-        (v, 12, v)
+        (cfg.embedding, cfg.input_size, cfg.hidden_size, cfg.output_size),
+        (Some(v), 64, 12, v)
     );
     let tc = train_config(&a, &task).unwrap();
     assert!(tc.stateful && tc.loss == LossKind::CrossEntropy && tc.optimizer.lr == 0.02);

@@ -133,6 +133,11 @@ pub struct TrainArgs {
     /// naive baseline (default: estimated from the training part's autocorrelation).
     #[arg(long)]
     pub season: Option<usize>,
+    /// The series task: train the head to predict the next N steps at once (direct
+    /// multi-step; forecasts then take N steps per pass instead of feeding every step
+    /// back).
+    #[arg(long, default_value_t = 1)]
+    pub ahead: usize,
     /// The series task: fill missing cells of the used columns: linear or previous
     /// (default: a missing cell is an error naming its line and column).
     #[arg(long)]
@@ -489,7 +494,15 @@ impl TrainArgs {
             &format!("is for --task text, not {}", task.name()),
         )?;
         only(
-            &["csv", "target", "inputs", "difference", "season", "fill"],
+            &[
+                "csv",
+                "target",
+                "inputs",
+                "difference",
+                "season",
+                "fill",
+                "ahead",
+            ],
             task == TaskArg::Series,
             &format!("is for --task series, not {}", task.name()),
         )?;

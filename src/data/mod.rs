@@ -109,7 +109,7 @@ impl Task {
             Task::Sine(_) => (1, 1),
             Task::Adding(_) => (2, 1),
             #[cfg(feature = "series")]
-            Task::Series(s) => (s.input_size(), 1),
+            Task::Series(s) => (s.input_size(), s.ahead()),
             #[cfg(feature = "audio")]
             Task::Speech(s) => s.io(),
         }

@@ -24,6 +24,9 @@ use crate::train::{Batch, Targets};
 /// Fewest rows a series needs for training: 18 training rows and 2 validation rows.
 pub const MIN_ROWS: usize = 20;
 
+/// Most steps a series head predicts at once.
+pub const MAX_AHEAD: usize = 4096;
+
 /// The checkpoint `extra` key under which a series model keeps its [`Normalization`].
 pub const COLUMNS_KEY: &str = "series.normalization";
 
@@ -528,6 +531,14 @@ pub struct Normalization {
     /// The season P: given, or estimated from the training part (`None`: none found).
     #[serde(default)]
     pub season: Option<usize>,
+    /// Steps the model's head predicts at once: the next `ahead` (differenced) values
+    /// from each row (direct multi-step; 1, the default, is the next step alone).
+    #[serde(default = "one")]
+    pub ahead: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// How a series task treats trends and seasons.
@@ -538,6 +549,8 @@ pub struct SeriesOptions {
     pub difference: Option<Difference>,
     /// The season P; `None` estimates it ([`seasonal::estimate_season`]).
     pub season: Option<usize>,
+    /// Steps the head predicts at once (direct multi-step training; 0 or 1: the next one).
+    pub ahead: usize,
 }
 
 impl Normalization {
@@ -566,6 +579,7 @@ impl Normalization {
             fitted_rows: n,
             difference,
             season,
+            ahead: 1,
         }
     }
 
@@ -597,6 +611,12 @@ impl Normalization {
         })?;
         if n.inputs.is_empty() {
             return Err(bad("the stored normalization lists no input columns"));
+        }
+        if n.ahead == 0 || n.ahead > MAX_AHEAD {
+            return Err(bad(format!(
+                "the stored normalization predicts {} steps at once; expected 1 to {MAX_AHEAD}",
+                n.ahead
+            )));
         }
         if n.difference.seasonal() && n.season.is_none_or(|p| p < 2) {
             return Err(bad(format!(
@@ -731,8 +751,20 @@ impl Series {
                 difference.name()
             )));
         }
-        let norm = Normalization::fit_with(data, difference, season);
+        let mut norm = Normalization::fit_with(data, difference, season);
+        norm.ahead = options.ahead.max(1);
+        if norm.ahead > MAX_AHEAD {
+            return Err(bad(format!(
+                "--ahead {}: at most {MAX_AHEAD} steps at once",
+                norm.ahead
+            )));
+        }
         Self::with_normalization(data, norm)
+    }
+
+    /// Steps the head predicts at once (the model's output size).
+    pub fn ahead(&self) -> usize {
+        self.norm.ahead
     }
 
     /// The task on `data` with a given normalization (e.g. a checkpoint's, to resume).
@@ -786,7 +818,8 @@ impl Series {
         let n = self.rows();
         let t = t.min(n - self.split).max(1);
         let b = (n - self.split).div_ceil(t);
-        crate::shapes::check_len("validation outputs", &[t, b], y.len())?;
+        let ahead = self.norm.ahead;
+        crate::shapes::check_len("validation outputs", &[t, b, ahead], y.len())?;
         let lag = self.norm.lag();
         let (mut model, mut naive, mut snaive, mut actual) = (vec![], vec![], vec![], vec![]);
         for row in 0..b {
@@ -797,7 +830,7 @@ impl Series {
                 }
                 let a = at + lag; // the row of the whole series
                 let before = &self.levels[..a];
-                model.push(self.norm.level(before, y[s * b + row]));
+                model.push(self.norm.level(before, y[(s * b + row) * ahead]));
                 naive.push(before[a - 1]);
                 snaive.push(seasonal::seasonal_naive(before, 1, self.norm.season)[0]);
                 actual.push(self.levels[a]);
@@ -810,28 +843,31 @@ impl Series {
         })
     }
 
-    /// B windows of T + 1 rows at uniform random starts within the training part: inputs
-    /// rows start..start+T, targets rows start+1..=start+T.
+    /// B windows of T + N rows (N = [`Series::ahead`]) at uniform random starts within the
+    /// training part: inputs rows start..start+T, targets at step s rows
+    /// start+s+1..=start+s+N.
     pub(crate) fn batch(&self, r: &mut ChaCha8Rng, t: usize, b: usize) -> Result<Batch> {
-        if self.split < t + 1 {
+        let ahead = self.norm.ahead;
+        if self.split < t + ahead {
             return Err(bad(format!(
-                "the training part has {} rows, too few for windows of T + 1 = {} rows; use \
-                 --seq {} or less, or a longer series",
+                "the training part has {} rows, too few for windows of T + {ahead} = {} rows; \
+                 use --seq {} or less, or a longer series",
                 self.split,
-                t + 1,
-                self.split - 1
+                t + ahead,
+                self.split.saturating_sub(ahead).max(1)
             )));
         }
         let i = self.input_size();
         let mut x = vec![0.0; t * b * i];
-        let mut y = vec![0.0; t * b];
+        let mut y = vec![0.0; t * b * ahead];
         for row in 0..b {
-            let start = r.random_range(0..=self.split - 1 - t);
+            let start = r.random_range(0..=self.split - ahead - t);
             for s in 0..t {
                 let k = s * b + row;
                 x[k * i..(k + 1) * i]
                     .copy_from_slice(&self.x[(start + s) * i..(start + s + 1) * i]);
-                y[k] = self.y[start + s + 1];
+                y[k * ahead..(k + 1) * ahead]
+                    .copy_from_slice(&self.y[start + s + 1..start + s + 1 + ahead]);
             }
         }
         Ok(Batch {
@@ -849,15 +885,17 @@ impl Series {
     /// (V validation rows) from h_0 = 0, like the training windows: window k, step s
     /// predicts row split + k·T' + s from row split + k·T' + s − 1 (so the first window
     /// starts at the last training row, which is only read, never a target). Steps past
-    /// the last row are padding with weight 0.
+    /// the last row are padding with weight 0. A head of N steps is scored on the rows
+    /// whose N targets all lie inside the series (the others have weight 0).
     pub(crate) fn validation(&self, t: usize) -> Result<Batch> {
         let n = self.rows();
         let v = n - self.split;
         let t = t.min(v).max(1);
         let b = v.div_ceil(t);
         let i = self.input_size();
+        let ahead = self.norm.ahead;
         let mut x = vec![0.0; t * b * i];
-        let mut y = vec![0.0; t * b];
+        let mut y = vec![0.0; t * b * ahead];
         let mut w = vec![0.0; t * b];
         for row in 0..b {
             for s in 0..t {
@@ -867,9 +905,17 @@ impl Series {
                 }
                 let k = s * b + row;
                 x[k * i..(k + 1) * i].copy_from_slice(&self.x[(at - 1) * i..at * i]);
-                y[k] = self.y[at];
-                w[k] = 1.0;
+                for j in 0..ahead.min(n - at) {
+                    y[k * ahead + j] = self.y[at + j];
+                }
+                w[k] = if at + ahead <= n { 1.0 } else { 0.0 };
             }
+        }
+        if w.iter().all(|&w| w == 0.0) {
+            return Err(bad(format!(
+                "the validation part has {v} rows, fewer than the {ahead} steps the head \
+                 predicts at once; use a smaller --ahead or a longer series"
+            )));
         }
         Ok(Batch {
             t,
@@ -1150,7 +1196,7 @@ mod tests {
         // Levels, not the differences the trend would get by default.
         let levels = SeriesOptions {
             difference: Some(Difference::None),
-            season: None,
+            ..Default::default()
         };
         let data = load(&s, Some("v"), Some(inputs)).unwrap();
         let series = Series::with_options(&data, levels).unwrap();

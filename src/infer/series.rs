@@ -34,10 +34,11 @@ fn check_model(config: &RnnConfig, norm: &Normalization, horizon: usize) -> Resu
             norm.target.name
         )));
     }
-    if config.input_size != 1 || config.output_size != 1 {
+    if config.input_size != 1 || config.output_size != norm.ahead {
         return Err(bad(format!(
-            "the model has {} inputs and {} outputs; a series forecast needs 1 and 1",
-            config.input_size, config.output_size
+            "the model has {} inputs and {} outputs; a series forecast needs 1 input and \
+             one output per step its head predicts ({})",
+            config.input_size, config.output_size, norm.ahead
         )));
     }
     if config.bidirectional {
@@ -98,23 +99,27 @@ fn forecast_from(
         .into_iter()
         .map(|v| norm.target.normalize(v))
         .collect();
-    let mut next = 0.0;
+    // The last row's outputs: the next `ahead` values (normalized, differenced).
+    let ahead = norm.ahead;
+    let last = |y: Vec<f64>| y[y.len() - ahead..].to_vec();
+    let mut next = Vec::new();
     for chunk in z.chunks(WARMUP_ROWS) {
-        next = *stream
-            .feed(chunk, chunk.len(), 1)?
-            .last()
-            .expect("chunks are not empty");
+        next = last(stream.feed(chunk, chunk.len(), 1)?);
     }
     let mut levels = history.to_vec();
     let mut out = Vec::with_capacity(horizon);
     loop {
-        let level = norm.level(&levels, next);
-        levels.push(level);
-        out.push(level);
-        if out.len() == horizon {
-            return Ok(out);
+        for &z in &next {
+            let level = norm.level(&levels, z);
+            levels.push(level);
+            out.push(level);
+            if out.len() == horizon {
+                return Ok(out);
+            }
         }
-        next = stream.feed(&[next], 1, 1)?[0];
+        // Past the head's reach: its own predictions go in as the next inputs (the input
+        // is the target, scaled alike), and the last row's outputs continue.
+        next = last(stream.feed(&next, next.len(), 1)?);
     }
 }
 

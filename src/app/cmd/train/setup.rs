@@ -289,6 +289,7 @@ fn series_task(a: &TrainArgs, resumed: Option<&BTreeMap<String, String>>) -> Res
             SeriesOptions {
                 difference,
                 season: a.season,
+                ahead: a.ahead,
             },
         )?;
         let n = series.normalization();
@@ -315,6 +316,12 @@ fn series_task(a: &TrainArgs, resumed: Option<&BTreeMap<String, String>>) -> Res
             "--difference {} with --resume: the model learned {} differences",
             d.name(),
             norm.difference.name()
+        )));
+    }
+    if a.typed("ahead") && a.ahead != norm.ahead {
+        return Err(Error::IncompatibleArgs(format!(
+            "--ahead {} with --resume: the model's head predicts {} step(s) at once",
+            a.ahead, norm.ahead
         )));
     }
     if let Some(p) = a.season.filter(|&p| Some(p) != norm.season) {
