@@ -208,7 +208,12 @@ fn resume_rules_adopt_the_checkpoints_settings_and_refuse_contradictions() {
     let cfg = model_config(&a, &task, None).unwrap();
     // The characters go in through the default 64-wide embedding.
     assert_eq!(
-        (cfg.embedding, cfg.input_size, cfg.hidden_size, cfg.output_size),
+        (
+            cfg.embedding,
+            cfg.input_size,
+            cfg.hidden_size,
+            cfg.output_size
+        ),
         (Some(v), 64, 12, v)
     );
     let tc = train_config(&a, &task).unwrap();

@@ -541,7 +541,7 @@ fn series_baselines_gaps_holdout_and_backtest() {
     std::fs::write(&csv, &text).unwrap();
     let model = d.join("co2.safetensors");
     let train = |extra: &[&str]| {
-        let mut args = vec![
+        let base = [
             "train",
             "--task",
             "series",
@@ -557,13 +557,8 @@ fn series_baselines_gaps_holdout_and_backtest() {
             "30",
             "--save",
             &s(&model),
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
-        args.extend(extra.iter().map(|a| a.to_string()));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&refs)
+        ];
+        run(&[&base[..], extra].concat())
     };
     let (code, _, err) = train(&[]);
     assert_ne!(code, 0);
@@ -589,7 +584,7 @@ fn series_baselines_gaps_holdout_and_backtest() {
     assert!(svg.contains("seasonal naive") && svg.contains("MAE (target units)"));
 
     let forecast = |extra: &[&str]| {
-        let mut args = vec![
+        let base = [
             "forecast",
             "--model",
             &s(&model),
@@ -597,13 +592,8 @@ fn series_baselines_gaps_holdout_and_backtest() {
             &s(&csv),
             "--fill",
             "linear",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
-        args.extend(extra.iter().map(|a| a.to_string()));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&refs)
+        ];
+        run(&[&base[..], extra].concat())
     };
     let (code, out, err) = forecast(&["--holdout", "24"]);
     assert_eq!(code, 0, "{err}");

@@ -3,10 +3,10 @@
 //! `--holdout N` the last N rows are forecast from the rows before them and scored beside
 //! the naive and seasonal naive baselines; `--backtest K` scores K successive origins.
 
-use super::{device, load_checkpoint};
+use super::{device, load_checkpoint, read_series};
 use crate::app::cli::ForecastArgs;
 use crate::app::plot;
-use crate::data::series::{save_forecast, Fill, Normalization, SeriesData};
+use crate::data::series::{save_forecast, Normalization};
 use crate::data::TaskKind;
 use crate::error::{Error, Result};
 use crate::infer::series::{backtest, forecast as run_forecast, rolling_origins};
@@ -36,25 +36,14 @@ pub fn forecast(a: ForecastArgs) -> Result<()> {
     if a.backtest == Some(0) {
         return Err(Error::ZeroSize { what: "--backtest" });
     }
-    let fill = a
-        .fill
-        .as_deref()
-        .map(str::parse)
-        .transpose()?
-        .unwrap_or(Fill::Error);
     let norm = Normalization::from_extra(&ck.extra)?;
-    let data = SeriesData::from_csv_filled(
+    let inputs = norm.input_names();
+    let data = read_series(
         &a.csv,
         Some(&norm.target.name),
-        Some(&norm.input_names()),
-        fill,
+        Some(&inputs),
+        a.fill.as_deref(),
     )?;
-    for (column, n) in data.filled() {
-        eprintln!(
-            "filled {n} missing cell(s) of column {column:?} ({:?})",
-            fill
-        );
-    }
     let gpu = device(a.device)?;
     if a.holdout.is_some() || a.backtest.is_some() {
         let rows = data.rows();

@@ -56,3 +56,20 @@ pub fn device(d: DeviceArg) -> Result<Option<Gpu>> {
         DeviceArg::Cpu => Ok(None),
     }
 }
+
+/// Reads a series CSV file's columns with `--fill` (none: a missing cell is an error),
+/// and says how many cells of each column it filled.
+pub fn read_series(
+    csv: &Path,
+    target: Option<&str>,
+    inputs: Option<&[String]>,
+    fill: Option<&str>,
+) -> Result<crate::data::series::SeriesData> {
+    use crate::data::series::{Fill, SeriesData};
+    let fill = fill.map(str::parse).transpose()?.unwrap_or(Fill::Error);
+    let data = SeriesData::from_csv_filled(csv, target, inputs, fill)?;
+    for (column, n) in data.filled() {
+        eprintln!("filled {n} missing cell(s) of column {column:?} ({fill:?})");
+    }
+    Ok(data)
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::resume::{adopt, check_columns_kept, Resumed};
 use crate::app::cli::{OptArg, ScheduleArg, TaskArg, TrainArgs};
 use crate::data::seasonal::Difference;
-use crate::data::series::{Fill, Normalization, Series, SeriesData, SeriesOptions};
+use crate::data::series::{Normalization, Series, SeriesOptions};
 use crate::data::speech::{self, SpeechConfig, SpeechCorpus, SpeechTask};
 use crate::data::{Adding, Sine, Task, Text, DEFAULT_CORPUS};
 use crate::error::{Error, Result};
@@ -256,24 +256,13 @@ fn speech_task(a: &TrainArgs, resumed: Option<&BTreeMap<String, String>>) -> Res
 /// The CSV file's columns: a resumed run keeps its columns and scaling, and its file
 /// unless `--csv` names another.
 fn series_task(a: &TrainArgs, resumed: Option<&BTreeMap<String, String>>) -> Result<Series> {
-    let fill = a
-        .fill
-        .as_deref()
-        .map(str::parse)
-        .transpose()?
-        .unwrap_or(Fill::Error);
     let difference = match a.difference.as_str() {
         "auto" => None,
         d => Some(d.parse::<Difference>()?),
     };
-    let read =
-        |csv: &Path, target: Option<&str>, inputs: Option<&[String]>| -> Result<SeriesData> {
-            let data = SeriesData::from_csv_filled(csv, target, inputs, fill)?;
-            for (column, n) in data.filled() {
-                eprintln!("filled {n} missing cell(s) of column {column:?} ({fill:?})");
-            }
-            Ok(data)
-        };
+    let read = |csv: &Path, target: Option<&str>, inputs: Option<&[String]>| {
+        crate::app::cmd::read_series(csv, target, inputs, a.fill.as_deref())
+    };
     let Some(extra) = resumed else {
         let csv = a
             .csv
