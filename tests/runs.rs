@@ -455,7 +455,8 @@ fn csv_series_trains_and_forecasts() {
     assert_eq!(code, 0, "{err}");
     let written = std::fs::read_to_string(&fc).unwrap();
     let mut lines = written.lines();
-    assert_eq!(lines.next(), Some("step,forecast"));
+    // The model's forecast, then the baselines' of the same steps.
+    assert_eq!(lines.next(), Some("step,forecast,naive,seasonal_naive"));
     let f: Vec<f64> = lines
         .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
         .collect();
@@ -563,8 +564,16 @@ fn series_baselines_gaps_holdout_and_backtest() {
     let (code, _, err) = train(&[]);
     assert_ne!(code, 0);
     assert!(err.contains("line 7") && err.contains("--fill"), "{err}");
-    let (code, _, err) = train(&["--fill", "linear"]);
+    let (code, out, err) = train(&["--fill", "linear"]);
     assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("one-step forecasts of the validation rows: MAE"),
+        "{out}"
+    );
+    assert!(
+        out.contains("beats both baselines") || out.contains("does NOT beat"),
+        "{out}"
+    );
     assert!(
         err.contains("filled 11 missing cell(s) of column \"co2\""),
         "{err}"
@@ -603,6 +612,18 @@ fn series_baselines_gaps_holdout_and_backtest() {
     );
     assert!(
         out.contains("beats both baselines") || out.contains("does NOT beat"),
+        "{out}"
+    );
+    let held = std::fs::read_to_string(d.join("co2.holdout.csv")).unwrap();
+    assert!(
+        held.starts_with("step,forecast,actual,naive,seasonal_naive\n"),
+        "{held}"
+    );
+    assert_eq!(held.lines().count(), 25);
+    let (code, out, err) = forecast(&["--horizon", "6"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("seasonal naive repeats the last season (12 rows)"),
         "{out}"
     );
     let (code, out, err) = forecast(&["--backtest", "5", "--horizon", "24"]);

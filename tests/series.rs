@@ -184,6 +184,17 @@ fn the_forecast_csv_has_a_step_forecast_header_and_steps_from_1() {
         [(1, values[0]), (2, values[1])],
         "values round-trip exactly"
     );
+    // Named columns side by side; a shorter one leaves its cells empty.
+    let mut out = Vec::new();
+    wgpu_rnn::data::series::write_columns(
+        &mut out,
+        &[("forecast", &[1.0, 2.0]), ("naive", &[3.0])],
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "step,forecast,naive\n1,1,3\n2,2,\n"
+    );
 }
 
 /// The GPU forecast of a random GRU (warm-up over more than one GPU chunk of rows, then

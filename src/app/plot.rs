@@ -130,6 +130,19 @@ pub fn forecast_plot(
     history: &[f64],
     forecast: &[f64],
 ) -> Result<()> {
+    forecast_plot_with(path, title, y_label, history, forecast, &[])
+}
+
+/// [`forecast_plot`] with other forecasts of the same steps drawn beside it (the naive and
+/// seasonal naive baselines): each a name and its values.
+pub fn forecast_plot_with(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    history: &[f64],
+    forecast: &[f64],
+    others: &[(&'static str, &[f64])],
+) -> Result<()> {
     let n = history.len();
     let shown = n.min(FORECAST_HISTORY.max(forecast.len().saturating_mul(10)));
     let first = n - shown;
@@ -144,7 +157,7 @@ pub fn forecast_plot(
         .map(|(i, &y)| ((n + i + 1) as u64, y))
         .collect();
     let lead_in = history.iter().rev().find(|p| plottable(p.1)).copied();
-    let series = [
+    let mut series = vec![
         Series {
             name: "history",
             color: BLUE,
@@ -158,6 +171,18 @@ pub fn forecast_plot(
             lead_in,
         },
     ];
+    for (k, (name, values)) in others.iter().enumerate() {
+        series.push(Series {
+            name,
+            color: [GREY, GREEN][k % 2],
+            points: values
+                .iter()
+                .enumerate()
+                .map(|(i, &y)| ((n + i + 1) as u64, y))
+                .collect(),
+            lead_in,
+        });
+    }
     draw(path, title, "time step", y_label, &series)
 }
 

@@ -944,22 +944,37 @@ fn check_rows(data: &SeriesData) -> Result<()> {
 
 /// Writes forecasts as CSV: a `step,forecast` header, then steps 1..=N with their values.
 pub fn write_forecast(writer: impl Write, forecasts: &[f64]) -> std::io::Result<()> {
+    write_columns(writer, &[("forecast", forecasts)])
+}
+
+/// Writes named columns of forecasts as CSV: a header `step,<names>`, then steps 1..=N
+/// (N the longest column; a shorter one leaves its cells empty).
+pub fn write_columns(writer: impl Write, columns: &[(&str, &[f64])]) -> std::io::Result<()> {
     let mut w = csv::Writer::from_writer(writer);
-    w.write_record(["step", "forecast"])?;
-    for (k, v) in forecasts.iter().enumerate() {
-        w.write_record([(k + 1).to_string(), v.to_string()])?;
+    w.write_record(std::iter::once("step").chain(columns.iter().map(|(n, _)| *n)))?;
+    let n = columns.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
+    for k in 0..n {
+        let cells = columns
+            .iter()
+            .map(|(_, v)| v.get(k).map_or(String::new(), f64::to_string));
+        w.write_record(std::iter::once((k + 1).to_string()).chain(cells))?;
     }
     w.flush()
 }
 
 /// [`write_forecast`] to a file.
 pub fn save_forecast(path: &Path, forecasts: &[f64]) -> Result<()> {
+    save_columns(path, &[("forecast", forecasts)])
+}
+
+/// [`write_columns`] to a file.
+pub fn save_columns(path: &Path, columns: &[(&str, &[f64])]) -> Result<()> {
     let io = |source| Error::Io {
         path: path.display().to_string(),
         source,
     };
     let file = std::fs::File::create(path).map_err(io)?;
-    write_forecast(std::io::BufWriter::new(file), forecasts).map_err(io)
+    write_columns(std::io::BufWriter::new(file), columns).map_err(io)
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 use super::{device, load_checkpoint, read_series};
 use crate::app::cli::ForecastArgs;
 use crate::app::plot;
-use crate::data::series::{save_forecast, Normalization};
+use crate::data::seasonal;
+use crate::data::series::{save_columns, Normalization};
 use crate::data::TaskKind;
 use crate::error::{Error, Result};
 use crate::infer::series::{backtest, forecast as run_forecast, rolling_origins};
@@ -76,21 +77,53 @@ pub fn forecast(a: ForecastArgs) -> Result<()> {
         println!("{}", mean.verdict());
         let last = all.last().expect("at least one origin");
         let out = output(&a, "holdout");
-        save_forecast(&out, &last.forecast)?;
+        let history = &data.target_values()[..last.origin];
+        let naive = seasonal::naive(history, horizon);
+        let snaive = seasonal::seasonal_naive(history, horizon, norm.season);
+        save_columns(
+            &out,
+            &[
+                ("forecast", &last.forecast),
+                ("actual", &last.actual),
+                ("naive", &naive),
+                ("seasonal_naive", &snaive),
+            ],
+        )?;
         eprintln!("wrote the last origin's forecast to {}", out.display());
         return Ok(());
     }
     let f = run_forecast(gpu.as_ref(), &ck.config, &ck.params, &norm, &data, horizon)?;
+    // The baselines' forecasts of the same steps go beside the model's.
+    let history = data.target_values();
+    let naive = seasonal::naive(history, horizon);
+    let snaive = seasonal::seasonal_naive(history, horizon, norm.season);
     let out = output(&a, "forecast");
-    save_forecast(&out, &f)?;
+    save_columns(
+        &out,
+        &[
+            ("forecast", &f),
+            ("naive", &naive),
+            ("seasonal_naive", &snaive),
+        ],
+    )?;
     let svg = out.with_extension("svg");
-    plot::forecast_plot(
+    plot::forecast_plot_with(
         &svg,
         &format!("{} forecast, {horizon} steps", norm.target.name),
         &norm.target.name,
-        data.target_values(),
+        history,
         &f,
+        &[("naive", &naive), ("seasonal naive", &snaive)],
     )?;
+    println!(
+        "baselines beside it: naive repeats the last value ({:.4}); seasonal naive repeats \
+         the last season ({}); score against known rows with --holdout N or --backtest K",
+        naive[0],
+        norm.season
+            .map_or("none found: it is naive".to_string(), |p| format!(
+                "{p} rows"
+            ))
+    );
     eprintln!(
         "forecast {horizon} steps of {} after {} rows: wrote {} and {}",
         norm.target.name,

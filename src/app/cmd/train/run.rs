@@ -32,6 +32,8 @@ pub struct Run<'s> {
     pub gpu: Option<Gpu>,
     log: MetricsLog,
     log_path: PathBuf,
+    /// A series run's last validation errors beside the baselines', for its summary.
+    last_scores: Option<crate::data::seasonal::Scores>,
     /// The best validation loss so far (carried across resumes in [`BEST_KEY`]).
     best: f32,
     val: Batch,
@@ -83,6 +85,7 @@ impl<'s> Run<'s> {
             log_path,
             best,
             last_val: f32::NAN,
+            last_scores: None,
             started: Instant::now(),
             first_step,
             tokens: 0,
@@ -126,17 +129,18 @@ impl<'s> Run<'s> {
             true => task::validation_extra(&self.s.task, self.gpu.as_ref(), trainer, &self.val)?,
             false => None,
         };
-        let errors = extra
-            .as_ref()
-            .and_then(|(_, s)| *s)
-            .map(|s| ValidationErrors {
-                mae: s.model.mae,
-                rmse: s.model.rmse,
-                naive_mae: s.naive.mae,
-                naive_rmse: s.naive.rmse,
-                seasonal_naive_mae: s.seasonal_naive.mae,
-                seasonal_naive_rmse: s.seasonal_naive.rmse,
-            });
+        let scores = extra.as_ref().and_then(|(_, s)| *s);
+        if scores.is_some() {
+            self.last_scores = scores;
+        }
+        let errors = scores.map(|s| ValidationErrors {
+            mae: s.model.mae,
+            rmse: s.model.rmse,
+            naive_mae: s.naive.mae,
+            naive_rmse: s.naive.rmse,
+            seasonal_naive_mae: s.seasonal_naive.mae,
+            seasonal_naive_rmse: s.seasonal_naive.rmse,
+        });
         self.log.append(&MetricsRecord {
             step,
             loss: s.loss,
@@ -276,6 +280,13 @@ impl<'s> Run<'s> {
                 "final validation: {}",
                 task::describe(&s.task, self.last_val)
             );
+        }
+        if let Some(scores) = &self.last_scores {
+            println!(
+                "one-step forecasts of the validation rows: {}",
+                scores.line()
+            );
+            println!("{}", scores.verdict());
         }
         eprintln!(
             "saved {}, {} and {}",
