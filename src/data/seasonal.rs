@@ -216,7 +216,7 @@ pub fn naive(history: &[f64], horizon: usize) -> Vec<f64> {
 /// The seasonal naive forecast: each step the value one season P before it (repeating the
 /// last season); naive without a season or with too short a history.
 pub fn seasonal_naive(history: &[f64], horizon: usize, season: Option<usize>) -> Vec<f64> {
-    match season.filter(|&p| p <= history.len()) {
+    match season.filter(|&p| p >= 1 && p <= history.len()) {
         Some(p) => {
             let last = &history[history.len() - p..];
             (0..horizon).map(|h| last[h % p]).collect()

@@ -618,7 +618,12 @@ impl Normalization {
                 n.ahead
             )));
         }
-        if n.difference.seasonal() && n.season.is_none_or(|p| p < 2) {
+        if let Some(p) = n.season.filter(|&p| p < 2) {
+            return Err(bad(format!(
+                "the stored normalization has a season of {p} rows; a season is at least 2"
+            )));
+        }
+        if n.difference.seasonal() && n.season.is_none() {
             return Err(bad(format!(
                 "the stored normalization takes {} differences but has no season of 2 rows \
                  or more",
@@ -775,7 +780,8 @@ impl Series {
         if train < lag + MIN_ROWS / 2 {
             return Err(bad(format!(
                 "{}: the training part has {train} rows, and {} differences with season {} \
-                 leave {} of them, fewer than {}; use a shorter --season or a longer series",
+                 leave {} of them, fewer than {}; use --difference first or none, a shorter \
+                 --season, or a longer series",
                 data.source,
                 norm.difference.name(),
                 norm.lag_season(),
@@ -848,13 +854,21 @@ impl Series {
     /// start+s+1..=start+s+N.
     pub(crate) fn batch(&self, r: &mut ChaCha8Rng, t: usize, b: usize) -> Result<Batch> {
         let ahead = self.norm.ahead;
+        if self.split <= ahead {
+            return Err(bad(format!(
+                "the training part has {} rows, too few for windows of T + {ahead} rows (the \
+                 head predicts {ahead} steps at once); use --ahead {} or less, or a longer series",
+                self.split,
+                self.split.saturating_sub(1).max(1)
+            )));
+        }
         if self.split < t + ahead {
             return Err(bad(format!(
                 "the training part has {} rows, too few for windows of T + {ahead} = {} rows; \
                  use --seq {} or less, or a longer series",
                 self.split,
                 t + ahead,
-                self.split.saturating_sub(ahead).max(1)
+                self.split - ahead
             )));
         }
         let i = self.input_size();
@@ -1199,6 +1213,18 @@ mod tests {
         let e = Normalization::from_json(&bad).unwrap_err().to_string();
         assert!(e.contains("std"), "{e}");
         assert!(Normalization::from_json("{").is_err());
+        // A season under 2 rows cannot come from a run: a damaged file.
+        let zero = n.to_json().replacen("\"season\":null", "\"season\":0", 1);
+        let e = Normalization::from_json(&zero).unwrap_err().to_string();
+        assert!(e.contains("season of 0 rows"), "{e}");
+        // Files from before differencing load as levels with a one-step head.
+        let old = n.to_json().replacen(
+            ",\"difference\":\"none\",\"season\":null,\"ahead\":1",
+            "",
+            1,
+        );
+        assert_ne!(old, n.to_json());
+        assert_eq!(Normalization::from_json(&old).unwrap(), n);
     }
 
     /// A series whose target is its row index, so every normalized value names its row.

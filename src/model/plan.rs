@@ -539,13 +539,17 @@ impl<'a> Ctx<'a> {
     /// The embedding's gather of x from the table (forward), or the segmented sum of dL/dx
     /// into dL/d(table) (`grad`), for a model with one.
     fn embedding(&self, plan: &mut PlanBuilder, grad: bool) -> Result<()> {
-        let (Some(tok), Some(vocab), Some(table), Some(dtable)) = (
-            &self.ws.tokens,
-            self.cfg.embedding,
-            &self.p.embedding,
-            &self.g.embedding,
-        ) else {
+        let Some(vocab) = self.cfg.embedding else {
             return Ok(());
+        };
+        let (Some(tok), Some(table), Some(dtable)) =
+            (&self.ws.tokens, &self.p.embedding, &self.g.embedding)
+        else {
+            return Err(Error::IncompatibleArgs(
+                "the model has an embedding but its table, gradient or token buffers are \
+                 missing (parameters built for another config)"
+                    .into(),
+            ));
         };
         let (ws, e) = (self.ws, self.cfg.input_size);
         let mut u = EmbeddingUniform {

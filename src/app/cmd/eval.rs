@@ -146,10 +146,16 @@ fn read_ids(
             .collect(),
         Dtype::U8 => d.iter().map(|&b| b as f64).collect(),
         Dtype::I8 => d.iter().map(|&b| b as i8 as f64).collect(),
-        Dtype::F32 | Dtype::F64 => match interop::read_f32(st, name)? {
-            Some((_, v)) => v.into_iter().map(f64::from).collect(),
-            None => Vec::new(),
-        },
+        Dtype::F64 => d
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or_default()))
+            .collect(),
+        // f32 holds every whole number up to 2^24 exactly, no larger one for sure.
+        Dtype::F32 => d
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap_or_default()) as f64)
+            .map(|v| if v > (1u32 << 24) as f64 { f64::NAN } else { v })
+            .collect(),
         other => return Err(format!("{name} is {other:?}; expected an integer dtype")),
     };
     let ids = values
@@ -157,7 +163,12 @@ fn read_ids(
         .map(|&v| {
             (v >= 0.0 && v <= u32::MAX as f64 && v.fract() == 0.0)
                 .then_some(v as u32)
-                .ok_or_else(|| format!("{name} holds {v}, which is not a token id (0, 1, 2, ...)"))
+                .ok_or_else(|| {
+                    format!(
+                        "{name} holds {v}, which is not a token id (0, 1, 2, ...; as f32 at most \
+                         2^24, else use an integer dtype)"
+                    )
+                })
         })
         .collect::<std::result::Result<Vec<u32>, String>>()?;
     Ok(Some((t.shape().to_vec(), ids)))
