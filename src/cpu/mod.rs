@@ -158,7 +158,7 @@ pub fn embed(
     let table = p
         .embedding
         .as_ref()
-        .expect("checked: the model has an embedding");
+        .ok_or_else(|| Error::IncompatibleArgs("the parameters have no embedding table".into()))?;
     let i = cfg.input_size;
     Ok(ids
         .iter()

@@ -126,14 +126,6 @@ impl SeriesKind {
             SeriesKind::TwoCycles => "two-cycles",
         }
     }
-
-    /// The season a forecaster should find (the shorter cycle for two cycles).
-    pub fn season(self) -> Option<usize> {
-        match self {
-            SeriesKind::TrendSeason | SeriesKind::TwoCycles => Some(12),
-            SeriesKind::RandomWalk => None,
-        }
-    }
 }
 
 /// `n` values of a synthetic series of `kind` drawn from `seed` (ChaCha8: the same values

@@ -130,6 +130,9 @@ pub struct Scored {
     pub origin: usize,
     pub forecast: Vec<f64>,
     pub actual: Vec<f64>,
+    /// The baselines' forecasts from the same origin.
+    pub naive: Vec<f64>,
+    pub seasonal_naive: Vec<f64>,
     pub scores: Scores,
 }
 
@@ -169,18 +172,19 @@ pub fn backtest(
         let history = &y[..o];
         let forecast = forecast_from(&mut model, norm, history, horizon)?;
         let actual = y[o..o + horizon].to_vec();
+        let naive = seasonal::naive(history, horizon);
+        let seasonal_naive = seasonal::seasonal_naive(history, horizon, norm.season);
         let scores = Scores {
             model: Errors::of(&forecast, &actual),
-            naive: Errors::of(&seasonal::naive(history, horizon), &actual),
-            seasonal_naive: Errors::of(
-                &seasonal::seasonal_naive(history, horizon, norm.season),
-                &actual,
-            ),
+            naive: Errors::of(&naive, &actual),
+            seasonal_naive: Errors::of(&seasonal_naive, &actual),
         };
         all.push(Scored {
             origin: o,
             forecast,
             actual,
+            naive,
+            seasonal_naive,
             scores,
         });
     }

@@ -156,14 +156,8 @@ impl Batch {
     /// classes; B sequences whose lengths add up for labels); the sizes I and O are
     /// checked against the model when the batch is used.
     pub fn new(t: usize, b: usize, x: Vec<f32>, targets: Targets) -> Result<Batch> {
-        let tb = positions(t, b)?;
-        if x.is_empty() || !x.len().is_multiple_of(tb) {
-            return Err(Error::Shape {
-                what: "batch x",
-                expected: format!("T·B·I = {t}·{b}·I values, I ≥ 1"),
-                got: vec![x.len()],
-            });
-        }
+        positions(t, b)?;
+        per_position("batch x", x.len(), (t, b), "I")?;
         Self::checked(t, b, x, None, targets)
     }
 
@@ -184,22 +178,11 @@ impl Batch {
         tokens: Option<Vec<u32>>,
         targets: Targets,
     ) -> Result<Batch> {
-        let tb = t * b;
-        let per_position = |what, got: usize, name: &'static str| {
-            if got == 0 || !got.is_multiple_of(tb) {
-                return Err(Error::Shape {
-                    what,
-                    expected: format!("T·B·{name} = {t}·{b}·{name} values, {name} ≥ 1"),
-                    got: vec![got],
-                });
-            }
-            Ok(())
-        };
         match &targets {
             Targets::Classes(c) => {
                 crate::shapes::check_len("batch class targets", &[t, b], c.len())?
             }
-            Targets::Values(v) => per_position("batch value targets", v.len(), "O")?,
+            Targets::Values(v) => per_position("batch value targets", v.len(), (t, b), "O")?,
             Targets::Labels(l) => check_labels(l, b)?,
         }
         Ok(Batch {
@@ -208,7 +191,7 @@ impl Batch {
             x,
             tokens,
             targets,
-            weights: vec![1.0; tb],
+            weights: vec![1.0; t * b],
             lengths: None,
         })
     }
@@ -346,6 +329,18 @@ impl Batch {
     pub fn input_lengths(&self) -> Vec<usize> {
         self.lengths.clone().unwrap_or_else(|| vec![self.t; self.b])
     }
+}
+
+/// Checks that `got` values are a whole, positive multiple `name` of T·B per position.
+fn per_position(what: &'static str, got: usize, (t, b): (usize, usize), name: &str) -> Result<()> {
+    if got == 0 || !got.is_multiple_of(t * b) {
+        return Err(Error::Shape {
+            what,
+            expected: format!("T·B·{name} = {t}·{b}·{name} values, {name} ≥ 1"),
+            got: vec![got],
+        });
+    }
+    Ok(())
 }
 
 /// T·B, checking that both are positive and the product fits.

@@ -77,16 +77,13 @@ pub fn forecast(a: ForecastArgs) -> Result<()> {
         println!("{}", mean.verdict());
         let last = all.last().expect("at least one origin");
         let out = output(&a, "holdout");
-        let history = &data.target_values()[..last.origin];
-        let naive = seasonal::naive(history, horizon);
-        let snaive = seasonal::seasonal_naive(history, horizon, norm.season);
         save_columns(
             &out,
             &[
                 ("forecast", &last.forecast),
                 ("actual", &last.actual),
-                ("naive", &naive),
-                ("seasonal_naive", &snaive),
+                ("naive", &last.naive),
+                ("seasonal_naive", &last.seasonal_naive),
             ],
         )?;
         eprintln!("wrote the last origin's forecast to {}", out.display());
